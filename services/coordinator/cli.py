@@ -1,0 +1,268 @@
+"""`seal-lab`: command-line client of the coordinator (httpx), plus the local demo stack."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .display import render_results
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="SEAL inner-loop runs on a seal-lab stack."
+)
+console = Console(stderr=True)
+out = Console()
+
+Url = Annotated[str, typer.Option("--url", envvar="SEAL_COORDINATOR_URL", help="coordinator base URL")]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class CoordinatorError(Exception):
+    pass
+
+
+def _check(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise CoordinatorError(f"coordinator answered {response.status_code}: {detail}")
+    return response.json()
+
+
+def read_dataset(path: Path) -> list[Any]:
+    """The file must be JSON (a list in SEAL format); the coordinator validates each record."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CoordinatorError(f"{path}: no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CoordinatorError(f"{path}: not a JSON file ({exc})") from None
+    if not isinstance(raw, list):
+        raise CoordinatorError(f"{path}: expected a JSON list of passages, found {type(raw).__name__}")
+    return raw
+
+
+def start_run(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    return _check(client.post("/v1/runs", json=body))
+
+
+def follow_run(client: httpx.Client, run_id: str, quiet: bool = False) -> dict[str, Any]:
+    """Follow the server-sent events with a progress bar until the run finishes; reconnects if dropped."""
+    last_seq = -1
+    with Progress(
+        TextColumn("[bold]{task.fields[status]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        disable=quiet,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("starting", total=None, status="queued")
+        while True:
+            try:
+                with client.stream(
+                    "GET", f"/v1/runs/{run_id}/events", params={"after": last_seq}, timeout=60
+                ) as stream:
+                    if stream.status_code >= 400:
+                        stream.read()
+                        _check(stream)
+                    event_name = ""
+                    for line in stream.iter_lines():
+                        if line.startswith("event: "):
+                            event_name = line[7:]
+                        elif line.startswith("data: "):
+                            data = json.loads(line[6:])
+                            if event_name == "summary":
+                                progress.update(
+                                    task,
+                                    total=data["jobs_total"],
+                                    completed=data["jobs_done"],
+                                    status=data["status"],
+                                    description=data["current"][:90],
+                                )
+                                if data["status"] in ("succeeded", "completed_with_errors", "failed"):
+                                    return _check(client.get(f"/v1/runs/{run_id}"))
+                            else:
+                                last_seq = max(last_seq, data["seq"])
+                                if data["kind"] in ("retry", "error", "status"):
+                                    progress.console.print(f"[{data['kind']}] {data['message']}")
+            except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
+                progress.console.print(f"[retry] lost the coordinator ({type(exc).__name__}); reconnecting")
+                time.sleep(2)
+
+
+def _finish(detail: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(detail))
+    elif detail.get("results"):
+        render_results(out, detail["results"])
+    if detail["status"] == "failed":
+        console.print(f"[red]run {detail['id']} failed: {detail['error']}")
+        raise typer.Exit(1)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    dataset: Annotated[
+        Path | None, typer.Option(help="SEAL-format JSON file; default: the built-in demo set")
+    ] = None,
+    k: Annotated[int, typer.Option(help="self-edits per passage")] = 3,
+    formats: Annotated[
+        str, typer.Option(help="comma-separated: implications,rewrite,self-qa")
+    ] = "implications",
+    seed: int = 0,
+    limit: Annotated[int | None, typer.Option(help="only the first N passages")] = None,
+    temperature: float = 0.7,
+    max_new_tokens: int = 192,
+    reward_metric: str = "f1",
+    name: str = "",
+    follow: bool = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print the machine-readable result")] = False,
+    url: Url = DEFAULT_URL,
+) -> None:
+    """Start a round of the inner loop and follow it to the results table."""
+    try:
+        body: dict[str, Any] = {
+            "name": name,
+            "limit": limit,
+            "config": {
+                "k": k,
+                "formats": [f.strip() for f in formats.split(",") if f.strip()],
+                "seed": seed,
+                "temperature": temperature,
+                "max_new_tokens": max_new_tokens,
+                "reward_metric": reward_metric,
+            },
+        }
+        if dataset is None:
+            body["dataset"] = "demo"
+        else:
+            body["passages"] = read_dataset(dataset)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            created = start_run(client, body)
+            console.print(
+                f"run {created['id']}: {created['passages']} passages, {created['jobs_total']} jobs"
+            )
+            if not follow:
+                out.print(created["id"])
+                return
+            _finish(follow_run(client, created["id"], quiet=as_json), as_json)
+    except (CoordinatorError, httpx.TransportError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def status(
+    run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False, url: Url = DEFAULT_URL
+) -> None:
+    """Show a run: status, and results when finished."""
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            detail = _check(client.get(f"/v1/runs/{run_id}"))
+    except (CoordinatorError, httpx.TransportError) as exc:
+        _fail(str(exc))
+    if not as_json:
+        console.print(
+            f"{detail['id']}: {detail['status']} {detail['jobs_done']}/{detail['jobs_total']} jobs, "
+            f"{detail['retries']} retries {detail['error']}"
+        )
+    _finish(detail, as_json)
+
+
+@app.command()
+def follow(
+    run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False, url: Url = DEFAULT_URL
+) -> None:
+    """Follow a running run with a progress bar."""
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            _finish(follow_run(client, run_id, quiet=as_json), as_json)
+    except (CoordinatorError, httpx.TransportError) as exc:
+        _fail(str(exc))
+
+
+@app.command("list")
+def list_runs(url: Url = DEFAULT_URL) -> None:
+    """List the coordinator's runs."""
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            runs = _check(client.get("/v1/runs"))
+    except (CoordinatorError, httpx.TransportError) as exc:
+        _fail(str(exc))
+    for r in runs:
+        out.print(f"{r['id']}  {r['status']:<22} {r['jobs_done']}/{r['jobs_total']} jobs  {r['name']}")
+
+
+@app.command()
+def resume(run_id: str, url: Url = DEFAULT_URL) -> None:
+    """Resume a failed run from its last finished job."""
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            _check(client.post(f"/v1/runs/{run_id}/resume"))
+            _finish(follow_run(client, run_id), False)
+    except (CoordinatorError, httpx.TransportError) as exc:
+        _fail(str(exc))
+
+
+@app.command("prepare-model")
+def prepare_model() -> None:
+    """Convert the configured base model once into the cache (the embedded GGUF -> safetensors)."""
+    from seal_lab.logging import configure_logging
+    from seal_lab.models import prepare_model as prepare
+    from seal_lab.settings import ModelSettings
+
+    configure_logging()
+    out.print(prepare(ModelSettings()))
+
+
+@app.command()
+def demo(
+    k: Annotated[int, typer.Option(help="self-edits per passage")] = 3,
+    limit: Annotated[int | None, typer.Option(help="only the first N demo passages")] = None,
+    workdir: Annotated[Path, typer.Option(help="store, model cache and logs")] = Path(".seal"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Start the four services on loopback, run one round on the demo set, print the table, stop them."""
+    from .launcher import LocalStack
+
+    started = time.perf_counter()
+    with (
+        LocalStack(workdir, console) as stack,
+        httpx.Client(base_url=stack.coordinator_url, timeout=60) as client,
+    ):
+        try:
+            created = start_run(
+                client, {"dataset": "demo", "limit": limit, "config": {"k": k}, "name": "demo"}
+            )
+            console.print(
+                f"run {created['id']}: {created['passages']} passages, {created['jobs_total']} jobs"
+            )
+            detail = follow_run(client, created["id"], quiet=as_json)
+        except CoordinatorError as exc:
+            _fail(str(exc))
+    console.print(f"demo finished in {time.perf_counter() - started:.0f}s; store and logs in {workdir}/")
+    _finish(detail, as_json)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

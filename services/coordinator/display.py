@@ -1,0 +1,87 @@
+"""Terminal rendering of run results (rich), shared by the CLI and the demo."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def directive_short(directive: dict[str, Any]) -> str:
+    return (
+        f"ep={directive.get('epochs')} lr={directive.get('learning_rate', 0):.0e} "
+        f"r={directive.get('lora_rank')} a={directive.get('lora_alpha')} bs={directive.get('batch_size')}"
+    )
+
+
+def render_results(console: Console, results: dict[str, Any]) -> None:
+    summary = results["summary"]
+    metric = summary["metric"]
+    table = Table(title=f"SEAL inner loop: closed-book {metric} per passage (reward = adapted - baseline)")
+    table.add_column("passage", overflow="fold", max_width=28)
+    table.add_column("baseline", justify="right")
+    table.add_column("self-edits: score (reward) [directive, source]", overflow="fold")
+    table.add_column("best", justify="right")
+    for passage in results["passages"]:
+        lines = []
+        for edit in passage["self_edits"]:
+            if edit["scores"] is None:
+                outcome = f"failed: {edit.get('train_error') or 'not evaluated'}"
+            else:
+                outcome = f"{edit['scores'][metric]:.2f} ({edit['reward']:+.2f})"
+            lines.append(
+                f"{edit['format']}#{edit['sample_index']}: {outcome} "
+                f"[{directive_short(edit['directive'])}, {edit['directive_source']}]"
+            )
+        best = passage["best"]
+        table.add_row(
+            passage["title"] or passage["passage_id"],
+            _fmt(passage["baseline"][metric] if passage["baseline"] else None),
+            "\n".join(lines) or "; ".join(passage["errors"]) or "-",
+            "-" if best is None else f"{best['scores'][metric]:.2f} ({best['reward']:+.2f})",
+        )
+    console.print(table)
+    console.print(
+        f"mean baseline {_fmt(summary['mean_baseline'])} | mean over all adapters {_fmt(summary['mean_adapted'])} | "
+        f"mean best self-edit {_fmt(summary['mean_best'])} | best gain {_fmt(summary['mean_best_gain'])} | "
+        f"passages improved {summary['positive_best']}/{summary['passages']}"
+    )
+    console.print(f"reward by format: {summary['reward_by_format']}")
+    console.print(f"reward by directive source: {summary['reward_by_directive_source']}")
+    console.print(f"reward by epochs: {summary['reward_by_epochs']}")
+    console.print(f"seconds spent: {summary['seconds']}")
+    _render_example(console, results)
+
+
+def _render_example(console: Console, results: dict[str, Any]) -> None:
+    """One passage's best self-edit and its answers next to the baseline's: the loop in a person's terms."""
+    candidates = [p for p in results["passages"] if p["best"]]
+    if not candidates:
+        return
+    passage = max(candidates, key=lambda p: p["best"]["reward"])
+    best = next(
+        e
+        for e in passage["self_edits"]
+        if e["format"] == passage["best"]["format"] and e["sample_index"] == passage["best"]["sample_index"]
+    )
+    console.rule(f"example: {passage['title']} (best self-edit, reward {best['reward']:+.2f})")
+    console.print(f"[bold]self-edit ({best['format']}), first characters:[/bold]\n{best['preview']}")
+    console.print(f"[bold]directive:[/bold] {best['directive']} ({best['directive_source']})")
+    answers = {a["question_id"]: a["answer"] for a in best["answers"]}
+    baseline = {a["question_id"]: a["answer"] for a in passage["baseline_answers"]}
+    table = Table(show_lines=False)
+    table.add_column("question", overflow="fold", max_width=40)
+    table.add_column("gold", overflow="fold", max_width=16)
+    table.add_column("no adapter", overflow="fold", max_width=30)
+    table.add_column("with adapter", overflow="fold", max_width=30)
+    for question in passage["questions"]:
+        qid = question["question_id"]
+        table.add_row(
+            question["question"], " / ".join(question["answers"]), baseline.get(qid, ""), answers.get(qid, "")
+        )
+    console.print(table)

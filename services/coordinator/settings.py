@@ -1,0 +1,38 @@
+"""Coordinator settings: `SEAL_COORDINATOR_*`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class CoordinatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SEAL_COORDINATOR_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    generator_address: str = "127.0.0.1:50051"
+    # Comma-separated; jobs are spread over every trainer listed.
+    trainer_addresses: Annotated[list[str], NoDecode] = ["127.0.0.1:50052"]
+    evaluator_address: str = "127.0.0.1:50053"
+    info_timeout_seconds: float = 10.0
+    generate_timeout_seconds: float = 1800.0
+    train_timeout_seconds: float = 3600.0
+    evaluate_timeout_seconds: float = 1800.0
+    # A retryable failure (service down, restarting) is retried with capped exponential backoff.
+    max_attempts: int = 60
+    initial_backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 15.0
+    # Passages in flight at once: >1 lets the generator work on the next passage while the trainer trains.
+    max_concurrent_passages: int = 2
+    resume_unfinished_runs: bool = True
+    max_passages_per_run: int = 500
+
+    @field_validator("trainer_addresses", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

@@ -1,0 +1,17 @@
+"""Evaluator settings: `SEAL_EVALUATOR_*`."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from seal_lab.settings import GrpcServiceSettings
+
+
+class EvaluatorSettings(GrpcServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="SEAL_EVALUATOR_", extra="ignore")
+
+    port: int = 50053
+    max_new_tokens: int = 32
+    max_questions: int = 500
+    max_adapters_per_request: int = 64
+    batch_size: int = 16

@@ -1,0 +1,160 @@
+"""Where self-edit text comes from: the local model (default) or an OpenAI-compatible teacher over HTTP."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from seal_lab.errors import ConfigurationError, InvalidArgument, Unavailable
+from seal_lab.lora import adapter_applied
+from seal_lab.models import LoadedModel, chat_prompt, generate_texts
+from seal_lab.store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+#: Appended after the self-edit so the model writes its training directive as a continuation. A small model
+#: asked for a directive inside the main prompt mixes it into the self-edit; prefilled, it does not. The
+#: example keeps a 135M model near workable values; the sampled continuation still varies them.
+DIRECTIVE_PREFILL = (
+    "\n\nTo learn these facts, train a LoRA adapter. Allowed: epochs 1-10, learning_rate 1e-5 to 3e-3, "
+    "lora_rank 1-64, lora_alpha 1-128, batch_size 1-16, max_length 32-1024. For example: epochs=5 "
+    "learning_rate=0.001 lora_rank=16 lora_alpha=32 batch_size=4 max_length=256.\nTraining: epochs="
+)
+DIRECTIVE_PREFIX = "Training: epochs="
+DIRECTIVE_MAX_TOKENS = 48
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class RawSelfEdit:
+    """What a backend wrote: the self-edit text and, separately, the text holding its directive."""
+
+    text: str
+    directive_text: str
+    tokens: int
+
+
+class Backend(Protocol):
+    name: str
+    model_name: str
+
+    def write(
+        self, prompt: str, num_samples: int, sampling: Sampling, policy_adapter_key: str
+    ) -> list[RawSelfEdit]: ...
+
+
+class LocalBackend:
+    """The service's own base model, optionally with a policy adapter (ReST-EM) from the store."""
+
+    name = "local"
+
+    def __init__(self, loaded: LoadedModel, store: ObjectStore) -> None:
+        self.loaded = loaded
+        self.store = store
+        self.model_name = loaded.name
+
+    def write(
+        self, prompt: str, num_samples: int, sampling: Sampling, policy_adapter_key: str
+    ) -> list[RawSelfEdit]:
+        if not policy_adapter_key:
+            return self._write(self.loaded, prompt, num_samples, sampling)
+        with adapter_applied(self.loaded, self.store, policy_adapter_key) as policy_model:
+            with_policy = LoadedModel(**{**self.loaded.__dict__, "model": policy_model})
+            return self._write(with_policy, prompt, num_samples, sampling)
+
+    @staticmethod
+    def _write(model: LoadedModel, prompt: str, num_samples: int, sampling: Sampling) -> list[RawSelfEdit]:
+        chat = chat_prompt(model.tokenizer, prompt)
+        edits = generate_texts(
+            model,
+            [chat],
+            max_new_tokens=sampling.max_new_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            seed=sampling.seed,
+            num_return_sequences=num_samples,
+        )
+        continuations = [chat + edit.text.rstrip() + DIRECTIVE_PREFILL for edit in edits]
+        directives = generate_texts(
+            model,
+            continuations,
+            max_new_tokens=DIRECTIVE_MAX_TOKENS,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            seed=sampling.seed + 1,
+            stop_at_newline=True,
+        )
+        return [
+            RawSelfEdit(edit.text, DIRECTIVE_PREFIX + directive.text, edit.tokens + directive.tokens)
+            for edit, directive in zip(edits, directives, strict=True)
+        ]
+
+
+#: Asks a chat model to put its directive on a last line; strong teachers follow this reliably.
+INLINE_DIRECTIVE_INSTRUCTION = (
+    "\n\nAfter the list, choose how a small model should be trained on it and write one last line exactly "
+    "in this form, with your own numbers:\nTraining: epochs=5 learning_rate=0.001 lora_rank=16 lora_alpha=32 "
+    "batch_size=4 max_length=256"
+)
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible `/chat/completions` endpoint (vLLM, llama.cpp server, a hosted API)."""
+
+    name = "openai"
+
+    def __init__(self, base_url: str, model: str, api_key: str, timeout_seconds: float) -> None:
+        if not base_url or not model:
+            raise ConfigurationError(
+                "the openai backend needs SEAL_GENERATOR_OPENAI_BASE_URL and _OPENAI_MODEL"
+            )
+        self.model_name = model
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_seconds)
+
+    def write(
+        self, prompt: str, num_samples: int, sampling: Sampling, policy_adapter_key: str
+    ) -> list[RawSelfEdit]:
+        if policy_adapter_key:
+            raise InvalidArgument(
+                "a policy adapter needs the local backend; this generator uses a remote teacher"
+            )
+        results = []
+        for index in range(num_samples):  # one request per sample: not every server supports `n`
+            body = {
+                "model": self.model_name,
+                "messages": [{"role": "user", "content": prompt + INLINE_DIRECTIVE_INSTRUCTION}],
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "max_tokens": sampling.max_new_tokens,
+                "seed": sampling.seed + index,
+            }
+            try:
+                response = self._client.post("/chat/completions", json=body)
+            except httpx.HTTPError as exc:
+                raise Unavailable(f"teacher endpoint unreachable: {exc}") from exc
+            if response.status_code != 200:
+                raise Unavailable(f"teacher endpoint answered {response.status_code}: {response.text[:300]}")
+            try:
+                payload = response.json()
+                text = payload["choices"][0]["message"]["content"] or ""
+                tokens = int(payload.get("usage", {}).get("completion_tokens", 0))
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                raise Unavailable(
+                    f"teacher endpoint sent an unexpected response: {response.text[:300]}"
+                ) from exc
+            results.append(RawSelfEdit(text, text, tokens))
+        return results
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,76 @@
+"""Turn what a backend wrote into a self-edit: training texts, a validated directive, a stored dataset."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from seal_lab.directive import DirectiveLimits, ParsedDirective, parse_directive
+from seal_lab.store import ObjectStore
+
+from .backends import RawSelfEdit
+from .formats import SelfEditFormat
+
+DATASET_PREFIX = "datasets"
+
+
+@dataclass(frozen=True)
+class StoredSelfEdit:
+    dataset_key: str
+    sample_index: int
+    parsed: ParsedDirective
+    texts: list[str]
+    raw: RawSelfEdit
+
+
+def dataset_records(
+    passage_title: str,
+    passage_context: str,
+    texts: list[str],
+    include_passage: bool,
+    meta: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """JSONL records: one meta record (prompt, raw output, directive...), then one example per text.
+
+    Examples have `prompt` and `completion`; the trainer learns the completion only (prompt is empty here).
+    """
+    examples = [f"{passage_title}\n{passage_context}".strip()] if include_passage else []
+    examples += texts
+    return [{"type": "meta", **meta}] + [{"type": "example", "prompt": "", "completion": t} for t in examples]
+
+
+def to_jsonl(records: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records).encode()
+
+
+def store_self_edit(
+    store: ObjectStore,
+    raw: RawSelfEdit,
+    sample_index: int,
+    edit_format: SelfEditFormat,
+    limits: DirectiveLimits,
+    passage: Any,
+    prompt: str,
+    include_passage: bool,
+    provenance: dict[str, Any],
+) -> StoredSelfEdit:
+    parsed = parse_directive(raw.directive_text, limits)
+    texts = edit_format.training_texts(raw.text)
+    meta = {
+        "format": edit_format.name,
+        "passage_id": passage.passage_id,
+        "sample_index": sample_index,
+        "prompt": prompt,
+        "raw_output": raw.text,
+        "directive_text": raw.directive_text,
+        "directive": parsed.directive.as_dict(),
+        "directive_source": parsed.source.value,
+        "directive_notes": list(parsed.notes),
+        "include_passage": include_passage,
+        "generated_tokens": raw.tokens,
+        **provenance,
+    }
+    records = dataset_records(passage.title, passage.context, texts, include_passage, meta)
+    key = store.put_content(DATASET_PREFIX, to_jsonl(records), ".jsonl", "application/x-ndjson")
+    return StoredSelfEdit(key, sample_index, parsed, texts, raw)

@@ -1,0 +1,160 @@
+"""Generator servicer: K self-edits for a passage, stored as JSONL datasets."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+
+from seal.v1 import common_pb2, generator_pb2, generator_pb2_grpc
+from seal_lab import __version__
+from seal_lab.data import MAX_CONTEXT_CHARS
+from seal_lab.directive import DirectiveLimits, DirectiveSource
+from seal_lab.errors import InvalidArgument
+from seal_lab.logging import bind_context
+from seal_lab.service import ModelHost
+from seal_lab.store import ObjectStore, validate_key
+
+from .backends import Backend, LocalBackend, Sampling
+from .formats import FORMATS, get_format
+from .selfedit import store_self_edit
+
+log = logging.getLogger(__name__)
+
+MAX_SAMPLES = 16
+MAX_NEW_TOKENS = 2048
+
+_SOURCE_TO_PROTO = {
+    DirectiveSource.PARSED: generator_pb2.DIRECTIVE_SOURCE_PARSED,
+    DirectiveSource.CLAMPED: generator_pb2.DIRECTIVE_SOURCE_CLAMPED,
+    DirectiveSource.PARTIAL: generator_pb2.DIRECTIVE_SOURCE_PARTIAL,
+    DirectiveSource.DEFAULT: generator_pb2.DIRECTIVE_SOURCE_DEFAULT,
+}
+
+
+def validate_request(request: generator_pb2.GenerateRequest) -> Sampling:
+    passage = request.passage
+    if not passage.context.strip():
+        raise InvalidArgument("passage.context is empty")
+    if len(passage.context) > MAX_CONTEXT_CHARS:
+        raise InvalidArgument(
+            f"passage.context has {len(passage.context):,} characters; the limit is {MAX_CONTEXT_CHARS:,}"
+        )
+    if not passage.passage_id:
+        raise InvalidArgument("passage.passage_id is empty")
+    get_format(request.format)
+    if not 1 <= request.num_samples <= MAX_SAMPLES:
+        raise InvalidArgument(f"num_samples={request.num_samples} must be in [1, {MAX_SAMPLES}]")
+    sampling = request.sampling
+    if not 0.0 <= sampling.temperature <= 2.0:
+        raise InvalidArgument(f"sampling.temperature={sampling.temperature} must be in [0, 2]")
+    if not 0.0 < sampling.top_p <= 1.0:
+        raise InvalidArgument(f"sampling.top_p={sampling.top_p} must be in (0, 1]")
+    if not 1 <= sampling.max_new_tokens <= MAX_NEW_TOKENS:
+        raise InvalidArgument(
+            f"sampling.max_new_tokens={sampling.max_new_tokens} must be in [1, {MAX_NEW_TOKENS}]"
+        )
+    if not request.HasField("limits"):
+        raise InvalidArgument("limits is required: pass the trainer's published DirectiveLimits")
+    if request.policy_adapter_key:
+        validate_key(request.policy_adapter_key)
+    return Sampling(sampling.temperature, sampling.top_p, sampling.max_new_tokens, sampling.seed)
+
+
+class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
+    """Uses the local model (through `host`) unless a remote teacher backend is given."""
+
+    def __init__(self, store: ObjectStore, host: ModelHost, remote: Backend | None = None) -> None:
+        self.store = store
+        self.host = host
+        self._remote = remote
+        self._local: LocalBackend | None = None
+
+    async def load(self) -> None:
+        if self._remote is None:
+            await self.host.load()
+
+    def _backend(self) -> Backend:
+        if self._remote is not None:
+            return self._remote
+        if self._local is None:
+            self._local = LocalBackend(self.host.loaded, self.store)
+        return self._local
+
+    def _fingerprint(self) -> str:
+        return f"remote:{self._remote.model_name}" if self._remote else self.host.loaded.fingerprint
+
+    async def GetInfo(self, request: common_pb2.GetInfoRequest, context: grpc.aio.ServicerContext):
+        backend = self._backend()
+        if self._remote is not None:
+            return common_pb2.ServiceInfo(
+                service="generator",
+                version=__version__,
+                model_name=backend.model_name,
+                model_fingerprint=self._fingerprint(),
+                formats=list(FORMATS),
+                backend=backend.name,
+            )
+        return self.host.info(formats=list(FORMATS), backend=backend.name)
+
+    async def Generate(self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext):
+        sampling = validate_request(request)
+        backend = self._backend()
+        fingerprint = self._fingerprint()
+        with bind_context(run_id=request.run_id, passage_id=request.passage.passage_id):
+            started = time.perf_counter()
+            edits = await self.host.worker.run(self._generate, backend, request, sampling, fingerprint)
+            seconds = time.perf_counter() - started
+            log.info("wrote %d %s self-edits in %.1fs", len(edits), request.format, seconds)
+        return generator_pb2.GenerateResponse(
+            self_edits=edits, model_fingerprint=fingerprint, seconds=seconds
+        )
+
+    def _generate(
+        self, backend: Backend, request: generator_pb2.GenerateRequest, sampling: Sampling, fingerprint: str
+    ) -> list[generator_pb2.SelfEdit]:
+        edit_format = get_format(request.format)
+        limits = DirectiveLimits.from_proto(request.limits)
+        passage = request.passage
+        prompt = edit_format.prompt(passage.title, passage.context)
+        raws = backend.write(prompt, request.num_samples, sampling, request.policy_adapter_key)
+        provenance = {
+            "backend": backend.name,
+            "generator_model": backend.model_name,
+            "generator_fingerprint": fingerprint,
+            "policy_adapter_key": request.policy_adapter_key,
+            "sampling": {
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "max_new_tokens": sampling.max_new_tokens,
+                "seed": sampling.seed,
+            },
+        }
+        messages = []
+        for index, raw in enumerate(raws):
+            stored = store_self_edit(
+                self.store,
+                raw,
+                index,
+                edit_format,
+                limits,
+                passage,
+                prompt,
+                request.include_passage,
+                provenance,
+            )
+            messages.append(
+                generator_pb2.SelfEdit(
+                    dataset_key=stored.dataset_key,
+                    format=edit_format.name,
+                    sample_index=index,
+                    directive=stored.parsed.directive.to_proto(),
+                    directive_source=_SOURCE_TO_PROTO[stored.parsed.source],
+                    directive_notes=list(stored.parsed.notes),
+                    num_texts=len(stored.texts),
+                    preview=raw.text[:240],
+                    generated_tokens=raw.tokens,
+                )
+            )
+        return messages

@@ -1,0 +1,72 @@
+from seal.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Question(_message.Message):
+    __slots__ = ("question_id", "question", "answers")
+    QUESTION_ID_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    question_id: str
+    question: str
+    answers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, question_id: _Optional[str] = ..., question: _Optional[str] = ..., answers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EvaluateRequest(_message.Message):
+    __slots__ = ("questions", "adapter_keys", "max_new_tokens", "run_id")
+    QUESTIONS_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_KEYS_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    questions: _containers.RepeatedCompositeFieldContainer[Question]
+    adapter_keys: _containers.RepeatedScalarFieldContainer[str]
+    max_new_tokens: int
+    run_id: str
+    def __init__(self, questions: _Optional[_Iterable[_Union[Question, _Mapping]]] = ..., adapter_keys: _Optional[_Iterable[str]] = ..., max_new_tokens: _Optional[int] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class Scores(_message.Message):
+    __slots__ = ("exact_match", "f1", "contains")
+    EXACT_MATCH_FIELD_NUMBER: _ClassVar[int]
+    F1_FIELD_NUMBER: _ClassVar[int]
+    CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    exact_match: float
+    f1: float
+    contains: float
+    def __init__(self, exact_match: _Optional[float] = ..., f1: _Optional[float] = ..., contains: _Optional[float] = ...) -> None: ...
+
+class Answer(_message.Message):
+    __slots__ = ("question_id", "answer", "scores")
+    QUESTION_ID_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    question_id: str
+    answer: str
+    scores: Scores
+    def __init__(self, question_id: _Optional[str] = ..., answer: _Optional[str] = ..., scores: _Optional[_Union[Scores, _Mapping]] = ...) -> None: ...
+
+class AdapterEvaluation(_message.Message):
+    __slots__ = ("adapter_key", "mean", "answers", "cached")
+    ADAPTER_KEY_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    adapter_key: str
+    mean: Scores
+    answers: _containers.RepeatedCompositeFieldContainer[Answer]
+    cached: bool
+    def __init__(self, adapter_key: _Optional[str] = ..., mean: _Optional[_Union[Scores, _Mapping]] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., cached: _Optional[bool] = ...) -> None: ...
+
+class EvaluateResponse(_message.Message):
+    __slots__ = ("evaluations", "model_fingerprint", "seconds")
+    EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    evaluations: _containers.RepeatedCompositeFieldContainer[AdapterEvaluation]
+    model_fingerprint: str
+    seconds: float
+    def __init__(self, evaluations: _Optional[_Iterable[_Union[AdapterEvaluation, _Mapping]]] = ..., model_fingerprint: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,236 @@
+"""Passages and questions in SEAL's knowledge-incorporation format (SQuAD passages, one answer each).
+
+The format is a JSON list of ``{title, context, questions: [{question, answer}]}``. Parsing is strict and
+every refusal says where (source, record index, title, field) so that a user can fix a file without
+guessing. Record and question indexes are 0-based: "record 3" is ``data[3]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from seal_lab.errors import InvalidArgument
+
+MAX_CONTEXT_CHARS = 20_000
+MAX_QUESTIONS_PER_PASSAGE = 50
+MAX_QUESTION_CHARS = 1_000
+
+_DEMO_RESOURCE = "data/demo_passages.json"
+_TITLE_IN_MESSAGE_CHARS = 60
+
+
+@dataclass(frozen=True)
+class Question:
+    question_id: str
+    question: str
+    answers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Passage:
+    passage_id: str
+    title: str
+    context: str
+    questions: tuple[Question, ...]
+
+
+def derive_passage_id(title: str, context: str) -> str:
+    """Stable id from content, so the same passage gets the same id in every run and every service."""
+    digest = hashlib.sha256(f"{title}\n{context}".encode()).hexdigest()
+    return f"p-{digest[:12]}"
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _where(source: str, index: int, title: str | None) -> str:
+    if not title:
+        return f"{source}: record {index}"
+    if len(title) > _TITLE_IN_MESSAGE_CHARS:
+        title = title[: _TITLE_IN_MESSAGE_CHARS - 3] + "..."
+    return f"{source}: record {index} ({title!r})"
+
+
+def _parse_answers(q: dict[str, Any], where: str) -> tuple[str, ...]:
+    """Collect answers from ``answer`` (string or list) and ``answers`` (list of strings or SQuAD objects)."""
+    found: list[str] = []
+    present = False
+    for key in ("answer", "answers"):
+        if key not in q or q[key] is None:
+            continue
+        present = True
+        value = q[key]
+        if isinstance(value, str) and key == "answer":
+            items: list[object] = [value]
+        elif isinstance(value, list):
+            items = value
+        else:
+            expected = "a string or a list of strings" if key == "answer" else "a list of strings"
+            raise InvalidArgument(f"{where}: {key!r} must be {expected}, got {_type_name(value)}")
+        if not items:
+            raise InvalidArgument(f"{where}: {key!r} is an empty list")
+        for j, item in enumerate(items):
+            # Original SQuAD files carry answers as {"text", "answer_start"} objects.
+            text = item.get("text") if isinstance(item, dict) else item
+            if not isinstance(text, str):
+                raise InvalidArgument(f"{where}: {key!r}[{j}] must be a string, got {_type_name(item)}")
+            if not text.strip():
+                raise InvalidArgument(f"{where}: {key!r}[{j}] is empty")
+            if text not in found:
+                found.append(text)
+    if not present:
+        raise InvalidArgument(f"{where}: 'answer' is missing")
+    return tuple(found)
+
+
+def _parse_question(q: object, passage_id: str, index: int, where: str) -> Question:
+    where = f"{where}: question {index}"
+    if not isinstance(q, dict):
+        raise InvalidArgument(f"{where}: must be an object, got {_type_name(q)}")
+    text = q.get("question")
+    if text is None:
+        raise InvalidArgument(f"{where}: 'question' is missing")
+    if not isinstance(text, str):
+        raise InvalidArgument(f"{where}: 'question' must be a string, got {_type_name(text)}")
+    if not text.strip():
+        raise InvalidArgument(f"{where}: 'question' is empty")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise InvalidArgument(
+            f"{where}: 'question' is {len(text)} characters, over the limit of {MAX_QUESTION_CHARS}"
+        )
+    return Question(question_id=f"{passage_id}-q{index}", question=text, answers=_parse_answers(q, where))
+
+
+def _parse_record(record: object, index: int, source: str) -> Passage:
+    if not isinstance(record, dict):
+        raise InvalidArgument(f"{_where(source, index, None)}: must be an object, got {_type_name(record)}")
+    title = record.get("title", "")
+    if title is None:
+        title = ""
+    if not isinstance(title, str):
+        raise InvalidArgument(
+            f"{_where(source, index, None)}: 'title' must be a string, got {_type_name(title)}"
+        )
+    where = _where(source, index, title)
+
+    context = record.get("context")
+    if context is None:
+        raise InvalidArgument(f"{where}: 'context' is missing")
+    if not isinstance(context, str):
+        raise InvalidArgument(f"{where}: 'context' must be a string, got {_type_name(context)}")
+    if not context.strip():
+        raise InvalidArgument(f"{where}: 'context' is empty")
+    if len(context) > MAX_CONTEXT_CHARS:
+        raise InvalidArgument(
+            f"{where}: 'context' is {len(context)} characters, over the limit of {MAX_CONTEXT_CHARS}"
+        )
+
+    raw_id = record.get("id")
+    if raw_id is None:
+        passage_id = derive_passage_id(title, context)
+    elif not isinstance(raw_id, str):
+        raise InvalidArgument(f"{where}: 'id' must be a string, got {_type_name(raw_id)}")
+    elif not raw_id.strip():
+        raise InvalidArgument(f"{where}: 'id' is empty")
+    else:
+        passage_id = raw_id
+
+    questions = record.get("questions")
+    if questions is None:
+        raise InvalidArgument(f"{where}: 'questions' is missing")
+    if not isinstance(questions, list):
+        raise InvalidArgument(f"{where}: 'questions' must be a list, got {_type_name(questions)}")
+    if not questions:
+        raise InvalidArgument(f"{where}: 'questions' is empty")
+    if len(questions) > MAX_QUESTIONS_PER_PASSAGE:
+        raise InvalidArgument(
+            f"{where}: 'questions' has {len(questions)} entries, "
+            f"over the limit of {MAX_QUESTIONS_PER_PASSAGE}"
+        )
+    return Passage(
+        passage_id=passage_id,
+        title=title,
+        context=context,
+        questions=tuple(_parse_question(q, passage_id, j, where) for j, q in enumerate(questions)),
+    )
+
+
+def parse_passages(raw: object, source: str) -> list[Passage]:
+    """Validate decoded JSON in SEAL/SQuAD format; ``source`` names the data in error messages."""
+    if not isinstance(raw, list):
+        raise InvalidArgument(f"{source}: expected a JSON list of passages, got {_type_name(raw)}")
+    if not raw:
+        raise InvalidArgument(f"{source}: the list of passages is empty")
+    passages: list[Passage] = []
+    seen: dict[str, int] = {}
+    for index, record in enumerate(raw):
+        passage = _parse_record(record, index, source)
+        if passage.passage_id in seen:
+            field = "'id'" if isinstance(record, dict) and record.get("id") is not None else "passage id"
+            raise InvalidArgument(
+                f"{_where(source, index, passage.title)}: {field} {passage.passage_id!r} duplicates "
+                f"record {seen[passage.passage_id]}"
+            )
+        seen[passage.passage_id] = index
+        passages.append(passage)
+    return passages
+
+
+def parse_passages_bytes(data: bytes, source: str) -> list[Passage]:
+    """Decode UTF-8 JSON (a BOM is tolerated) and parse it."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(f"{source}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(
+            f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    return parse_passages(raw, source)
+
+
+def load_passages(path: Path) -> list[Passage]:
+    """Read and parse a passages file; a missing or unreadable file is the caller's argument error."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidArgument(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidArgument(f"{path}: is a directory, not a passages file") from None
+    except OSError as exc:
+        raise InvalidArgument(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return parse_passages_bytes(data, str(path))
+
+
+def passages_to_json(passages: list[Passage] | tuple[Passage, ...]) -> list[dict[str, Any]]:
+    """SEAL-format records that parse back to equal passages (the id is written so it survives)."""
+    out: list[dict[str, Any]] = []
+    for p in passages:
+        questions: list[dict[str, Any]] = []
+        for q in p.questions:
+            if len(q.answers) == 1:
+                questions.append({"question": q.question, "answer": q.answers[0]})
+            else:
+                questions.append({"question": q.question, "answers": list(q.answers)})
+        out.append({"id": p.passage_id, "title": p.title, "context": p.context, "questions": questions})
+    return out
+
+
+@cache
+def _demo_passages() -> tuple[Passage, ...]:
+    data = resources.files("seal_lab").joinpath(_DEMO_RESOURCE).read_bytes()
+    return tuple(parse_passages_bytes(data, f"seal_lab/{_DEMO_RESOURCE}"))
+
+
+def demo_passages() -> list[Passage]:
+    """The built-in demo set: invented facts, so a model cannot answer them without learning the passage."""
+    return list(_demo_passages())

@@ -1,0 +1,185 @@
+"""Training directives: the hyperparameters a self-edit asks for, their limits, parsing and clamping.
+
+Shared by the generator (parses what the model wrote, clamps it to the trainer's published limits) and the
+trainer (enforces the same limits on whatever it receives).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, fields, replace
+from enum import Enum
+
+from seal.v1 import common_pb2
+
+
+@dataclass(frozen=True)
+class Directive:
+    epochs: int = 5
+    learning_rate: float = 1e-3
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    batch_size: int = 4
+    max_length: int = 256
+
+    def to_proto(self) -> common_pb2.Directive:
+        return common_pb2.Directive(**asdict(self))
+
+    @classmethod
+    def from_proto(cls, message: common_pb2.Directive) -> Directive:
+        return cls(**{f.name: getattr(message, f.name) for f in fields(cls)})
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+#: Used when a self-edit carries no usable directive. Chosen on the embedded model: enough epochs at a
+#: high LoRA learning rate for a 135M model to take in a short passage on two cores in about half a minute.
+DEFAULT_DIRECTIVE = Directive()
+
+
+@dataclass(frozen=True)
+class DirectiveLimits:
+    min_epochs: int = 1
+    max_epochs: int = 10
+    min_learning_rate: float = 1e-5
+    max_learning_rate: float = 3e-3
+    min_lora_rank: int = 1
+    max_lora_rank: int = 64
+    min_lora_alpha: int = 1
+    max_lora_alpha: int = 128
+    min_batch_size: int = 1
+    max_batch_size: int = 16
+    min_max_length: int = 32
+    max_max_length: int = 1024
+    default: Directive = DEFAULT_DIRECTIVE
+
+    def to_proto(self) -> common_pb2.DirectiveLimits:
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "default"}
+        return common_pb2.DirectiveLimits(**values, default_directive=self.default.to_proto())
+
+    @classmethod
+    def from_proto(cls, message: common_pb2.DirectiveLimits) -> DirectiveLimits:
+        values = {f.name: getattr(message, f.name) for f in fields(cls) if f.name != "default"}
+        return cls(**values, default=Directive.from_proto(message.default_directive))
+
+    def bounds(self, name: str) -> tuple[float, float]:
+        return getattr(self, f"min_{name}"), getattr(self, f"max_{name}")
+
+    def clamp(self, directive: Directive) -> Directive:
+        """The nearest directive inside the limits."""
+        values = {}
+        for field in fields(Directive):
+            low, high = self.bounds(field.name)
+            values[field.name] = type(low)(min(max(getattr(directive, field.name), low), high))
+        return Directive(**values)
+
+    def with_clamped_default(self) -> DirectiveLimits:
+        """These limits with their default moved inside them (limits tighter than the default)."""
+        return replace(self, default=self.clamp(self.default))
+
+    def violations(self, directive: Directive) -> list[str]:
+        """Human-readable reasons a directive is outside the limits (empty when it is fine)."""
+        problems = []
+        for field in fields(Directive):
+            low, high = self.bounds(field.name)
+            value = getattr(directive, field.name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and low <= value <= high):
+                problems.append(f"{field.name}={value} is outside [{low:g}, {high:g}]")
+        return problems
+
+
+class DirectiveSource(Enum):
+    PARSED = "parsed"
+    CLAMPED = "clamped"
+    PARTIAL = "partial"
+    DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class ParsedDirective:
+    directive: Directive
+    source: DirectiveSource
+    notes: tuple[str, ...]
+
+
+# Names a model may use for each field; matched case-insensitively as `name = value` or `name: value`.
+_ALIASES = {
+    "epochs": ("epochs", "epoch", "num_epochs", "n_epochs"),
+    "learning_rate": ("learning_rate", "learning rate", "lr"),
+    "lora_rank": ("lora_rank", "lora rank", "rank", "r"),
+    "lora_alpha": ("lora_alpha", "lora alpha", "alpha"),
+    "batch_size": ("batch_size", "batch size", "bs"),
+    "max_length": ("max_length", "max length", "max_len", "max_seq_len"),
+}
+_NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+# A line such as "Training: epochs=3 ..." or "**Training directive:** ...".
+_DIRECTIVE_LINE = re.compile(r"^\W*training(?:\s+directive)?\W*:", re.I | re.M)
+
+
+def _find_value(text: str, aliases: tuple[str, ...]) -> str | None:
+    for alias in aliases:
+        pattern = rf"(?<![\w]){re.escape(alias)}\s*[=:]\s*{_NUMBER}"
+        match = re.search(pattern, text, re.I)
+        if match:
+            return match.group(1)
+    return None
+
+
+def directive_region(text: str) -> str:
+    """The part of a model output that holds the directive: from a 'Training' line to the end."""
+    match = _DIRECTIVE_LINE.search(text)
+    return text[match.start() :] if match else ""
+
+
+def strip_directive(text: str) -> str:
+    """The model output without its directive part (what becomes training text)."""
+    match = _DIRECTIVE_LINE.search(text)
+    return text[: match.start()] if match else text
+
+
+def parse_directive(text: str, limits: DirectiveLimits) -> ParsedDirective:
+    """Read a directive from model output; clamp to limits; fall back to the default field by field."""
+    region = directive_region(text)
+    default = limits.default
+    values: dict[str, float | int] = {}
+    notes: list[str] = []
+    clamped = False
+    for field in fields(Directive):
+        raw = _find_value(region, _ALIASES[field.name]) if region else None
+        if raw is None:
+            continue
+        try:
+            number = float(raw)
+        except ValueError:
+            continue
+        if not math.isfinite(number):
+            notes.append(f"{field.name}={raw} is not a number; default used")
+            continue
+        low, high = limits.bounds(field.name)
+        bounded = min(max(number, low), high)
+        if bounded != number:
+            clamped = True
+            notes.append(f"{field.name}={raw} clamped to {bounded:g}")
+        values[field.name] = round(bounded) if field.type in ("int", int) else bounded
+    if not values:
+        reason = "no directive in the output" if not region else "directive found but unreadable"
+        return ParsedDirective(limits.clamp(default), DirectiveSource.DEFAULT, (f"{reason}; default used",))
+    missing = [f.name for f in fields(Directive) if f.name not in values]
+    directive = limits.clamp(replace(default, **values))  # defaulted fields must fit the limits too
+    if missing:
+        notes.append(f"missing {', '.join(missing)}: defaults used")
+        source = DirectiveSource.PARTIAL
+    else:
+        source = DirectiveSource.CLAMPED if clamped else DirectiveSource.PARSED
+    return ParsedDirective(directive, source, tuple(notes))
+
+
+def format_directive(directive: Directive) -> str:
+    """The line format the generator's prompt asks the model to write (and that the parser reads)."""
+    return (
+        f"Training: epochs={directive.epochs} learning_rate={directive.learning_rate:g} "
+        f"lora_rank={directive.lora_rank} lora_alpha={directive.lora_alpha} "
+        f"batch_size={directive.batch_size} max_length={directive.max_length}"
+    )

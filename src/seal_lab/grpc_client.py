@@ -1,0 +1,56 @@
+"""Client-side helpers: channels with sane options, health waiting, and status classification."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from seal_lab.grpc_server import MAX_MESSAGE_BYTES
+
+#: Failures worth retrying: the service is down, restarting, overloaded or too slow.
+RETRYABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+
+
+def open_channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        address,
+        options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            # Reconnect quickly after a service restarts instead of backing off for minutes.
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 2000),
+        ],
+    )
+
+
+async def is_serving(channel: grpc.aio.Channel, service: str = "", timeout: float = 2.0) -> bool:
+    stub = health_pb2_grpc.HealthStub(channel)
+    try:
+        response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+    except grpc.aio.AioRpcError:
+        return False
+    return response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def wait_until_serving(address: str, timeout: float, service: str = "") -> None:
+    """Poll the standard health service until SERVING; raise TimeoutError with the address otherwise."""
+    deadline = time.monotonic() + timeout
+    async with open_channel(address) as channel:
+        while time.monotonic() < deadline:
+            if await is_serving(channel, service):
+                return
+            await asyncio.sleep(0.25)
+    raise TimeoutError(f"{address} did not report SERVING within {timeout:.0f}s")

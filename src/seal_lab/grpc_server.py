@@ -1,0 +1,171 @@
+"""gRPC server bootstrap shared by the generator, trainer and evaluator.
+
+- standard `grpc.health.v1` service: NOT_SERVING until the service's model is loaded, then SERVING;
+- an interceptor that maps `SealError` to its status code and logs unexpected errors as INTERNAL;
+- SIGTERM/SIGINT -> health NOT_SERVING -> `server.stop(grace)` so in-flight calls can finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from seal_lab.errors import SealError
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def _abort_code(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, SealError):
+        return exc.grpc_code, exc.message
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+
+
+def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await behavior(request, context)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:
+            code, message = _abort_code(exc)
+            _log_failure(method, code, exc)
+            await context.abort(code, message)
+
+    return wrapper
+
+
+def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            async for item in behavior(request, context):
+                yield item
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:
+            code, message = _abort_code(exc)
+            _log_failure(method, code, exc)
+            await context.abort(code, message)
+
+    return wrapper
+
+
+def _log_failure(method: str, code: grpc.StatusCode, exc: BaseException) -> None:
+    if code == grpc.StatusCode.INTERNAL:
+        log.error("%s failed", method, exc_info=exc)
+    else:
+        log.warning("%s refused: %s %s", method, code.name, exc)
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Turns domain errors into status codes with their message; never leaks a stack trace to the caller."""
+
+    async def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+@dataclass
+class GrpcService:
+    """A servicer and how to attach it: `add(servicer, server)` is the generated `add_*Servicer_to_server`."""
+
+    name: str  # full service name for health, e.g. "seal.v1.Trainer"
+    servicer: Any
+    add: Callable[[Any, grpc.aio.Server], None]
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    port: int
+    service_names: list[str] = field(default_factory=list)
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ["", *self.service_names]:
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float) -> None:
+        await self.set_serving(False)
+        await self.server.stop(grace)
+
+
+async def start_server(services: list[GrpcService], host: str, port: int) -> RunningServer:
+    """Start serving (health NOT_SERVING) and return; port 0 picks a free port."""
+    server = grpc.aio.server(
+        interceptors=[ErrorMappingInterceptor()],
+        options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for service in services:
+        service.add(service.servicer, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind gRPC server to {host}:{port}")
+    running = RunningServer(server, health_servicer, bound, [s.name for s in services])
+    await running.set_serving(False)
+    await server.start()
+    return running
+
+
+async def serve_until_signalled(
+    services: list[GrpcService],
+    host: str,
+    port: int,
+    grace: float,
+    load: Callable[[], Awaitable[None]],
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Entry-point loop: start, load the model (health stays NOT_SERVING), serve, drain on SIGTERM."""
+    running = await start_server(services, host, port)
+    log.info("listening on %s:%d (NOT_SERVING until loaded)", host, running.port)
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_event.set)
+    load_task = asyncio.create_task(load())
+    stop_task = asyncio.create_task(stop_event.wait())
+    done, _ = await asyncio.wait({load_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    if load_task in done:
+        load_task.result()  # a failed load ends the process with its error
+        await running.set_serving(True)
+        log.info("SERVING on port %d", running.port)
+        if on_ready:
+            on_ready(running.port)
+        await stop_task
+    else:
+        load_task.cancel()
+    log.info("shutting down: draining for up to %.0fs", grace)
+    await running.stop(grace)
+    log.info("stopped")

@@ -1,0 +1,66 @@
+"""What a model-serving gRPC service shares: the model host, service info, and the process entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from seal.v1 import common_pb2
+from seal_lab import __version__
+from seal_lab.errors import Unavailable
+from seal_lab.grpc_server import GrpcService, serve_until_signalled
+from seal_lab.logging import configure_logging
+from seal_lab.models import LoadedModel, ModelWorker, load_model
+from seal_lab.settings import GrpcServiceSettings, LoggingSettings, ModelSettings
+
+log = logging.getLogger(__name__)
+
+
+class ModelHost:
+    """Loads the base model once per process and runs model work one job at a time."""
+
+    def __init__(self, service: str, settings: ModelSettings) -> None:
+        self.service = service
+        self.settings = settings
+        self.worker = ModelWorker(service)
+        self._loaded: LoadedModel | None = None
+
+    async def load(self) -> LoadedModel:
+        if self._loaded is None:
+            self._loaded = await self.worker.run(load_model, self.settings)
+        return self._loaded
+
+    @property
+    def loaded(self) -> LoadedModel:
+        if self._loaded is None:
+            raise Unavailable(f"{self.service} is still loading its model")
+        return self._loaded
+
+    def info(self, **extra: object) -> common_pb2.ServiceInfo:
+        loaded = self.loaded
+        return common_pb2.ServiceInfo(
+            service=self.service,
+            version=__version__,
+            model_name=loaded.name,
+            model_fingerprint=loaded.fingerprint,
+            device=loaded.device,
+            dtype=loaded.dtype,
+            **extra,
+        )
+
+
+def run_grpc_service(
+    name: str,
+    settings: GrpcServiceSettings,
+    logging_settings: LoggingSettings,
+    build: Callable[[], tuple[list[GrpcService], Callable[[], Awaitable[object]]]],
+) -> None:
+    """Process entry point: logging first, then build servicers, load, serve until SIGTERM."""
+    configure_logging(logging_settings.level, logging_settings.json_format, service=name)
+    services, load = build()
+
+    async def _load() -> None:
+        await load()
+
+    asyncio.run(serve_until_signalled(services, settings.host, settings.port, settings.grace_seconds, _load))

@@ -1,0 +1,50 @@
+"""Real gRPC servers of the services, in-process on ephemeral ports, each on its own event-loop thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from seal_lab.grpc_server import GrpcService, RunningServer, start_server
+
+
+@dataclass
+class ServerThread:
+    """A grpc.aio server (plus its servicer's `load`) on a background event loop."""
+
+    service: GrpcService
+    load: Callable[[], Any]
+    loop: asyncio.AbstractEventLoop | None = None
+    running: RunningServer | None = None
+
+    def start(self, load: bool = True) -> ServerThread:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.running = self.call(start_server([self.service], "127.0.0.1", 0))
+        if load:
+            self.finish_loading()
+        return self
+
+    def finish_loading(self) -> None:
+        self.call(self.load())
+        self.call(self.running.set_serving(True))
+
+    def call(self, coroutine: Any, timeout: float = 300) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.running.port}"
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.address)
+
+    def stop(self) -> None:
+        if self.running is not None:
+            self.call(self.running.stop(1.0))
+        self.loop.call_soon_threadsafe(self.loop.stop)

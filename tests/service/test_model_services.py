@@ -1,0 +1,333 @@
+"""Generator, trainer and evaluator as real gRPC servers: the happy path, health, and refusals."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from seal.v1 import (
+    common_pb2,
+    evaluator_pb2,
+    evaluator_pb2_grpc,
+    generator_pb2,
+    generator_pb2_grpc,
+    trainer_pb2,
+    trainer_pb2_grpc,
+)
+from seal_lab.data import demo_passages
+from seal_lab.directive import Directive
+from seal_lab.lora import ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS
+from seal_lab.store import LocalStore
+
+PASSAGE = demo_passages()[1]
+
+
+def _passage(context: str = PASSAGE.context) -> generator_pb2.Passage:
+    return generator_pb2.Passage(passage_id=PASSAGE.passage_id, title=PASSAGE.title, context=context)
+
+
+def _questions() -> list[evaluator_pb2.Question]:
+    return [
+        evaluator_pb2.Question(question_id=q.question_id, question=q.question, answers=list(q.answers))
+        for q in PASSAGE.questions
+    ]
+
+
+@pytest.fixture(scope="module")
+def limits(trainer_server) -> common_pb2.DirectiveLimits:
+    stub = trainer_pb2_grpc.TrainerStub(trainer_server.channel())
+    return stub.GetInfo(common_pb2.GetInfoRequest(), timeout=10).limits
+
+
+def _generate(generator_server, limits, **overrides) -> generator_pb2.GenerateResponse:
+    request = generator_pb2.GenerateRequest(
+        passage=_passage(),
+        format="implications",
+        num_samples=2,
+        sampling=generator_pb2.SamplingParams(temperature=0.7, top_p=0.95, max_new_tokens=48, seed=7),
+        limits=limits,
+        include_passage=True,
+    )
+    for field, value in overrides.items():
+        if field == "context":
+            request.passage.context = value
+        else:
+            setattr(request, field, value)
+    stub = generator_pb2_grpc.GeneratorStub(generator_server.channel())
+    return stub.Generate(request, timeout=300)
+
+
+def _train(
+    trainer_server, dataset_key: str, directive: Directive, seed: int = 0
+) -> list[trainer_pb2.TrainEvent]:
+    stub = trainer_pb2_grpc.TrainerStub(trainer_server.channel())
+    request = trainer_pb2.TrainRequest(dataset_key=dataset_key, directive=directive.to_proto(), seed=seed)
+    return list(stub.Train(request, timeout=300))
+
+
+SMALL = Directive(epochs=1, learning_rate=1e-3, lora_rank=4, lora_alpha=8, batch_size=4, max_length=64)
+
+
+@pytest.fixture(scope="module")
+def self_edits(generator_server, limits) -> generator_pb2.GenerateResponse:
+    return _generate(generator_server, limits)
+
+
+@pytest.fixture(scope="module")
+def trained(trainer_server, self_edits) -> trainer_pb2.TrainResult:
+    events = _train(trainer_server, self_edits.self_edits[0].dataset_key, SMALL)
+    assert events[-1].HasField("result")
+    return events[-1].result
+
+
+# ---- health and identity ----------------------------------------------------------------------------------
+
+
+def test_health_is_serving_and_services_share_the_base_model(
+    generator_server, trainer_server, evaluator_server
+):
+    fingerprints = set()
+    for server in (generator_server, trainer_server, evaluator_server):
+        health = health_pb2_grpc.HealthStub(server.channel())
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
+    for stub in (
+        generator_pb2_grpc.GeneratorStub(generator_server.channel()),
+        trainer_pb2_grpc.TrainerStub(trainer_server.channel()),
+        evaluator_pb2_grpc.EvaluatorStub(evaluator_server.channel()),
+    ):
+        fingerprints.add(stub.GetInfo(common_pb2.GetInfoRequest(), timeout=5).model_fingerprint)
+    assert len(fingerprints) == 1 and "" not in fingerprints
+
+
+def test_health_is_not_serving_before_the_model_loads(shared_store, model_settings):
+    from seal.v1 import trainer_pb2_grpc as tg
+    from seal_lab.grpc_server import GrpcService
+    from seal_lab.service import ModelHost
+    from services.trainer.server import TrainerServicer
+    from tests.conftest import TEST_TRAINER_SETTINGS
+    from tests.grpc_harness import ServerThread
+
+    servicer = TrainerServicer(shared_store, ModelHost("trainer", model_settings), TEST_TRAINER_SETTINGS)
+    server = ServerThread(
+        GrpcService("seal.v1.Trainer", servicer, tg.add_TrainerServicer_to_server), servicer.load
+    )
+    server.start(load=False)
+    try:
+        health = health_pb2_grpc.HealthStub(server.channel())
+        status = health.Check(health_pb2.HealthCheckRequest(service="seal.v1.Trainer"), timeout=5).status
+        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(grpc.RpcError) as error:
+            tg.TrainerStub(server.channel()).GetInfo(common_pb2.GetInfoRequest(), timeout=5)
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "loading" in error.value.details()
+        server.finish_loading()
+        status = health.Check(health_pb2.HealthCheckRequest(service="seal.v1.Trainer"), timeout=5).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        server.stop()
+
+
+# ---- generator --------------------------------------------------------------------------------------------
+
+
+def test_generator_stores_real_self_edits_with_valid_directives(self_edits, shared_store: LocalStore, limits):
+    assert len(self_edits.self_edits) == 2
+    for edit in self_edits.self_edits:
+        lines = shared_store.get_bytes(edit.dataset_key).decode().splitlines()
+        meta, *examples = [json.loads(line) for line in lines]
+        assert meta["type"] == "meta" and meta["format"] == "implications"
+        assert meta["raw_output"].strip(), "the model wrote nothing"
+        assert "Passage:" in meta["prompt"] and PASSAGE.context in meta["prompt"]
+        # include_passage: the passage is the first training example; the model's text follows.
+        assert examples[0]["completion"].endswith(PASSAGE.context)
+        assert len(examples) == 1 + edit.num_texts
+        directive = Directive.from_proto(edit.directive)
+        assert directive.epochs <= limits.max_epochs and directive.max_length <= limits.max_max_length
+        assert edit.directive_source != generator_pb2.DIRECTIVE_SOURCE_UNSPECIFIED
+    # The same bytes always get the same key: keys are content addresses.
+    assert all(e.dataset_key.startswith("datasets/") for e in self_edits.self_edits)
+
+
+def test_generator_is_deterministic_for_a_seed(generator_server, limits, self_edits):
+    again = _generate(generator_server, limits)
+    assert [e.dataset_key for e in again.self_edits] == [e.dataset_key for e in self_edits.self_edits]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"context": ""}, "passage.context is empty"),
+        ({"context": "   \n"}, "passage.context is empty"),
+        ({"context": "x" * 1_000_000}, "1,000,000 characters"),
+        ({"format": "poetry"}, "unknown self-edit format"),
+        ({"num_samples": 0}, "num_samples=0"),
+        ({"num_samples": 1000}, "num_samples=1000"),
+        ({"policy_adapter_key": "../etc/passwd"}, "invalid object key"),
+    ],
+)
+def test_generator_refuses_bad_requests(generator_server, limits, overrides, message):
+    with pytest.raises(grpc.RpcError) as error:
+        _generate(generator_server, limits, **overrides)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in error.value.details()
+
+
+def test_generator_requires_the_trainer_limits(generator_server):
+    stub = generator_pb2_grpc.GeneratorStub(generator_server.channel())
+    request = generator_pb2.GenerateRequest(
+        passage=_passage(),
+        format="implications",
+        num_samples=1,
+        sampling=generator_pb2.SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=16),
+    )
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Generate(request, timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "limits" in error.value.details()
+
+
+def test_generator_unknown_policy_adapter_is_not_found(generator_server, limits):
+    with pytest.raises(grpc.RpcError) as error:
+        _generate(generator_server, limits, policy_adapter_key="adapters/doesnotexist")
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+# ---- trainer ----------------------------------------------------------------------------------------------
+
+
+def test_trainer_streams_progress_and_stores_a_safetensors_adapter(trainer_server, self_edits, shared_store):
+    events = _train(trainer_server, self_edits.self_edits[1].dataset_key, SMALL)
+    progress = [e.progress for e in events if e.HasField("progress")]
+    result = events[-1].result
+    assert progress and progress[-1].step == progress[-1].total_steps == len(progress)
+    assert not result.reused
+    assert (
+        result.metrics.tokens > 0
+        and result.metrics.seconds > 0
+        and len(result.metrics.step_loss) == len(progress)
+    )
+    keys = shared_store.list_keys(result.adapter_key + "/")
+    assert sorted(k.rsplit("/", 1)[1] for k in keys) == sorted(
+        [ADAPTER_WEIGHTS, ADAPTER_CONFIG, ADAPTER_META]
+    )
+    meta = shared_store.get_json(f"{result.adapter_key}/{ADAPTER_META}")
+    assert meta["dataset_key"] == self_edits.self_edits[1].dataset_key and meta["directive"]["epochs"] == 1
+
+
+def test_trainer_reuses_a_finished_job_instead_of_training_again(trainer_server, self_edits, trained):
+    events = _train(trainer_server, self_edits.self_edits[0].dataset_key, SMALL)
+    assert len(events) == 1 and events[0].result.reused
+    assert events[0].result.adapter_key == trained.adapter_key
+
+
+def test_trainer_refuses_a_million_epochs(trainer_server, self_edits):
+    with pytest.raises(grpc.RpcError) as error:
+        _train(trainer_server, self_edits.self_edits[0].dataset_key, Directive(epochs=1_000_000))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "epochs=1000000 is outside [1, 2]" in error.value.details()
+
+
+def test_trainer_unknown_dataset_is_not_found(trainer_server):
+    with pytest.raises(grpc.RpcError) as error:
+        _train(trainer_server, "datasets/missing.jsonl", SMALL)
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"this is not json\n", "line 1: not JSON"),
+        (b'{"type": "meta"}\n', "no training examples"),
+        (b"\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_trainer_refuses_bad_datasets(trainer_server, shared_store, content, message):
+    key = shared_store.put_content("datasets", content, ".jsonl")
+    with pytest.raises(grpc.RpcError) as error:
+        _train(trainer_server, key, SMALL)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in error.value.details()
+
+
+# ---- evaluator --------------------------------------------------------------------------------------------
+
+
+def _evaluate(evaluator_server, keys: list[str]) -> evaluator_pb2.EvaluateResponse:
+    stub = evaluator_pb2_grpc.EvaluatorStub(evaluator_server.channel())
+    return stub.Evaluate(
+        evaluator_pb2.EvaluateRequest(questions=_questions(), adapter_keys=keys), timeout=300
+    )
+
+
+def test_evaluator_scores_baseline_and_adapters_and_caches_the_baseline(evaluator_server, trained):
+    response = _evaluate(evaluator_server, ["", trained.adapter_key])
+    baseline, adapted = response.evaluations
+    assert baseline.adapter_key == "" and adapted.adapter_key == trained.adapter_key
+    for evaluation in (baseline, adapted):
+        assert len(evaluation.answers) == len(PASSAGE.questions)
+        assert any(a.answer.strip() for a in evaluation.answers), "the model answered nothing"
+        assert 0.0 <= evaluation.mean.f1 <= 1.0
+    again = _evaluate(evaluator_server, [""])
+    assert again.evaluations[0].cached
+    assert [a.answer for a in again.evaluations[0].answers] == [a.answer for a in baseline.answers]
+
+
+def test_evaluator_unknown_adapter_is_not_found(evaluator_server):
+    with pytest.raises(grpc.RpcError) as error:
+        _evaluate(evaluator_server, ["", "adapters/0123456789abcdef"])
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "adapters/0123456789abcdef" in error.value.details()
+
+
+def test_evaluator_refuses_an_adapter_for_another_base_model(evaluator_server, trained, shared_store):
+    foreign = "adapters/foreign-model-adapter"
+    for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):
+        shared_store.put_bytes(f"{foreign}/{name}", shared_store.get_bytes(f"{trained.adapter_key}/{name}"))
+    meta = shared_store.get_json(f"{trained.adapter_key}/{ADAPTER_META}")
+    shared_store.put_json(
+        f"{foreign}/{ADAPTER_META}",
+        {**meta, "base_model_name": "Qwen/Qwen2.5-7B", "base_model_fingerprint": "f" * 24},
+    )
+    with pytest.raises(grpc.RpcError) as error:
+        _evaluate(evaluator_server, [foreign])
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "Qwen/Qwen2.5-7B" in error.value.details()
+
+
+def test_evaluator_refuses_a_pickled_adapter(evaluator_server, trained, shared_store):
+    pickled = "adapters/pickled-adapter"
+    shared_store.put_bytes(
+        f"{pickled}/{ADAPTER_CONFIG}", shared_store.get_bytes(f"{trained.adapter_key}/{ADAPTER_CONFIG}")
+    )
+    shared_store.put_bytes(f"{pickled}/adapter_model.bin", b"\x80\x04not-to-be-unpickled")
+    with pytest.raises(grpc.RpcError) as error:
+        _evaluate(evaluator_server, [pickled])
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "safetensors" in error.value.details()
+
+
+def test_evaluator_refuses_corrupt_safetensors(evaluator_server, trained, shared_store):
+    corrupt = "adapters/corrupt-adapter"
+    for name in (ADAPTER_CONFIG, ADAPTER_META):
+        shared_store.put_bytes(f"{corrupt}/{name}", shared_store.get_bytes(f"{trained.adapter_key}/{name}"))
+    shared_store.put_bytes(f"{corrupt}/{ADAPTER_WEIGHTS}", b"garbage")
+    with pytest.raises(grpc.RpcError) as error:
+        _evaluate(evaluator_server, [corrupt])
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_evaluator_refuses_questions_without_gold_answers(evaluator_server):
+    stub = evaluator_pb2_grpc.EvaluatorStub(evaluator_server.channel())
+    request = evaluator_pb2.EvaluateRequest(
+        questions=[evaluator_pb2.Question(question="Who?")], adapter_keys=[""]
+    )
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Evaluate(request, timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "no gold answer" in error.value.details()

@@ -1,0 +1,51 @@
+"""Self-edit formats: prompts and how model output becomes training texts (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from seal_lab.errors import InvalidArgument
+from services.generator.formats import FORMATS, get_format
+from services.generator.selfedit import dataset_records
+
+
+def test_seal_formats_are_available():
+    assert {"implications", "rewrite", "self-qa"} <= set(FORMATS)
+
+
+def test_prompt_contains_the_passage():
+    prompt = get_format("implications").prompt("The Lamp", "The lamp is red.")
+    assert "The Lamp\nThe lamp is red." in prompt and "implications" in prompt
+
+
+def test_implications_are_split_per_line_without_numbering_or_directive():
+    output = "1. The lamp is red and old.\n2) It was made in 1901 by Ada.\n- It hangs in the hall.\nok\nTraining: epochs=3"
+    assert get_format("implications").training_texts(output) == [
+        "The lamp is red and old.",
+        "It was made in 1901 by Ada.",
+        "It hangs in the hall.",
+    ]
+
+
+def test_self_qa_keeps_question_and_answer_together():
+    output = "Question 1: Who made the lamp?\nAnswer: Ada made it.\n\nQuestion 2: When was it made?\nAnswer: In 1901."
+    texts = get_format("self-qa").training_texts(output)
+    assert texts == [
+        "Question 1: Who made the lamp?\nAnswer: Ada made it.",
+        "Question 2: When was it made?\nAnswer: In 1901.",
+    ]
+
+
+def test_unknown_format_is_refused_with_the_known_ones():
+    with pytest.raises(InvalidArgument, match="implications"):
+        get_format("haiku")
+
+
+def test_dataset_records_put_meta_first_and_the_passage_before_the_self_edit():
+    records = dataset_records(
+        "T", "The lamp is red.", ["A fact here."], include_passage=True, meta={"format": "x"}
+    )
+    assert records[0] == {"type": "meta", "format": "x"}
+    assert [r["completion"] for r in records[1:]] == ["T\nThe lamp is red.", "A fact here."]
+    without = dataset_records("T", "ctx", ["A fact here."], include_passage=False, meta={})
+    assert [r["completion"] for r in without[1:]] == ["A fact here."]
