@@ -25,8 +25,9 @@ class CoordinatorSettings(BaseSettings):
     max_attempts: int = 60
     initial_backoff_seconds: float = 1.0
     max_backoff_seconds: float = 15.0
-    # Passages in flight at once: >1 lets the generator work on the next passage while the trainer trains.
-    max_concurrent_passages: int = 2
+    # Passages in flight at once. >1 lets the generator work on the next passage while the trainer trains,
+    # which pays off when the services have their own machines; on one laptop they would share its cores.
+    max_concurrent_passages: int = 1
     resume_unfinished_runs: bool = True
     max_passages_per_run: int = 500
 

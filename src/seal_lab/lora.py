@@ -68,7 +68,11 @@ def _tokenize(
     encoded = []
     for example in examples:
         prompt_ids = tokenizer.encode(example.prompt, add_special_tokens=False) if example.prompt else []
-        completion_ids = [*tokenizer.encode(example.completion, add_special_tokens=False), eos]
+        completion_ids = tokenizer.encode(example.completion, add_special_tokens=False)
+        if example.prompt:
+            # A supervised completion must learn where it ends. Plain knowledge text gets no EOS: teaching
+            # the model that documents end abruptly makes it answer questions with an immediate EOS.
+            completion_ids.append(eos)
         ids = (prompt_ids + completion_ids)[:max_length]
         labels = ([-100] * len(prompt_ids) + completion_ids)[:max_length]
         if any(label != -100 for label in labels):
