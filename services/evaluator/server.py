@@ -12,7 +12,7 @@ from seal.v1 import common_pb2, evaluator_pb2, evaluator_pb2_grpc
 from seal_lab.data import MAX_QUESTION_CHARS
 from seal_lab.errors import InvalidArgument
 from seal_lab.logging import bind_context
-from seal_lab.lora import adapter_applied, fetch_adapter
+from seal_lab.lora import adapter_applied, verify_adapter
 from seal_lab.models import LoadedModel
 from seal_lab.service import ModelHost
 from seal_lab.store import ObjectStore, validate_key
@@ -87,7 +87,7 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
         # Refuse unknown or foreign adapters before spending any compute on the others.
         for key in keys:
             if key != BASELINE:
-                self._check_adapter(key, loaded)
+                verify_adapter(self.store, key, loaded.fingerprint)
         with bind_context(run_id=request.run_id):
             started = time.perf_counter()
             results = await self.host.worker.run(self._evaluate_all, questions, keys, max_new_tokens)
@@ -100,13 +100,6 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
             model_fingerprint=loaded.fingerprint,
             seconds=seconds,
         )
-
-    def _check_adapter(self, key: str, loaded: LoadedModel) -> None:
-        import tempfile
-        from pathlib import Path
-
-        with tempfile.TemporaryDirectory(prefix="seal-check-") as tmp:
-            fetch_adapter(self.store, key, Path(tmp), loaded.fingerprint)
 
     def _cache_key(self, adapter_key: str, question_hash: str) -> str:
         name = "baseline" if adapter_key == BASELINE else adapter_key.replace("/", "-")

@@ -20,7 +20,7 @@ from typing import Any
 from seal_lab.directive import Directive
 from seal_lab.errors import FailedPrecondition, InvalidArgument, NotFound
 from seal_lab.models import LoadedModel
-from seal_lab.store import ObjectStore
+from seal_lab.store import ObjectStore, validate_key
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +154,12 @@ def _pad_batch(batch: list[tuple[list, list]], pad_id: int, device: str) -> tupl
     return input_ids.to(device), labels.to(device), mask.to(device)
 
 
-def fetch_adapter(store: ObjectStore, key: str, destination: Path, base_fingerprint: str) -> dict[str, Any]:
-    """Download an adapter folder and check it before anything loads it.
+def verify_adapter(store: ObjectStore, key: str, base_fingerprint: str) -> dict[str, Any]:
+    """Check a stored adapter without downloading its weights: it exists, is safetensors, fits this base.
 
-    Only the three expected files are fetched (so peft can never find a pickle to load), and the adapter must
-    have been trained on this base model. Returns the adapter's metadata.
+    Returns the adapter's metadata.
     """
+    validate_key(key)
     if not store.exists(f"{key}/{ADAPTER_CONFIG}"):
         raise NotFound(f"no adapter at key {key!r}")
     if not store.exists(f"{key}/{ADAPTER_WEIGHTS}"):
@@ -181,6 +181,15 @@ def fetch_adapter(store: ObjectStore, key: str, destination: Path, base_fingerpr
             f"adapter {key!r} was trained for base model {meta.get('base_model_name')!r} "
             f"(fingerprint {trained_on}), not this one (fingerprint {base_fingerprint})"
         )
+    return meta
+
+
+def fetch_adapter(store: ObjectStore, key: str, destination: Path, base_fingerprint: str) -> dict[str, Any]:
+    """Verify, then download an adapter folder for peft.
+
+    Only the two peft files are fetched, so peft can never find a pickle to load.
+    """
+    meta = verify_adapter(store, key, base_fingerprint)
     for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):
         store.get_file(f"{key}/{name}", destination / name)
     _check_safetensors(destination / ADAPTER_WEIGHTS, key)

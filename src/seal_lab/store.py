@@ -12,7 +12,7 @@ import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,9 +133,16 @@ class LocalStore(ObjectStore):
         return self._path(key).is_file()
 
     def list_keys(self, prefix: str) -> list[str]:
-        base = self.root
-        found: Iterable[Path] = base.rglob("*")
-        keys = (p.relative_to(base).as_posix() for p in found if p.is_file() and not p.name.startswith("."))
+        # Walk only the folder the prefix names, not the whole store.
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self.root / folder if folder else self.root
+        if not start.is_dir():
+            return []
+        keys = (
+            p.relative_to(self.root).as_posix()
+            for p in start.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
         return sorted(k for k in keys if k.startswith(prefix))
 
 
