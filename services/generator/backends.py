@@ -8,6 +8,7 @@ from typing import Protocol
 
 import httpx
 
+from seal_lab.directive import DirectiveLimits, format_directive
 from seal_lab.errors import ConfigurationError, InvalidArgument, Unavailable
 from seal_lab.lora import adapter_applied
 from seal_lab.models import LoadedModel, chat_prompt, generate_texts
@@ -15,14 +16,21 @@ from seal_lab.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
-#: Appended after the self-edit so the model writes its training directive as a continuation. A small model
-#: asked for a directive inside the main prompt mixes it into the self-edit; prefilled, it does not. The
-#: example keeps a 135M model near workable values; the sampled continuation still varies them.
-DIRECTIVE_PREFILL = (
-    "\n\nTo learn these facts, train a LoRA adapter. Allowed: epochs 1-10, learning_rate 1e-5 to 3e-3, "
-    "lora_rank 1-64, lora_alpha 1-128, batch_size 1-16, max_length 32-1024. For example: epochs=5 "
-    "learning_rate=0.001 lora_rank=16 lora_alpha=32 batch_size=4 max_length=256.\nTraining: epochs="
-)
+
+def directive_guidance(limits: DirectiveLimits) -> str:
+    """What the model is told about directives: the trainer's limits and its default as an example.
+
+    The example keeps a small model near workable values; sampling still varies them.
+    """
+    return (
+        f"Allowed: epochs {limits.min_epochs}-{limits.max_epochs}, learning_rate {limits.min_learning_rate:g} to "
+        f"{limits.max_learning_rate:g}, lora_rank {limits.min_lora_rank}-{limits.max_lora_rank}, lora_alpha "
+        f"{limits.min_lora_alpha}-{limits.max_lora_alpha}, batch_size {limits.min_batch_size}-{limits.max_batch_size}, "
+        f"max_length {limits.min_max_length}-{limits.max_max_length}. For example: "
+        f"{format_directive(limits.default).removeprefix('Training: ')}."
+    )
+
+
 DIRECTIVE_PREFIX = "Training: epochs="
 DIRECTIVE_MAX_TOKENS = 48
 
@@ -49,7 +57,12 @@ class Backend(Protocol):
     model_name: str
 
     def write(
-        self, prompt: str, num_samples: int, sampling: Sampling, policy_adapter_key: str
+        self,
+        prompt: str,
+        num_samples: int,
+        sampling: Sampling,
+        policy_adapter_key: str,
+        limits: DirectiveLimits,
     ) -> list[RawSelfEdit]: ...
 
 
@@ -64,16 +77,23 @@ class LocalBackend:
         self.model_name = loaded.name
 
     def write(
-        self, prompt: str, num_samples: int, sampling: Sampling, policy_adapter_key: str
+        self,
+        prompt: str,
+        num_samples: int,
+        sampling: Sampling,
+        policy_adapter_key: str,
+        limits: DirectiveLimits,
     ) -> list[RawSelfEdit]:
         if not policy_adapter_key:
-            return self._write(self.loaded, prompt, num_samples, sampling)
+            return self._write(self.loaded, prompt, num_samples, sampling, limits)
         with adapter_applied(self.loaded, self.store, policy_adapter_key) as policy_model:
             with_policy = LoadedModel(**{**self.loaded.__dict__, "model": policy_model})
-            return self._write(with_policy, prompt, num_samples, sampling)
+            return self._write(with_policy, prompt, num_samples, sampling, limits)
 
     @staticmethod
-    def _write(model: LoadedModel, prompt: str, num_samples: int, sampling: Sampling) -> list[RawSelfEdit]:
+    def _write(
+        model: LoadedModel, prompt: str, num_samples: int, sampling: Sampling, limits: DirectiveLimits
+    ) -> list[RawSelfEdit]:
         chat = chat_prompt(model.tokenizer, prompt)
         edits = generate_texts(
             model,
@@ -84,7 +104,10 @@ class LocalBackend:
             seed=sampling.seed,
             num_return_sequences=num_samples,
         )
-        continuations = [chat + edit.text.rstrip() + DIRECTIVE_PREFILL for edit in edits]
+        # The directive is written as a continuation of the self-edit: a small model asked for it inside the
+        # main prompt mixes it into the self-edit; prefilled, it does not.
+        prefill = f"\n\nTo learn these facts, train a LoRA adapter. {directive_guidance(limits)}\n{DIRECTIVE_PREFIX}"
+        continuations = [chat + edit.text.rstrip() + prefill for edit in edits]
         directives = generate_texts(
             model,
             continuations,
@@ -98,14 +121,6 @@ class LocalBackend:
             RawSelfEdit(edit.text, DIRECTIVE_PREFIX + directive.text, edit.tokens + directive.tokens)
             for edit, directive in zip(edits, directives, strict=True)
         ]
-
-
-#: Asks a chat model to put its directive on a last line; strong teachers follow this reliably.
-INLINE_DIRECTIVE_INSTRUCTION = (
-    "\n\nAfter the list, choose how a small model should be trained on it and write one last line exactly "
-    "in this form, with your own numbers:\nTraining: epochs=5 learning_rate=0.001 lora_rank=16 lora_alpha=32 "
-    "batch_size=4 max_length=256"
-)
 
 
 class OpenAIBackend:
@@ -123,17 +138,27 @@ class OpenAIBackend:
         self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_seconds)
 
     def write(
-        self, prompt: str, num_samples: int, sampling: Sampling, policy_adapter_key: str
+        self,
+        prompt: str,
+        num_samples: int,
+        sampling: Sampling,
+        policy_adapter_key: str,
+        limits: DirectiveLimits,
     ) -> list[RawSelfEdit]:
         if policy_adapter_key:
             raise InvalidArgument(
                 "a policy adapter needs the local backend; this generator uses a remote teacher"
             )
+        # Strong teachers follow an instruction to end with a directive line.
+        instruction = (
+            "\n\nAfter the list, choose how a small model should be trained on it (a LoRA adapter) and write one "
+            f"last line that starts with 'Training:'. {directive_guidance(limits)}"
+        )
         results = []
         for index in range(num_samples):  # one request per sample: not every server supports `n`
             body = {
                 "model": self.model_name,
-                "messages": [{"role": "user", "content": prompt + INLINE_DIRECTIVE_INSTRUCTION}],
+                "messages": [{"role": "user", "content": prompt + instruction}],
                 "temperature": sampling.temperature,
                 "top_p": sampling.top_p,
                 "max_tokens": sampling.max_new_tokens,

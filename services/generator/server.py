@@ -118,7 +118,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         limits = DirectiveLimits.from_proto(request.limits)
         passage = request.passage
         prompt = edit_format.prompt(passage.title, passage.context)
-        raws = backend.write(prompt, request.num_samples, sampling, request.policy_adapter_key)
+        raws = backend.write(prompt, request.num_samples, sampling, request.policy_adapter_key, limits)
         provenance = {
             "backend": backend.name,
             "generator_model": backend.model_name,
