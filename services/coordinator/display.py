@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -34,9 +35,12 @@ def render_results(console: Console, results: dict[str, Any]) -> None:
                 outcome = f"failed: {edit.get('train_error') or 'not evaluated'}"
             else:
                 outcome = f"{edit['scores'][metric]:.2f} ({edit['reward']:+.2f})"
+            # escape(): the directive text must not be read as rich markup.
             lines.append(
-                f"{edit['format']}#{edit['sample_index']}: {outcome} "
-                f"[{directive_short(edit['directive'])}, {edit['directive_source']}]"
+                escape(
+                    f"{edit['format']}#{edit['sample_index']}: {outcome} "
+                    f"[{directive_short(edit['directive'])}, {edit['directive_source']}]"
+                )
             )
         best = passage["best"]
         table.add_row(
@@ -53,7 +57,8 @@ def render_results(console: Console, results: dict[str, Any]) -> None:
     )
     console.print(f"reward by format: {summary['reward_by_format']}")
     console.print(f"reward by directive source: {summary['reward_by_directive_source']}")
-    console.print(f"reward by epochs: {summary['reward_by_epochs']}")
+    for name, by_value in summary["reward_by_directive"].items():
+        console.print(f"reward by {name}: {by_value}")
     console.print(f"seconds spent: {summary['seconds']}")
     _render_example(console, results)
 
@@ -70,8 +75,8 @@ def _render_example(console: Console, results: dict[str, Any]) -> None:
         if e["format"] == passage["best"]["format"] and e["sample_index"] == passage["best"]["sample_index"]
     )
     console.rule(f"example: {passage['title']} (best self-edit, reward {best['reward']:+.2f})")
-    console.print(f"[bold]self-edit ({best['format']}), first characters:[/bold]\n{best['preview']}")
-    console.print(f"[bold]directive:[/bold] {best['directive']} ({best['directive_source']})")
+    console.print(f"[bold]self-edit ({best['format']}), first characters:[/bold]\n{escape(best['preview'])}")
+    console.print(f"[bold]directive:[/bold] {escape(str(best['directive']))} ({best['directive_source']})")
     answers = {a["question_id"]: a["answer"] for a in best["answers"]}
     baseline = {a["question_id"]: a["answer"] for a in passage["baseline_answers"]}
     table = Table(show_lines=False)

@@ -10,6 +10,8 @@ from seal_lab.data import Passage
 
 from .schemas import RunConfig
 
+DIRECTIVE_FIELDS = ("epochs", "learning_rate", "lora_rank", "lora_alpha", "batch_size")
+
 
 def _mean(values: list[float]) -> float | None:
     return round(statistics.fmean(values), 4) if values else None
@@ -22,7 +24,10 @@ def build_results(
     passage_results = []
     rewards_by_format: dict[str, list[float]] = defaultdict(list)
     rewards_by_source: dict[str, list[float]] = defaultdict(list)
-    rewards_by_epochs: dict[int, list[float]] = defaultdict(list)
+    # Which directives worked: reward per value of each directive field.
+    rewards_by_directive: dict[str, dict[float, list[float]]] = {
+        f: defaultdict(list) for f in DIRECTIVE_FIELDS
+    }
     seconds = {"generate": 0.0, "train": 0.0, "evaluate": 0.0}
     for index, passage in enumerate(passages):
         prefix = f"{index:04d}-"
@@ -51,7 +56,8 @@ def build_results(
                     reward = round(evaluation["mean"][metric] - baseline["mean"][metric], 4)
                     rewards_by_format[edit_format].append(reward)
                     rewards_by_source[edit["directive_source"]].append(reward)
-                    rewards_by_epochs[edit["directive"].get("epochs", 0)].append(reward)
+                    for name in DIRECTIVE_FIELDS:
+                        rewards_by_directive[name][edit["directive"].get(name, 0)].append(reward)
                 edits.append(
                     {
                         **edit,
@@ -105,7 +111,10 @@ def build_results(
         "self_edits": sum(len(p["self_edits"]) for p in passage_results),
         "reward_by_format": {k: _mean(v) for k, v in sorted(rewards_by_format.items())},
         "reward_by_directive_source": {k: _mean(v) for k, v in sorted(rewards_by_source.items())},
-        "reward_by_epochs": {str(k): _mean(v) for k, v in sorted(rewards_by_epochs.items())},
+        "reward_by_directive": {
+            name: {f"{value:g}": _mean(rewards) for value, rewards in sorted(by_value.items())}
+            for name, by_value in rewards_by_directive.items()
+        },
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
     }
     return {"summary": summary, "passages": passage_results}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -13,7 +14,6 @@ from seal_lab.data import MAX_QUESTION_CHARS
 from seal_lab.errors import InvalidArgument
 from seal_lab.logging import bind_context
 from seal_lab.lora import adapter_applied, verify_adapter
-from seal_lab.models import LoadedModel
 from seal_lab.service import ModelHost
 from seal_lab.store import ObjectStore, validate_key
 
@@ -121,7 +121,7 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
                 record = answer_questions(loaded, questions, max_new_tokens, self.settings.batch_size)
             else:
                 with adapter_applied(loaded, self.store, key) as adapted:
-                    with_adapter = LoadedModel(**{**loaded.__dict__, "model": adapted})
+                    with_adapter = dataclasses.replace(loaded, model=adapted)
                     record = answer_questions(
                         with_adapter, questions, max_new_tokens, self.settings.batch_size
                     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Protocol
@@ -87,7 +88,7 @@ class LocalBackend:
         if not policy_adapter_key:
             return self._write(self.loaded, prompt, num_samples, sampling, limits)
         with adapter_applied(self.loaded, self.store, policy_adapter_key) as policy_model:
-            with_policy = LoadedModel(**{**self.loaded.__dict__, "model": policy_model})
+            with_policy = dataclasses.replace(self.loaded, model=policy_model)
             return self._write(with_policy, prompt, num_samples, sampling, limits)
 
     @staticmethod

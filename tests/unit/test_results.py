@@ -1,0 +1,105 @@
+"""Results from job records: rewards, the best self-edit, and the what-worked breakdowns (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from seal_lab.data import parse_passages
+from services.coordinator.results import build_results
+from services.coordinator.schemas import RunConfig
+
+PASSAGES = parse_passages(
+    [
+        {
+            "title": "T",
+            "context": "The lamp is red.",
+            "questions": [{"question": "What colour?", "answer": "red"}],
+        }
+    ],
+    "test",
+)
+
+
+def _scores(f1: float) -> dict:
+    return {"exact_match": 0.0, "f1": f1, "contains": 0.0}
+
+
+def _edit(index: int, epochs: int, source: str = "parsed") -> dict:
+    return {
+        "dataset_key": f"datasets/{index}",
+        "format": "implications",
+        "sample_index": index,
+        "directive": {
+            "epochs": epochs,
+            "learning_rate": 0.003,
+            "lora_rank": 16,
+            "lora_alpha": 32,
+            "batch_size": 1,
+        },
+        "directive_source": source,
+        "directive_notes": [],
+        "num_texts": 2,
+        "preview": "text",
+        "generated_tokens": 10,
+    }
+
+
+def _jobs(train_error: bool = False) -> dict:
+    jobs = {
+        "0000-baseline": {"seconds": 1.0, "evaluations": {"": {"mean": _scores(0.1), "answers": []}}},
+        "0000-generate-implications": {"seconds": 2.0, "self_edits": [_edit(0, 5), _edit(1, 10, "default")]},
+        "0000-train-implications-0": {
+            "adapter_key": "adapters/a",
+            "reused": False,
+            "metrics": {"seconds": 3.0},
+        },
+        "0000-evaluate": {
+            "seconds": 4.0,
+            "evaluations": {
+                "adapters/a": {"mean": _scores(0.4), "answers": []},
+                "adapters/b": {"mean": _scores(0.05), "answers": []},
+            },
+        },
+    }
+    if train_error:
+        jobs["0000-train-implications-1"] = {"error": "trainer refused: INVALID_ARGUMENT"}
+    else:
+        jobs["0000-train-implications-1"] = {
+            "adapter_key": "adapters/b",
+            "reused": True,
+            "metrics": {"seconds": 9.0},
+        }
+    return jobs
+
+
+def test_reward_is_score_minus_baseline_and_the_best_is_kept():
+    results = build_results(PASSAGES, _jobs(), RunConfig(k=2))
+    passage = results["passages"][0]
+    assert [e["reward"] for e in passage["self_edits"]] == [pytest.approx(0.3), pytest.approx(-0.05)]
+    assert passage["best"]["adapter_key"] == "adapters/a" and passage["best"]["positive"]
+    summary = results["summary"]
+    assert summary["mean_baseline"] == 0.1 and summary["mean_best"] == 0.4 and summary["positive_best"] == 1
+    assert summary["reward_by_directive"]["epochs"] == {"5": 0.3, "10": -0.05}
+    assert summary["reward_by_directive_source"] == {"default": -0.05, "parsed": 0.3}
+    # A reused adapter cost no training time in this run.
+    assert summary["seconds"] == {"generate": 2.0, "train": 3.0, "evaluate": 5.0}
+
+
+def test_a_failed_training_job_is_reported_and_the_rest_still_scored():
+    results = build_results(PASSAGES, _jobs(train_error=True), RunConfig(k=2))
+    passage = results["passages"][0]
+    failed = passage["self_edits"][1]
+    assert failed["reward"] is None and "INVALID_ARGUMENT" in failed["train_error"]
+    assert passage["best"]["sample_index"] == 0
+    assert any("train-implications-1" in e for e in passage["errors"])
+
+
+def test_the_reward_metric_is_a_run_setting():
+    jobs = _jobs()
+    jobs["0000-evaluate"]["evaluations"]["adapters/a"]["mean"] = {
+        "exact_match": 1.0,
+        "f1": 0.0,
+        "contains": 1.0,
+    }
+    results = build_results(PASSAGES, jobs, RunConfig(k=2, reward_metric="exact_match"))
+    assert results["passages"][0]["self_edits"][0]["reward"] == 1.0
