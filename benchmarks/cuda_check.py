@@ -7,8 +7,8 @@ Checks what the split "trainer on the GPU box, the rest on laptops" needs:
 
     python benchmarks/cuda_check.py [--model PATH_OR_ID] [--tokenizer DIR]
 
-Without --model it builds a small random Llama (so it runs where the embedded model cannot be carried);
-with the tokenizer of the embedded model when --tokenizer is given.
+Without --model it builds a small random Llama (so it runs where the embedded model cannot be carried),
+with the embedded model's tokenizer from --tokenizer.
 """
 
 from __future__ import annotations
@@ -40,25 +40,7 @@ from services.evaluator.settings import EvaluatorSettings
 from services.trainer.server import TrainerServicer
 from services.trainer.settings import TrainerSettings
 from tests.grpc_harness import ServerThread
-
-
-def tiny_llama(directory: Path, tokenizer_dir: Path) -> str:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-    )
-    LlamaForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return str(directory)
+from tests.tiny_model import tiny_llama
 
 
 def main() -> None:
