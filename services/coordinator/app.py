@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -75,9 +75,11 @@ def create_app(settings: CoordinatorSettings, store: ObjectStore) -> FastAPI:
         return [run.summary() for run in sorted(manager.runs.values(), key=lambda r: r.created_at)]
 
     @app.get("/v1/runs/{run_id}", response_model=RunDetail, tags=["runs"])
-    async def get_run(run_id: str, manager: Manager) -> RunDetail:
-        """Status, recent events and, once finished, the results."""
-        return manager.get(run_id).detail()
+    async def get_run(
+        run_id: str, manager: Manager, events: Annotated[int, Query(ge=0, le=2000)] = 50
+    ) -> RunDetail:
+        """Status, the last `events` events and, once finished, the results."""
+        return manager.get(run_id).detail(events)
 
     @app.post("/v1/runs/{run_id}/resume", response_model=RunSummary, tags=["runs"])
     async def resume_run(run_id: str, manager: Manager) -> RunSummary:

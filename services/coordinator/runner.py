@@ -110,7 +110,7 @@ class RunState:
             **self.summary().model_dump(),
             config=self.config,
             services=self.services,
-            recent_events=self.events[-events:],
+            recent_events=self.events[max(0, len(self.events) - events) :],
             results=self.results,
         )
 
@@ -283,9 +283,7 @@ class RunManager:
             try:
                 limits = await self._check_services(run)
                 gate = asyncio.Semaphore(self.settings.max_concurrent_passages)
-                await asyncio.gather(
-                    *(self._passage(run, i, p, limits, gate) for i, p in enumerate(run.passages))
-                )
+                await _all_or_none(self._passage(run, i, p, limits, gate) for i, p in enumerate(run.passages))
                 run.results = build_results(run.passages, run.jobs, run.config)
                 run.status = "completed_with_errors" if run.jobs_failed else "succeeded"
                 run.current = ""
@@ -449,16 +447,14 @@ class RunManager:
                 )
                 if generated is None:
                     continue
-                trained = await asyncio.gather(
-                    *(
-                        self._job(
-                            run,
-                            index,
-                            f"train-{edit_format}-{edit['sample_index']}",
-                            lambda e=edit: self._train(run, passage, e),
-                        )
-                        for edit in generated["self_edits"]
+                trained = await _all_or_none(
+                    self._job(
+                        run,
+                        index,
+                        f"train-{edit_format}-{edit['sample_index']}",
+                        lambda e=edit: self._train(run, passage, e),
                     )
+                    for edit in generated["self_edits"]
                 )
                 adapter_keys += [t["adapter_key"] for t in trained if t is not None]
             if adapter_keys:
@@ -598,6 +594,18 @@ class RunManager:
                 for e in response.evaluations
             },
         }
+
+
+async def _all_or_none(coroutines: Any) -> list[Any]:
+    """Run concurrently; if one fails (or the run is cancelled), cancel the others before re-raising."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _scores(message: evaluator_pb2.Scores) -> dict[str, float]:

@@ -38,7 +38,7 @@ def stack(tmp_path_factory) -> Iterator[LocalStack]:
 
 
 def _detail(stack: LocalStack, run_id: str) -> dict:
-    return httpx.get(f"{stack.coordinator_url}/v1/runs/{run_id}", timeout=10).json()
+    return httpx.get(f"{stack.coordinator_url}/v1/runs/{run_id}", params={"events": 2000}, timeout=10).json()
 
 
 def _wait(stack: LocalStack, run_id: str, condition, what: str, timeout: float = 900) -> dict:
