@@ -30,7 +30,6 @@ from seal.v1 import (
     trainer_pb2_grpc,
 )
 from seal_lab.directive import Directive
-from seal_lab.grpc_server import GrpcService
 from seal_lab.models import load_model
 from seal_lab.service import ModelHost
 from seal_lab.settings import ModelSettings
@@ -39,7 +38,7 @@ from services.evaluator.server import EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings
 from services.trainer.server import TrainerServicer
 from services.trainer.settings import TrainerSettings
-from tests.grpc_harness import ServerThread
+from tests.grpc_harness import serve
 from tests.tiny_model import tiny_llama
 
 
@@ -69,16 +68,8 @@ def main() -> None:
         trainer = TrainerServicer(store, ModelHost("trainer", gpu_settings), TrainerSettings())
         evaluator = EvaluatorServicer(store, ModelHost("evaluator", cpu_settings), EvaluatorSettings())
         servers = [
-            ServerThread(
-                GrpcService("seal.v1.Trainer", trainer, trainer_pb2_grpc.add_TrainerServicer_to_server),
-                trainer.load,
-            ).start(),
-            ServerThread(
-                GrpcService(
-                    "seal.v1.Evaluator", evaluator, evaluator_pb2_grpc.add_EvaluatorServicer_to_server
-                ),
-                evaluator.load,
-            ).start(),
+            serve(trainer, "seal.v1.Trainer", trainer_pb2_grpc.add_TrainerServicer_to_server),
+            serve(evaluator, "seal.v1.Evaluator", evaluator_pb2_grpc.add_EvaluatorServicer_to_server),
         ]
         try:
             trainer_stub = trainer_pb2_grpc.TrainerStub(grpc.insecure_channel(servers[0].address))

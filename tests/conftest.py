@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -50,7 +49,6 @@ def local_store(tmp_path: Path) -> LocalStore:
 # ---------------------------------------------------------------------------------------------------------
 
 from seal.v1 import evaluator_pb2_grpc, generator_pb2_grpc, trainer_pb2_grpc  # noqa: E402
-from seal_lab.grpc_server import GrpcService  # noqa: E402
 from seal_lab.service import ModelHost  # noqa: E402
 from seal_lab.settings import ModelSettings  # noqa: E402
 from services.evaluator.server import EvaluatorServicer  # noqa: E402
@@ -58,7 +56,7 @@ from services.evaluator.settings import EvaluatorSettings  # noqa: E402
 from services.generator.server import GeneratorServicer  # noqa: E402
 from services.trainer.server import TrainerServicer  # noqa: E402
 from services.trainer.settings import TrainerSettings  # noqa: E402
-from tests.grpc_harness import ServerThread  # noqa: E402
+from tests.grpc_harness import ServerThread, serve  # noqa: E402
 
 #: Small limits so that service tests train in seconds; the generator clamps directives to them.
 TEST_TRAINER_SETTINGS = TrainerSettings(max_epochs=2, max_max_length=128)
@@ -74,14 +72,10 @@ def shared_store(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
     return LocalStore(tmp_path_factory.mktemp("shared-store"))
 
 
-def _serve(servicer: Any, name: str, add: Any) -> ServerThread:
-    return ServerThread(GrpcService(name, servicer, add), servicer.load).start()
-
-
 @pytest.fixture(scope="session")
 def generator_server(shared_store: LocalStore, model_settings: ModelSettings) -> Iterator[ServerThread]:
     servicer = GeneratorServicer(shared_store, ModelHost("generator", model_settings))
-    server = _serve(servicer, "seal.v1.Generator", generator_pb2_grpc.add_GeneratorServicer_to_server)
+    server = serve(servicer, "seal.v1.Generator", generator_pb2_grpc.add_GeneratorServicer_to_server)
     yield server
     server.stop()
 
@@ -89,7 +83,7 @@ def generator_server(shared_store: LocalStore, model_settings: ModelSettings) ->
 @pytest.fixture(scope="session")
 def trainer_server(shared_store: LocalStore, model_settings: ModelSettings) -> Iterator[ServerThread]:
     servicer = TrainerServicer(shared_store, ModelHost("trainer", model_settings), TEST_TRAINER_SETTINGS)
-    server = _serve(servicer, "seal.v1.Trainer", trainer_pb2_grpc.add_TrainerServicer_to_server)
+    server = serve(servicer, "seal.v1.Trainer", trainer_pb2_grpc.add_TrainerServicer_to_server)
     yield server
     server.stop()
 
@@ -97,7 +91,7 @@ def trainer_server(shared_store: LocalStore, model_settings: ModelSettings) -> I
 @pytest.fixture(scope="session")
 def evaluator_server(shared_store: LocalStore, model_settings: ModelSettings) -> Iterator[ServerThread]:
     servicer = EvaluatorServicer(shared_store, ModelHost("evaluator", model_settings), EvaluatorSettings())
-    server = _serve(servicer, "seal.v1.Evaluator", evaluator_pb2_grpc.add_EvaluatorServicer_to_server)
+    server = serve(servicer, "seal.v1.Evaluator", evaluator_pb2_grpc.add_EvaluatorServicer_to_server)
     yield server
     server.stop()
 

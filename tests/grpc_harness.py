@@ -45,6 +45,15 @@ class ServerThread:
         return grpc.insecure_channel(self.address)
 
     def stop(self) -> None:
+        """Stop serving (idempotent); the event loop thread ends too."""
         if self.running is not None:
             self.call(self.running.stop(1.0))
-        self.loop.call_soon_threadsafe(self.loop.stop)
+            self.running = None
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def serve(
+    servicer: Any, service_name: str, add: Callable[[Any, Any], None], load: bool = True
+) -> ServerThread:
+    """Start `servicer` (anything with an async `load`) as a real gRPC server on an ephemeral port."""
+    return ServerThread(GrpcService(service_name, servicer, add), servicer.load).start(load=load)

@@ -11,7 +11,6 @@ from fastapi.testclient import TestClient
 
 from seal.v1 import evaluator_pb2_grpc
 from seal_lab.directive import Directive
-from seal_lab.grpc_server import GrpcService
 from seal_lab.lora import ADAPTER_WEIGHTS, TrainingExample, train_adapter
 from seal_lab.models import load_model
 from seal_lab.service import ModelHost
@@ -21,7 +20,7 @@ from services.coordinator.app import create_app
 from services.coordinator.settings import CoordinatorSettings
 from services.evaluator.server import EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings
-from tests.grpc_harness import ServerThread
+from tests.grpc_harness import ServerThread, serve
 from tests.tiny_model import tiny_llama
 
 PASSAGE = {
@@ -40,10 +39,7 @@ def tiny_model_path(tmp_path_factory) -> str:
 def foreign_evaluator(tiny_model_path, shared_store) -> Iterator[ServerThread]:
     settings = ModelSettings(name=tiny_model_path, device="cpu", dtype="float32")
     servicer = EvaluatorServicer(shared_store, ModelHost("evaluator", settings), EvaluatorSettings())
-    server = ServerThread(
-        GrpcService("seal.v1.Evaluator", servicer, evaluator_pb2_grpc.add_EvaluatorServicer_to_server),
-        servicer.load,
-    ).start()
+    server = serve(servicer, "seal.v1.Evaluator", evaluator_pb2_grpc.add_EvaluatorServicer_to_server)
     yield server
     server.stop()
 

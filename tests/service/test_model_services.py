@@ -107,17 +107,13 @@ def test_health_is_serving_and_services_share_the_base_model(
 
 def test_health_is_not_serving_before_the_model_loads(shared_store, model_settings):
     from seal.v1 import trainer_pb2_grpc as tg
-    from seal_lab.grpc_server import GrpcService
     from seal_lab.service import ModelHost
     from services.trainer.server import TrainerServicer
     from tests.conftest import TEST_TRAINER_SETTINGS
-    from tests.grpc_harness import ServerThread
+    from tests.grpc_harness import serve
 
     servicer = TrainerServicer(shared_store, ModelHost("trainer", model_settings), TEST_TRAINER_SETTINGS)
-    server = ServerThread(
-        GrpcService("seal.v1.Trainer", servicer, tg.add_TrainerServicer_to_server), servicer.load
-    )
-    server.start(load=False)
+    server = serve(servicer, "seal.v1.Trainer", tg.add_TrainerServicer_to_server, load=False)
     try:
         health = health_pb2_grpc.HealthStub(server.channel())
         status = health.Check(health_pb2.HealthCheckRequest(service="seal.v1.Trainer"), timeout=5).status

@@ -15,12 +15,11 @@ from fastapi.responses import JSONResponse
 
 from seal.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from seal_lab.directive import DirectiveLimits
-from seal_lab.grpc_server import GrpcService
 from seal_lab.service import ModelHost
 from services.coordinator.launcher import free_port
 from services.generator.backends import OpenAIBackend
 from services.generator.server import GeneratorServicer
-from tests.grpc_harness import ServerThread
+from tests.grpc_harness import ServerThread, serve
 
 TEACHER_TEXT = (
     "1. The Tidewright was built in 1921 by Halvard Pike.\n"
@@ -81,10 +80,7 @@ def teacher_generator(teacher, shared_store, model_settings) -> Iterator[ServerT
         f"http://127.0.0.1:{teacher.port}/v1", "teacher-model", "sk-test", timeout_seconds=10
     )
     servicer = GeneratorServicer(shared_store, ModelHost("generator", model_settings), remote=backend)
-    server = ServerThread(
-        GrpcService("seal.v1.Generator", servicer, generator_pb2_grpc.add_GeneratorServicer_to_server),
-        servicer.load,
-    ).start()
+    server = serve(servicer, "seal.v1.Generator", generator_pb2_grpc.add_GeneratorServicer_to_server)
     yield server
     server.stop()
 
