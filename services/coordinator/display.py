@@ -35,6 +35,8 @@ def render_results(console: Console, results: dict[str, Any]) -> None:
                 outcome = f"failed: {edit.get('train_error') or 'not evaluated'}"
             else:
                 outcome = f"{edit['scores'][metric]:.2f} ({edit['reward']:+.2f})"
+                if edit.get("retention") is not None:
+                    outcome += f" retention {edit['retention']:.2f}"
             # escape(): the directive text must not be read as rich markup.
             lines.append(
                 escape(
@@ -55,6 +57,11 @@ def render_results(console: Console, results: dict[str, Any]) -> None:
         f"mean best self-edit {_fmt(summary['mean_best'])} | best gain {_fmt(summary['mean_best_gain'])} | "
         f"passages improved {summary['positive_best']}/{summary['passages']}"
     )
+    if summary.get("mean_retention_base") is not None:
+        console.print(
+            f"retention set ({metric}): base model {_fmt(summary['mean_retention_base'])} | adapters "
+            f"{_fmt(summary['mean_retention_adapted'])} | mean forgetting {_fmt(summary['mean_forgetting'])}"
+        )
     console.print(f"reward by format: {summary['reward_by_format']}")
     console.print(f"reward by directive source: {summary['reward_by_directive_source']}")
     for name, by_value in summary["reward_by_directive"].items():

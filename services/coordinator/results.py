@@ -33,7 +33,12 @@ def build_results(
         prefix = f"{index:04d}-"
         baseline_job = jobs.get(prefix + "baseline", {})
         evaluate_job = jobs.get(prefix + "evaluate", {})
-        seconds["evaluate"] += baseline_job.get("seconds", 0.0) + evaluate_job.get("seconds", 0.0)
+        retention_job = jobs.get(prefix + "retention", {})
+        seconds["evaluate"] += sum(
+            job.get("seconds", 0.0) for job in (baseline_job, evaluate_job, retention_job)
+        )
+        retention = retention_job.get("evaluations", {})
+        base_retention = retention.get("", {}).get("mean", {}).get(metric)
         baseline = baseline_job.get("evaluations", {}).get("")
         evaluations = evaluate_job.get("evaluations", {})
         errors = [
@@ -51,6 +56,7 @@ def build_results(
                     train.get("metrics", {}).get("seconds", 0.0) if not train.get("reused") else 0.0
                 )
                 evaluation = evaluations.get(train.get("adapter_key", ""))
+                kept = retention.get(train.get("adapter_key", ""), {}).get("mean", {}).get(metric)
                 reward = None
                 if evaluation is not None and baseline is not None:
                     reward = round(evaluation["mean"][metric] - baseline["mean"][metric], 4)
@@ -67,6 +73,11 @@ def build_results(
                         "scores": evaluation["mean"] if evaluation else None,
                         "answers": evaluation["answers"] if evaluation else [],
                         "reward": reward,
+                        # What the adapter made the model forget: its score on the retention set vs the base's.
+                        "retention": kept,
+                        "forgetting": None
+                        if kept is None or base_retention is None
+                        else round(base_retention - kept, 4),
                     }
                 )
         scored = [e for e in edits if e["reward"] is not None]
@@ -81,6 +92,7 @@ def build_results(
                 ],
                 "baseline": baseline["mean"] if baseline else None,
                 "baseline_answers": baseline["answers"] if baseline else [],
+                "baseline_retention": base_retention,
                 "self_edits": edits,
                 "best": None
                 if best is None
@@ -107,6 +119,15 @@ def build_results(
         "mean_adapted": _mean(all_scores),
         "mean_best": _mean(bests),
         "mean_best_gain": _mean([p["best"]["reward"] for p in passage_results if p["best"]]),
+        "mean_retention_base": _mean(
+            [p["baseline_retention"] for p in passage_results if p["baseline_retention"] is not None]
+        ),
+        "mean_retention_adapted": _mean(
+            [e["retention"] for p in passage_results for e in p["self_edits"] if e["retention"] is not None]
+        ),
+        "mean_forgetting": _mean(
+            [e["forgetting"] for p in passage_results for e in p["self_edits"] if e["forgetting"] is not None]
+        ),
         "positive_best": sum(1 for p in passage_results if p["best"] and p["best"]["positive"]),
         "self_edits": sum(len(p["self_edits"]) for p in passage_results),
         "reward_by_format": {k: _mean(v) for k, v in sorted(rewards_by_format.items())},

@@ -19,7 +19,14 @@ from typing import Any
 import grpc
 
 from seal.v1 import common_pb2, evaluator_pb2, generator_pb2, trainer_pb2
-from seal_lab.data import Passage, demo_passages, parse_passages, passages_to_json
+from seal_lab.data import (
+    Passage,
+    Question,
+    demo_passages,
+    parse_passages,
+    passages_to_json,
+    retention_questions,
+)
 from seal_lab.errors import FailedPrecondition, InvalidArgument, NotFound
 from seal_lab.grpc_client import RETRYABLE_CODES
 from seal_lab.logging import bind_context
@@ -78,7 +85,8 @@ class RunState:
 
     @property
     def jobs_total(self) -> int:
-        per_passage = 2 + len(self.config.formats) * (1 + self.config.k)  # baseline, evaluate, gen, trains
+        # baseline, evaluate, (retention), and per format: generate + K trainings
+        per_passage = 2 + self.config.retention + len(self.config.formats) * (1 + self.config.k)
         return per_passage * len(self.passages)
 
     @property
@@ -459,6 +467,13 @@ class RunManager:
                 adapter_keys += [t["adapter_key"] for t in trained if t is not None]
             if adapter_keys:
                 await self._job(run, index, "evaluate", lambda: self._evaluate(run, passage, adapter_keys))
+            if adapter_keys and run.config.retention:
+                await self._job(
+                    run,
+                    index,
+                    "retention",
+                    lambda: self._evaluate(run, passage, ["", *adapter_keys], retention_questions()),
+                )
 
     async def _generate(
         self, run: RunState, index: int, format_index: int, passage: Passage, edit_format: str, limits: Any
@@ -555,13 +570,20 @@ class RunManager:
 
         return await self._call(run, "trainer", f"training {edit['dataset_key']}", attempt)
 
-    async def _evaluate(self, run: RunState, passage: Passage, adapter_keys: list[str]) -> dict[str, Any]:
+    async def _evaluate(
+        self,
+        run: RunState,
+        passage: Passage,
+        adapter_keys: list[str],
+        questions: list[Question] | None = None,
+    ) -> dict[str, Any]:
+        """Evaluate adapters on the passage's questions (or on `questions`, e.g. the retention set)."""
         request = evaluator_pb2.EvaluateRequest(
             questions=[
                 evaluator_pb2.Question(
                     question_id=q.question_id, question=q.question, answers=list(q.answers)
                 )
-                for q in passage.questions
+                for q in (questions or passage.questions)
             ],
             adapter_keys=adapter_keys,
             max_new_tokens=run.config.eval_max_new_tokens,
@@ -579,6 +601,8 @@ class RunManager:
                     raise
 
         what = "baseline" if adapter_keys == [""] else f"{len(adapter_keys)} adapters"
+        if questions is not None:
+            what += " on the retention set"
         response = await self._call(run, "evaluator", f"{what} for {passage.passage_id}", attempt)
         return {
             "seconds": response.seconds,

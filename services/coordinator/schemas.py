@@ -25,6 +25,9 @@ class RunConfig(BaseModel):
     reward_metric: RewardMetric = Field("f1", description="score used for the reward and the best self-edit")
     eval_max_new_tokens: int = Field(32, ge=1, le=256)
     policy_adapter_key: str = Field("", description="generator policy adapter (ReST-EM); empty = base model")
+    retention: bool = Field(
+        True, description="also score every adapter on general questions the base model knows (forgetting)"
+    )
 
     @model_validator(mode="after")
     def _unique_formats(self) -> RunConfig:

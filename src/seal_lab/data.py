@@ -234,3 +234,22 @@ def _demo_passages() -> tuple[Passage, ...]:
 def demo_passages() -> list[Passage]:
     """The built-in demo set: invented facts, so a model cannot answer them without learning the passage."""
     return list(_demo_passages())
+
+
+_RETENTION_RESOURCE = "data/retention_questions.json"
+
+
+@cache
+def _retention_questions() -> tuple[Question, ...]:
+    records = json.loads(resources.files("seal_lab").joinpath(_RETENTION_RESOURCE).read_bytes())
+    return tuple(
+        Question(f"retention-q{i}", r["question"], tuple(r["answers"])) for i, r in enumerate(records)
+    )
+
+
+def retention_questions() -> list[Question]:
+    """General questions the embedded base model answers correctly (checked when the set was written).
+
+    An adapter's score on them, next to the base model's, measures what the adapter made the model forget.
+    """
+    return list(_retention_questions())

@@ -85,7 +85,7 @@ def test_run_survives_trainer_kill_and_coordinator_restart(stack: LocalStack):
         f"\ne2e run {run_id} finished in {time.perf_counter() - started:.0f}s: {detail['results']['summary']}"
     )
     assert detail["status"] == "succeeded", detail["results"]
-    assert detail["jobs_done"] == detail["jobs_total"] == 2 * (2 + 1 + 2)
+    assert detail["jobs_done"] == detail["jobs_total"] == 2 * (3 + 1 + 2)  # per passage: 3 evaluations
 
     # The failure is in the run's record (persisted, so it outlived the coordinator restart).
     events = json.dumps(detail["recent_events"])

@@ -66,13 +66,14 @@ def finished_run(client) -> dict:
     )
     assert response.status_code == 202, response.text
     created = response.json()
-    assert created["passages"] == 1 and created["jobs_total"] == 4  # baseline, generate, 1 train, evaluate
+    # baseline, generate, 1 training, evaluate, retention
+    assert created["passages"] == 1 and created["jobs_total"] == 5
     return wait_finished(client, created["id"])
 
 
 def test_a_run_goes_through_the_whole_inner_loop(finished_run, coordinator_store):
     assert finished_run["status"] == "succeeded", finished_run["error"]
-    assert finished_run["jobs_done"] == finished_run["jobs_total"] == 4
+    assert finished_run["jobs_done"] == finished_run["jobs_total"] == 5
     passage = finished_run["results"]["passages"][0]
     edit = passage["self_edits"][0]
     assert passage["baseline"] is not None and edit["scores"] is not None
@@ -82,6 +83,9 @@ def test_a_run_goes_through_the_whole_inner_loop(finished_run, coordinator_store
     assert coordinator_store.exists(f"{edit['adapter_key']}/adapter_model.safetensors")
     assert coordinator_store.exists(f"runs/{finished_run['id']}/manifest.json")
     assert edit["preview"].strip() and all(a["answer"] is not None for a in edit["answers"])
+    # Every adapter is also scored on the retention set, next to the base model.
+    assert passage["baseline_retention"] is not None and edit["retention"] is not None
+    assert edit["forgetting"] == pytest.approx(passage["baseline_retention"] - edit["retention"], abs=1e-3)
 
 
 def test_runs_are_listed_and_events_stream_to_the_end(client, finished_run):

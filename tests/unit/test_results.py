@@ -61,6 +61,14 @@ def _jobs(train_error: bool = False) -> dict:
             },
         },
     }
+    jobs["0000-retention"] = {
+        "seconds": 2.0,
+        "evaluations": {
+            "": {"mean": _scores(0.9), "answers": []},
+            "adapters/a": {"mean": _scores(0.6), "answers": []},
+            "adapters/b": {"mean": _scores(0.9), "answers": []},
+        },
+    }
     if train_error:
         jobs["0000-train-implications-1"] = {"error": "trainer refused: INVALID_ARGUMENT"}
     else:
@@ -82,7 +90,16 @@ def test_reward_is_score_minus_baseline_and_the_best_is_kept():
     assert summary["reward_by_directive"]["epochs"] == {"5": 0.3, "10": -0.05}
     assert summary["reward_by_directive_source"] == {"default": -0.05, "parsed": 0.3}
     # A reused adapter cost no training time in this run.
-    assert summary["seconds"] == {"generate": 2.0, "train": 3.0, "evaluate": 5.0}
+    assert summary["seconds"] == {"generate": 2.0, "train": 3.0, "evaluate": 7.0}
+
+
+def test_forgetting_is_the_drop_on_the_retention_set():
+    results = build_results(PASSAGES, _jobs(), RunConfig(k=2))
+    edits = results["passages"][0]["self_edits"]
+    assert [e["retention"] for e in edits] == [0.6, 0.9]
+    assert [e["forgetting"] for e in edits] == [pytest.approx(0.3), 0.0]
+    summary = results["summary"]
+    assert summary["mean_retention_base"] == 0.9 and summary["mean_forgetting"] == pytest.approx(0.15)
 
 
 def test_a_failed_training_job_is_reported_and_the_rest_still_scored():
