@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo test test-compose lint format protos bench clean
+.PHONY: install demo test test-compose lint format protos bench bench-conditions clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,10 @@ protos: install
 
 bench: install
 	$(BIN)/python benchmarks/inner_loop.py
+
+# SEAL's conditions table with ReST-EM rounds on SQuAD passages (needs ../shared/data/seal/; about an hour).
+bench-conditions: install
+	$(BIN)/python benchmarks/conditions.py
 
 clean:
 	rm -rf $(VENV) .seal

@@ -7,17 +7,18 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from seal_lab import __version__
-from seal_lab.errors import SealError
+from seal_lab.errors import FailedPrecondition, SealError
 from seal_lab.store import ObjectStore
 
 from .clients import ServiceClients
+from .report import render_report
 from .runner import RunManager
 from .schemas import RunCreate, RunCreated, RunDetail, RunSummary
 from .settings import CoordinatorSettings
@@ -85,6 +86,30 @@ def create_app(settings: CoordinatorSettings, store: ObjectStore) -> FastAPI:
     async def resume_run(run_id: str, manager: Manager) -> RunSummary:
         """Continue a failed run from its last finished job."""
         return manager.resume(run_id).summary()
+
+    @app.get("/v1/runs/{run_id}/results", tags=["results"])
+    async def get_results(run_id: str, manager: Manager) -> dict[str, Any]:
+        """Everything the report shows, as JSON: rounds, held-out conditions with error bars, what worked,
+        forgetting, examples and the reproducibility record."""
+        run = manager.get(run_id)
+        if run.results is None:
+            raise FailedPrecondition(f"run {run_id} has no results yet (status {run.status})")
+        return run.results
+
+    @app.get("/v1/runs/{run_id}/report", response_class=HTMLResponse, tags=["results"])
+    async def get_report(run_id: str, manager: Manager) -> HTMLResponse:
+        """A self-contained HTML page with plots, SEAL's conditions table and example self-edits."""
+        run = manager.get(run_id)
+        page = render_report(
+            {
+                "id": run.id,
+                "name": run.name,
+                "status": run.status,
+                "services": run.services,
+                "results": run.results,
+            }
+        )
+        return HTMLResponse(page)
 
     @app.get("/v1/runs/{run_id}/events", tags=["runs"])
     async def stream_events(run_id: str, manager: Manager, after: int = -1) -> StreamingResponse:

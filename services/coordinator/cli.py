@@ -132,12 +132,36 @@ def run(
     temperature: float = 0.7,
     max_new_tokens: int = 192,
     reward_metric: str = "f1",
+    rounds: Annotated[int, typer.Option(help="ReST-EM rounds (policy updates); 0 = one inner loop")] = 0,
+    heldout: Annotated[int, typer.Option(help="hold out N of the passages (seeded) for the conditions")] = 0,
+    heldout_dataset: Annotated[
+        Path | None, typer.Option(help="held-out passages from their own SEAL-format file")
+    ] = None,
+    teacher: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=FILE: imported self-edits in SEAL's format (a `completions` list per passage)"
+        ),
+    ] = None,
+    directive_search: Annotated[
+        str,
+        typer.Option(
+            help="directives to also try per self-edit, e.g. 'epochs=2;epochs=8,learning_rate=1e-3'"
+        ),
+    ] = "",
+    retention: Annotated[bool, typer.Option(help="score every adapter on the retention set")] = True,
+    min_reward: Annotated[
+        float, typer.Option(help="a passage's best self-edit trains the policy if its reward exceeds this")
+    ] = 0.0,
+    report: Annotated[
+        Path | None, typer.Option(help="save the HTML report here when the run finishes")
+    ] = None,
     name: str = "",
     follow: bool = True,
     as_json: Annotated[bool, typer.Option("--json", help="print the machine-readable result")] = False,
     url: Url = DEFAULT_URL,
 ) -> None:
-    """Start a round of the inner loop and follow it to the results table."""
+    """Start a run (one inner loop, or ReST-EM rounds with held-out conditions) and follow it to the results."""
     try:
         body: dict[str, Any] = {
             "name": name,
@@ -149,12 +173,20 @@ def run(
                 "temperature": temperature,
                 "max_new_tokens": max_new_tokens,
                 "reward_metric": reward_metric,
+                "rounds": rounds,
+                "heldout": heldout,
+                "retention": retention,
+                "min_reward": min_reward,
+                "directive_search": parse_directive_search(directive_search),
             },
+            "teachers": [read_teacher(spec) for spec in teacher or []],
         }
         if dataset is None:
             body["dataset"] = "demo"
         else:
             body["passages"] = read_dataset(dataset)
+        if heldout_dataset is not None:
+            body["heldout_passages"] = read_dataset(heldout_dataset)
         with httpx.Client(base_url=url, timeout=60) as client:
             created = start_run(client, body)
             console.print(
@@ -163,7 +195,70 @@ def run(
             if not follow:
                 out.print(created["id"])
                 return
-            _finish(follow_run(client, created["id"], quiet=as_json), as_json)
+            detail = follow_run(client, created["id"], quiet=as_json)
+            if report is not None:
+                save_report(client, created["id"], report)
+            _finish(detail, as_json)
+    except (CoordinatorError, httpx.TransportError) as exc:
+        _fail(str(exc))
+
+
+def parse_directive_search(text: str) -> list[dict[str, float]]:
+    """'epochs=2;epochs=8,learning_rate=1e-3' -> [{"epochs": 2}, {"epochs": 8, "learning_rate": 0.001}]."""
+    trials = []
+    for chunk in filter(None, (c.strip() for c in text.split(";"))):
+        trial: dict[str, float] = {}
+        for pair in filter(None, (p.strip() for p in chunk.split(","))):
+            key, sep, value = pair.partition("=")
+            try:
+                trial[key.strip()] = float(value)
+            except ValueError:
+                raise CoordinatorError(f"--directive-search: {pair!r} is not FIELD=NUMBER") from None
+            if not sep or not key.strip():
+                raise CoordinatorError(f"--directive-search: {pair!r} is not FIELD=NUMBER")
+        trials.append({k: int(v) if v.is_integer() and k != "learning_rate" else v for k, v in trial.items()})
+    return trials
+
+
+def read_teacher(spec: str) -> dict[str, Any]:
+    """NAME=FILE, FILE in SEAL's self-edit format; only the fields the coordinator needs are sent."""
+    name, sep, path = spec.partition("=")
+    if not sep or not name or not path:
+        raise CoordinatorError(f"--teacher {spec!r}: expected NAME=FILE")
+    entries = read_dataset(Path(path))
+    passages = [
+        {"context": e.get("context"), "completions": e.get("completions")}
+        for e in entries
+        if isinstance(e, dict)
+    ]
+    return {"name": name, "passages": passages}
+
+
+def save_report(client: httpx.Client, run_id: str, path: Path) -> None:
+    response = client.get(f"/v1/runs/{run_id}/report")
+    if response.status_code >= 400:
+        _check(response)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(response.text, encoding="utf-8")
+    console.print(f"report saved to {path} (open it in a browser)")
+
+
+@app.command("report")
+def report_command(
+    run_id: str,
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write")] = Path("report.html"),
+    results_json: Annotated[
+        Path | None, typer.Option("--json", help="also save the results JSON here")
+    ] = None,
+    url: Url = DEFAULT_URL,
+) -> None:
+    """Save a run's HTML report (plots, conditions table, examples) and optionally its results JSON."""
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            save_report(client, run_id, output)
+            if results_json is not None:
+                results = _check(client.get(f"/v1/runs/{run_id}/results"))
+                results_json.write_text(json.dumps(results, indent=1), encoding="utf-8")
     except (CoordinatorError, httpx.TransportError) as exc:
         _fail(str(exc))
 
@@ -237,24 +332,27 @@ def demo(
     k: Annotated[int, typer.Option(help="self-edits per passage")] = 3,
     limit: Annotated[int | None, typer.Option(help="only the first N demo passages")] = None,
     workdir: Annotated[Path, typer.Option(help="store, model cache and logs")] = Path(".seal"),
+    rounds: Annotated[int, typer.Option(help="ReST-EM rounds (policy updates); 0 = one inner loop")] = 0,
+    heldout: Annotated[int, typer.Option(help="hold out N demo passages for the conditions table")] = 0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Start the four services on loopback, run one round on the demo set, print the table, stop them."""
+    """Start the four services on loopback, run the demo set, print the table, save the report, stop them."""
     from .launcher import LocalStack
 
     started = time.perf_counter()
+    config = {"k": k, "rounds": rounds, "heldout": heldout}
     with (
         LocalStack(workdir, console) as stack,
         httpx.Client(base_url=stack.coordinator_url, timeout=60) as client,
     ):
         try:
-            created = start_run(
-                client, {"dataset": "demo", "limit": limit, "config": {"k": k}, "name": "demo"}
-            )
+            created = start_run(client, {"dataset": "demo", "limit": limit, "config": config, "name": "demo"})
             console.print(
                 f"run {created['id']}: {created['passages']} passages, {created['jobs_total']} jobs"
             )
             detail = follow_run(client, created["id"], quiet=as_json)
+            if detail.get("results"):
+                save_report(client, created["id"], workdir / f"report-{created['id']}.html")
         except CoordinatorError as exc:
             _fail(str(exc))
     console.print(f"demo finished in {time.perf_counter() - started:.0f}s; store and logs in {workdir}/")

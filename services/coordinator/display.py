@@ -68,6 +68,43 @@ def render_results(console: Console, results: dict[str, Any]) -> None:
         console.print(f"reward by {name}: {by_value}")
     console.print(f"seconds spent: {summary['seconds']}")
     _render_example(console, results)
+    _render_rounds(console, results)
+
+
+def _error_bar(row: dict[str, Any]) -> str:
+    if row.get("mean") is None:
+        return "-"
+    return f"{row['mean']:.3f}" + ("" if row.get("stderr") is None else f" ± {row['stderr']:.3f}")
+
+
+def _render_rounds(console: Console, results: dict[str, Any]) -> None:
+    """ReST-EM rounds and SEAL's conditions table on the held-out passages, when the run has them."""
+    rounds = results.get("rounds", [])
+    if len(rounds) > 1 or any(r.get("policy_update") for r in rounds):
+        table = Table(title="ReST-EM rounds on the training passages")
+        for column in ("round", "policy", "mean reward", "winners", "seconds (generate/train/evaluate)"):
+            table.add_column(column, justify="right" if column != "policy" else "left")
+        for r in rounds:
+            s = r["summary"]
+            update = r.get("policy_update") or {}
+            sec = s["seconds"]
+            table.add_row(
+                str(r["round"]),
+                (r["policy_adapter_key"] or "base")[:24],
+                _fmt(s.get("mean_reward")),
+                f"{len(update.get('winners', []))}/{s['passages']}",
+                f"{sec['generate']:.0f}/{sec['train']:.0f}/{sec['evaluate']:.0f}",
+            )
+        console.print(table)
+    heldout = results.get("heldout")
+    if heldout:
+        table = Table(title=f"Held-out passages: SEAL's conditions ({heldout['metric']}, mean ± s.e.)")
+        for column in ("condition", "n", "score", "gain over no adapter", "retention"):
+            table.add_column(column, justify="left" if column == "condition" else "right")
+        for c in heldout["conditions"]:
+            gain = "" if c["condition"] == "base" else _error_bar(c["gain"])
+            table.add_row(escape(c["label"]), str(c["n"]), _error_bar(c), gain, _fmt(c["retention"]))
+        console.print(table)
 
 
 def _render_example(console: Console, results: dict[str, Any]) -> None:

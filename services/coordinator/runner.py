@@ -9,10 +9,12 @@ refuses (bad input) fails that job only, and the rest of the run goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,13 +29,16 @@ from seal_lab.data import (
     passages_to_json,
     retention_questions,
 )
+from seal_lab.directive import Directive, DirectiveLimits
 from seal_lab.errors import FailedPrecondition, InvalidArgument, NotFound
 from seal_lab.grpc_client import RETRYABLE_CODES
 from seal_lab.logging import bind_context
+from seal_lab.runtime import runtime_versions
 from seal_lab.store import ObjectStore
 
 from .clients import ServiceClients
-from .results import build_results
+from .policy import build_policy_dataset, match_teacher_completions
+from .results import attach_examples, build_results, round_passages, round_stage
 from .schemas import RunConfig, RunCreate, RunDetail, RunEvent, RunSummary
 from .settings import CoordinatorSettings
 
@@ -82,12 +87,35 @@ class RunState:
     results: dict[str, Any] | None = None
     retries: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    heldout_ids: frozenset[str] = frozenset()
+    # teacher name -> (format, {passage_id: completion}) for the held-out passages it covers
+    teachers: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    round: int = 0
+    policy_adapter_key: str = ""
+
+    @property
+    def train_indices(self) -> list[int]:
+        return [i for i, p in enumerate(self.passages) if p.passage_id not in self.heldout_ids]
+
+    @property
+    def heldout_indices(self) -> list[int]:
+        return [i for i, p in enumerate(self.passages) if p.passage_id in self.heldout_ids]
 
     @property
     def jobs_total(self) -> int:
-        # baseline, evaluate, (retention), and per format: generate + K trainings
-        per_passage = 2 + self.config.retention + len(self.config.formats) * (1 + self.config.k)
-        return per_passage * len(self.passages)
+        config = self.config
+        # per round and format: generate + K trainings (times the directive trials); then evaluate, retention
+        per_round = len(config.formats) * (1 + config.k * (1 + len(config.directive_search)))
+        per_round += 1 + config.retention
+        per_train_passage = 1 + max(1, config.rounds) * per_round
+        # per held-out condition: self-edit (generated or imported), train, evaluate, retention
+        conditions = 1 + len(self.teachers) + (config.rounds + 1)
+        per_heldout_passage = 1 + conditions * (3 + config.retention)
+        return (
+            per_train_passage * len(self.train_indices)
+            + per_heldout_passage * len(self.heldout_indices)
+            + config.rounds
+        )
 
     @property
     def jobs_failed(self) -> int:
@@ -111,6 +139,9 @@ class RunState:
             retries=self.retries,
             current=self.current,
             error=self.error,
+            round=self.round,
+            rounds=self.config.rounds,
+            policy_adapter_key=self.policy_adapter_key,
         )
 
     def detail(self, events: int = 50) -> RunDetail:
@@ -137,6 +168,7 @@ class RunManager:
         self.runs: dict[str, RunState] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._known_formats: list[str] = []
+        self._limits = common_pb2.DirectiveLimits()
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
@@ -172,6 +204,8 @@ class RunManager:
             passages=parse_passages(spec["passages"], f"run {run_id}"),
             created_at=spec["created_at"],
             updated_at=spec["created_at"],
+            heldout_ids=frozenset(spec.get("split", {}).get("heldout", [])),
+            teachers={t["name"]: (t["format"], t["completions"]) for t in spec.get("teachers", [])},
         )
         for key in self.store.list_keys(_run_key(run_id, "jobs/")):
             run.jobs[key.rsplit("/", 1)[1].removesuffix(".json")] = self.store.get_json(key)
@@ -199,27 +233,57 @@ class RunManager:
             passages = parse_passages(body.passages, "request body 'passages'")
         if body.limit:
             passages = passages[: body.limit]
+        train, heldout = _split(passages, body)
+        passages = train + heldout
         if len(passages) > self.settings.max_passages_per_run:
             raise InvalidArgument(
                 f"{len(passages)} passages; this coordinator takes at most {self.settings.max_passages_per_run}"
             )
-        unknown = [f for f in body.config.formats if self._known_formats and f not in self._known_formats]
+        requested = set(body.config.formats) | {t.format for t in body.teachers}
+        unknown = sorted(f for f in requested if self._known_formats and f not in self._known_formats)
         if unknown:
             raise InvalidArgument(
                 f"unknown self-edit format(s) {unknown}; the generator knows {self._known_formats}"
             )
+        teachers = {
+            t.name: (t.format, match_teacher_completions(t.name, t.passages, t.completion_index, heldout))
+            for t in body.teachers
+        }
         now = time.time()
-        run = RunState(new_run_id(), body.name, body.config, passages, now, updated_at=now)
+        run = RunState(
+            new_run_id(),
+            body.name,
+            body.config,
+            passages,
+            now,
+            updated_at=now,
+            heldout_ids=frozenset(p.passage_id for p in heldout),
+            teachers=teachers,
+        )
         spec = {
             "id": run.id,
             "name": run.name,
             "created_at": now,
             "config": body.config.model_dump(),
             "passages": passages_to_json(passages),
+            "split": {
+                "seed": body.config.seed,
+                "train": [p.passage_id for p in train],
+                "heldout": [p.passage_id for p in heldout],
+            },
+            "teachers": [
+                {"name": name, "format": fmt, "completions": completions}
+                for name, (fmt, completions) in teachers.items()
+            ],
         }
         self.store.put_json(_run_key(run.id, "spec.json"), spec)
         self.runs[run.id] = run
-        self._event(run, "status", f"run created: {len(passages)} passages, {run.jobs_total} jobs")
+        self._event(
+            run,
+            "status",
+            f"run created: {len(train)} training and {len(heldout)} held-out passages, "
+            f"{body.config.rounds} rounds, {run.jobs_total} jobs",
+        )
         self._schedule(run)
         return run
 
@@ -290,9 +354,13 @@ class RunManager:
             self._event(run, "status", "running")
             try:
                 limits = await self._check_services(run)
-                gate = asyncio.Semaphore(self.settings.max_concurrent_passages)
-                await _all_or_none(self._passage(run, i, p, limits, gate) for i, p in enumerate(run.passages))
-                run.results = build_results(run.passages, run.jobs, run.config)
+                await self._experiment(run, limits)
+                run.results = build_results(run.passages, run.jobs, run.config, run.heldout_ids, run.teachers)
+                run.results["reproducibility"] = self._reproducibility(run)
+                run.results["phase_seconds"] = {
+                    e.data["phase"]: e.data["seconds"] for e in run.events if "phase" in e.data
+                }
+                attach_examples(run.results, self.store)
                 run.status = "completed_with_errors" if run.jobs_failed else "succeeded"
                 run.current = ""
                 self._write_manifest(run)
@@ -414,18 +482,23 @@ class RunManager:
             raise FailedPrecondition(
                 f"unknown self-edit format(s) {unknown}; the generator knows {list(generator.formats)}"
             )
+        self._limits = trainers[0].limits
         return trainers[0].limits
 
     async def _job(
-        self, run: RunState, index: int, name: str, work: Callable[[], Awaitable[dict[str, Any]]]
+        self, run: RunState, index: int | None, name: str, work: Callable[[], Awaitable[dict[str, Any]]]
     ) -> dict[str, Any] | None:
-        """Run one job unless its record exists; record the result (or a permanent failure) write-once."""
-        job_name = f"{index:04d}-{name}"
+        """Run one job unless its record exists; record the result (or a permanent failure) write-once.
+
+        `index` is the passage's; run-level jobs (a policy update) pass None.
+        """
+        job_name = name if index is None else f"{index:04d}-{name}"
         if job_name in run.jobs:
             record = run.jobs[job_name]
             return None if "error" in record else record
-        passage_id = run.passages[index].passage_id
-        run.current = f"passage {index + 1}/{len(run.passages)}: {name}"
+        passage_id = "" if index is None else run.passages[index].passage_id
+        where = "run" if index is None else f"passage {index + 1}/{len(run.passages)}"
+        run.current = f"round {run.round}, {where}: {name}"
         self._event(run, "progress", run.current, passage_id=passage_id, job=job_name)
         try:
             record = await work()
@@ -440,9 +513,67 @@ class RunManager:
             )
         return None if "error" in record else record
 
+    # ---- the experiment: rounds on the training passages, conditions on the held-out ones ---------------
+
+    async def _experiment(self, run: RunState, limits: common_pb2.DirectiveLimits) -> None:
+        config = run.config
+        if config.rounds and run.services["generator"]["backend"] != "local":
+            raise FailedPrecondition(
+                "ReST-EM rounds fine-tune the generator's own model; this generator uses a remote teacher"
+            )
+        gate = asyncio.Semaphore(self.settings.max_concurrent_passages)
+        policy_key = config.policy_adapter_key
+        run.policy_adapter_key = policy_key
+        if run.heldout_ids:  # no adapter, passage only, teachers, and the round-0 generator
+            async with self._phase(run, "heldout-p0"):
+                await self._heldout(run, 0, policy_key, limits, gate, fixed_conditions=True)
+        for round_index in range(max(1, config.rounds)):
+            run.round = round_index
+            async with self._phase(run, f"round-{round_index}"):
+                await _all_or_none(
+                    self._passage(run, i, run.passages[i], limits, gate, round_index, policy_key)
+                    for i in run.train_indices
+                )
+            if not config.rounds:
+                break
+            async with self._phase(run, f"policy-r{round_index + 1}"):
+                policy_key = await self._update_policy(run, round_index, policy_key, limits)
+            run.policy_adapter_key = policy_key
+            if run.heldout_ids:
+                async with self._phase(run, f"heldout-p{round_index + 1}"):
+                    await self._heldout(
+                        run, round_index + 1, policy_key, limits, gate, fixed_conditions=False
+                    )
+
+    @contextlib.asynccontextmanager
+    async def _phase(self, run: RunState, phase: str) -> AsyncIterator[None]:
+        """Wall-clock seconds of one phase (a round, a policy update...), kept as a persisted event.
+
+        A phase resumed after a restart reports the time of its last stretch only.
+        """
+        started = time.perf_counter()
+        yield
+        seconds = round(time.perf_counter() - started, 1)
+        self._event(
+            run,
+            "status",
+            f"{phase} done in {seconds:.0f}s",
+            data={"phase": phase, "seconds": seconds},
+            persist=True,
+        )
+
     async def _passage(
-        self, run: RunState, index: int, passage: Passage, limits: Any, gate: asyncio.Semaphore
+        self,
+        run: RunState,
+        index: int,
+        passage: Passage,
+        limits: common_pb2.DirectiveLimits,
+        gate: asyncio.Semaphore,
+        round_index: int,
+        policy_key: str,
     ) -> None:
+        stage = round_stage(round_index)
+        trainer_limits = DirectiveLimits.from_proto(limits)
         async with gate:
             await self._job(run, index, "baseline", lambda: self._evaluate(run, passage, [""]))
             adapter_keys: list[str] = []
@@ -450,33 +581,220 @@ class RunManager:
                 generated = await self._job(
                     run,
                     index,
-                    f"generate-{edit_format}",
-                    lambda f=edit_format, fi=format_index: self._generate(run, index, fi, passage, f, limits),
+                    f"{stage}generate-{edit_format}",
+                    lambda f=edit_format, fi=format_index: self._generate(
+                        run, index, fi, passage, f, limits, policy_key, run.config.k
+                    ),
                 )
                 if generated is None:
                     continue
+                trials = [
+                    (f"{stage}train-{edit['format']}-{edit['sample_index']}{suffix}", edit, directive)
+                    for edit in generated["self_edits"]
+                    for suffix, directive in _directive_trials(edit, run.config, trainer_limits)
+                ]
                 trained = await _all_or_none(
                     self._job(
                         run,
                         index,
-                        f"train-{edit_format}-{edit['sample_index']}",
-                        lambda e=edit: self._train(run, passage, e),
+                        name,
+                        lambda e=edit, d=directive, n=name: self._train(run, passage, e["dataset_key"], d, n),
                     )
-                    for edit in generated["self_edits"]
+                    for name, edit, directive in trials
                 )
                 adapter_keys += [t["adapter_key"] for t in trained if t is not None]
+            adapter_keys = list(dict.fromkeys(adapter_keys))  # identical jobs share one adapter
             if adapter_keys:
-                await self._job(run, index, "evaluate", lambda: self._evaluate(run, passage, adapter_keys))
+                await self._job(
+                    run, index, f"{stage}evaluate", lambda: self._evaluate(run, passage, adapter_keys)
+                )
             if adapter_keys and run.config.retention:
                 await self._job(
                     run,
                     index,
-                    "retention",
+                    f"{stage}retention",
                     lambda: self._evaluate(run, passage, ["", *adapter_keys], retention_questions()),
                 )
 
+    async def _update_policy(
+        self, run: RunState, round_index: int, policy_key: str, limits: common_pb2.DirectiveLimits
+    ) -> str:
+        """ReST-EM's M-step: fine-tune the generator's policy on this round's winning self-edits."""
+
+        async def work() -> dict[str, Any]:
+            passages = round_passages(
+                run.passages, run.train_indices, run.jobs, run.config, round_stage(round_index)
+            )
+            winners = [
+                {"passage_id": p["passage_id"], **p["best"]}
+                for p in passages
+                if p["best"] is not None and p["best"]["reward"] > run.config.min_reward
+            ]
+            record: dict[str, Any] = {
+                "round": round_index,
+                "previous_policy_adapter_key": policy_key,
+                "winners": winners,
+            }
+            if not winners:
+                self._event(run, "status", f"round {round_index}: no winning self-edit; the policy stays")
+                return {**record, "adapter_key": policy_key, "skipped": "no self-edit beat min_reward"}
+            dataset_key, examples = await asyncio.to_thread(build_policy_dataset, self.store, winners)
+            if not examples:
+                return {
+                    **record,
+                    "adapter_key": policy_key,
+                    "skipped": "the winners carry no policy examples",
+                }
+            directive = DirectiveLimits.from_proto(limits).clamp(
+                Directive(**run.config.policy_directive.model_dump())
+            )
+            trained = await self._train(
+                run,
+                None,
+                dataset_key,
+                directive.as_dict(),
+                f"policy-r{round_index + 1}",
+                seed_offset=round_index,
+            )
+            self._event(
+                run,
+                "status",
+                f"round {round_index}: policy fine-tuned on {len(winners)} winning self-edits "
+                f"({examples} examples) -> {trained['adapter_key']}",
+            )
+            return {**record, **trained, "dataset_key": dataset_key, "examples": examples}
+
+        record = await self._job(run, None, f"policy-r{round_index + 1}", work)
+        if record is None:
+            raise RunInterrupted(f"the policy update after round {round_index} failed (see the run's events)")
+        return record["adapter_key"]
+
+    async def _heldout(
+        self,
+        run: RunState,
+        policy_index: int,
+        policy_key: str,
+        limits: common_pb2.DirectiveLimits,
+        gate: asyncio.Semaphore,
+        fixed_conditions: bool,
+    ) -> None:
+        """SEAL's protocol on passages the policy never trained on: one self-edit, one adapter, the questions."""
+        config = run.config
+        edit_format = config.heldout_edit_format
+
+        async def one(index: int) -> None:
+            passage = run.passages[index]
+            async with gate:
+                if fixed_conditions:
+                    await self._job(run, index, "baseline", lambda: self._evaluate(run, passage, [""]))
+                    await self._condition(
+                        run,
+                        index,
+                        "passage",
+                        limits,
+                        lambda: self._import(run, passage, edit_format, [""], "passage-only"),
+                    )
+                    for name, (teacher_format, completions) in run.teachers.items():
+                        if passage.passage_id in completions:
+                            await self._condition(
+                                run,
+                                index,
+                                f"teacher-{name}",
+                                limits,
+                                lambda n=name, f=teacher_format, c=completions: self._import(
+                                    run, passage, f, [c[passage.passage_id]], f"teacher:{n}"
+                                ),
+                            )
+                await self._condition(
+                    run,
+                    index,
+                    f"p{policy_index}",
+                    limits,
+                    lambda: self._generate(
+                        run, index, HELDOUT_FORMAT_INDEX, passage, edit_format, limits, policy_key, 1
+                    ),
+                )
+
+        run.current = f"held-out passages with the policy of round {policy_index}"
+        await _all_or_none(one(i) for i in run.heldout_indices)
+
+    async def _condition(
+        self,
+        run: RunState,
+        index: int,
+        condition: str,
+        limits: common_pb2.DirectiveLimits,
+        make_self_edit: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> None:
+        passage = run.passages[index]
+        prefix = f"heldout-{condition}-"
+        made = await self._job(run, index, prefix + "edit", make_self_edit)
+        if made is None:
+            return
+        edit = made["self_edits"][0]
+        directive = (
+            edit["directive"]
+            if run.config.conditions_directive == "generated"
+            else DirectiveLimits.from_proto(limits).default.as_dict()
+        )
+        trained = await self._job(
+            run,
+            index,
+            prefix + "train",
+            lambda: self._train(run, passage, edit["dataset_key"], directive, prefix + "train"),
+        )
+        if trained is None:
+            return
+        key = trained["adapter_key"]
+        await self._job(run, index, prefix + "evaluate", lambda: self._evaluate(run, passage, [key]))
+        if run.config.retention:
+            await self._job(
+                run,
+                index,
+                prefix + "retention",
+                lambda: self._evaluate(run, passage, ["", key], retention_questions()),
+            )
+
+    def _reproducibility(self, run: RunState) -> dict[str, Any]:
+        """What it takes to rerun this run and get the same self-edits and scores."""
+        policies = [run.config.policy_adapter_key] + [
+            run.jobs.get(f"policy-r{r + 1}", {}).get("adapter_key", "") for r in range(run.config.rounds)
+        ]
+        return {
+            "seed": run.config.seed,
+            "config": run.config.model_dump(),
+            "split": {
+                "train": [run.passages[i].passage_id for i in run.train_indices],
+                "heldout": [run.passages[i].passage_id for i in run.heldout_indices],
+            },
+            "teachers": {name: sorted(c) for name, (_, c) in run.teachers.items()},
+            "base_model": {
+                "name": run.services.get("evaluator", {}).get("model_name", ""),
+                "fingerprint": run.services.get("evaluator", {}).get("model_fingerprint", ""),
+            },
+            # Adapter keys are sha256 over the adapter's weights and config.
+            "policy_adapters": [{"round": r, "adapter_key": key} for r, key in enumerate(policies)],
+            "runtime": {
+                "coordinator": runtime_versions(),
+                **{
+                    name: info.get("runtime", {})
+                    for name, info in run.services.items()
+                    if isinstance(info, dict)
+                },
+                "trainers": [t.get("runtime", {}) for t in run.services.get("trainers", [])],
+            },
+        }
+
     async def _generate(
-        self, run: RunState, index: int, format_index: int, passage: Passage, edit_format: str, limits: Any
+        self,
+        run: RunState,
+        index: int,
+        format_index: int,
+        passage: Passage,
+        edit_format: str,
+        limits: Any,
+        policy_key: str,
+        num_samples: int,
     ) -> dict[str, Any]:
         config = run.config
         request = generator_pb2.GenerateRequest(
@@ -484,14 +802,14 @@ class RunManager:
                 passage_id=passage.passage_id, title=passage.title, context=passage.context
             ),
             format=edit_format,
-            num_samples=config.k,
+            num_samples=num_samples,
             sampling=generator_pb2.SamplingParams(
                 temperature=config.temperature,
                 top_p=config.top_p,
                 max_new_tokens=config.max_new_tokens,
                 seed=config.seed * 1_000_003 + index * 101 + format_index,
             ),
-            policy_adapter_key=config.policy_adapter_key,
+            policy_adapter_key=policy_key,
             limits=limits,
             include_passage=config.include_passage,
             run_id=run.id,
@@ -508,30 +826,52 @@ class RunManager:
                     raise
 
         response = await self._call(run, "generator", f"self-edits for {passage.passage_id}", attempt)
-        return {
-            "seconds": response.seconds,
-            "self_edits": [
-                {
-                    "dataset_key": e.dataset_key,
-                    "format": e.format,
-                    "sample_index": e.sample_index,
-                    "directive": {f.name: v for f, v in e.directive.ListFields()},
-                    "directive_source": _DIRECTIVE_SOURCES.get(e.directive_source, "unspecified"),
-                    "directive_notes": list(e.directive_notes),
-                    "num_texts": e.num_texts,
-                    "preview": e.preview,
-                    "generated_tokens": e.generated_tokens,
-                }
-                for e in response.self_edits
-            ],
-        }
+        return {**_self_edits_record(response), "policy_adapter_key": policy_key}
 
-    async def _train(self, run: RunState, passage: Passage, edit: dict[str, Any]) -> dict[str, Any]:
+    async def _import(
+        self, run: RunState, passage: Passage, edit_format: str, outputs: list[str], source: str
+    ) -> dict[str, Any]:
+        """Store self-edits written elsewhere (or, with [""], the passage alone) as training datasets."""
+        request = generator_pb2.ImportRequest(
+            passage=generator_pb2.Passage(
+                passage_id=passage.passage_id, title=passage.title, context=passage.context
+            ),
+            format=edit_format,
+            outputs=outputs,
+            limits=self._limits,
+            include_passage=run.config.include_passage or outputs == [""],
+            source=source,
+            run_id=run.id,
+        )
+
+        async def attempt(*_: Any) -> generator_pb2.GenerateResponse:
+            try:
+                return await self.clients.generator.Import(
+                    request, timeout=self.settings.generate_timeout_seconds
+                )
+            except grpc.aio.AioRpcError as exc:
+                exc.seal_address = self.settings.generator_address
+                raise
+
+        response = await self._call(run, "generator", f"importing {source} for {passage.passage_id}", attempt)
+        return {**_self_edits_record(response), "source": source}
+
+    async def _train(
+        self,
+        run: RunState,
+        passage: Passage | None,
+        dataset_key: str,
+        directive: dict[str, Any],
+        label: str,
+        seed_offset: int = 0,
+    ) -> dict[str, Any]:
+        """Train one adapter (a passage's, or the policy's when `passage` is None) on a stored dataset."""
+        where = passage.passage_id if passage else "policy"
         request = trainer_pb2.TrainRequest(
-            dataset_key=edit["dataset_key"],
-            directive=common_pb2.Directive(**edit["directive"]),
-            seed=run.config.seed,
-            job_id=f"{run.id}/{passage.passage_id}/{edit['format']}-{edit['sample_index']}",
+            dataset_key=dataset_key,
+            directive=common_pb2.Directive(**directive),
+            seed=run.config.seed + seed_offset,
+            job_id=f"{run.id}/{where}/{label}",
         )
 
         async def attempt(_: int, avoid: str) -> dict[str, Any]:
@@ -543,8 +883,8 @@ class RunManager:
                         if event.HasField("progress"):
                             p = event.progress
                             run.current = (
-                                f"training {passage.passage_id} {edit['format']}-{edit['sample_index']} on "
-                                f"{trainer.address}: step {p.step}/{p.total_steps} loss {p.loss:.3f}"
+                                f"round {run.round}: training {where} {label} on {trainer.address}: "
+                                f"step {p.step}/{p.total_steps} loss {p.loss:.3f}"
                             )
                             run.changed.set()
                             run.changed = asyncio.Event()
@@ -552,6 +892,7 @@ class RunManager:
                             r = event.result
                             return {
                                 "adapter_key": r.adapter_key,
+                                "directive": directive,
                                 "reused": r.reused,
                                 "trainer": trainer.address,
                                 "metrics": {
@@ -568,7 +909,7 @@ class RunManager:
                     raise
             raise JobFailed(f"trainer at {trainer.address} ended the stream without a result")
 
-        return await self._call(run, "trainer", f"training {edit['dataset_key']}", attempt)
+        return await self._call(run, "trainer", f"training {dataset_key}", attempt)
 
     async def _evaluate(
         self,
@@ -620,6 +961,48 @@ class RunManager:
         }
 
 
+#: Sampling seeds of held-out self-edits sit apart from those of the training formats.
+HELDOUT_FORMAT_INDEX = 50
+
+
+def _directive_trials(
+    edit: dict[str, Any], config: RunConfig, limits: DirectiveLimits
+) -> list[tuple[str, dict[str, Any]]]:
+    """(job-name suffix, directive): the self-edit's own directive, then each directive-search variant."""
+    own = {**limits.default.as_dict(), **edit["directive"]}
+    trials = [("", own)]
+    for number, override in enumerate(config.directive_search, start=1):
+        varied = limits.clamp(Directive(**{**own, **override.fields_set()})).as_dict()
+        trials.append((f"-d{number}", varied))
+    return trials
+
+
+def _split(passages: list[Passage], body: RunCreate) -> tuple[list[Passage], list[Passage]]:
+    """(training, held-out) passages: the given held-out set, or `config.heldout` of them by seeded shuffle."""
+    if body.heldout_passages is not None:
+        heldout = parse_passages(body.heldout_passages, "request body 'heldout_passages'")
+        overlap = {p.passage_id for p in passages} & {p.passage_id for p in heldout}
+        if overlap:
+            raise InvalidArgument(
+                f"{len(overlap)} passage(s) are both training and held-out, e.g. {sorted(overlap)[0]!r}"
+            )
+        return passages, heldout
+    count = body.config.heldout
+    if not count:
+        return passages, []
+    if count >= len(passages):
+        raise InvalidArgument(
+            f"config.heldout={count} leaves none of the {len(passages)} passages for training"
+        )
+    order = list(range(len(passages)))
+    random.Random(body.config.seed).shuffle(order)
+    held = set(order[:count])
+    return (
+        [p for i, p in enumerate(passages) if i not in held],
+        [p for i, p in enumerate(passages) if i in held],
+    )
+
+
 async def _all_or_none(coroutines: Any) -> list[Any]:
     """Run concurrently; if one fails (or the run is cancelled), cancel the others before re-raising."""
     tasks = [asyncio.ensure_future(c) for c in coroutines]
@@ -630,6 +1013,26 @@ async def _all_or_none(coroutines: Any) -> list[Any]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+def _self_edits_record(response: generator_pb2.GenerateResponse) -> dict[str, Any]:
+    return {
+        "seconds": response.seconds,
+        "self_edits": [
+            {
+                "dataset_key": e.dataset_key,
+                "format": e.format,
+                "sample_index": e.sample_index,
+                "directive": {f.name: v for f, v in e.directive.ListFields()},
+                "directive_source": _DIRECTIVE_SOURCES.get(e.directive_source, "unspecified"),
+                "directive_notes": list(e.directive_notes),
+                "num_texts": e.num_texts,
+                "preview": e.preview,
+                "generated_tokens": e.generated_tokens,
+            }
+            for e in response.self_edits
+        ],
+    }
 
 
 def _scores(message: evaluator_pb2.Scores) -> dict[str, float]:
@@ -646,13 +1049,19 @@ def _info_dict(info: common_pb2.ServiceInfo, address: str) -> dict[str, Any]:
         "device": info.device,
         "dtype": info.dtype,
         "backend": info.backend,
+        "runtime": dict(info.runtime),
     }
 
 
 def _job_digest(record: dict[str, Any]) -> dict[str, Any]:
     """A small view of a job record for progress events."""
     if "adapter_key" in record:
-        return {"adapter_key": record["adapter_key"], "reused": record["reused"], **record["metrics"]}
+        return {
+            "adapter_key": record["adapter_key"],
+            "reused": record.get("reused", False),
+            "skipped": record.get("skipped", ""),
+            **record.get("metrics", {}),
+        }
     if "self_edits" in record:
         return {"self_edits": len(record["self_edits"]), "seconds": record["seconds"]}
     if "evaluations" in record:

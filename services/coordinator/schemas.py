@@ -8,6 +8,44 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RunStatusName = Literal["queued", "running", "succeeded", "completed_with_errors", "failed"]
 RewardMetric = Literal["f1", "exact_match", "contains"]
+TEACHER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,39}$"
+
+
+class DirectiveOverride(BaseModel):
+    """Some directive fields; the rest come from the directive it is applied to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int | None = Field(None, ge=1)
+    learning_rate: float | None = Field(None, gt=0.0)
+    lora_rank: int | None = Field(None, ge=1)
+    lora_alpha: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    max_length: int | None = Field(None, ge=1)
+
+    def fields_set(self) -> dict[str, float | int]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> DirectiveOverride:
+        if not self.fields_set():
+            raise ValueError("a directive override needs at least one field")
+        return self
+
+
+class PolicyDirective(BaseModel):
+    """How the generator's policy adapter is fine-tuned on the winning self-edits (ReST-EM's SFT step)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(2, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    lora_rank: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    batch_size: int = Field(1, ge=1)
+    max_length: int = Field(
+        1024, ge=32, description="prompt + self-edit tokens; prompts are cut from the left"
+    )
 
 
 class RunConfig(BaseModel):
@@ -28,12 +66,61 @@ class RunConfig(BaseModel):
     retention: bool = Field(
         True, description="also score every adapter on general questions the base model knows (forgetting)"
     )
+    rounds: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="ReST-EM rounds: after each inner loop the generator's policy is fine-tuned on the winning "
+        "self-edits and used for the next round. 0 = one inner loop, no policy update",
+    )
+    heldout: int = Field(
+        0,
+        ge=0,
+        description="hold out this many of `passages` (seeded shuffle) unless `heldout_passages` is given",
+    )
+    heldout_format: str = Field(
+        "", description="format of the held-out self-edits; empty = the first of `formats`"
+    )
+    conditions_directive: Literal["default", "generated"] = Field(
+        "default",
+        description="held-out conditions train with the trainer's default directive (compares the data only, "
+        "as SEAL's table does) or with each self-edit's own directive",
+    )
+    policy_directive: PolicyDirective = Field(default_factory=PolicyDirective)
+    min_reward: float = Field(
+        0.0, description="a passage's best self-edit wins only if its reward exceeds this"
+    )
+    directive_search: list[DirectiveOverride] = Field(
+        [],
+        max_length=8,
+        description="also train every training self-edit with each of these directives and keep the best",
+    )
 
     @model_validator(mode="after")
     def _unique_formats(self) -> RunConfig:
         if len(set(self.formats)) != len(self.formats):
             raise ValueError("formats has duplicates")
+        if self.heldout_format and self.heldout_format not in self.formats:
+            raise ValueError(f"heldout_format {self.heldout_format!r} is not one of formats {self.formats}")
         return self
+
+    @property
+    def heldout_edit_format(self) -> str:
+        return self.heldout_format or self.formats[0]
+
+
+class TeacherImport(BaseModel):
+    """Self-edits written by another model, in SEAL's format: per passage its `context` and `completions`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=TEACHER_NAME_PATTERN, description="row name, e.g. gpt4_1")
+    format: str = Field("implications", description="how each completion is split into training texts")
+    completion_index: int = Field(0, ge=0, description="which completion of each passage is trained on")
+    passages: list[Any] = Field(
+        min_length=1,
+        description="[{context, completions: [str, ...]}, ...]; matched to held-out passages by context",
+    )
 
 
 class RunCreate(BaseModel):
@@ -45,12 +132,25 @@ class RunCreate(BaseModel):
         None, description="SEAL/SQuAD format: [{title, context, questions: [{question, answer}]}]"
     )
     limit: int | None = Field(None, ge=1, description="use only the first N passages")
+    heldout_passages: list[Any] | None = Field(
+        None, description="passages never used to train the policy (same format as `passages`)"
+    )
+    teachers: list[TeacherImport] = Field([], max_length=8, description="imported self-edits (condition 5)")
     config: RunConfig = Field(default_factory=RunConfig)
 
     @model_validator(mode="after")
     def _one_source(self) -> RunCreate:
         if (self.dataset is None) == (self.passages is None):
             raise ValueError("give exactly one of `dataset` or `passages`")
+        if self.heldout_passages is not None and self.config.heldout:
+            raise ValueError("give either `heldout_passages` or `config.heldout`, not both")
+        names = [t.name for t in self.teachers]
+        if len(set(names)) != len(names):
+            raise ValueError("teacher names must be unique")
+        if self.teachers and self.heldout_passages is None and not self.config.heldout:
+            raise ValueError(
+                "teachers are compared on held-out passages: give `heldout_passages` or `config.heldout`"
+            )
         return self
 
 
@@ -84,6 +184,9 @@ class RunSummary(BaseModel):
     retries: int
     current: str
     error: str
+    round: int = 0
+    rounds: int = 0
+    policy_adapter_key: str = ""
 
 
 class RunDetail(RunSummary):

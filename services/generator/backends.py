@@ -9,7 +9,7 @@ from typing import Protocol
 
 import httpx
 
-from seal_lab.directive import DirectiveLimits, format_directive
+from seal_lab.directive import DIRECTIVE_LINE_PREFIX, DirectiveLimits, format_directive
 from seal_lab.errors import ConfigurationError, InvalidArgument, Unavailable
 from seal_lab.lora import adapter_applied
 from seal_lab.models import LoadedModel, chat_prompt, generate_texts
@@ -32,7 +32,7 @@ def directive_guidance(limits: DirectiveLimits) -> str:
     )
 
 
-DIRECTIVE_PREFIX = "Training: epochs="
+DIRECTIVE_PREFIX = DIRECTIVE_LINE_PREFIX
 DIRECTIVE_MAX_TOKENS = 48
 
 
@@ -51,6 +51,9 @@ class RawSelfEdit:
     text: str
     directive_text: str
     tokens: int
+    # (prompt, completion) pairs exactly as the model produced this self-edit: ReST-EM fine-tunes the policy on
+    # them when this self-edit wins. Empty for remote teachers (no policy to train).
+    policy_examples: tuple[tuple[str, str], ...] = ()
 
 
 class Backend(Protocol):
@@ -119,8 +122,13 @@ class LocalBackend:
             stop_at_newline=True,
         )
         return [
-            RawSelfEdit(edit.text, DIRECTIVE_PREFIX + directive.text, edit.tokens + directive.tokens)
-            for edit, directive in zip(edits, directives, strict=True)
+            RawSelfEdit(
+                edit.text,
+                DIRECTIVE_PREFIX + directive.text,
+                edit.tokens + directive.tokens,
+                policy_examples=((chat, edit.text), (continuation, directive.text)),
+            )
+            for edit, directive, continuation in zip(edits, directives, continuations, strict=True)
         ]
 
 

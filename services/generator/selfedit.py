@@ -69,6 +69,7 @@ def store_self_edit(
         "directive_notes": list(parsed.notes),
         "include_passage": include_passage,
         "generated_tokens": raw.tokens,
+        "policy_examples": [{"prompt": p, "completion": c} for p, c in raw.policy_examples],
         **provenance,
     }
     records = dataset_records(passage.title, passage.context, texts, include_passage, meta)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from typing import Any
 
 import grpc
 
@@ -13,11 +15,12 @@ from seal_lab.data import MAX_CONTEXT_CHARS
 from seal_lab.directive import DirectiveLimits, DirectiveSource
 from seal_lab.errors import InvalidArgument
 from seal_lab.logging import bind_context
+from seal_lab.runtime import runtime_versions
 from seal_lab.service import ModelHost
 from seal_lab.store import ObjectStore, validate_key
 
-from .backends import Backend, LocalBackend, Sampling
-from .formats import FORMATS, get_format
+from .backends import Backend, LocalBackend, RawSelfEdit, Sampling
+from .formats import FORMATS, SelfEditFormat, get_format
 from .selfedit import store_self_edit
 
 log = logging.getLogger(__name__)
@@ -33,8 +36,10 @@ _SOURCE_TO_PROTO = {
 }
 
 
-def validate_request(request: generator_pb2.GenerateRequest) -> Sampling:
-    passage = request.passage
+MAX_IMPORT_CHARS = 50_000
+
+
+def validate_passage(passage: generator_pb2.Passage) -> None:
     if not passage.context.strip():
         raise InvalidArgument("passage.context is empty")
     if len(passage.context) > MAX_CONTEXT_CHARS:
@@ -43,6 +48,10 @@ def validate_request(request: generator_pb2.GenerateRequest) -> Sampling:
         )
     if not passage.passage_id:
         raise InvalidArgument("passage.passage_id is empty")
+
+
+def validate_request(request: generator_pb2.GenerateRequest) -> Sampling:
+    validate_passage(request.passage)
     get_format(request.format)
     if not 1 <= request.num_samples <= MAX_SAMPLES:
         raise InvalidArgument(f"num_samples={request.num_samples} must be in [1, {MAX_SAMPLES}]")
@@ -60,6 +69,20 @@ def validate_request(request: generator_pb2.GenerateRequest) -> Sampling:
     if request.policy_adapter_key:
         validate_key(request.policy_adapter_key)
     return Sampling(sampling.temperature, sampling.top_p, sampling.max_new_tokens, sampling.seed)
+
+
+def validate_import(request: generator_pb2.ImportRequest) -> None:
+    validate_passage(request.passage)
+    get_format(request.format)
+    if not 1 <= len(request.outputs) <= MAX_SAMPLES:
+        raise InvalidArgument(f"{len(request.outputs)} outputs; give 1 to {MAX_SAMPLES}")
+    for index, output in enumerate(request.outputs):
+        if len(output) > MAX_IMPORT_CHARS:
+            raise InvalidArgument(
+                f"outputs[{index}] has {len(output):,} characters; the limit is {MAX_IMPORT_CHARS:,}"
+            )
+    if not request.HasField("limits"):
+        raise InvalidArgument("limits is required: pass the trainer's published DirectiveLimits")
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
@@ -95,6 +118,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 model_fingerprint=self._fingerprint(),
                 formats=list(FORMATS),
                 backend=backend.name,
+                runtime=runtime_versions(),
             )
         return self.host.info(formats=list(FORMATS), backend=backend.name)
 
@@ -131,18 +155,45 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 "seed": sampling.seed,
             },
         }
+        return self._store(raws, edit_format, limits, passage, prompt, request.include_passage, provenance)
+
+    async def Import(self, request: generator_pb2.ImportRequest, context: grpc.aio.ServicerContext):
+        validate_import(request)
+        with bind_context(run_id=request.run_id, passage_id=request.passage.passage_id):
+            started = time.perf_counter()
+            edits = await asyncio.to_thread(self._import, request)
+            seconds = time.perf_counter() - started
+            log.info("imported %d %s self-edits from %r", len(edits), request.format, request.source)
+        return generator_pb2.GenerateResponse(self_edits=edits, model_fingerprint="", seconds=seconds)
+
+    def _import(self, request: generator_pb2.ImportRequest) -> list[generator_pb2.SelfEdit]:
+        edit_format = get_format(request.format)
+        for index, output in enumerate(request.outputs):
+            if not request.include_passage and not edit_format.training_texts(output):
+                raise InvalidArgument(
+                    f"outputs[{index}] holds no {edit_format.name} training text and include_passage is false"
+                )
+        raws = [RawSelfEdit(output, output, 0) for output in request.outputs]
+        passage = request.passage
+        provenance = {"backend": "import", "source": request.source}
+        prompt = edit_format.prompt(passage.title, passage.context)
+        limits = DirectiveLimits.from_proto(request.limits)
+        return self._store(raws, edit_format, limits, passage, prompt, request.include_passage, provenance)
+
+    def _store(
+        self,
+        raws: list[RawSelfEdit],
+        edit_format: SelfEditFormat,
+        limits: DirectiveLimits,
+        passage: generator_pb2.Passage,
+        prompt: str,
+        include_passage: bool,
+        provenance: dict[str, Any],
+    ) -> list[generator_pb2.SelfEdit]:
         messages = []
         for index, raw in enumerate(raws):
             stored = store_self_edit(
-                self.store,
-                raw,
-                index,
-                edit_format,
-                limits,
-                passage,
-                prompt,
-                request.include_passage,
-                provenance,
+                self.store, raw, index, edit_format, limits, passage, prompt, include_passage, provenance
             )
             messages.append(
                 generator_pb2.SelfEdit(

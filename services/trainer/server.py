@@ -78,6 +78,15 @@ def _result_message(record: dict[str, Any], reused: bool) -> trainer_pb2.TrainEv
     )
 
 
+def canonical_adapter_config(data: bytes) -> bytes:
+    """peft writes `target_modules` from a set, in an order that changes with each process's hash seed; sorted,
+    the same adapter always gets the same bytes, hence the same content-addressed key."""
+    config = json.loads(data)
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    return json.dumps(config, indent=2, sort_keys=True).encode()
+
+
 class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
     def __init__(self, store: ObjectStore, host: ModelHost, settings: TrainerSettings) -> None:
         self.store = store
@@ -160,7 +169,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                 loaded, examples, job.directive, job.seed, Path(tmp), self.target_modules, on_progress
             )
             weights = (Path(tmp) / ADAPTER_WEIGHTS).read_bytes()
-            config = (Path(tmp) / ADAPTER_CONFIG).read_bytes()
+            config = canonical_adapter_config((Path(tmp) / ADAPTER_CONFIG).read_bytes())
         metrics = {
             "step_loss": outcome.step_loss,
             "tokens": outcome.tokens,
@@ -184,11 +193,14 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             "seal_lab_version": __version__,
             "metrics": metrics,
         }
-        self.store.put_bytes(f"{adapter_key}/{ADAPTER_WEIGHTS}", weights)
-        self.store.put_bytes(f"{adapter_key}/{ADAPTER_CONFIG}", config, "application/json")
-        self.store.put_bytes(
-            f"{adapter_key}/{ADAPTER_META}", json.dumps(meta, indent=1).encode(), "application/json"
-        )
+        # Content-addressed and write-once: another job that produced the very same adapter (same training
+        # texts, say) keeps the first job's files.
+        if not self.store.exists(f"{adapter_key}/{ADAPTER_META}"):
+            self.store.put_bytes(f"{adapter_key}/{ADAPTER_WEIGHTS}", weights)
+            self.store.put_bytes(f"{adapter_key}/{ADAPTER_CONFIG}", config, "application/json")
+            self.store.put_bytes(
+                f"{adapter_key}/{ADAPTER_META}", json.dumps(meta, indent=1).encode(), "application/json"
+            )
         record = {"adapter_key": adapter_key, "metrics": metrics}
         self.store.put_json(job_key, record)  # written last: its presence means the adapter is complete
         log.info(

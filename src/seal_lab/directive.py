@@ -177,6 +177,10 @@ def parse_directive(text: str, limits: DirectiveLimits) -> ParsedDirective:
     return ParsedDirective(directive, source, tuple(notes))
 
 
+#: How a directive line starts; the generator prefills it so that the model writes the values.
+DIRECTIVE_LINE_PREFIX = "Training: epochs="
+
+
 def format_directive(directive: Directive) -> str:
     """The line format the generator's prompt asks the model to write (and that the parser reads)."""
     return (

@@ -73,6 +73,9 @@ def _tokenize(
             # A supervised completion must learn where it ends. Plain knowledge text gets no EOS: teaching
             # the model that documents end abruptly makes it answer questions with an immediate EOS.
             completion_ids.append(eos)
+        # Too long: the prompt loses its start (a policy prompt is long; what it taught comes last), then the
+        # completion its end.
+        prompt_ids = prompt_ids[max(0, len(prompt_ids) + len(completion_ids) - max_length) :]
         ids = (prompt_ids + completion_ids)[:max_length]
         labels = ([-100] * len(prompt_ids) + completion_ids)[:max_length]
         if any(label != -100 for label in labels):

@@ -12,6 +12,7 @@ from seal_lab.errors import Unavailable
 from seal_lab.grpc_server import GrpcService, serve_until_signalled
 from seal_lab.logging import configure_logging
 from seal_lab.models import LoadedModel, ModelWorker, load_model
+from seal_lab.runtime import runtime_versions
 from seal_lab.settings import GrpcServiceSettings, LoggingSettings, ModelSettings
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class ModelHost:
             model_fingerprint=loaded.fingerprint,
             device=loaded.device,
             dtype=loaded.dtype,
+            runtime=runtime_versions(),
             **extra,
         )
 

@@ -7,7 +7,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ServiceInfo(_message.Message):
-    __slots__ = ("service", "version", "model_name", "model_fingerprint", "device", "dtype", "formats", "limits", "backend")
+    __slots__ = ("service", "version", "model_name", "model_fingerprint", "device", "dtype", "formats", "limits", "backend", "runtime")
+    class RuntimeEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +24,7 @@ class ServiceInfo(_message.Message):
     FORMATS_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
     service: str
     version: str
     model_name: str
@@ -26,7 +34,8 @@ class ServiceInfo(_message.Message):
     formats: _containers.RepeatedScalarFieldContainer[str]
     limits: DirectiveLimits
     backend: str
-    def __init__(self, service: _Optional[str] = ..., version: _Optional[str] = ..., model_name: _Optional[str] = ..., model_fingerprint: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., formats: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[DirectiveLimits, _Mapping]] = ..., backend: _Optional[str] = ...) -> None: ...
+    runtime: _containers.ScalarMap[str, str]
+    def __init__(self, service: _Optional[str] = ..., version: _Optional[str] = ..., model_name: _Optional[str] = ..., model_fingerprint: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., formats: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[DirectiveLimits, _Mapping]] = ..., backend: _Optional[str] = ..., runtime: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class GetInfoRequest(_message.Message):
     __slots__ = ()

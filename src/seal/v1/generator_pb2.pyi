@@ -85,6 +85,24 @@ class SelfEdit(_message.Message):
     generated_tokens: int
     def __init__(self, dataset_key: _Optional[str] = ..., format: _Optional[str] = ..., sample_index: _Optional[int] = ..., directive: _Optional[_Union[_common_pb2.Directive, _Mapping]] = ..., directive_source: _Optional[_Union[DirectiveSource, str]] = ..., directive_notes: _Optional[_Iterable[str]] = ..., num_texts: _Optional[int] = ..., preview: _Optional[str] = ..., generated_tokens: _Optional[int] = ...) -> None: ...
 
+class ImportRequest(_message.Message):
+    __slots__ = ("passage", "format", "outputs", "limits", "include_passage", "source", "run_id")
+    PASSAGE_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_PASSAGE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    passage: Passage
+    format: str
+    outputs: _containers.RepeatedScalarFieldContainer[str]
+    limits: _common_pb2.DirectiveLimits
+    include_passage: bool
+    source: str
+    run_id: str
+    def __init__(self, passage: _Optional[_Union[Passage, _Mapping]] = ..., format: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[_common_pb2.DirectiveLimits, _Mapping]] = ..., include_passage: _Optional[bool] = ..., source: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
 class GenerateResponse(_message.Message):
     __slots__ = ("self_edits", "model_fingerprint", "seconds")
     SELF_EDITS_FIELD_NUMBER: _ClassVar[int]

@@ -46,6 +46,11 @@ class GeneratorStub:
                 request_serializer=seal_dot_v1_dot_generator__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=seal_dot_v1_dot_generator__pb2.GenerateResponse.FromString,
                 _registered_method=True)
+        self.Import = channel.unary_unary(
+                '/seal.v1.Generator/Import',
+                request_serializer=seal_dot_v1_dot_generator__pb2.ImportRequest.SerializeToString,
+                response_deserializer=seal_dot_v1_dot_generator__pb2.GenerateResponse.FromString,
+                _registered_method=True)
 
 
 class GeneratorServicer:
@@ -66,6 +71,14 @@ class GeneratorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Import(self, request, context):
+        """Self-edits written elsewhere (a teacher's file in SEAL's format), or none at all (passage only), stored
+        as datasets exactly like generated ones, so every condition is trained the same way.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GeneratorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +90,11 @@ def add_GeneratorServicer_to_server(servicer, server):
             'Generate': grpc.unary_unary_rpc_method_handler(
                     servicer.Generate,
                     request_deserializer=seal_dot_v1_dot_generator__pb2.GenerateRequest.FromString,
+                    response_serializer=seal_dot_v1_dot_generator__pb2.GenerateResponse.SerializeToString,
+            ),
+            'Import': grpc.unary_unary_rpc_method_handler(
+                    servicer.Import,
+                    request_deserializer=seal_dot_v1_dot_generator__pb2.ImportRequest.FromString,
                     response_serializer=seal_dot_v1_dot_generator__pb2.GenerateResponse.SerializeToString,
             ),
     }
@@ -134,6 +152,33 @@ class Generator:
             target,
             '/seal.v1.Generator/Generate',
             seal_dot_v1_dot_generator__pb2.GenerateRequest.SerializeToString,
+            seal_dot_v1_dot_generator__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Import(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seal.v1.Generator/Import',
+            seal_dot_v1_dot_generator__pb2.ImportRequest.SerializeToString,
             seal_dot_v1_dot_generator__pb2.GenerateResponse.FromString,
             options,
             channel_credentials,

@@ -1,0 +1,93 @@
+"""ReST-EM's supervised step, as data: the policy's training set from a round's winning self-edits, and
+imported teacher self-edits matched to the held-out passages."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from seal_lab.data import Passage
+from seal_lab.directive import DIRECTIVE_LINE_PREFIX, Directive, format_directive
+from seal_lab.errors import InvalidArgument
+from seal_lab.store import ObjectStore
+
+DATASET_PREFIX = "datasets"
+
+
+def _meta_record(data: bytes, key: str) -> dict[str, Any]:
+    for line in data.decode("utf-8").splitlines():
+        record = json.loads(line) if line.strip() else {}
+        if record.get("type") == "meta":
+            return record
+    raise InvalidArgument(f"dataset {key!r} has no meta record")
+
+
+def policy_examples(meta: dict[str, Any], winner: dict[str, Any]) -> list[dict[str, str]]:
+    """The (prompt, completion) pairs the generator produced for a winning self-edit.
+
+    When directive search found a better directive than the one the model wrote, the policy is taught that
+    directive instead: "keep the best" applies to the training directive as well as to the data.
+    """
+    examples = [
+        {"type": "example", "prompt": e["prompt"], "completion": e["completion"]}
+        for e in meta.get("policy_examples", [])
+    ]
+    if winner.get("directive_trial") and len(examples) == 2:
+        best = Directive(**winner["directive"])
+        examples[1]["completion"] = format_directive(best).removeprefix(DIRECTIVE_LINE_PREFIX)
+    return examples
+
+
+def build_policy_dataset(store: ObjectStore, winners: list[dict[str, Any]]) -> tuple[str, int]:
+    """Write the SFT dataset (self-edit prompt -> winning self-edit) to the store: (key, examples)."""
+    records: list[dict[str, Any]] = [
+        {
+            "type": "meta",
+            "purpose": "rest-em policy",
+            "winners": [
+                {k: w.get(k) for k in ("passage_id", "dataset_key", "reward", "format", "sample_index")}
+                for w in winners
+            ],
+        }
+    ]
+    for winner in winners:
+        key = winner["dataset_key"]
+        records += policy_examples(_meta_record(store.get_bytes(key), key), winner)
+    examples = len(records) - 1
+    if not examples:
+        return "", 0
+    data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records).encode()
+    return store.put_content(DATASET_PREFIX, data, ".jsonl", "application/x-ndjson"), examples
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def match_teacher_completions(
+    name: str, entries: list[Any], completion_index: int, heldout: list[Passage]
+) -> dict[str, str]:
+    """{held-out passage id: completion} from SEAL-format entries, matched by passage text."""
+    if not heldout:
+        raise InvalidArgument(f"teacher {name!r}: there are no held-out passages to compare it on")
+    by_context: dict[str, str] = {}
+    for number, entry in enumerate(entries):
+        where = f"teachers[{name}].passages[{number}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("context"), str):
+            raise InvalidArgument(f"{where}: expected an object with a string 'context'")
+        completions = entry.get("completions")
+        if not isinstance(completions, list) or not all(isinstance(c, str) for c in completions):
+            raise InvalidArgument(f"{where}: 'completions' must be a list of strings")
+        if completion_index < len(completions):
+            by_context[_normalise(entry["context"])] = completions[completion_index]
+    matched = {
+        p.passage_id: by_context[_normalise(p.context)]
+        for p in heldout
+        if _normalise(p.context) in by_context
+    }
+    if not matched:
+        raise InvalidArgument(
+            f"teacher {name!r}: none of its {len(entries)} passages (with a completion {completion_index}) "
+            f"matches a held-out passage; passages are matched by their context text"
+        )
+    return matched

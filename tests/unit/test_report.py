@@ -1,0 +1,125 @@
+"""The HTML report: charts, SEAL's conditions table, examples, reproducibility, escaping (pure)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from services.coordinator.report import render_report
+from services.coordinator.results import build_results
+from tests.unit import rounds_fixtures as fx
+
+SVG_NAMESPACE = 'xmlns="http://www.w3.org/2000/svg"'
+MALICIOUS = "<script>alert('x')</script>"
+
+
+def _example(reward: float, raw_output: str = "Alpha implies the first letter.") -> dict[str, Any]:
+    return {
+        "round": 1,
+        "passage_id": "p-a",
+        "title": "Alpha",
+        "format": "implications",
+        "sample_index": 0,
+        "reward": reward,
+        "scores": fx.scores(0.7),
+        "retention": 0.6,
+        "directive": {"epochs": 4, "learning_rate": 0.002},
+        "directive_source": "parsed",
+        "raw_output": raw_output,
+        "directive_text": "Training: epochs=4",
+        "texts": ["Alpha implies the first letter."],
+    }
+
+
+@pytest.fixture(scope="module")
+def finished_results() -> dict[str, Any]:
+    results = fx.build_run_results()
+    results["examples"] = {"best": [_example(0.5)], "worst": [_example(-0.05, raw_output=MALICIOUS)]}
+    results["reproducibility"] = {
+        "seed": 0,
+        "split": {"train": ["p-a", "p-b"], "heldout": ["p-h1", "p-h2"]},
+        "policy_adapters": [{"round": 0, "adapter_key": ""}, {"round": 1, "adapter_key": "adapters/policy1"}],
+    }
+    return results
+
+
+def _run(results: dict[str, Any] | None, name: str = "two rounds") -> dict[str, Any]:
+    return {
+        "id": "run-123",
+        "name": name,
+        "status": "succeeded" if results else "running",
+        "config": fx.config().model_dump(),
+        "services": {"evaluator": {"model_name": "tiny-model"}},
+        "results": results,
+    }
+
+
+@pytest.fixture(scope="module")
+def html(finished_results) -> str:
+    return render_report(_run(finished_results))
+
+
+def test_a_self_contained_page(html):
+    assert html.startswith("<!doctype html>") and html.endswith("</body></html>")
+    assert "<script" not in html and "src=" not in html
+    assert "http" not in html.replace(SVG_NAMESPACE, "")
+    assert "seal-lab run run-123" in html and "tiny-model" in html and "succeeded" in html
+
+
+def test_charts(html):
+    # Held-out line and bar charts, reward per format, three directive buckets, gain vs retention.
+    assert html.count("<svg") >= 4
+    assert html.count("<svg") == 7
+
+
+def test_the_conditions_table(html):
+    for label in (
+        "no adapter",
+        "passage only",
+        "passage + self-edits (round-0 generator)",
+        "passage + self-edits (policy after round 1)",
+        "passage + self-edits (policy after round 2)",
+        "passage + gpt self-edits",
+    ):
+        assert f"<td>{label}</td>" in html, label
+    # passage + self-edits after round 2: mean 0.65 ± 0.15 over two passages.
+    assert "<td>2</td><td>0.650 ± 0.150" in html
+    # The teacher row has one passage and no error bar.
+    assert "<td>passage + gpt self-edits</td><td>1</td><td>0.600</td>" in html
+    assert "2 passages never used to train the policy" in html
+
+
+def test_rounds_what_worked_and_examples(html):
+    assert "2 training passages, 2 held-out, 2 ReST-EM rounds, metric f1" in html
+    assert "<code>base model</code>" in html and "<code>adapters/policy1</code>" in html
+    assert "Directive search" in html and "epochs=1" in html
+    assert "Best rewarded" in html and "Worst rewarded" in html
+    assert "Alpha implies the first letter." in html
+    assert "directive (parsed): epochs=4, learning_rate=0.002" in html
+    assert "adapters/policy1" in html and "Reproducibility" in html and "p-h2" in html
+
+
+def test_untrusted_text_is_escaped(finished_results):
+    results = copy.deepcopy(finished_results)
+    results["rounds"][0]["policy_adapter_key"] = MALICIOUS
+    html = render_report(_run(results, name=MALICIOUS))
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    # The title (name), the example's raw output and the policy key are each escaped.
+    assert html.count("&lt;script&gt;") >= 3
+
+
+def test_a_run_without_results_has_not_finished():
+    html = render_report(_run(None))
+    assert "has not finished" in html and "<svg" not in html
+    assert "has not finished" in render_report({**_run(None), "results": {}})
+
+
+def test_a_run_without_heldout_passages_has_no_conditions_section():
+    results = build_results(fx.TRAIN_PASSAGES, fx.build_jobs(heldout=False), fx.config(rounds=0))
+    html = render_report(_run(results))
+    assert "Held-out passages" not in html and "<td>no adapter</td>" not in html
+    assert "Training rounds" in html and "none scored" in html
+    assert html.count("<svg") == 5
