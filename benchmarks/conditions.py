@@ -78,12 +78,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--heldout", type=int, default=10, help="N held-out passages")
+    parser.add_argument("--heldout", type=int, default=8, help="N held-out passages")
     parser.add_argument("--train", type=int, default=8, help="training passages per round")
     parser.add_argument("--k", type=int, default=4, help="self-edits per training passage")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-new-tokens", type=int, default=192)
+    parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--retention", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--url", default="", help="a running coordinator; default: start a local stack")

@@ -165,3 +165,51 @@ def test_an_unreachable_trainer_fails_the_run_clearly_and_it_can_resume(
         assert live_client.get(f"/v1/runs/{run_id}").json()["status"] == "failed"
         assert live_client.post(f"/v1/runs/{run_id}/resume").status_code == 200
         assert wait_finished(live_client, run_id)["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"passages": [TINY_PASSAGE], "teachers": [{"name": "gpt", "passages": [{"context": "x"}]}]},
+            "teachers are compared on held-out passages",
+        ),
+        (
+            {"passages": [TINY_PASSAGE], "config": {"heldout": 1}},
+            "leaves none of the 1 passages for training",
+        ),
+        (
+            {"passages": [TINY_PASSAGE], "heldout_passages": [TINY_PASSAGE]},
+            "both training and held-out",
+        ),
+        (
+            {
+                "passages": [TINY_PASSAGE],
+                "heldout_passages": [{**TINY_PASSAGE, "context": "Another passage about bells entirely."}],
+                "teachers": [
+                    {"name": "gpt", "passages": [{"context": "unrelated", "completions": ["1. a b c"]}]}
+                ],
+            },
+            "none of its 1 passages",
+        ),
+        (
+            {
+                "passages": [TINY_PASSAGE],
+                "heldout_passages": [{**TINY_PASSAGE, "context": "Another passage about bells entirely."}],
+                "teachers": [{"name": "gpt", "passages": [{"context": "x", "completions": "not a list"}]}],
+            },
+            "'completions' must be a list of strings",
+        ),
+        ({"dataset": "demo", "config": {"rounds": 11}}, "config.rounds"),
+        ({"dataset": "demo", "config": {"directive_search": [{}]}}, "at least one field"),
+    ],
+)
+def test_experiment_requests_are_refused_with_a_message(client, body, message):
+    response = client.post("/v1/runs", json=body)
+    assert response.status_code == 422, response.text
+    assert message in response.json()["detail"]
+
+
+def test_results_and_report_of_unknown_or_unfinished_runs(client):
+    assert client.get("/v1/runs/run-nope/results").status_code == 404
+    assert client.get("/v1/runs/run-nope/report").status_code == 404

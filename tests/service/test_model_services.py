@@ -194,6 +194,60 @@ def test_generator_unknown_policy_adapter_is_not_found(generator_server, limits)
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def _import(
+    generator_server, limits, outputs, include_passage=True, **overrides
+) -> generator_pb2.GenerateResponse:
+    stub = generator_pb2_grpc.GeneratorStub(generator_server.channel())
+    request = generator_pb2.ImportRequest(
+        passage=_passage(overrides.pop("context", PASSAGE.context)),
+        format=overrides.pop("format", "implications"),
+        outputs=outputs,
+        limits=limits,
+        include_passage=include_passage,
+        source="teacher:test",
+    )
+    return stub.Import(request, timeout=30)
+
+
+def test_generator_imports_teacher_self_edits_as_datasets(generator_server, limits, shared_store: LocalStore):
+    teacher = "**Implications:**\n1. The first implication is about the passage.\n2. A second one, also long enough."
+    response = _import(generator_server, limits, [teacher, ""])
+    imported, passage_only = response.self_edits
+    records = [
+        json.loads(line) for line in shared_store.get_bytes(imported.dataset_key).decode().splitlines()
+    ]
+    meta, examples = records[0], [r["completion"] for r in records[1:]]
+    assert meta["backend"] == "import" and meta["source"] == "teacher:test" and meta["policy_examples"] == []
+    # The passage, then one text per implication; the markdown heading is not a training text.
+    assert examples[1:] == ["The first implication is about the passage.", "A second one, also long enough."]
+    assert PASSAGE.context in examples[0]
+    # No directive line in the teacher's text: the trainer's default, said so.
+    assert imported.directive_source == generator_pb2.DIRECTIVE_SOURCE_DEFAULT
+    only = [
+        json.loads(line) for line in shared_store.get_bytes(passage_only.dataset_key).decode().splitlines()
+    ]
+    assert len(only) == 2 and PASSAGE.context in only[1]["completion"]
+
+
+@pytest.mark.parametrize(
+    ("outputs", "include_passage", "overrides", "message"),
+    [
+        ([], True, {}, "0 outputs"),
+        ([""], False, {}, "holds no implications training text"),
+        (["x" * 60_000], True, {}, "60,000 characters"),
+        (["1. some text here"], True, {"format": "poetry"}, "unknown self-edit format"),
+        (["1. some text here"], True, {"context": ""}, "passage.context is empty"),
+    ],
+)
+def test_generator_refuses_bad_imports(
+    generator_server, limits, outputs, include_passage, overrides, message
+):
+    with pytest.raises(grpc.RpcError) as error:
+        _import(generator_server, limits, outputs, include_passage, **overrides)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in error.value.details()
+
+
 # ---- trainer ----------------------------------------------------------------------------------------------
 
 
