@@ -3,7 +3,9 @@
 Checks what the split "trainer on the GPU box, the rest on laptops" needs:
 - the same checkpoint loaded as float32 on the CPU and bfloat16 on CUDA has one fingerprint;
 - the trainer service trains over real gRPC on CUDA and stores a safetensors adapter;
-- an evaluator service on the CPU accepts that adapter and answers with it.
+- an evaluator service on the CPU accepts that adapter and answers with it;
+- ReST-EM across machines: the GPU trainer fine-tunes a policy adapter on (prompt -> self-edit) records, and
+  a generator service on the CPU hot-swaps it in (`policy_adapter_key`) and writes other self-edits with it.
 
     python benchmarks/cuda_check.py [--model PATH_OR_ID] [--tokenizer DIR]
 
@@ -26,6 +28,8 @@ from seal.v1 import (
     common_pb2,
     evaluator_pb2,
     evaluator_pb2_grpc,
+    generator_pb2,
+    generator_pb2_grpc,
     trainer_pb2,
     trainer_pb2_grpc,
 )
@@ -36,6 +40,7 @@ from seal_lab.settings import ModelSettings
 from seal_lab.store import LocalStore
 from services.evaluator.server import EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings
+from services.generator.server import GeneratorServicer
 from services.trainer.server import TrainerServicer
 from services.trainer.settings import TrainerSettings
 from tests.grpc_harness import serve
@@ -67,9 +72,11 @@ def main() -> None:
         )
         trainer = TrainerServicer(store, ModelHost("trainer", gpu_settings), TrainerSettings())
         evaluator = EvaluatorServicer(store, ModelHost("evaluator", cpu_settings), EvaluatorSettings())
+        generator = GeneratorServicer(store, ModelHost("generator", cpu_settings))
         servers = [
             serve(trainer, "seal.v1.Trainer", trainer_pb2_grpc.add_TrainerServicer_to_server),
             serve(evaluator, "seal.v1.Evaluator", evaluator_pb2_grpc.add_EvaluatorServicer_to_server),
+            serve(generator, "seal.v1.Generator", generator_pb2_grpc.add_GeneratorServicer_to_server),
         ]
         try:
             trainer_stub = trainer_pb2_grpc.TrainerStub(grpc.insecure_channel(servers[0].address))
@@ -103,12 +110,60 @@ def main() -> None:
             )
             report["cpu_evaluator_answers"] = [e.answers[0].answer for e in response.evaluations]
             report["cpu_evaluator_accepts_gpu_adapter"] = len(response.evaluations) == 2
+            report.update(_policy_check(store, trainer_stub, servers[2].address, info.limits))
         finally:
             for server in servers:
                 server.stop()
     print(json.dumps(report, indent=1))
     assert report["fingerprints_match"] and report["trainer_device"].startswith("cuda")
     assert report["final_loss"] < report["first_loss"]
+    assert report["policy_final_loss"] < report["policy_first_loss"]
+    assert report["cpu_generator_self_edits_differ_with_gpu_policy"]
+
+
+def _policy_check(
+    store: LocalStore, trainer_stub: trainer_pb2_grpc.TrainerStub, generator_address: str, limits
+) -> dict:
+    """A GPU-trained policy adapter, used by a CPU generator for the next round's self-edits."""
+    prompt = "<|im_start|>user\nWrite implications of the passage about the Vellum Bell.<|im_end|>\n<|im_start|>assistant\n"
+    records = [{"type": "example", "prompt": prompt, "completion": "1. The bell was cast in 1712."}] * 4
+    key = store.put_content("datasets", "".join(json.dumps(r) + "\n" for r in records).encode(), ".jsonl")
+    directive = Directive(
+        epochs=10, learning_rate=1e-3, lora_rank=16, lora_alpha=32, batch_size=1, max_length=1024
+    )
+    started = time.perf_counter()
+    result = list(
+        trainer_stub.Train(
+            trainer_pb2.TrainRequest(dataset_key=key, directive=directive.to_proto(), seed=0), timeout=600
+        )
+    )[-1].result
+    seconds = round(time.perf_counter() - started, 2)
+    generator = generator_pb2_grpc.GeneratorStub(grpc.insecure_channel(generator_address))
+
+    def self_edits(policy: str) -> list[str]:
+        request = generator_pb2.GenerateRequest(
+            passage=generator_pb2.Passage(
+                passage_id="bell", title="Vellum Bell", context="The bell was cast in 1712."
+            ),
+            format="implications",
+            num_samples=2,
+            sampling=generator_pb2.SamplingParams(temperature=0.7, top_p=0.95, max_new_tokens=24, seed=7),
+            policy_adapter_key=policy,
+            limits=limits,
+            include_passage=True,
+        )
+        return [e.preview for e in generator.Generate(request, timeout=300).self_edits]
+
+    base, with_policy = self_edits(""), self_edits(result.adapter_key)
+    return {
+        "policy_adapter_key": result.adapter_key,
+        "policy_train_seconds": seconds,
+        "policy_first_loss": result.metrics.step_loss[0],
+        "policy_final_loss": result.metrics.step_loss[-1],
+        "cpu_generator_self_edits_base": base,
+        "cpu_generator_self_edits_with_gpu_policy": with_policy,
+        "cpu_generator_self_edits_differ_with_gpu_policy": base != with_policy,
+    }
 
 
 if __name__ == "__main__":
