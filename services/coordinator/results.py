@@ -298,6 +298,11 @@ def heldout_results(
                 "scores": scores,
                 "retention": retention,
                 "self_edits": edits,
+                "errors": [
+                    f"{name.removeprefix(prefix)}: {job['error']}"
+                    for name, job in jobs.items()
+                    if name.startswith(prefix) and "error" in job
+                ],
             }
         )
     conditions = []

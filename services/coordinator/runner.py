@@ -108,14 +108,21 @@ class RunState:
         per_round = len(config.formats) * (1 + config.k * (1 + len(config.directive_search)))
         per_round += 1 + config.retention
         per_train_passage = 1 + max(1, config.rounds) * per_round
-        # per held-out condition: self-edit (generated or imported), train, evaluate, retention
-        conditions = 1 + len(self.teachers) + (config.rounds + 1)
-        per_heldout_passage = 1 + conditions * (3 + config.retention)
-        return (
-            per_train_passage * len(self.train_indices)
-            + per_heldout_passage * len(self.heldout_indices)
-            + config.rounds
+        # per held-out passage: baseline, then per condition (passage only, each round's policy, each teacher
+        # that covers it): self-edit (generated or imported), train, evaluate, retention
+        per_condition = 3 + config.retention
+        heldout_jobs = sum(
+            1
+            + per_condition
+            * (
+                1
+                + config.rounds
+                + 1
+                + sum(self.passages[i].passage_id in c for _, c in self.teachers.values())
+            )
+            for i in self.heldout_indices
         )
+        return per_train_passage * len(self.train_indices) + heldout_jobs + config.rounds
 
     @property
     def jobs_failed(self) -> int:

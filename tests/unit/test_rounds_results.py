@@ -357,3 +357,18 @@ def test_gain_vs_retention_points(results):
     assert (teacher["gain"], teacher["retention"]) == (close(0.5), 0.7)
     p2 = [(p["gain"], p["retention"]) for p in points if p["group"].endswith("after round 2)")]
     assert p2 == [(close(0.4), 0.6), (close(0.5), 0.6)]
+
+
+def test_a_failed_heldout_job_is_reported_and_leaves_its_condition_short():
+    jobs = fx.build_jobs()
+    heldout_index = fx.PASSAGES.index(fx.HELDOUT_PASSAGES[0])
+    prefix = f"{heldout_index:04d}-heldout-p1-"
+    for name in [k for k in jobs if k.startswith(prefix)]:
+        del jobs[name]
+    jobs[prefix + "train"] = {"error": "trainer refused: INVALID_ARGUMENT"}
+    results = build_results(fx.PASSAGES, jobs, fx.config(), fx.HELDOUT_IDS, fx.TEACHERS)
+    passage = results["heldout"]["passages"][0]
+    assert passage["errors"] == ["heldout-p1-train: trainer refused: INVALID_ARGUMENT"]
+    assert "p1" not in passage["scores"]
+    row = next(c for c in results["heldout"]["conditions"] if c["condition"] == "p1")
+    assert row["n"] == 1 and row["stderr"] is None
