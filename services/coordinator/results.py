@@ -404,7 +404,7 @@ def _gain_vs_retention(rounds: list[dict[str, Any]], heldout: dict[str, Any] | N
                             }
                         )
     if heldout:
-        labels = {c["condition"]: c["label"] for c in heldout["conditions"]}
+        labels = {c["condition"]: c["short_label"].removeprefix("passage + ") for c in heldout["conditions"]}
         for passage in heldout["passages"]:
             for condition, kept in passage["retention"].items():
                 if condition != "base" and condition in passage["scores"] and "base" in passage["scores"]:

@@ -341,10 +341,10 @@ def test_gain_vs_retention_points(results):
         "round 0": 8,
         "round 1": 8,
         "held-out: passage only": 2,
-        "held-out: passage + self-edits (round-0 generator)": 2,
-        "held-out: passage + self-edits (policy after round 1)": 2,
-        "held-out: passage + self-edits (policy after round 2)": 2,
-        "held-out: passage + gpt self-edits": 1,
+        "held-out: round 0": 2,
+        "held-out: round 1": 2,
+        "held-out: round 2": 2,
+        "held-out: gpt": 1,
     }
     round0 = [(p["gain"], p["retention"]) for p in points if p["group"] == "round 0"]
     assert round0[:4] == [
@@ -353,7 +353,7 @@ def test_gain_vs_retention_points(results):
         (close(0.0), 0.6),
         (close(0.4), 0.75),
     ]
-    teacher = next(p for p in points if p["group"] == "held-out: passage + gpt self-edits")
+    teacher = next(p for p in points if p["group"] == "held-out: gpt")
     assert (teacher["gain"], teacher["retention"]) == (close(0.5), 0.7)
     p2 = [(p["gain"], p["retention"]) for p in points if p["group"].endswith("after round 2)")]
     assert p2 == [(close(0.4), 0.6), (close(0.5), 0.6)]
