@@ -355,7 +355,7 @@ def test_gain_vs_retention_points(results):
     ]
     teacher = next(p for p in points if p["group"] == "held-out: gpt")
     assert (teacher["gain"], teacher["retention"]) == (close(0.5), 0.7)
-    p2 = [(p["gain"], p["retention"]) for p in points if p["group"].endswith("after round 2)")]
+    p2 = [(p["gain"], p["retention"]) for p in points if p["group"] == "held-out: round 2"]
     assert p2 == [(close(0.4), 0.6), (close(0.5), 0.6)]
 
 
