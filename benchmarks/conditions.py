@@ -145,7 +145,7 @@ def _run(url: str, body: dict, console: Console, report_dir: Path | None = None)
 def report(detail: dict[str, Any], args: argparse.Namespace, wall: float, console: Console) -> None:
     results = detail["results"]
     heldout = results["heldout"]
-    out = Console()
+    out = Console(width=150)
     table = Table(
         title=f"Held-out conditions ({heldout['metric']}), N={args.heldout} held-out SQuAD passages, "
         f"{args.train} training passages x K={args.k}, {args.rounds} rounds, seed {args.seed}"
