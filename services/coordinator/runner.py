@@ -890,8 +890,8 @@ class RunManager:
                         if event.HasField("progress"):
                             p = event.progress
                             run.current = (
-                                f"round {run.round}: training {where} {label} on {trainer.address}: "
-                                f"step {p.step}/{p.total_steps} loss {p.loss:.3f}"
+                                f"training {where} {label} on {trainer.address}: "
+                                f"step {p.step}/{p.total_steps} loss {p.loss:.3f} (round {run.round})"
                             )
                             run.changed.set()
                             run.changed = asyncio.Event()
