@@ -9,17 +9,23 @@ from typing import Any
 from seal_lab.data import Passage
 from seal_lab.directive import DIRECTIVE_LINE_PREFIX, Directive, format_directive
 from seal_lab.errors import InvalidArgument
-from seal_lab.store import ObjectStore
+from seal_lab.store import ObjectStore, jsonl_bytes
 
 DATASET_PREFIX = "datasets"
 
 
-def _meta_record(data: bytes, key: str) -> dict[str, Any]:
-    for line in data.decode("utf-8").splitlines():
-        record = json.loads(line) if line.strip() else {}
-        if record.get("type") == "meta":
-            return record
-    raise InvalidArgument(f"dataset {key!r} has no meta record")
+def read_dataset(store: ObjectStore, key: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(meta record, example records) of a stored self-edit dataset (JSON lines; nothing is unpickled)."""
+    meta: dict[str, Any] = {}
+    examples = []
+    for line in store.get_bytes(key).decode("utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            if record.get("type") == "meta":
+                meta = record
+            else:
+                examples.append(record)
+    return meta, examples
 
 
 def policy_examples(meta: dict[str, Any], winner: dict[str, Any]) -> list[dict[str, str]]:
@@ -51,13 +57,14 @@ def build_policy_dataset(store: ObjectStore, winners: list[dict[str, Any]]) -> t
         }
     ]
     for winner in winners:
-        key = winner["dataset_key"]
-        records += policy_examples(_meta_record(store.get_bytes(key), key), winner)
+        meta, _ = read_dataset(store, winner["dataset_key"])
+        if not meta:
+            raise InvalidArgument(f"dataset {winner['dataset_key']!r} has no meta record")
+        records += policy_examples(meta, winner)
     examples = len(records) - 1
     if not examples:
         return "", 0
-    data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records).encode()
-    return store.put_content(DATASET_PREFIX, data, ".jsonl", "application/x-ndjson"), examples
+    return store.put_content(DATASET_PREFIX, jsonl_bytes(records), ".jsonl", "application/x-ndjson"), examples
 
 
 def _normalise(text: str) -> str:

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import defaultdict
 from typing import Any
@@ -17,6 +16,7 @@ from seal_lab.data import Passage
 from seal_lab.stats import describe
 from seal_lab.store import ObjectStore
 
+from .policy import read_dataset
 from .schemas import RunConfig
 
 DIRECTIVE_FIELDS = ("epochs", "learning_rate", "lora_rank", "lora_alpha", "batch_size")
@@ -469,21 +469,12 @@ def build_results(
 
 
 def _dataset_texts(store: ObjectStore, key: str) -> dict[str, Any]:
-    """The raw self-edit and the training texts of a stored dataset (read-only; JSON, never pickle)."""
-    meta: dict[str, Any] = {}
-    texts = []
-    for line in store.get_bytes(key).decode("utf-8").splitlines():
-        if not line.strip():
-            continue
-        record = json.loads(line)
-        if record.get("type") == "meta":
-            meta = record
-        else:
-            texts.append(record.get("completion") or record.get("text", ""))
+    """The raw self-edit and the training texts of a stored dataset."""
+    meta, examples = read_dataset(store, key)
     return {
         "raw_output": meta.get("raw_output", ""),
         "directive_text": meta.get("directive_text", ""),
-        "texts": texts,
+        "texts": [e.get("completion") or e.get("text", "") for e in examples],
     }
 
 

@@ -433,6 +433,32 @@ class RunManager:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
+    async def _unary(
+        self,
+        run: RunState,
+        service: str,
+        rpc: Callable[..., Awaitable[Any]],
+        request: Any,
+        what: str,
+        slot: asyncio.Semaphore | None = None,
+    ) -> Any:
+        """One unary call to the generator or the evaluator, retried by `_call`; `slot` queues model work."""
+        address = {"generator": self.settings.generator_address, "evaluator": self.settings.evaluator_address}
+        timeout = {
+            "generator": self.settings.generate_timeout_seconds,
+            "evaluator": self.settings.evaluate_timeout_seconds,
+        }
+
+        async def attempt(*_: Any) -> Any:
+            async with slot or contextlib.nullcontext():
+                try:
+                    return await rpc(request, timeout=timeout[service])
+                except grpc.aio.AioRpcError as exc:
+                    exc.seal_address = address[service]
+                    raise
+
+        return await self._call(run, service, what, attempt)
+
     async def _check_services(self, run: RunState) -> common_pb2.DirectiveLimits:
         """All services must serve the same base model; the trainer's limits bound every directive."""
         request = common_pb2.GetInfoRequest()
@@ -822,17 +848,14 @@ class RunManager:
             run_id=run.id,
         )
 
-        async def attempt(*_: Any) -> generator_pb2.GenerateResponse:
-            async with self.clients.generator_slot:
-                try:
-                    return await self.clients.generator.Generate(
-                        request, timeout=self.settings.generate_timeout_seconds
-                    )
-                except grpc.aio.AioRpcError as exc:
-                    exc.seal_address = self.settings.generator_address
-                    raise
-
-        response = await self._call(run, "generator", f"self-edits for {passage.passage_id}", attempt)
+        response = await self._unary(
+            run,
+            "generator",
+            self.clients.generator.Generate,
+            request,
+            f"self-edits for {passage.passage_id}",
+            slot=self.clients.generator_slot,
+        )
         return {**_self_edits_record(response), "policy_adapter_key": policy_key}
 
     async def _import(
@@ -851,16 +874,14 @@ class RunManager:
             run_id=run.id,
         )
 
-        async def attempt(*_: Any) -> generator_pb2.GenerateResponse:
-            try:
-                return await self.clients.generator.Import(
-                    request, timeout=self.settings.generate_timeout_seconds
-                )
-            except grpc.aio.AioRpcError as exc:
-                exc.seal_address = self.settings.generator_address
-                raise
-
-        response = await self._call(run, "generator", f"importing {source} for {passage.passage_id}", attempt)
+        # Import only writes to the store: it does not wait for the generator's model slot.
+        response = await self._unary(
+            run,
+            "generator",
+            self.clients.generator.Import,
+            request,
+            f"importing {source} for {passage.passage_id}",
+        )
         return {**_self_edits_record(response), "source": source}
 
     async def _train(
@@ -938,20 +959,17 @@ class RunManager:
             run_id=run.id,
         )
 
-        async def attempt(*_: Any) -> evaluator_pb2.EvaluateResponse:
-            async with self.clients.evaluator_slot:
-                try:
-                    return await self.clients.evaluator.Evaluate(
-                        request, timeout=self.settings.evaluate_timeout_seconds
-                    )
-                except grpc.aio.AioRpcError as exc:
-                    exc.seal_address = self.settings.evaluator_address
-                    raise
-
         what = "baseline" if adapter_keys == [""] else f"{len(adapter_keys)} adapters"
         if questions is not None:
             what += " on the retention set"
-        response = await self._call(run, "evaluator", f"{what} for {passage.passage_id}", attempt)
+        response = await self._unary(
+            run,
+            "evaluator",
+            self.clients.evaluator.Evaluate,
+            request,
+            f"{what} for {passage.passage_id}",
+            slot=self.clients.evaluator_slot,
+        )
         return {
             "seconds": response.seconds,
             "evaluations": {

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from seal_lab.directive import DirectiveLimits, ParsedDirective, parse_directive
-from seal_lab.store import ObjectStore
+from seal_lab.store import ObjectStore, jsonl_bytes
 
 from .backends import RawSelfEdit
 from .formats import SelfEditFormat
@@ -40,10 +39,6 @@ def dataset_records(
     return [{"type": "meta", **meta}] + [{"type": "example", "prompt": "", "completion": t} for t in examples]
 
 
-def to_jsonl(records: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records).encode()
-
-
 def store_self_edit(
     store: ObjectStore,
     raw: RawSelfEdit,
@@ -73,5 +68,5 @@ def store_self_edit(
         **provenance,
     }
     records = dataset_records(passage.title, passage.context, texts, include_passage, meta)
-    key = store.put_content(DATASET_PREFIX, to_jsonl(records), ".jsonl", "application/x-ndjson")
+    key = store.put_content(DATASET_PREFIX, jsonl_bytes(records), ".jsonl", "application/x-ndjson")
     return StoredSelfEdit(key, sample_index, parsed, texts, raw)

@@ -92,6 +92,11 @@ def json_bytes(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, indent=1).encode()
 
 
+def jsonl_bytes(records: list[dict[str, Any]]) -> bytes:
+    """Canonical JSON lines (datasets), so equal records hash equally."""
+    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records).encode()
+
+
 def _atomic_write(destination: Path, data: bytes) -> None:
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
