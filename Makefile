@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo test test-compose lint format protos bench bench-conditions clean
+.PHONY: install demo test test-compose env lint format protos bench bench-conditions clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ test: install
 # The container stack for real (needs root: installs Docker and debootstrap if missing; see deploy/ci/).
 test-compose: install
 	deploy/ci/compose_test.sh
+
+# .env for `docker compose` with fresh random secrets (refuses to overwrite an existing .env).
+env:
+	deploy/new-env.sh
 
 lint: install
 	$(BIN)/ruff check .

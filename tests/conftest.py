@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from seal_lab.localstore import LocalStore
 from seal_lab.s3store import S3Store
-from seal_lab.store import LocalStore
+from seal_lab.store import ObjectStore
 from tests.s3_server import S3ServerInfo, running_s3_server, unique_bucket
 
 # ---------------------------------------------------------------------------------------------------------
@@ -27,6 +28,7 @@ def s3_server() -> Iterator[S3ServerInfo]:
 def s3_store(s3_server: S3ServerInfo) -> Iterator[S3Store]:
     """An S3Store on a fresh bucket, deleted afterwards so a long session does not pile up volumes."""
     store = S3Store.from_settings(s3_server.store_settings(unique_bucket()))
+    store.check()  # creates the bucket (building a store does no network I/O)
     yield store
     for obj in store.client.list_objects(store.bucket, recursive=True):
         store.client.remove_object(store.bucket, obj.object_name)
@@ -36,6 +38,12 @@ def s3_store(s3_server: S3ServerInfo) -> Iterator[S3Store]:
 @pytest.fixture
 def local_store(tmp_path: Path) -> LocalStore:
     return LocalStore(tmp_path / "store")
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest) -> ObjectStore:
+    """Each backend in turn: the ObjectStore contract is the same for both."""
+    return request.getfixturevalue(f"{request.param}_store")
 
 
 # ---------------------------------------------------------------------------------------------------------

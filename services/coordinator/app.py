@@ -62,13 +62,18 @@ def create_app(settings: CoordinatorSettings, store: ObjectStore) -> FastAPI:
         return JSONResponse(status_code=422, content={"detail": "; ".join(problems)})
 
     @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    async def healthz(manager: Manager) -> JSONResponse:
+        """200 once the store answered and every recorded run was loaded; 503 while waiting for the store."""
+        if not manager.ready:
+            return JSONResponse(
+                status_code=503, content={"status": "waiting for the object store", "version": __version__}
+            )
+        return JSONResponse({"status": "ok", "version": __version__})
 
     @app.post("/v1/runs", status_code=202, response_model=RunCreated, tags=["runs"])
     async def create_run(body: RunCreate, manager: Manager) -> RunCreated:
         """Start a round of the inner loop on a dataset (inline SEAL-format passages or `demo`)."""
-        run = manager.create(body)
+        run = await manager.create(body)
         return RunCreated(id=run.id, status=run.status, passages=len(run.passages), jobs_total=run.jobs_total)
 
     @app.get("/v1/runs", response_model=list[RunSummary], tags=["runs"])
@@ -85,7 +90,7 @@ def create_app(settings: CoordinatorSettings, store: ObjectStore) -> FastAPI:
     @app.post("/v1/runs/{run_id}/resume", response_model=RunSummary, tags=["runs"])
     async def resume_run(run_id: str, manager: Manager) -> RunSummary:
         """Continue a failed run from its last finished job."""
-        return manager.resume(run_id).summary()
+        return (await manager.resume(run_id)).summary()
 
     @app.get("/v1/runs/{run_id}/results", tags=["results"])
     async def get_results(run_id: str, manager: Manager) -> dict[str, Any]:

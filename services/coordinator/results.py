@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from seal_lab.data import Passage
+from seal_lab.errors import StoreUnavailable
 from seal_lab.stats import describe
 from seal_lab.store import ObjectStore
 
@@ -495,6 +496,8 @@ def attach_examples(results: dict[str, Any], store: ObjectStore) -> None:
         for round_index, passage, edit in items:
             try:
                 text = _dataset_texts(store, edit["dataset_key"])
+            except StoreUnavailable:  # the store is away: the caller waits for it, so results do not change
+                raise
             except Exception as exc:  # a missing dataset must not cost the run its results
                 text = {
                     "raw_output": edit.get("preview", ""),

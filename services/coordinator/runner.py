@@ -1,9 +1,11 @@
 """The inner loop, run by the coordinator: baseline -> K self-edits -> K adapters -> scores -> reward -> best.
 
-Every finished job is written to the store as a write-once record (`runs/<id>/jobs/...`), so a restarted
-coordinator resumes an unfinished run without redoing finished jobs. The run's manifest is written last.
+Every finished job is written to the store as a write-once record (records.py), so a restarted coordinator
+resumes an unfinished run without redoing finished jobs. The run's manifest is written last.
 A service that is down is retried with backoff and shows up in the run's events; a request a service
-refuses (bad input) fails that job only, and the rest of the run goes on.
+refuses (bad input) fails that job only, and the rest of the run goes on. When the object store is away
+(down, hanging, full) the run pauses, without counting it against any service, and goes on when it is
+back. A lease (lease.py) makes sure one coordinator runs a run, even when several share the store.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from pydantic import ValidationError
 
 from seal.v1 import common_pb2, evaluator_pb2, generator_pb2, trainer_pb2
 from seal_lab.data import (
@@ -30,21 +35,23 @@ from seal_lab.data import (
     retention_questions,
 )
 from seal_lab.directive import Directive, DirectiveLimits
-from seal_lab.errors import FailedPrecondition, InvalidArgument, NotFound
-from seal_lab.grpc_client import RETRYABLE_CODES
+from seal_lab.errors import FailedPrecondition, InvalidArgument, NotFound, StoreUnavailable, Unavailable
+from seal_lab.grpc_client import RETRYABLE_CODES, is_store_outage
 from seal_lab.logging import bind_context
+from seal_lab.outage import ONCE, OutagePolicy, call_async, wait_for_store
 from seal_lab.runtime import runtime_versions
 from seal_lab.store import ObjectStore
 
 from .clients import ServiceClients
+from .lease import Lease, Leases
 from .policy import build_policy_dataset, match_teacher_completions
+from .records import MANIFEST, LeaseLost, RecordWriter, job_key, read_run, run_ids, run_key, write_spec
 from .results import attach_examples, build_results, round_passages, round_stage
 from .schemas import RunConfig, RunCreate, RunDetail, RunEvent, RunSummary
 from .settings import CoordinatorSettings
 
 log = logging.getLogger(__name__)
 
-RUNS_PREFIX = "runs"
 MAX_EVENTS_IN_MEMORY = 2000
 _DIRECTIVE_SOURCES = {
     generator_pb2.DIRECTIVE_SOURCE_PARSED: "parsed",
@@ -58,16 +65,21 @@ class JobFailed(Exception):
     """A service refused a job (bad input, foreign adapter...): that job fails, the run goes on."""
 
 
+class ServiceCallFailed(Exception):
+    """A gRPC call that failed, with the address of the service that failed it (to route a retry elsewhere)."""
+
+    def __init__(self, error: grpc.aio.AioRpcError, address: str) -> None:
+        super().__init__(f"{address}: {error.code().name}")
+        self.error = error
+        self.address = address
+
+
 class RunInterrupted(Exception):
     """A service stayed unreachable past the retry budget: the run stops and can be resumed."""
 
 
 def new_run_id() -> str:
     return f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
-
-
-def _run_key(run_id: str, name: str) -> str:
-    return f"{RUNS_PREFIX}/{run_id}/{name}"
 
 
 @dataclass
@@ -92,6 +104,11 @@ class RunState:
     teachers: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     round: int = 0
     policy_adapter_key: str = ""
+    lease: Lease | None = None
+    #: Why this coordinator cannot run this run at all (its spec is lost, or a newer seal-lab wrote it).
+    unrunnable: str = ""
+    #: Records found unreadable when the run was loaded (moved to quarantine), not yet told in its events.
+    load_problems: list[str] = field(default_factory=list)
 
     @property
     def train_indices(self) -> list[int]:
@@ -176,64 +193,193 @@ class RunManager:
         self._tasks: dict[str, asyncio.Task] = {}
         self._known_formats: list[str] = []
         self._limits = common_pb2.DirectiveLimits()
+        self.owner = settings.instance_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.leases = Leases(store, self.owner, settings.lease_ttl_seconds)
+        self.outage = OutagePolicy(
+            settings.store_outage_max_seconds, settings.initial_backoff_seconds, settings.max_backoff_seconds
+        )
+        self.writer = RecordWriter(store, self.outage)
+        #: False until the store answered and every recorded run was loaded (/healthz says 503 until then).
+        self.ready = False
+        self._background: list[asyncio.Task] = []
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load every run recorded in the store; resume the unfinished ones."""
-        for key in self.store.list_keys(f"{RUNS_PREFIX}/"):
-            if key.endswith("/spec.json"):
-                run = self._load_run(key.split("/")[1])
-                self.runs[run.id] = run
-                if not run.finished and self.settings.resume_unfinished_runs:
-                    self._event(
-                        run,
-                        "status",
-                        "coordinator restarted: resuming run",
-                        data={"resumed": True},
-                        persist=True,
-                    )
-                    self._schedule(run)
+        """Wait for the store, load every recorded run and resume the unfinished ones.
+
+        Returns when that is done, or after `startup_wait_seconds` while it goes on in the background (the
+        store is away): the HTTP API then answers, /healthz with 503, until it is done.
+        """
+        starting = asyncio.create_task(self._start(), name="coordinator-start")
+        self._background.append(starting)
+        await asyncio.wait({starting}, timeout=self.settings.startup_wait_seconds)
+
+    async def _start(self) -> None:
+        while True:
+            await wait_for_store(self.store.check, "coordinator", self.settings.max_backoff_seconds)
+            try:
+                for run_id in await call_async(lambda: run_ids(self.store), self.outage, "listing runs"):
+                    if run_id not in self.runs:
+                        await self._adopt(run_id, at_start=True)
+                break
+            except StoreUnavailable as exc:  # gone again while loading: wait for it once more
+                log.warning("store unavailable while loading runs (%s)", exc.message)
+        self.ready = True
+        self._background.append(asyncio.create_task(self._watch_leases(), name="lease-watch"))
+
+    async def _adopt(self, run_id: str, at_start: bool = False) -> None:
+        """Know a run that is in the store; run it here if it is unfinished and its lease can be had.
+
+        Records are read again only when the lease is ours: another coordinator may have advanced the run.
+        """
+        known = self.runs.get(run_id)
+        if known is None:
+            known = await self._load(run_id)
+            self.runs[run_id] = known
+        if known.finished or known.unrunnable or not self.settings.resume_unfinished_runs:
+            return
+        lease = await call_async(lambda: self.leases.acquire(run_id), ONCE, "taking a lease")
+        if lease is None:
+            known.current = f"running on another coordinator ({await self._holder(run_id)})"
+            return
+        try:
+            run = await self._load(run_id)
+        except BaseException:
+            await asyncio.to_thread(self.leases.release, lease)
+            raise
+        self.runs[run_id] = run
+        if run.finished or run.unrunnable:
+            await asyncio.to_thread(self.leases.release, lease)
+            return
+        run.lease = lease
+        reason = "coordinator restarted: resuming run" if at_start else "lease expired: taking the run over"
+        self._event(run, "status", reason, data={"resumed": True, "owner": self.owner}, persist=True)
+        self._schedule(run)
+
+    async def _holder(self, run_id: str) -> str:
+        return await call_async(lambda: self.leases.holder(run_id), ONCE, "reading a lease")
+
+    async def _watch_leases(self) -> None:
+        """Renew the leases of runs executing here; pick up new runs and runs whose holder went away."""
+        interval = self.settings.lease_ttl_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for run_id in list(self._tasks):
+                    run = self.runs[run_id]
+                    if run.lease is not None:
+                        await self._renew(run)
+                if self.settings.resume_unfinished_runs:
+                    for run_id in await call_async(lambda: run_ids(self.store), ONCE, "listing runs"):
+                        run = self.runs.get(run_id)
+                        if run_id not in self._tasks and (
+                            run is None or not (run.finished or run.unrunnable)
+                        ):
+                            await self._adopt(run_id)
+            except StoreUnavailable as exc:
+                log.warning("lease watch: store unavailable (%s)", exc.message)
+            except Exception:
+                log.exception("lease watch failed; trying again in %.0fs", interval)
+
+    async def _renew(self, run: RunState) -> None:
+        try:
+            await call_async(lambda: self.leases.renew(run.lease), ONCE, "renewing a lease")
+        except LeaseLost as exc:
+            self._stop_here(run, str(exc))
+
+    def _stop_here(self, run: RunState, reason: str) -> None:
+        """Another coordinator runs this run now: stop executing it here without touching its records."""
+        task = self._tasks.pop(run.id, None)
+        if task is not None:
+            task.cancel()
+        run.lease = None
+        run.current = f"running on another coordinator: {reason}"
+        log.warning("run %s: %s; stopped here", run.id, reason)
 
     async def shutdown(self) -> None:
         """Stop executing (runs stay unfinished in the store and resume at the next start)."""
-        for task in self._tasks.values():
+        executing = list(self._tasks)
+        tasks = [*self._tasks.values(), *self._background]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for run_id in executing:
+            run = self.runs[run_id]
+            if run.lease is not None:  # released: another coordinator may take the run at once
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.to_thread(self.leases.release, run.lease), 5)
         self._tasks.clear()
+        await self.writer.flush(timeout=5)
 
     def _load_run(self, run_id: str) -> RunState:
-        spec = self.store.get_json(_run_key(run_id, "spec.json"))
+        """Blocking. A run whose records are partly unreadable still loads; it says what was moved aside."""
+        stored = read_run(self.store, run_id)
+        spec = stored.spec
+        if spec is None:
+            return self._unrunnable(
+                run_id, stored.problems, "its spec is unreadable in both copies (quarantined)"
+            )
+        try:
+            config = RunConfig(**spec["config"])
+            passages = parse_passages(spec["passages"], f"run {run_id}")
+        except (ValueError, InvalidArgument) as exc:
+            # A spec from a newer seal-lab (an unknown config field, say): leave it untouched for that version.
+            if isinstance(exc, ValidationError):
+                detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            else:
+                detail = str(exc).splitlines()[0]
+            reason = f"its spec does not fit this seal-lab version ({detail})"
+            return self._unrunnable(run_id, stored.problems, reason, name=str(spec.get("name", "")))
         run = RunState(
             id=run_id,
             name=spec["name"],
-            config=RunConfig(**spec["config"]),
-            passages=parse_passages(spec["passages"], f"run {run_id}"),
+            config=config,
+            passages=passages,
             created_at=spec["created_at"],
             updated_at=spec["created_at"],
             heldout_ids=frozenset(spec.get("split", {}).get("heldout", [])),
             teachers={t["name"]: (t["format"], t["completions"]) for t in spec.get("teachers", [])},
         )
-        for key in self.store.list_keys(_run_key(run_id, "jobs/")):
-            run.jobs[key.rsplit("/", 1)[1].removesuffix(".json")] = self.store.get_json(key)
-        for key in self.store.list_keys(_run_key(run_id, "events/")):
-            event = RunEvent(**self.store.get_json(key))
-            run.events.append(event.model_copy(update={"seq": len(run.events)}))
+        run.jobs = stored.jobs
+        for record in sorted(stored.events, key=lambda e: e.get("ts", 0)):
+            event = RunEvent(**{**record, "seq": len(run.events)})
+            run.events.append(event)
             run.retries += event.kind == "retry"
             if event.data.get("run_failed"):  # failed runs wait for an explicit resume
                 run.status, run.error = "failed", event.data.get("reason", event.message)
             elif event.data.get("resumed"):
                 run.status, run.error = "queued", ""
-        if self.store.exists(_run_key(run_id, "manifest.json")):
-            manifest = self.store.get_json(_run_key(run_id, "manifest.json"))
+        if stored.manifest is not None:
+            manifest = stored.manifest
             run.status, run.error = manifest["status"], manifest.get("error", "")
             run.results, run.services = manifest["results"], manifest.get("services", {})
-            run.updated_at = manifest["finished_at"]
+            run.updated_at = manifest.get("finished_at", run.updated_at)
+        run.load_problems = stored.problems
+        return run
+
+    def _unrunnable(self, run_id: str, problems: list[str], reason: str, name: str = "") -> RunState:
+        run = RunState(id=run_id, name=name, config=RunConfig(), passages=[], created_at=0.0)
+        run.status, run.error, run.unrunnable = "failed", f"cannot run here: {reason}", reason
+        run.load_problems = problems
+        return run
+
+    async def _load(self, run_id: str) -> RunState:
+        """Load off the event loop, then tell in the run's events what had to be moved aside."""
+        run = await call_async(lambda: self._load_run(run_id), ONCE, f"loading run {run_id}")
+        for problem in run.load_problems:
+            self._event(run, "error", f"store: {problem}", data={"quarantine": problem}, persist=True)
+        run.load_problems = []
         return run
 
     # ---- API -------------------------------------------------------------------------------------------
 
-    def create(self, body: RunCreate) -> RunState:
+    def _require_ready(self) -> None:
+        if not self.ready:
+            raise Unavailable("the coordinator is waiting for its object store; try again shortly")
+
+    async def create(self, body: RunCreate) -> RunState:
+        self._require_ready()
         if body.dataset == "demo":
             passages = demo_passages()
         else:
@@ -283,7 +429,11 @@ class RunManager:
                 for name, (fmt, completions) in teachers.items()
             ],
         }
-        self.store.put_json(_run_key(run.id, "spec.json"), spec)
+        # One try, bounded by the store's own timeouts: while the store is away the request gets a 503 and
+        # nothing was created. The lease is taken before anyone else can see the spec's run as free.
+        lease = await call_async(lambda: self.leases.first(run.id), ONCE, "taking a lease")
+        await call_async(lambda: write_spec(self.store, run.id, spec), ONCE, "writing a run spec")
+        run.lease = lease
         self.runs[run.id] = run
         self._event(
             run,
@@ -300,14 +450,23 @@ class RunManager:
         except KeyError:
             raise NotFound(f"no run {run_id!r}") from None
 
-    def resume(self, run_id: str) -> RunState:
+    async def resume(self, run_id: str) -> RunState:
+        self._require_ready()
         run = self.get(run_id)
+        if run.unrunnable:
+            raise FailedPrecondition(f"run {run_id} {run.error}")
         if run.id in self._tasks:
             raise FailedPrecondition(f"run {run_id} is already running")
         if run.status in ("succeeded", "completed_with_errors"):
             raise FailedPrecondition(f"run {run_id} has finished ({run.status})")
-        if self.store.exists(_run_key(run.id, "manifest.json")):
+        if await call_async(lambda: self.store.exists(run_key(run.id, MANIFEST)), ONCE, "reading a manifest"):
             raise FailedPrecondition(f"run {run_id} has a manifest already")
+        lease = await call_async(lambda: self.leases.acquire(run_id), ONCE, "taking a lease")
+        if lease is None:
+            raise FailedPrecondition(
+                f"run {run_id} is running on another coordinator ({await self._holder(run_id)})"
+            )
+        run.lease = lease
         run.error = ""
         self._event(run, "status", "resuming run on request", data={"resumed": True}, persist=True)
         self._schedule(run)
@@ -323,8 +482,9 @@ class RunManager:
         passage_id: str = "",
         job: str = "",
         data: dict[str, Any] | None = None,
-        persist: bool = False,
+        persist: bool | None = None,
     ) -> None:
+        """Record an event; `persist` None: retries and errors are stored (they survive a restart)."""
         event = RunEvent(
             seq=len(run.events),
             ts=time.time(),
@@ -338,22 +498,45 @@ class RunManager:
         if len(run.events) > MAX_EVENTS_IN_MEMORY:
             del run.events[: len(run.events) - MAX_EVENTS_IN_MEMORY]
         run.updated_at = event.ts
-        if kind in ("retry", "error"):
-            run.retries += kind == "retry"
-            persist = True
-        if persist:  # failures survive a coordinator restart
+        run.retries += kind == "retry"
+        if persist is None:
+            persist = kind in ("retry", "error")
+        if persist:  # failures survive a coordinator restart; written in order, waiting out store outages
             stamp = f"{time.time_ns():020d}"
-            self.store.put_json(_run_key(run.id, f"events/{stamp}.json"), event.model_dump())
+            self.writer.queue_event(run_key(run.id, f"events/{stamp}.json"), event.model_dump())
         log.log(logging.WARNING if kind in ("retry", "error") else logging.INFO, "%s", message)
         run.changed.set()
         run.changed = asyncio.Event()
+
+    def _store_retry(self, run: RunState, what: str) -> Any:
+        """on_retry for the run's own store calls: the run shows as paused, with an event per retry."""
+
+        def on_retry(error: StoreUnavailable, delay: float, attempt: int) -> None:
+            run.status = "paused"
+            run.current = f"paused: store unavailable during {what}; retry in {delay:.0f}s"
+            self._event(
+                run,
+                "retry",
+                f"store unavailable during {what} ({error.message}); retry {attempt} in {delay:.0f}s",
+                data={"service": "store", "code": type(error).__name__},
+                persist=_sparse(attempt),
+            )
+
+        return on_retry
+
+    async def _persist(self, run: RunState, key: str, record: dict[str, Any], what: str) -> None:
+        await self.writer.put(key, record, self._store_retry(run, what))
+        if run.status == "paused":
+            run.status = "running"
 
     # ---- execution -------------------------------------------------------------------------------------
 
     def _schedule(self, run: RunState) -> None:
         task = asyncio.create_task(self._execute(run), name=run.id)
         self._tasks[run.id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(run.id, None))
+        task.add_done_callback(
+            lambda done: self._tasks.pop(run.id, None) if self._tasks.get(run.id) is done else None
+        )
 
     async def _execute(self, run: RunState) -> None:
         with bind_context(run_id=run.id):
@@ -367,19 +550,40 @@ class RunManager:
                 run.results["phase_seconds"] = {
                     e.data["phase"]: e.data["seconds"] for e in run.events if "phase" in e.data
                 }
-                attach_examples(run.results, self.store)
+                results = run.results
+                await call_async(
+                    lambda: attach_examples(results, self.store),
+                    self.outage,
+                    "reading examples",
+                    self._store_retry(run, "reading examples"),
+                )
                 run.status = "completed_with_errors" if run.jobs_failed else "succeeded"
                 run.current = ""
-                self._write_manifest(run)
+                await self._write_manifest(run)
                 self._event(run, "status", f"run {run.status}", data={"summary": run.results["summary"]})
+                await self._release(run)
             except asyncio.CancelledError:
-                run.current = "stopped by coordinator shutdown; resumes at next start"
+                if run.lease is not None:
+                    run.current = "stopped by coordinator shutdown; resumes at next start"
                 raise
+            except LeaseLost as exc:
+                self._stop_here(run, str(exc))
+            except StoreUnavailable as exc:
+                self._fail(run, f"the object store stayed unavailable: {exc.message}")
             except (RunInterrupted, FailedPrecondition) as exc:
                 self._fail(run, str(exc))
             except Exception as exc:
                 log.exception("run failed")
                 self._fail(run, f"internal error: {type(exc).__name__}: {exc}")
+
+            if run.status == "failed":  # waits for a resume, which any coordinator may take
+                await self._release(run)
+
+    async def _release(self, run: RunState) -> None:
+        lease, run.lease = run.lease, None
+        if lease is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await call_async(lambda: self.leases.release(lease), ONCE, "releasing a lease")
 
     def _fail(self, run: RunState, message: str) -> None:
         run.status, run.error, run.current = "failed", message, ""
@@ -390,7 +594,7 @@ class RunManager:
             data={"run_failed": True, "reason": message},
         )
 
-    def _write_manifest(self, run: RunState) -> None:
+    async def _write_manifest(self, run: RunState) -> None:
         manifest = {
             "id": run.id,
             "status": run.status,
@@ -400,38 +604,76 @@ class RunManager:
             "job_keys": sorted(run.jobs),
             "results": run.results,
         }
-        self.store.put_json(_run_key(run.id, "manifest.json"), manifest)
+        await self._persist(run, run_key(run.id, MANIFEST), manifest, "writing the manifest")
 
     async def _call(
         self, run: RunState, service: str, what: str, attempt_fn: Callable[[int, str], Awaitable[Any]]
     ) -> Any:
-        """Call a service, retrying while it is unreachable. `attempt_fn(attempt, last_failed_address)`."""
+        """Call a service, retrying while it is unreachable. `attempt_fn(attempt, last_failed_address)`.
+
+        A service that answers "the store is unavailable" is waited for without using up its attempts: the
+        run pauses until the store is back (or `store_outage_max_seconds` has passed).
+        """
         last_address = ""
-        for attempt in range(1, self.settings.max_attempts + 1):
+        attempt = 0
+        outage_started: float | None = None
+        store_delays = self.outage.delays()
+        waits = 0
+        while True:
+            attempt += 1
             try:
-                return await attempt_fn(attempt, last_address)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() not in RETRYABLE_CODES:
-                    raise JobFailed(f"{service} refused {what}: {_rpc_message(exc)}") from None
-                last_address = getattr(exc, "seal_address", "")
-                if attempt == self.settings.max_attempts:
-                    raise RunInterrupted(
-                        f"{service} unavailable for {what} after {attempt} attempts: {_rpc_message(exc)}"
-                    ) from None
-                delay = min(
-                    self.settings.max_backoff_seconds,
-                    self.settings.initial_backoff_seconds * 2 ** (attempt - 1),
-                )
-                where = f" at {last_address}" if last_address else ""
+                result = await attempt_fn(attempt, last_address)
+                if run.status == "paused":
+                    run.status = "running"
+                return result
+            except ServiceCallFailed as failed:
+                exc, last_address = failed.error, failed.address
+            except grpc.aio.AioRpcError as exc_:
+                exc, last_address = exc_, ""
+            if exc.code() not in RETRYABLE_CODES:
+                raise JobFailed(f"{service} refused {what}: {_rpc_message(exc)}") from None
+            where = f" at {last_address}" if last_address else ""
+            if is_store_outage(exc):
+                attempt -= 1  # the store's outage, not the service's
+                outage_started = outage_started or time.monotonic()
+                if time.monotonic() - outage_started > self.settings.store_outage_max_seconds:
+                    raise RunInterrupted(f"the store stayed unavailable for {what}: {exc.details()}")
+                delay = next(store_delays)
+                run.status = "paused"
+                run.current = f"paused: {service}{where} cannot reach the store; retry in {delay:.0f}s"
+                waits += 1
                 self._event(
                     run,
                     "retry",
-                    f"{service}{where} failed during {what} ({_rpc_message(exc)}); "
-                    f"retry {attempt}/{self.settings.max_attempts - 1} in {delay:.0f}s",
-                    data={"service": service, "address": last_address, "code": exc.code().name},
+                    f"{service}{where} cannot reach the store during {what} ({exc.details()}); "
+                    f"waiting {delay:.0f}s",
+                    data={
+                        "service": "store",
+                        "via": service,
+                        "address": last_address,
+                        "code": exc.code().name,
+                    },
+                    persist=_sparse(waits),
                 )
                 await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+                continue
+            outage_started, store_delays, waits = None, self.outage.delays(), 0
+            if attempt >= self.settings.max_attempts:
+                raise RunInterrupted(
+                    f"{service} unavailable for {what} after {attempt} attempts: {_rpc_message(exc)}"
+                ) from None
+            delay = min(
+                self.settings.max_backoff_seconds,
+                self.settings.initial_backoff_seconds * 2 ** (attempt - 1),
+            )
+            self._event(
+                run,
+                "retry",
+                f"{service}{where} failed during {what} ({_rpc_message(exc)}); "
+                f"retry {attempt}/{self.settings.max_attempts - 1} in {delay:.0f}s",
+                data={"service": service, "address": last_address, "code": exc.code().name},
+            )
+            await asyncio.sleep(delay)
 
     async def _unary(
         self,
@@ -454,8 +696,7 @@ class RunManager:
                 try:
                     return await rpc(request, timeout=timeout[service])
                 except grpc.aio.AioRpcError as exc:
-                    exc.seal_address = address[service]
-                    raise
+                    raise ServiceCallFailed(exc, address[service]) from None
 
         return await self._call(run, service, what, attempt)
 
@@ -469,8 +710,7 @@ class RunManager:
             try:
                 return await stub.GetInfo(request, timeout=timeout)
             except grpc.aio.AioRpcError as exc:
-                exc.seal_address = address
-                raise
+                raise ServiceCallFailed(exc, address) from None
 
         generator = await self._call(
             run,
@@ -538,7 +778,7 @@ class RunManager:
         except JobFailed as exc:
             record = {"error": str(exc)}
             self._event(run, "error", f"job {job_name} failed: {exc}", passage_id=passage_id, job=job_name)
-        self.store.put_json(_run_key(run.id, f"jobs/{job_name}.json"), record)
+        await self._persist(run, job_key(run.id, job_name), record, f"recording job {job_name}")
         run.jobs[job_name] = record
         if "error" not in record:
             self._event(
@@ -671,7 +911,12 @@ class RunManager:
             if not winners:
                 self._event(run, "status", f"round {round_index}: no winning self-edit; the policy stays")
                 return {**record, "adapter_key": policy_key, "skipped": "no self-edit beat min_reward"}
-            dataset_key, examples = await asyncio.to_thread(build_policy_dataset, self.store, winners)
+            dataset_key, examples = await call_async(
+                lambda: build_policy_dataset(self.store, winners),
+                self.outage,
+                "building the policy dataset",
+                self._store_retry(run, "building the policy dataset"),
+            )
             if not examples:
                 return {
                     **record,
@@ -933,8 +1178,7 @@ class RunManager:
                                 },
                             }
                 except grpc.aio.AioRpcError as exc:
-                    exc.seal_address = trainer.address
-                    raise
+                    raise ServiceCallFailed(exc, trainer.address) from None
             raise JobFailed(f"trainer at {trainer.address} ended the stream without a result")
 
         return await self._call(run, "trainer", f"training {dataset_key}", attempt)
@@ -984,6 +1228,12 @@ class RunManager:
                 for e in response.evaluations
             },
         }
+
+
+def _sparse(attempt: int) -> bool:
+    """Store the 1st, 2nd, 4th, 8th... retry of one outage: a day-long outage leaves a dozen records, not
+    thousands (every retry is still an event in memory and on the stream)."""
+    return attempt & (attempt - 1) == 0
 
 
 #: Sampling seeds of held-out self-edits sit apart from those of the training formats.

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-RunStatusName = Literal["queued", "running", "succeeded", "completed_with_errors", "failed"]
+#: "paused": waiting for the object store to come back (the run goes on by itself).
+RunStatusName = Literal["queued", "running", "paused", "succeeded", "completed_with_errors", "failed"]
 RewardMetric = Literal["f1", "exact_match", "contains"]
 TEACHER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,39}$"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -30,6 +30,17 @@ class CoordinatorSettings(BaseSettings):
     max_concurrent_passages: int = 1
     resume_unfinished_runs: bool = True
     max_passages_per_run: int = 500
+    # The object store: while it is away (down, hanging, full) runs pause, up to this long, then fail
+    # (resumable). Its individual calls are bounded by SEAL_STORE_S3_*_TIMEOUT_SECONDS.
+    store_outage_max_seconds: float = Field(default=86400.0, gt=0)
+    # One coordinator per run when several share a store: a run's lease expires this long after its holder
+    # last renewed it (renewed every third of it); then another coordinator takes the run over.
+    lease_ttl_seconds: float = Field(default=60.0, gt=0)
+    # At start-up the API waits up to this long for the store and the recorded runs, then serves anyway
+    # (/healthz answers 503 until the runs are loaded).
+    startup_wait_seconds: float = Field(default=10.0, ge=0)
+    # Names this coordinator in leases; default: hostname, process id and a random suffix.
+    instance_id: str = ""
 
     @field_validator("trainer_addresses", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -11,11 +12,12 @@ import grpc
 
 from seal.v1 import common_pb2, evaluator_pb2, evaluator_pb2_grpc
 from seal_lab.data import MAX_QUESTION_CHARS
-from seal_lab.errors import InvalidArgument
+from seal_lab.errors import AlreadyExists, InvalidArgument
 from seal_lab.logging import bind_context
 from seal_lab.lora import adapter_applied, verify_adapter
+from seal_lab.outage import OutagePolicy, call_async, call_sync, wait_for_store
 from seal_lab.service import ModelHost
-from seal_lab.store import ObjectStore, validate_key
+from seal_lab.store import ObjectStore, read_record, validate_key
 
 from .answering import QuestionItem, answer_questions, question_set_hash
 from .settings import EvaluatorSettings
@@ -45,9 +47,10 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
         self.store = store
         self.host = host
         self.settings = settings
+        self.outage = OutagePolicy(max_seconds=settings.store_outage_seconds)
 
     async def load(self) -> None:
-        await self.host.load()
+        await asyncio.gather(self.host.load(), wait_for_store(self.store.check, "evaluator"))
 
     async def GetInfo(self, request: common_pb2.GetInfoRequest, context: grpc.aio.ServicerContext):
         return self.host.info()
@@ -84,10 +87,14 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
     async def Evaluate(self, request: evaluator_pb2.EvaluateRequest, context: grpc.aio.ServicerContext):
         questions, keys, max_new_tokens = self._validate(request)
         loaded = self.host.loaded
-        # Refuse unknown or foreign adapters before spending any compute on the others.
+        # Refuse unknown or foreign adapters before spending any compute on the others (off the event loop).
         for key in keys:
             if key != BASELINE:
-                verify_adapter(self.store, key, loaded.fingerprint)
+                await call_async(
+                    lambda k=key: verify_adapter(self.store, k, loaded.fingerprint),
+                    self.outage,
+                    "checking an adapter",
+                )
         with bind_context(run_id=request.run_id):
             started = time.perf_counter()
             results = await self.host.worker.run(self._evaluate_all, questions, keys, max_new_tokens)
@@ -114,17 +121,59 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
         results = []
         for key in keys:
             cache_key = self._cache_key(key, question_hash)
-            if self.store.exists(cache_key):
-                results.append((self.store.get_json(cache_key), True))
+            cached = call_sync(
+                lambda c=cache_key: self._cached(c), self.outage, "reading the evaluation cache"
+            )
+            if cached is not None:
+                results.append((cached, True))
                 continue
             if key == BASELINE:
                 record = answer_questions(loaded, questions, max_new_tokens, self.settings.batch_size)
             else:
-                with adapter_applied(loaded, self.store, key) as adapted:
-                    with_adapter = dataclasses.replace(loaded, model=adapted)
-                    record = answer_questions(
-                        with_adapter, questions, max_new_tokens, self.settings.batch_size
-                    )
-            self.store.put_json(cache_key, record)
+                # Only fetching the adapter touches the store, so a retry after an outage costs no answering.
+                record = call_sync(
+                    lambda k=key: self._answer_with(k, questions, max_new_tokens),
+                    self.outage,
+                    "loading an adapter",
+                )
+            # The answers wait in memory while the store is away, instead of being computed again.
+            record = call_sync(
+                lambda c=cache_key, r=record: self._save(c, r), self.outage, "caching an evaluation"
+            )
             results.append((record, False))
         return results
+
+    def _answer_with(self, key: str, questions: list[QuestionItem], max_new_tokens: int) -> dict[str, Any]:
+        loaded = self.host.loaded
+        with adapter_applied(loaded, self.store, key) as adapted:
+            with_adapter = dataclasses.replace(loaded, model=adapted)
+            return answer_questions(with_adapter, questions, max_new_tokens, self.settings.batch_size)
+
+    def _cached(self, cache_key: str) -> dict[str, Any] | None:
+        """A cached evaluation if it is there and whole; an unreadable one is quarantined and redone."""
+        read = read_record(self.store, cache_key, _record_problem)
+        if read.problem:
+            log.warning(
+                "cached evaluation %s unusable (%s): moved to %s; evaluating again",
+                cache_key,
+                read.problem,
+                read.moved_to,
+            )
+        return read.record
+
+    def _save(self, cache_key: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Write-once; if another evaluator cached this first, its record is the one (answers are greedy)."""
+        try:
+            self.store.put_json(cache_key, record)
+        except AlreadyExists:
+            return self.store.get_json(cache_key)
+        return record
+
+
+def _record_problem(record: Any) -> str | None:
+    if not isinstance(record, dict) or not isinstance(record.get("answers"), list):
+        return "not an evaluation record"
+    mean = record.get("mean")
+    if not isinstance(mean, dict) or any(m not in mean for m in ("exact_match", "f1", "contains")):
+        return "no mean scores"
+    return None

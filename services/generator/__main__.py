@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from seal.v1 import generator_pb2_grpc
 from seal_lab.grpc_server import GrpcService
+from seal_lab.outage import OutagePolicy
 from seal_lab.service import ModelHost, run_grpc_service
 from seal_lab.settings import LoggingSettings, ModelSettings, StoreSettings
 from seal_lab.store import open_store
@@ -22,7 +23,12 @@ def build_servicer(
         remote = OpenAIBackend(
             settings.openai_base_url, settings.openai_model, key, settings.openai_timeout_seconds
         )
-    return GeneratorServicer(open_store(store_settings), ModelHost("generator", model_settings), remote)
+    return GeneratorServicer(
+        open_store(store_settings),
+        ModelHost("generator", model_settings),
+        remote,
+        OutagePolicy(max_seconds=settings.store_outage_seconds),
+    )
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from seal_lab.data import MAX_CONTEXT_CHARS
 from seal_lab.directive import DirectiveLimits, DirectiveSource
 from seal_lab.errors import InvalidArgument
 from seal_lab.logging import bind_context
+from seal_lab.outage import OutagePolicy, call_sync, wait_for_store
 from seal_lab.runtime import runtime_versions
 from seal_lab.service import ModelHost
 from seal_lab.store import ObjectStore, validate_key
@@ -85,18 +86,31 @@ def validate_import(request: generator_pb2.ImportRequest) -> None:
         raise InvalidArgument("limits is required: pass the trainer's published DirectiveLimits")
 
 
+#: How long a call waits for an absent store before failing UNAVAILABLE (GrpcServiceSettings.store_outage_seconds).
+DEFAULT_OUTAGE = OutagePolicy(max_seconds=600.0)
+
+
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     """Uses the local model (through `host`) unless a remote teacher backend is given."""
 
-    def __init__(self, store: ObjectStore, host: ModelHost, remote: Backend | None = None) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        host: ModelHost,
+        remote: Backend | None = None,
+        outage: OutagePolicy = DEFAULT_OUTAGE,
+    ) -> None:
         self.store = store
         self.host = host
         self._remote = remote
         self._local: LocalBackend | None = None
+        self.outage = outage
 
     async def load(self) -> None:
+        waits = [wait_for_store(self.store.check, "generator")]
         if self._remote is None:
-            await self.host.load()
+            waits.append(self.host.load())
+        await asyncio.gather(*waits)
 
     def _backend(self) -> Backend:
         if self._remote is not None:
@@ -142,7 +156,16 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         limits = DirectiveLimits.from_proto(request.limits)
         passage = request.passage
         prompt = edit_format.prompt(passage.title, passage.context)
-        raws = backend.write(prompt, request.num_samples, sampling, request.policy_adapter_key, limits)
+        if request.policy_adapter_key:  # the policy comes from the store, which may be away for a while
+            raws = call_sync(
+                lambda: backend.write(
+                    prompt, request.num_samples, sampling, request.policy_adapter_key, limits
+                ),
+                self.outage,
+                "loading the policy adapter",
+            )
+        else:
+            raws = backend.write(prompt, request.num_samples, sampling, request.policy_adapter_key, limits)
         provenance = {
             "backend": backend.name,
             "generator_model": backend.model_name,
@@ -192,8 +215,13 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     ) -> list[generator_pb2.SelfEdit]:
         messages = []
         for index, raw in enumerate(raws):
-            stored = store_self_edit(
-                self.store, raw, index, edit_format, limits, passage, prompt, include_passage, provenance
+            # Written content-addressed (idempotent), waiting out a store outage with the texts in memory.
+            stored = call_sync(
+                lambda i=index, r=raw: store_self_edit(
+                    self.store, r, i, edit_format, limits, passage, prompt, include_passage, provenance
+                ),
+                self.outage,
+                "storing a self-edit",
             )
             messages.append(
                 generator_pb2.SelfEdit(

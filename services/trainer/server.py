@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import tempfile
@@ -16,11 +17,12 @@ import grpc
 from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from seal_lab import __version__
 from seal_lab.directive import Directive, DirectiveLimits
-from seal_lab.errors import InvalidArgument
+from seal_lab.errors import AlreadyExists, InvalidArgument
 from seal_lab.logging import bind_context
 from seal_lab.lora import ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS, TrainProgressEvent, train_adapter
+from seal_lab.outage import OutagePolicy, call_async, call_sync, wait_for_store
 from seal_lab.service import ModelHost
-from seal_lab.store import ObjectStore, json_bytes, sha256_hex, validate_key
+from seal_lab.store import ObjectStore, json_bytes, read_record, sha256_hex, validate_key
 
 from .datasets import parse_dataset
 from .settings import TrainerSettings
@@ -95,9 +97,23 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         self.limits = limits_from_settings(settings)
         modules = settings.target_modules
         self.target_modules: list[str] | str = modules if modules == "all-linear" else modules.split(",")
+        # A finished adapter is kept in memory while the store is away, up to this long.
+        self.outage = OutagePolicy(max_seconds=settings.store_outage_seconds)
 
     async def load(self) -> None:
-        await self.host.load()
+        await asyncio.gather(self.host.load(), wait_for_store(self.store.check, "trainer"))
+
+    def _recorded(self, job_key: str) -> dict[str, Any] | None:
+        """The job's record if it is there and whole; an unreadable one is quarantined and the job redone."""
+        read = read_record(self.store, job_key, lambda record: _record_problem(self.store, record))
+        if read.problem:
+            log.warning(
+                "job record %s unusable (%s): moved to %s; training again",
+                job_key,
+                read.problem,
+                read.moved_to,
+            )
+        return read.record
 
     async def GetInfo(self, request: common_pb2.GetInfoRequest, context: grpc.aio.ServicerContext):
         return self.host.info(limits=self.limits.to_proto())
@@ -119,14 +135,17 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         loaded = self.host.loaded
         job_key = job.key(loaded.fingerprint, self.settings.target_modules)
         with bind_context(job_id=request.job_id):
-            if self.store.exists(job_key):
+            # Store reads run off the event loop (health and other calls stay responsive) and wait out outages.
+            recorded = await call_async(lambda: self._recorded(job_key), self.outage, "reading a job record")
+            if recorded is not None:
                 log.info("job already trained: %s", job_key)
-                yield _result_message(self.store.get_json(job_key), reused=True)
+                yield _result_message(recorded, reused=True)
                 return
             # Read the dataset before queueing, so a bad key or bad data fails fast.
-            examples = parse_dataset(
-                self.store.get_bytes(job.dataset_key), job.dataset_key, self.settings.max_dataset_examples
+            data = await call_async(
+                lambda: _read_dataset(self.store, job.dataset_key), self.outage, "reading a dataset"
             )
+            examples = parse_dataset(data, job.dataset_key, self.settings.max_dataset_examples)
             loop = asyncio.get_running_loop()
             queue: asyncio.Queue[TrainProgressEvent] = asyncio.Queue()
 
@@ -161,8 +180,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         on_progress: Callable[[TrainProgressEvent], None],
     ) -> tuple[dict[str, Any], bool]:
         """Blocking: runs on the model worker thread, one job at a time."""
-        if self.store.exists(job_key):  # an identical job finished while this one waited in the queue
-            return self.store.get_json(job_key), True
+        # An identical job may have finished while this one waited in the queue.
+        recorded = call_sync(lambda: self._recorded(job_key), self.outage, "reading a job record")
+        if recorded is not None:
+            return recorded, True
         loaded = self.host.loaded
         with tempfile.TemporaryDirectory(prefix="seal-train-") as tmp:
             outcome = train_adapter(
@@ -193,16 +214,16 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             "seal_lab_version": __version__,
             "metrics": metrics,
         }
-        # Content-addressed and write-once: another job that produced the very same adapter (same training
-        # texts, say) keeps the first job's files.
-        if not self.store.exists(f"{adapter_key}/{ADAPTER_META}"):
-            self.store.put_bytes(f"{adapter_key}/{ADAPTER_WEIGHTS}", weights)
-            self.store.put_bytes(f"{adapter_key}/{ADAPTER_CONFIG}", config, "application/json")
-            self.store.put_bytes(
-                f"{adapter_key}/{ADAPTER_META}", json.dumps(meta, indent=1).encode(), "application/json"
-            )
         record = {"adapter_key": adapter_key, "metrics": metrics}
-        self.store.put_json(job_key, record)  # written last: its presence means the adapter is complete
+        # The store may be away now: the trained adapter waits in memory (up to the outage bound) rather than
+        # being trained again by a retried call.
+        stored = call_sync(
+            lambda: self._save(adapter_key, weights, config, meta, job_key, record),
+            self.outage,
+            "saving an adapter",
+        )
+        if stored is not record:  # another trainer recorded the same job first: its adapter is the one
+            return stored, True
         log.info(
             "trained %s: %d steps, %d tokens in %.1fs (%.0f tok/s), final loss %.3f",
             adapter_key,
@@ -213,3 +234,54 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             outcome.step_loss[-1],
         )
         return record, False
+
+    def _save(
+        self,
+        adapter_key: str,
+        weights: bytes,
+        config: bytes,
+        meta: dict[str, Any],
+        job_key: str,
+        record: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Write the adapter, then the job record (last: its presence means the adapter is complete).
+
+        Every write is write-once. Content-addressed weights and config are the same bytes whoever trained
+        them; another job that produced the very same adapter keeps the first job's metadata.
+        """
+        self.store.put_bytes(f"{adapter_key}/{ADAPTER_WEIGHTS}", weights)
+        self.store.put_bytes(f"{adapter_key}/{ADAPTER_CONFIG}", config, "application/json")
+        with contextlib.suppress(AlreadyExists):
+            self.store.put_bytes(
+                f"{adapter_key}/{ADAPTER_META}", json.dumps(meta, indent=1).encode(), "application/json"
+            )
+        try:
+            self.store.put_json(job_key, record)
+        except AlreadyExists:
+            return self.store.get_json(job_key)
+        return record
+
+
+def _record_problem(store: ObjectStore, record: Any) -> str | None:
+    """Why a trainer-jobs record cannot be used, or None."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if not isinstance(record.get("adapter_key"), str) or not record["adapter_key"].startswith(
+        f"{ADAPTER_PREFIX}/"
+    ):
+        return "no adapter_key"
+    metrics = record.get("metrics")
+    needed = ("step_loss", "tokens", "seconds", "tokens_per_second", "steps", "trainable_parameters")
+    if not isinstance(metrics, dict) or any(name not in metrics for name in needed):
+        return "incomplete metrics"
+    if not store.exists(f"{record['adapter_key']}/{ADAPTER_WEIGHTS}"):
+        return "its adapter's weights are missing"
+    return None
+
+
+def _read_dataset(store: ObjectStore, key: str) -> bytes:
+    """Datasets are content-addressed (`datasets/<sha256>.jsonl`): their bytes are checked against the key."""
+    try:
+        return store.get_verified(key)
+    except InvalidArgument:  # a dataset someone stored under a name of their own: nothing to check against
+        return store.get_bytes(key)

@@ -44,3 +44,35 @@ class Unavailable(SealError):
 
 class ConfigurationError(SealError):
     """Settings that cannot work (missing secret, unknown backend); raised at start-up."""
+
+
+class AlreadyExists(SealError):
+    """A write-once key already holds different bytes (an identical rewrite is not an error)."""
+
+    grpc_code = grpc.StatusCode.ALREADY_EXISTS
+    http_status = 409
+
+    def __init__(self, message: str, *, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class StoreUnavailable(Unavailable):
+    """The object store cannot be reached, timed out, or refused service (an `Unavailable`, so callers that
+    retry on Unavailable retry on it too). The message names the store and the action, never a trace."""
+
+
+class StoreFull(StoreUnavailable):
+    """The object store has no space, or the bucket's quota is spent; the message says which write and how much."""
+
+
+class CorruptObject(SealError):
+    """An object exists but cannot be what it must be: JSON that does not parse, content-addressed bytes whose
+    sha256 does not match their key."""
+
+    grpc_code = grpc.StatusCode.DATA_LOSS
+    http_status = 500
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        self.key = key

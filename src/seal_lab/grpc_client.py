@@ -8,7 +8,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from seal_lab.grpc_server import MAX_MESSAGE_BYTES
+from seal_lab.grpc_server import CAUSE_KEY, MAX_MESSAGE_BYTES, STORE_CAUSE
 
 #: Failures worth retrying: the service is down, restarting, overloaded or too slow.
 RETRYABLE_CODES = frozenset(
@@ -54,3 +54,10 @@ async def wait_until_serving(address: str, timeout: float, service: str = "") ->
                 return
             await asyncio.sleep(0.25)
     raise TimeoutError(f"{address} did not report SERVING within {timeout:.0f}s")
+
+
+def is_store_outage(error: grpc.aio.AioRpcError) -> bool:
+    """True when a service answered UNAVAILABLE because the object store is down, hanging or full."""
+    if error.code() != grpc.StatusCode.UNAVAILABLE:
+        return False
+    return any(key == CAUSE_KEY and value == STORE_CAUSE for key, value in error.trailing_metadata() or ())

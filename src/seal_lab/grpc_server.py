@@ -17,17 +17,25 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from seal_lab.errors import SealError
+from seal_lab.errors import SealError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: Trailing metadata on an UNAVAILABLE that the object store caused (down, timed out, full), so a caller can
+#: wait the outage out instead of counting it against the service.
+CAUSE_KEY = "seal-cause"
+STORE_CAUSE = "store"
 
 
 def _abort_code(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, SealError):
         return exc.grpc_code, exc.message
-    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
+
+
+def _trailing_metadata(exc: BaseException) -> tuple[tuple[str, str], ...]:
+    return ((CAUSE_KEY, STORE_CAUSE),) if isinstance(exc, StoreUnavailable) else ()
 
 
 def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
@@ -39,7 +47,7 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callabl
         except Exception as exc:
             code, message = _abort_code(exc)
             _log_failure(method, code, exc)
-            await context.abort(code, message)
+            await context.abort(code, message, _trailing_metadata(exc))
 
     return wrapper
 
@@ -54,7 +62,7 @@ def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any
         except Exception as exc:
             code, message = _abort_code(exc)
             _log_failure(method, code, exc)
-            await context.abort(code, message)
+            await context.abort(code, message, _trailing_metadata(exc))
 
     return wrapper
 

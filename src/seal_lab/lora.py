@@ -6,9 +6,11 @@ again afterwards (`unload`), so every job starts from the same clean base.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from seal_lab.directive import Directive
-from seal_lab.errors import FailedPrecondition, InvalidArgument, NotFound
+from seal_lab.errors import CorruptObject, FailedPrecondition, InvalidArgument, NotFound
 from seal_lab.models import LoadedModel
 from seal_lab.store import ObjectStore, validate_key
 
@@ -176,7 +178,7 @@ def verify_adapter(store: ObjectStore, key: str, base_fingerprint: str) -> dict[
         raise FailedPrecondition(
             f"adapter {key!r} has no {ADAPTER_META}; cannot verify its base model"
         ) from None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, CorruptObject):
         raise FailedPrecondition(f"adapter {key!r} has an unreadable {ADAPTER_META}") from None
     trained_on = meta.get("base_model_fingerprint")
     if trained_on != base_fingerprint:
@@ -195,8 +197,26 @@ def fetch_adapter(store: ObjectStore, key: str, destination: Path, base_fingerpr
     meta = verify_adapter(store, key, base_fingerprint)
     for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):
         store.get_file(f"{key}/{name}", destination / name)
+    _check_content_hash(store, key, destination)
     _check_safetensors(destination / ADAPTER_WEIGHTS, key)
     return meta
+
+
+_CONTENT_ADAPTER_KEY = re.compile(r"(?:^|/)([0-9a-f]{64})$")
+
+
+def _check_content_hash(store: ObjectStore, key: str, folder: Path) -> None:
+    """Adapter keys are sha256(weights + config) (see the trainer): a mismatch is a corrupt copy, moved aside."""
+    match = _CONTENT_ADAPTER_KEY.search(key)
+    if match is None:  # an adapter stored under a name of its own: nothing to check against
+        return
+    digest = hashlib.sha256()
+    for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):
+        digest.update((folder / name).read_bytes())
+    if digest.hexdigest() != match.group(1):
+        for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):
+            store.quarantine(f"{key}/{name}", "content does not match the adapter key's sha256")
+        raise CorruptObject(f"adapter {key!r} does not match its content hash; moved to quarantine/", key=key)
 
 
 def _check_safetensors(path: Path, key: str) -> None:

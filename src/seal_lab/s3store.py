@@ -1,25 +1,38 @@
 """S3 object store on the `minio` client: plain S3 calls only, so MinIO, SeaweedFS and AWS all work.
 
-Imported lazily by `open_store`, so a local-only deployment never loads minio. Every minio or network error
-is translated here, once, into the domain errors: a missing key is NotFound, anything else the caller cannot
-fix by changing the request is Unavailable.
+Imported lazily by `open_store`, so a local-only deployment never loads minio. Building a store does no network
+I/O; `check()` probes the bucket (creating it if allowed), so services can start while the store is down.
+
+Writes are write-once on the server: a conditional PUT (`If-None-Match: *`) fails with 412 when the key
+exists, and the store then compares bytes (equal: a retry of a write that landed; different: AlreadyExists).
+
+Every call is bounded: the HTTP client has connect and read timeouts and a few quick retries, so one call
+takes at most about (retries + 1) x (connect + read timeout) + back-off (~0.2 x 2^n s each, plus up to 0.5 s
+of jitter). The read timeout bounds each wait for bytes, not a whole transfer; DNS look-ups are not covered.
+When no region is set, minio first asks for the bucket's region (once per bucket), which can double the
+first call.
+
+Every minio or network error is translated here, once: a missing key is NotFound, no space or quota is
+StoreFull, anything else the caller cannot fix by changing the request is StoreUnavailable.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import certifi
 import urllib3
 from minio import Minio
-from minio.error import MinioException, S3Error
+from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from minio.helpers import check_bucket_name
 
-from seal_lab.errors import ConfigurationError, NotFound, Unavailable
+from seal_lab.errors import AlreadyExists, ConfigurationError, NotFound, StoreFull, StoreUnavailable
 from seal_lab.settings import StoreSettings
 from seal_lab.store import ObjectStore, validate_key
 
@@ -27,20 +40,69 @@ from seal_lab.store import ObjectStore, validate_key
 _MISSING_KEY_CODES = frozenset({"NoSuchKey", "NoSuchObject"})
 #: Codes make_bucket returns when another process created the bucket first.
 _BUCKET_TAKEN_CODES = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
+#: Codes for "no space" or "quota spent" (MinIO, AWS); HTTP 507 counts too. EntityTooLarge is a size limit.
+_FULL_CODES = frozenset(
+    {"XMinioStorageFull", "QuotaExceeded", "XMinioAdminBucketQuotaExceeded", "StorageFull"}
+)
+_INSUFFICIENT_STORAGE = 507
+_PRECONDITION_FAILED = 412
 _DOWNLOAD_CHUNK = 1024 * 1024
+#: Files up to this size are uploaded with the conditional PUT (read into memory); larger ones stream in parts.
+CONDITIONAL_PUT_LIMIT = 16 * 1024 * 1024
+
+
+def http_client(settings: StoreSettings) -> urllib3.PoolManager:
+    """minio's default pool, with bounded timeouts and retries from the settings."""
+    retries = settings.s3_max_retries
+    retry = urllib3.Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=0.2,
+        backoff_jitter=0.5,  # services that failed together should not retry in lockstep
+        status_forcelist=(500, 502, 503, 504),
+        # Every call may be repeated: reads and deletes are idempotent, writes conditional or identical.
+        allowed_methods=None,
+        # A Retry-After header could make one call wait for minutes; our bound comes first.
+        respect_retry_after_header=False,
+        # After the last retry, hand the server's response to minio so the error names its S3 code.
+        raise_on_status=False,
+    )
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(
+            connect=settings.s3_connect_timeout_seconds, read=settings.s3_read_timeout_seconds
+        ),
+        maxsize=10,
+        cert_reqs="CERT_REQUIRED",
+        # As minio's default pool does: OpenSSL's SSL_CERT_FILE convention, else certifi's bundle.
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=retry,
+    )
 
 
 class S3Store(ObjectStore):
     """One bucket on an S3-compatible server; keys are object names."""
 
-    def __init__(self, client: Minio, bucket: str, endpoint: str) -> None:
+    def __init__(
+        self,
+        client: Minio,
+        bucket: str,
+        endpoint: str,
+        *,
+        create_bucket: bool = False,
+        region: str | None = None,
+    ) -> None:
         self.client = client
         self.bucket = bucket
+        self.create_bucket = create_bucket
+        self.region = region
         self.location = f"s3://{bucket}@{endpoint}"
+        self.label = self.location
 
     @classmethod
     def from_settings(cls, settings: StoreSettings) -> S3Store:
-        """Build the client from settings only (never the environment), creating the bucket if allowed."""
+        """Build the client from settings only (never the environment). No network I/O: see `check()`."""
         if settings.s3_access_key is None or settings.s3_secret_key is None:
             raise ConfigurationError(
                 "the S3 store needs SEAL_STORE_S3_ACCESS_KEY and SEAL_STORE_S3_SECRET_KEY"
@@ -52,6 +114,7 @@ class S3Store(ObjectStore):
                 secret_key=settings.s3_secret_key.get_secret_value(),
                 secure=settings.s3_secure,
                 region=settings.s3_region,
+                http_client=http_client(settings),
             )
         except ValueError as exc:  # minio wants "host[:port]", without scheme or path
             raise ConfigurationError(
@@ -63,12 +126,25 @@ class S3Store(ObjectStore):
             check_bucket_name(settings.s3_bucket, strict=True)
         except ValueError as exc:
             raise ConfigurationError(f"invalid SEAL_STORE_S3_BUCKET {settings.s3_bucket!r}: {exc}") from None
-        store = cls(client, settings.s3_bucket, settings.s3_endpoint)
-        # Without s3_create_bucket nothing is checked here: least-privilege AWS policies may forbid HeadBucket,
-        # and a missing bucket is then reported as Unavailable on first use.
-        if settings.s3_create_bucket:
-            store.ensure_bucket(settings.s3_region)
-        return store
+        return cls(
+            client,
+            settings.s3_bucket,
+            settings.s3_endpoint,
+            create_bucket=settings.s3_create_bucket,
+            region=settings.s3_region,
+        )
+
+    def check(self) -> None:
+        """The bucket is there (created here if the settings allow it) and the server answers."""
+        with self._translate("check the bucket"):
+            if self.client.bucket_exists(self.bucket):
+                return
+        if not self.create_bucket:
+            raise StoreUnavailable(
+                f"bucket {self.bucket!r} does not exist at {self.location} "
+                "(create it, or allow SEAL_STORE_S3_CREATE_BUCKET)"
+            )
+        self.ensure_bucket(self.region)
 
     def ensure_bucket(self, region: str | None = None) -> None:
         """Create the bucket if it does not exist; tolerate a concurrent creator."""
@@ -82,7 +158,7 @@ class S3Store(ObjectStore):
                     raise
 
     @contextmanager
-    def _translate(self, action: str, key: str | None = None) -> Iterator[None]:
+    def _translate(self, action: str, key: str | None = None, needed: int | None = None) -> Iterator[None]:
         """Map minio and transport errors to domain errors, with the store location in the message."""
         what = f"{action} {key!r}" if key is not None else action
         try:
@@ -91,22 +167,111 @@ class S3Store(ObjectStore):
             if key is not None and exc.code in _MISSING_KEY_CODES:
                 raise NotFound(f"no object at key {key!r} in {self.location}") from None
             if exc.code == "NoSuchBucket":
-                raise Unavailable(
+                raise StoreUnavailable(
                     f"cannot {what}: bucket {self.bucket!r} does not exist at {self.location}"
                 ) from exc
-            raise Unavailable(
+            if exc.code in _FULL_CODES or _http_status(exc) == _INSUFFICIENT_STORAGE:
+                raise StoreFull(self._full_message(what, needed, exc.code)) from exc
+            raise StoreUnavailable(
                 f"cannot {what} in {self.location}: S3 error {exc.code}: {exc.message}"
             ) from exc
         except (MinioException, urllib3.exceptions.HTTPError) as exc:
             # ServerError/InvalidResponseError (5xx, proxies); urllib3 wraps refused connections, resets and
-            # timeouts (after minio's retries). Local disk errors are not caught: they are not the store's.
-            raise Unavailable(f"cannot {what} in {self.location}: {type(exc).__name__}: {exc}") from exc
+            # timeouts (after the retries). Local disk errors are not caught: they are not the store's.
+            if _http_status(exc) == _INSUFFICIENT_STORAGE:
+                raise StoreFull(self._full_message(what, needed, "HTTP 507")) from exc
+            raise StoreUnavailable(f"cannot {what} in {self.location}: {_describe(exc)}") from exc
 
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    def _full_message(self, what: str, needed: int | None, code: str | None) -> str:
+        need = f" ({needed} bytes)" if needed is not None else ""
+        return f"{self.location} is full or over quota: cannot {what}{need}: {code}"
+
+    # Writes.
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str = "application/octet-stream",
+        *,
+        overwrite: bool = False,
+    ) -> None:
         validate_key(key)
-        with self._translate("write", key):
-            self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+        if overwrite:
+            with self._translate("write", key, len(data)):
+                self.client.put_object(
+                    self.bucket, key, io.BytesIO(data), len(data), content_type=content_type
+                )
+            return
+        # Two rounds: if the object we collided with is deleted (quarantined) before we read it, try again.
+        for _ in range(2):
+            if self._put_if_absent(key, data, content_type):
+                return
+            try:
+                existing = self.get_bytes(key)
+            except NotFound:
+                continue
+            if existing == data:
+                return  # the same bytes: a retry of a write that landed (its response was lost)
+            raise AlreadyExists(
+                f"key {key!r} in {self.location} already holds different bytes; keys are write-once", key=key
+            )
+        raise StoreUnavailable(f"cannot write {key!r} in {self.location}: it keeps appearing and vanishing")
 
+    def _put_if_absent(self, key: str, data: bytes, content_type: str) -> bool:
+        """One conditional PUT; False if the key already exists (412 Precondition Failed)."""
+        # minio 7.2.20's public put_object takes no extra headers, so If-None-Match goes through the
+        # _put_object it calls itself (same request, pinned version). The server then decides atomically.
+        headers = {"Content-Type": content_type, "If-None-Match": "*"}
+        with self._translate("write", key, len(data)):
+            try:
+                self.client._put_object(self.bucket, key, data, headers=headers)
+            except (S3Error, ServerError, InvalidResponseError) as exc:
+                if _http_status(exc) == _PRECONDITION_FAILED:
+                    return False
+                raise
+        return True
+
+    def put_file(self, key: str, path: Path, *, overwrite: bool = False) -> None:
+        """Files up to CONDITIONAL_PUT_LIMIT take put_bytes' conditional PUT. Larger ones stream in parts
+        (multipart has no portable If-None-Match) after an existence check; two writers racing on the same
+        missing key can then both upload, and the last one wins: acceptable for our keys, whose bytes are
+        determined by the key."""
+        validate_key(key)
+        path = Path(path)
+        if not overwrite and path.stat().st_size <= CONDITIONAL_PUT_LIMIT:
+            self.put_bytes(key, path.read_bytes())
+            return
+        if not overwrite and self.exists(key):
+            if self._same_as_file(key, path):
+                return
+            raise AlreadyExists(
+                f"key {key!r} in {self.location} already holds different bytes; keys are write-once", key=key
+            )
+        with self._translate("upload", key, path.stat().st_size):
+            self.client.fput_object(self.bucket, key, os.fspath(path))
+
+    def _same_as_file(self, key: str, path: Path) -> bool:
+        """Stream the object and the file side by side (adapters do not fit comfortably in memory twice)."""
+        with self._translate("compare", key):
+            if self.client.stat_object(self.bucket, key).size != path.stat().st_size:
+                return False
+            response = self.client.get_object(self.bucket, key)
+            try:
+                with path.open("rb") as local:
+                    for chunk in response.stream(_DOWNLOAD_CHUNK):
+                        if local.read(len(chunk)) != chunk:
+                            return False
+                    return local.read(1) == b""
+            finally:
+                response.close()
+                response.release_conn()
+
+    def delete(self, key: str) -> None:
+        validate_key(key)
+        with self._translate("delete", key):
+            self.client.remove_object(self.bucket, key)  # S3 answers 204 for a missing key too
+
+    # Reads.
     def get_bytes(self, key: str) -> bytes:
         validate_key(key)
         with self._translate("read", key):
@@ -133,12 +298,6 @@ class S3Store(ObjectStore):
             # Some servers (SeaweedFS) can report directory markers; they are not objects.
             return sorted(o.object_name for o in objects if o.object_name and not o.is_dir)
 
-    def put_file(self, key: str, path: Path) -> None:
-        """Stream from disk (multipart above 5 MiB) instead of loading adapters into memory."""
-        validate_key(key)
-        with self._translate("upload", key):
-            self.client.fput_object(self.bucket, key, os.fspath(path))
-
     def get_file(self, key: str, destination: Path) -> Path:
         """Stream into a temporary file next to `destination`, then rename: readers never see a partial file."""
         validate_key(key)
@@ -163,3 +322,31 @@ class S3Store(ObjectStore):
                 response.close()
                 response.release_conn()
         return destination
+
+
+def _http_status(exc: Exception) -> int | None:
+    if isinstance(exc, S3Error):
+        return exc.response.status if exc.response is not None else None
+    if isinstance(exc, ServerError):
+        return exc.status_code
+    if isinstance(exc, InvalidResponseError):
+        return exc._code  # minio keeps it private; it is the response's status
+    return None
+
+
+def _describe(exc: Exception) -> str:
+    """One line for a transport error: what happened, without urllib3's object reprs."""
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        return f"{_describe(exc.reason)} (gave up after retries)"
+    if isinstance(
+        exc, urllib3.exceptions.NewConnectionError
+    ):  # first: urllib3 makes it a ConnectTimeoutError
+        # "HTTPConnection(host=..., port=...): Failed to establish a new connection: [Errno 111] ..."
+        return re.sub(r"^(<[^>]*>|\w+\([^)]*\)):\s*", "", str(exc))
+    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+        return "connecting timed out"
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        return "no answer within the read timeout"
+    if isinstance(exc, urllib3.exceptions.ProtocolError) and len(exc.args) > 1:
+        return f"connection broken: {exc.args[1]}"
+    return f"{type(exc).__name__}: {exc}"

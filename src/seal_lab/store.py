@@ -1,7 +1,13 @@
 """Object store: one small interface, a local directory (embedded default) and S3 (MinIO, SeaweedFS, AWS).
 
-Keys are immutable: content-addressed objects (`content_key`) or write-once records. Downloads go to a
-temporary file that is renamed into place, so a reader never sees half a file.
+Keys are write-once, and the store enforces it: `put_*` refuses to replace an object with different bytes
+(AlreadyExists) unless told `overwrite=True`; writing the same bytes again is a no-op, so a retried write is
+safe. Content-addressed objects (`content_key`) can be read back verified (`get_verified`); an object found
+corrupt is moved aside under `quarantine/` so the next reader sees it missing and a writer can restore it.
+Downloads go to a temporary file that is renamed into place, so a reader never sees half a file.
+
+The interface and what every backend shares live here; `seal_lab.localstore` and `seal_lab.s3store` hold the
+backends, and `open_store` picks one from the settings.
 """
 
 from __future__ import annotations
@@ -13,13 +19,22 @@ import re
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from seal_lab.errors import InvalidArgument, NotFound
+from seal_lab.errors import AlreadyExists, CorruptObject, InvalidArgument, NotFound
 from seal_lab.settings import StoreSettings
 
+if TYPE_CHECKING:
+    from seal_lab.localstore import LocalStore as LocalStore  # re-exported, see __getattr__
+
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
+#: `<prefix>/<sha256 hex><suffix>`, the shape `content_key` builds; the suffix does not continue the hex.
+_CONTENT_KEY_PATTERN = re.compile(r"^.+/(?P<digest>[0-9a-f]{64})(?![0-9a-f])[^/]*$")
+#: Bad objects are moved under this prefix, beside the data, never inside `runs/`, `datasets/`...
+QUARANTINE_PREFIX = "quarantine"
 
 
 def validate_key(key: str) -> str:
@@ -43,14 +58,35 @@ def content_key(prefix: str, data: bytes, suffix: str = "") -> str:
     return validate_key(f"{prefix}/{sha256_hex(data)}{suffix}")
 
 
+def content_digest(key: str) -> str | None:
+    """The sha256 a content key promises (`content_key`'s shape), or None for any other key."""
+    match = _CONTENT_KEY_PATTERN.match(key)
+    return match["digest"] if match else None
+
+
 class ObjectStore(ABC):
     """What the services need from a bucket; nothing more."""
 
     #: Human-readable location, for logs and the run record.
     location: str
+    #: How error messages name this store (S3: the location; local: no filesystem path).
+    label: str
 
     @abstractmethod
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str = "application/octet-stream",
+        *,
+        overwrite: bool = False,
+    ) -> None:
+        """Write once: AlreadyExists if `key` holds different bytes, nothing if it holds these. `overwrite=True`
+        replaces whatever is there."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path, *, overwrite: bool = False) -> None:
+        """`put_bytes` for a file on disk, without loading large files into memory where the backend can."""
 
     @abstractmethod
     def get_bytes(self, key: str) -> bytes:
@@ -63,8 +99,14 @@ class ObjectStore(ABC):
     def list_keys(self, prefix: str) -> list[str]:
         """All keys that start with `prefix`, sorted."""
 
-    def put_file(self, key: str, path: Path) -> None:
-        self.put_bytes(key, Path(path).read_bytes())
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; a missing one is fine."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """A cheap probe: raise StoreUnavailable (StoreFull when out of space) if the store cannot serve.
+        Constructing a store does no network I/O; services call this until it passes."""
 
     def get_file(self, key: str, destination: Path) -> Path:
         destination = Path(destination)
@@ -73,18 +115,104 @@ class ObjectStore(ABC):
         return destination
 
     # Conveniences shared by every implementation.
-    def put_json(self, key: str, value: Any) -> None:
-        self.put_bytes(key, json_bytes(value), "application/json")
+    def put_json(self, key: str, value: Any, *, overwrite: bool = False) -> None:
+        self.put_bytes(key, json_bytes(value), "application/json", overwrite=overwrite)
 
     def get_json(self, key: str) -> Any:
-        return json.loads(self.get_bytes(key))
+        """The parsed object; CorruptObject when the bytes are not JSON (an empty object included)."""
+        data = self.get_bytes(key)
+        if not data:
+            raise CorruptObject(f"object {key!r} in {self.label} is empty, not JSON", key=key)
+        try:
+            return json.loads(data)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            raise CorruptObject(
+                f"object {key!r} in {self.label} is not valid JSON ({len(data)} bytes): {exc}", key=key
+            ) from None
 
     def put_content(self, prefix: str, data: bytes, suffix: str = "", content_type: str = "") -> str:
-        """Store bytes under their content key (idempotent) and return the key."""
+        """Store bytes under their content key (idempotent) and return the key.
+
+        Different bytes under a content key can only be corruption: they are quarantined and replaced."""
         key = content_key(prefix, data, suffix)
-        if not self.exists(key):
-            self.put_bytes(key, data, content_type or "application/octet-stream")
+        if self.exists(key):  # a HEAD instead of uploading bytes the store already holds
+            return key
+        content_type = content_type or "application/octet-stream"
+        try:
+            self.put_bytes(key, data, content_type)
+        except AlreadyExists:
+            self._quarantine_if(key, "its bytes do not match the sha256 in its key", _digest_differs(key))
+            self.put_bytes(key, data, content_type)
         return key
+
+    def get_verified(self, key: str) -> bytes:
+        """The bytes of a content key, checked against the sha256 in the key. A mismatch quarantines the object
+        and raises CorruptObject; the next read sees it missing."""
+        expected = content_digest(key)
+        if expected is None:
+            raise InvalidArgument(
+                f"key {key!r} has no sha256 to verify against (expected prefix/<sha256>suffix)"
+            )
+        data = self.get_bytes(key)
+        actual = sha256_hex(data)
+        if actual != expected:
+            reason = f"sha256 {actual} does not match its key"
+            moved = self._quarantine_if(key, reason, _digest_differs(key))
+            where = f"; moved to {moved!r}" if moved else ""
+            raise CorruptObject(f"object {key!r} in {self.label}: {reason}{where}", key=key)
+        return data
+
+    def quarantine(self, key: str, reason: str) -> str:
+        """Move a bad object aside: its bytes to `quarantine/<key>.<UTC time>`, `reason` in a `.reason.json`
+        beside them, then delete it. Return the quarantine key, or "" when the object was already gone."""
+        return self._quarantine_if(key, reason, lambda _data: True)
+
+    def _quarantine_if(self, key: str, reason: str, still_bad: Callable[[bytes], bool]) -> str:
+        # Re-read and re-judge the bytes being moved: another process may have quarantined the bad object and
+        # written the good one since the caller looked. Between this read and the delete a window remains (S3
+        # has no portable conditional delete); it is as short as one copy.
+        try:
+            data = self.get_bytes(key)
+        except NotFound:
+            return ""
+        if not still_bad(data):
+            return ""
+        now = datetime.now(UTC)
+        target = validate_key(f"{QUARANTINE_PREFIX}/{key}.{now.strftime('%Y%m%dT%H%M%S.%fZ')}")
+        self.put_bytes(target, data)
+        self.put_json(f"{target}.reason.json", {"key": key, "reason": reason, "at": now.isoformat()})
+        self.delete(key)
+        return target
+
+
+@dataclass(frozen=True)
+class RecordRead:
+    """What `read_record` found: the record, or why it was unusable and where it was moved."""
+
+    record: Any = None
+    problem: str = ""
+    moved_to: str = ""
+
+
+def read_record(store: ObjectStore, key: str, problem: Callable[[Any], str | None]) -> RecordRead:
+    """A JSON record that must be whole to be used: missing -> empty RecordRead; unparsable, or one that
+    `problem(record)` objects to -> moved to quarantine, with the reason; else the record. The caller then
+    redoes what the record stood for."""
+    try:
+        record = store.get_json(key)
+        why = problem(record)
+    except NotFound:
+        return RecordRead()
+    except CorruptObject as exc:
+        why = exc.message
+    if why is None:
+        return RecordRead(record)
+    return RecordRead(problem=why, moved_to=store.quarantine(key, why))
+
+
+def _digest_differs(key: str) -> Callable[[bytes], bool]:
+    expected = content_digest(key)
+    return lambda data: sha256_hex(data) != expected
 
 
 def json_bytes(value: Any) -> bytes:
@@ -98,6 +226,7 @@ def jsonl_bytes(records: list[dict[str, Any]]) -> bytes:
 
 
 def _atomic_write(destination: Path, data: bytes) -> None:
+    """A download: complete in a sibling temporary file, then one rename (the caller's disk, not the store)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
     try:
@@ -109,49 +238,13 @@ def _atomic_write(destination: Path, data: bytes) -> None:
         raise
 
 
-class LocalStore(ObjectStore):
-    """A directory on disk; several processes on one machine may share it."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.location = f"file://{self.root}"
-
-    @classmethod
-    def from_settings(cls, settings: StoreSettings) -> LocalStore:
-        return cls(settings.local_root)
-
-    def _path(self, key: str) -> Path:
-        return self.root / validate_key(key)
-
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        _atomic_write(self._path(key), data)
-
-    def get_bytes(self, key: str) -> bytes:
-        path = self._path(key)
-        try:
-            return path.read_bytes()
-        except (FileNotFoundError, IsADirectoryError):
-            raise NotFound(f"no object at key {key!r} in {self.location}") from None
-
-    def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
-
-    def list_keys(self, prefix: str) -> list[str]:
-        # Walk only the folder the prefix names, not the whole store.
-        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        start = self.root / folder if folder else self.root
-        if not start.is_dir():
-            return []
-        keys = (
-            p.relative_to(self.root).as_posix()
-            for p in start.rglob("*")
-            if p.is_file() and not p.name.startswith(".")
-        )
-        return sorted(k for k in keys if k.startswith(prefix))
-
-
 StoreFactory = Callable[[StoreSettings], ObjectStore]
+
+
+def _local_factory(settings: StoreSettings) -> ObjectStore:
+    from seal_lab.localstore import LocalStore as LocalStore  # re-exported, see __getattr__
+
+    return LocalStore.from_settings(settings)
 
 
 def _s3_factory(settings: StoreSettings) -> ObjectStore:
@@ -160,8 +253,19 @@ def _s3_factory(settings: StoreSettings) -> ObjectStore:
     return S3Store.from_settings(settings)
 
 
-STORE_FACTORIES: dict[str, StoreFactory] = {"local": LocalStore.from_settings, "s3": _s3_factory}
+STORE_FACTORIES: dict[str, StoreFactory] = {"local": _local_factory, "s3": _s3_factory}
 
 
 def open_store(settings: StoreSettings) -> ObjectStore:
+    """The store the settings name. No network I/O: call `check()` to know whether it can serve."""
     return STORE_FACTORIES[settings.kind](settings)
+
+
+def __getattr__(name: str) -> Any:
+    # `from seal_lab.store import LocalStore` keeps working; the class lives in localstore, which imports this
+    # module, so it is loaded on first use rather than at import (that would be a cycle).
+    if name == "LocalStore":
+        from seal_lab.localstore import LocalStore
+
+        return LocalStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,12 +20,6 @@ from seal_lab.settings import StoreSettings
 from seal_lab.store import ObjectStore, open_store, sha256_hex
 from tests.s3_server import S3ServerInfo, find_weed, unique_bucket
 
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest) -> ObjectStore:
-    return request.getfixturevalue(f"{request.param}_store")
-
-
 BAD_KEYS = ["../x", "/abs", "a//b", "", "with space", "a/../b", "./a", "trailing/", "ünï"]
 
 
@@ -163,12 +157,15 @@ def test_s3_invalid_bucket_name_is_a_configuration_error(s3_server: S3ServerInfo
         S3Store.from_settings(s3_server.store_settings(bucket))
 
 
-def test_open_store_s3_creates_the_bucket(s3_server: S3ServerInfo) -> None:
+def test_open_store_s3_does_no_io_and_check_creates_the_bucket(s3_server: S3ServerInfo) -> None:
     bucket = unique_bucket()
     store = open_store(s3_server.store_settings(bucket))
     assert isinstance(store, S3Store)
     assert store.location == f"s3://{bucket}@{s3_server.endpoint}"
+    assert not store.client.bucket_exists(bucket)  # opening a store touches nothing
+    store.check()
     assert store.client.bucket_exists(bucket)
+    store.check()  # and again: the bucket is there now
     # A second service opening the same bucket finds it and shares the objects.
     store.put_bytes("k", b"v")
     assert open_store(s3_server.store_settings(bucket)).get_bytes("k") == b"v"

@@ -1,0 +1,143 @@
+"""Checks of the compose files that need no image, for deploy/ci/compose_test.sh. Reads `docker-compose config`
+output on stdin (PyYAML: the virtual environment has it, through transformers).
+
+  check_compose.py config ENV_FILE      every image pinned (quay.io/minio/...@sha256:... or a seal-lab image
+                                        built here); the root credentials only in the store and store-init;
+                                        the seal-lab services with the services' account, no bucket creation
+  check_compose.py minio-init ENV_FILE  MinIO's store-init script run by sh with a stand-in `mc` that records
+                                        its calls: the policy is valid JSON limited to the bucket, a rerun
+                                        (policy already attached) succeeds, any other mc error fails the job
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+PINNED_MINIO = re.compile(r"quay\.io/minio/(minio|mc):RELEASE\.[0-9T-]+Z@sha256:[0-9a-f]{64}")
+BUILT_HERE = re.compile(r"seal-lab(-[a-z0-9]+)?:[A-Za-z0-9_.-]+")
+STORE_SERVICES = {"store", "store-init"}
+ROOT_VARIABLES = ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD")
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    values = {}
+    for line in Path(path).read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            name, value = line.split("=", 1)
+            values[name.strip()] = value
+    return values
+
+
+def environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):  # "NAME=value" items
+        env = dict(item.split("=", 1) for item in env)
+    return {name: "" if value is None else str(value) for name, value in env.items()}
+
+
+def check_config(env_file: str) -> None:
+    values = read_env_file(env_file)
+    root_password = values["MINIO_ROOT_PASSWORD"]
+    services = yaml.safe_load(sys.stdin)["services"]
+    problems = []
+    for name, service in sorted(services.items()):
+        image = service.get("image", "")
+        if not (PINNED_MINIO.fullmatch(image) or BUILT_HERE.fullmatch(image)):
+            problems.append(
+                f"{name}: image {image!r} is neither quay.io/minio/... pinned by digest nor seal-lab's"
+            )
+        if name in STORE_SERVICES:
+            continue
+        env = environment(service)
+        leaked = [v for v in ROOT_VARIABLES if v in env] + [k for k, v in env.items() if v == root_password]
+        if leaked:
+            problems.append(f"{name}: sees the root credentials ({', '.join(sorted(set(leaked)))})")
+        if env.get("SEAL_STORE_KIND") == "s3":
+            if env.get("SEAL_STORE_S3_ACCESS_KEY") != values["SEAL_S3_ACCESS_KEY"]:
+                problems.append(f"{name}: SEAL_STORE_S3_ACCESS_KEY is not the services' account")
+            if env.get("SEAL_STORE_S3_CREATE_BUCKET") != "false":
+                problems.append(f"{name}: SEAL_STORE_S3_CREATE_BUCKET is not false")
+    if problems:
+        sys.exit("FAIL:\n  " + "\n  ".join(problems))
+    print(
+        f"ok: {len(services)} services: "
+        + ", ".join(f"{n} ({s['image']})" for n, s in sorted(services.items()))
+    )
+
+
+FAKE_MC = """#!/bin/sh
+echo "$*" >> "$MC_LOG"
+case "$*" in
+  "admin policy create "*) cp "$6" "$MC_POLICY" ;;
+  "admin policy attach "*)
+    case "$MC_ATTACH" in
+      ok) ;;
+      attached) echo "mc: <ERROR> Unable to make user/group policy association. The specified policy change is already in effect." >&2; exit 1 ;;
+      *) echo "mc: <ERROR> Unable to make user/group policy association. Access Denied." >&2; exit 1 ;;
+    esac ;;
+esac
+"""
+
+
+def check_minio_init(env_file: str) -> None:
+    values = read_env_file(env_file)
+    service = yaml.safe_load(sys.stdin)["services"]["store-init"]
+    assert service["entrypoint"] == ["/bin/sh", "-euc"], service["entrypoint"]
+    (script,) = service["command"]
+    script = script.replace("$$", "$")  # `config` prints compose's escape; the container gets one `$`
+    bucket = environment(service)["SEAL_BUCKET"]
+    with tempfile.TemporaryDirectory() as work:
+        (Path(work) / "mc").write_text(FAKE_MC)
+        (Path(work) / "mc").chmod(0o755)
+        env = {
+            **environment(service),
+            "PATH": f"{work}:/usr/bin:/bin",
+            "TMPDIR": work,
+            "MC_LOG": f"{work}/calls",
+            "MC_POLICY": f"{work}/policy.json",
+        }
+        outcomes = {}
+        for attach in ("ok", "attached", "denied"):
+            run = subprocess.run(
+                ["sh", "-euc", script],
+                env={**env, "MC_ATTACH": attach},
+                cwd=work,
+                capture_output=True,
+                text=True,
+            )
+            outcomes[attach] = run.returncode
+        calls = Path(work, "calls").read_text().splitlines()
+        policy = json.loads(Path(work, "policy.json").read_text())
+    if outcomes != {"ok": 0, "attached": 0, "denied": 1}:
+        sys.exit(
+            f"FAIL: store-init exit codes {outcomes}; expected ok and already-attached 0, another error 1"
+        )
+    expected_calls = [
+        f"alias set store http://store:9000 {values['MINIO_ROOT_USER']} {values['MINIO_ROOT_PASSWORD']}",
+        f"mb --ignore-existing store/{bucket}",
+        "admin policy create store seal-lab-services",
+        f"admin user add store {values['SEAL_S3_ACCESS_KEY']} {values['SEAL_S3_SECRET_KEY']}",
+        f"admin policy attach store seal-lab-services --user {values['SEAL_S3_ACCESS_KEY']}",
+    ]
+    for expected, call in zip(expected_calls, calls, strict=False):
+        if not call.startswith(expected):
+            sys.exit(f"FAIL: store-init called `mc {call}`, expected `mc {expected}...`")
+    resources = {r for statement in policy["Statement"] for r in statement["Resource"]}
+    if resources != {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}:
+        sys.exit(f"FAIL: the services' policy reaches {sorted(resources)}")
+    actions = sorted({a for statement in policy["Statement"] for a in statement["Action"]})
+    print(
+        f"ok: store-init (stand-in mc): {len(calls)} mc calls over 3 runs; policy on {bucket!r}: {', '.join(actions)}"
+    )
+
+
+if __name__ == "__main__":
+    command, env_file = sys.argv[1:3]
+    {"config": check_config, "minio-init": check_minio_init}[command](env_file)

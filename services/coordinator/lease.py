@@ -1,0 +1,130 @@
+"""One coordinator per run: a lease in the store, renewed while the run executes, taken over when it expires.
+
+Several coordinators may share one bucket (the README's several-laptops layout). Each run has numbered lease
+records, `runs/<id>/lease/<epoch>.json`, holding the owner and an expiry time. The newest epoch is the lease:
+- to take a run, a coordinator creates the next epoch's record write-once (a conditional put the store
+  enforces), so of two coordinators racing for a free or expired lease exactly one wins;
+- the holder renews by rewriting its own epoch's record with a later expiry (nobody else writes that key);
+  before each renewal it checks that no newer epoch exists, and stops the run if one does;
+- a graceful stop releases the lease (expiry now), so another coordinator may take the run at once.
+A holder that stalls longer than the lease lets another coordinator take over; its own next write of a job
+record then collides with the new holder's write-once record, and it stops (see records.LeaseLost).
+Expiry uses wall-clock time: coordinators sharing a store need clocks within a fraction of `ttl_seconds`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from seal_lab.errors import AlreadyExists, CorruptObject, NotFound
+from seal_lab.store import ObjectStore
+
+from .records import LeaseLost, run_key
+
+log = logging.getLogger(__name__)
+
+_EPOCH_DIGITS = 10
+
+
+@dataclass(frozen=True)
+class Lease:
+    run_id: str
+    epoch: int
+    owner: str
+
+    @property
+    def key(self) -> str:
+        return lease_key(self.run_id, self.epoch)
+
+
+def lease_key(run_id: str, epoch: int) -> str:
+    return run_key(run_id, f"lease/{epoch:0{_EPOCH_DIGITS}d}.json")
+
+
+class Leases:
+    """Blocking lease operations (call them from a thread); `owner` names this coordinator process."""
+
+    def __init__(self, store: ObjectStore, owner: str, ttl_seconds: float) -> None:
+        self.store = store
+        self.owner = owner
+        self.ttl_seconds = ttl_seconds
+
+    def _latest(self, run_id: str) -> tuple[int, dict[str, Any] | None]:
+        keys = self.store.list_keys(run_key(run_id, "lease/"))
+        epochs = sorted(int(k.rsplit("/", 1)[1].removesuffix(".json")) for k in keys if _is_epoch(k))
+        if not epochs:
+            return 0, None
+        try:
+            record = self.store.get_json(lease_key(run_id, epochs[-1]))
+        except (CorruptObject, NotFound):  # an unreadable lease protects nothing: treat it as expired
+            record = None
+        return epochs[-1], record if isinstance(record, dict) else None
+
+    def holder(self, run_id: str) -> str:
+        """Who holds the run now ("" when nobody does)."""
+        _, record = self._latest(run_id)
+        if record is None or _expired(record):
+            return ""
+        return str(record.get("owner", ""))
+
+    def first(self, run_id: str) -> Lease:
+        """The lease of a run being created (epoch 1), taken before its spec exists; AlreadyExists if taken."""
+        lease = Lease(run_id, 1, self.owner)
+        self.store.put_json(lease.key, self._record(lease))
+        return lease
+
+    def acquire(self, run_id: str) -> Lease | None:
+        """Take the run if its lease is free, expired, released, or ours; None when another holds it."""
+        epoch, record = self._latest(run_id)
+        if record is not None and not _expired(record) and record.get("owner") != self.owner:
+            return None
+        lease = Lease(run_id, epoch + 1, self.owner)
+        try:
+            self.store.put_json(lease.key, self._record(lease))
+        except AlreadyExists:  # another coordinator took this epoch a moment before us
+            return None
+        if epoch:
+            log.info(
+                "run %s: lease epoch %d taken over from %s", run_id, lease.epoch, (record or {}).get("owner")
+            )
+        return lease
+
+    def renew(self, lease: Lease) -> None:
+        """Extend the lease; raise LeaseLost if another coordinator has taken the run."""
+        epoch, record = self._latest(lease.run_id)
+        if epoch != lease.epoch or (record is not None and record.get("owner") != lease.owner):
+            raise LeaseLost(
+                f"run {lease.run_id} was taken over by {(record or {}).get('owner', 'another coordinator')}"
+            )
+        self.store.put_json(lease.key, self._record(lease), overwrite=True)
+
+    def release(self, lease: Lease) -> None:
+        """Give the run up now (graceful stop): another coordinator may take it without waiting."""
+        epoch, _ = self._latest(lease.run_id)
+        if epoch == lease.epoch:
+            self.store.put_json(
+                lease.key, {**self._record(lease), "expires_at": 0.0, "released": True}, overwrite=True
+            )
+
+    def _record(self, lease: Lease) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "run_id": lease.run_id,
+            "epoch": lease.epoch,
+            "owner": lease.owner,
+            "renewed_at": now,
+            "expires_at": now + self.ttl_seconds,
+        }
+
+
+def _expired(record: dict[str, Any]) -> bool:
+    expires_at = record.get("expires_at")
+    return not isinstance(expires_at, int | float) or expires_at <= time.time()
+
+
+def _is_epoch(key: str) -> bool:
+    name = key.rsplit("/", 1)[1]
+    return name.endswith(".json") and name.removesuffix(".json").isdigit()

@@ -1,0 +1,197 @@
+"""A run's records in the store: what is written, how it is read back, and what happens to a bad one.
+
+Layout under `runs/<id>/`, every record write-once (the store enforces it):
+- `spec.json` and `spec.copy.json`: the request, split and teachers (two copies: the run cannot go on
+  without one);
+- `jobs/<job>.json`: one per finished job, so a restarted coordinator resumes without redoing it;
+- `events/<ns>.json`: retries, errors and status changes that must survive a restart;
+- `lease/<epoch>.json`: which coordinator runs it (lease.py);
+- `manifest.json`: written last; its presence means the run finished.
+A record that cannot be read (a truncated file after a power cut, say) is moved to `quarantine/` with the
+reason; the coordinator says so in the run's events and redoes what the record stood for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from seal_lab.errors import AlreadyExists, CorruptObject, NotFound, StoreUnavailable
+from seal_lab.outage import OnRetry, OutagePolicy, call_async
+from seal_lab.store import ObjectStore, read_record
+
+log = logging.getLogger(__name__)
+
+RUNS_PREFIX = "runs"
+SPEC = "spec.json"
+SPEC_COPY = "spec.copy.json"
+MANIFEST = "manifest.json"
+_SPEC_FIELDS = ("name", "created_at", "config", "passages")
+
+
+class LeaseLost(Exception):
+    """Another coordinator holds this run now (its write-once records collide with ours): stop running it."""
+
+
+def run_key(run_id: str, name: str) -> str:
+    return f"{RUNS_PREFIX}/{run_id}/{name}"
+
+
+def job_key(run_id: str, job_name: str) -> str:
+    return run_key(run_id, f"jobs/{job_name}.json")
+
+
+def run_ids(store: ObjectStore) -> list[str]:
+    """Every run with a spec (or only its copy) in the store."""
+    ids = {
+        key.split("/")[1]
+        for key in store.list_keys(f"{RUNS_PREFIX}/")
+        if key.count("/") == 2 and key.rsplit("/", 1)[1] in (SPEC, SPEC_COPY)
+    }
+    return sorted(ids)
+
+
+def write_spec(store: ObjectStore, run_id: str, spec: dict[str, Any]) -> None:
+    """The copy first: a spec.json that exists always has its copy."""
+    store.put_json(run_key(run_id, SPEC_COPY), spec)
+    store.put_json(run_key(run_id, SPEC), spec)
+
+
+@dataclass
+class StoredRun:
+    """What the store holds for one run, read back with bad records moved aside."""
+
+    run_id: str
+    spec: dict[str, Any] | None = None
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    manifest: dict[str, Any] | None = None
+    #: One line per record moved to quarantine (or repaired), for the run's events.
+    problems: list[str] = field(default_factory=list)
+
+
+def read_run(store: ObjectStore, run_id: str) -> StoredRun:
+    """Blocking. Never raises for a bad record (only StoreUnavailable when the store is away)."""
+    stored = StoredRun(run_id)
+    stored.spec = _read_spec(store, run_id, stored.problems)
+    for key in store.list_keys(run_key(run_id, "jobs/")):
+        record = _read_record(
+            store, key, lambda r: isinstance(r, dict), stored.problems, "its job will be redone"
+        )
+        if record is not None:
+            stored.jobs[key.rsplit("/", 1)[1].removesuffix(".json")] = record
+    for key in store.list_keys(run_key(run_id, "events/")):
+        record = _read_record(store, key, _is_event, stored.problems, "the event is dropped")
+        if record is not None:
+            stored.events.append(record)
+    if store.exists(run_key(run_id, MANIFEST)):
+        stored.manifest = _read_record(
+            store, run_key(run_id, MANIFEST), _is_manifest, stored.problems, "the run will finish again"
+        )
+    return stored
+
+
+def _read_record(
+    store: ObjectStore, key: str, valid: Callable[[Any], bool], problems: list[str], consequence: str
+) -> Any:
+    read = read_record(store, key, lambda record: None if valid(record) else "not the record expected there")
+    if read.problem:
+        problems.append(f"unreadable record {key} ({read.problem}) moved to {read.moved_to}; {consequence}")
+    return read.record
+
+
+def _read_spec(store: ObjectStore, run_id: str, problems: list[str]) -> dict[str, Any] | None:
+    """spec.json, else its copy (then spec.json is restored from the copy); None when both are lost."""
+    good: dict[str, Any] | None = None
+    bad: list[str] = []
+    for name in (SPEC, SPEC_COPY):
+        key = run_key(run_id, name)
+        try:
+            record = store.get_json(key)
+        except NotFound:
+            continue
+        except CorruptObject as exc:
+            bad.append(name)
+            problems.append(
+                f"unreadable record {key} ({exc.message}) moved to {store.quarantine(key, exc.message)}"
+            )
+            continue
+        if _is_spec(record):
+            good = good or record
+        else:
+            bad.append(name)
+            reason = "not a run spec"
+            problems.append(f"unreadable record {key} ({reason}) moved to {store.quarantine(key, reason)}")
+    if good is not None:
+        for name in bad:
+            with contextlib.suppress(AlreadyExists):
+                store.put_json(run_key(run_id, name), good)
+            problems.append(f"{run_key(run_id, name)} restored from the other copy")
+    return good
+
+
+def _is_spec(record: Any) -> bool:
+    return isinstance(record, dict) and all(name in record for name in _SPEC_FIELDS)
+
+
+def _is_event(record: Any) -> bool:
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("kind"), str)
+        and isinstance(record.get("message"), str)
+    )
+
+
+def _is_manifest(record: Any) -> bool:
+    return isinstance(record, dict) and isinstance(record.get("status"), str) and "results" in record
+
+
+class RecordWriter:
+    """The coordinator's own writes, waited out like service calls while the store is away.
+
+    Job records and manifests are awaited by the run (it pauses until they are stored). Events are queued
+    and written in order by one background task, so emitting an event never blocks or fails a run.
+    """
+
+    def __init__(self, store: ObjectStore, outage: OutagePolicy) -> None:
+        self.store = store
+        self.outage = outage
+        self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+
+    async def put(self, key: str, record: dict[str, Any], on_retry: OnRetry | None = None) -> None:
+        """Write-once; a different record already there means another coordinator is running this run."""
+        try:
+            await call_async(
+                lambda: self.store.put_json(key, record), self.outage, f"writing {key}", on_retry
+            )
+        except AlreadyExists:
+            raise LeaseLost(f"{key} was written by another coordinator") from None
+
+    def queue_event(self, key: str, record: dict[str, Any]) -> None:
+        self._queue.put_nowait((key, record))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name="event-writer")
+
+    async def _drain(self) -> None:
+        forever = OutagePolicy(math.inf, self.outage.initial_backoff_seconds, self.outage.max_backoff_seconds)
+        while not self._queue.empty():
+            key, record = self._queue.get_nowait()
+            try:
+                await call_async(lambda k=key, r=record: self.store.put_json(k, r), forever, f"writing {key}")
+            except AlreadyExists:  # a retried write that had landed with other bytes: the first one stands
+                log.warning("event %s already stored", key)
+            except Exception:
+                log.exception("could not store event %s", key)
+
+    async def flush(self, timeout: float) -> None:
+        """At shutdown: give queued events a moment to reach the store (the rest are lost with the process)."""
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(TimeoutError, StoreUnavailable):
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            self._task.cancel()
