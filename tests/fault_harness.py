@@ -47,7 +47,8 @@ RUN_REQUEST = {
 }
 JOBS = 6
 FINISHED = ("succeeded", "completed_with_errors", "failed")
-#: Fields that differ between two equal runs: timings, which trainer, whether a cache answered.
+#: Fields that differ between two equal runs: timings, which trainer, whether a cache answered (a retried
+#: call finds the work done by its first attempt: reused, the very property under test).
 VOLATILE = frozenset(
     {
         "seconds",
@@ -55,6 +56,7 @@ VOLATILE = frozenset(
         "trainer",
         "cached",
         "reused",
+        "train_reused",
         "created_at",
         "finished_at",
         "phase_seconds",
@@ -224,3 +226,22 @@ def outcome(store: ObjectStore, detail: dict[str, Any]) -> dict[str, Any]:
     jobs = {key.removeprefix(prefix): store.get_json(key) for key in store.list_keys(prefix)}
     results = detail["results"] or {}
     return comparable({"jobs": jobs, "rounds": results.get("rounds"), "summary": results.get("summary")})
+
+
+def differences(got: Any, want: Any, path: str = "") -> list[str]:
+    """Where two outcomes differ (for assertion messages)."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        out = []
+        for key in sorted(set(got) | set(want), key=str):
+            if key not in got or key not in want:
+                out.append(f"{path}/{key}: only in {'got' if key in got else 'want'}")
+            else:
+                out += differences(got[key], want[key], f"{path}/{key}")
+        return out
+    if isinstance(got, list) and isinstance(want, list) and len(got) == len(want):
+        return [
+            d
+            for i, (g, w) in enumerate(zip(got, want, strict=True))
+            for d in differences(g, w, f"{path}[{i}]")
+        ]
+    return [] if got == want else [f"{path}: {got!r} != {want!r}"[:300]]

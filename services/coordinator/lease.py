@@ -6,7 +6,10 @@ records, `runs/<id>/lease/<epoch>.json`, holding the owner and an expiry time. T
   enforces), so of two coordinators racing for a free or expired lease exactly one wins;
 - the holder renews by rewriting its own epoch's record with a later expiry (nobody else writes that key);
   before each renewal it checks that no newer epoch exists, and stops the run if one does;
-- a graceful stop releases the lease (expiry now), so another coordinator may take the run at once.
+- a graceful stop releases the lease (expiry now), so another coordinator may take the run at once;
+- a coordinator that restarts after a crash on the same host (or a restarted container, which keeps its
+  hostname) takes its predecessor's runs at once: the default owner name is `host:pid:random`, and a lease
+  of this host whose process is gone (or whose pid is now ours) protects nothing.
 A holder that stalls longer than the lease lets another coordinator take over; its own next write of a job
 record then collides with the new holder's write-once record, and it stops (see records.LeaseLost).
 Expiry uses wall-clock time: coordinators sharing a store need clocks within a fraction of `ttl_seconds`.
@@ -15,6 +18,9 @@ Expiry uses wall-clock time: coordinators sharing a store need clocks within a f
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +44,30 @@ class Lease:
     @property
     def key(self) -> str:
         return lease_key(self.run_id, self.epoch)
+
+
+def default_owner() -> str:
+    """`host:pid:random`: unique per process, and tells a later process on the same host that it is gone."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _gone_from_this_host(owner: str) -> bool:
+    """True when `owner` names a coordinator process of this host that no longer runs (a crash, a container
+    restart). Names set by hand (SEAL_COORDINATOR_INSTANCE_ID) are never judged."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, token = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit() or not token:
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():  # our pid with another token: a previous process (pid 1 in a restarted container)
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def lease_key(run_id: str, epoch: int) -> str:
@@ -79,8 +109,10 @@ class Leases:
     def acquire(self, run_id: str) -> Lease | None:
         """Take the run if its lease is free, expired, released, or ours; None when another holds it."""
         epoch, record = self._latest(run_id)
-        if record is not None and not _expired(record) and record.get("owner") != self.owner:
-            return None
+        if record is not None and not _expired(record):
+            owner = str(record.get("owner", ""))
+            if owner != self.owner and not _gone_from_this_host(owner):
+                return None
         lease = Lease(run_id, epoch + 1, self.owner)
         try:
             self.store.put_json(lease.key, self._record(lease))

@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -43,7 +41,7 @@ from seal_lab.runtime import runtime_versions
 from seal_lab.store import ObjectStore
 
 from .clients import ServiceClients
-from .lease import Lease, Leases
+from .lease import Lease, Leases, default_owner
 from .policy import build_policy_dataset, match_teacher_completions
 from .records import MANIFEST, LeaseLost, RecordWriter, job_key, read_run, run_ids, run_key, write_spec
 from .results import attach_examples, build_results, round_passages, round_stage
@@ -193,7 +191,7 @@ class RunManager:
         self._tasks: dict[str, asyncio.Task] = {}
         self._known_formats: list[str] = []
         self._limits = common_pb2.DirectiveLimits()
-        self.owner = settings.instance_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.owner = settings.instance_id or default_owner()
         self.leases = Leases(store, self.owner, settings.lease_ttl_seconds)
         self.outage = OutagePolicy(
             settings.store_outage_max_seconds, settings.initial_backoff_seconds, settings.max_backoff_seconds

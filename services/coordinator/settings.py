@@ -35,11 +35,12 @@ class CoordinatorSettings(BaseSettings):
     store_outage_max_seconds: float = Field(default=86400.0, gt=0)
     # One coordinator per run when several share a store: a run's lease expires this long after its holder
     # last renewed it (renewed every third of it); then another coordinator takes the run over.
-    lease_ttl_seconds: float = Field(default=60.0, gt=0)
+    lease_ttl_seconds: float = Field(default=30.0, gt=0)
     # At start-up the API waits up to this long for the store and the recorded runs, then serves anyway
     # (/healthz answers 503 until the runs are loaded).
     startup_wait_seconds: float = Field(default=10.0, ge=0)
-    # Names this coordinator in leases; default: hostname, process id and a random suffix.
+    # Names this coordinator in leases; default: hostname, process id and a random suffix (a restart on the
+    # same host then takes over its predecessor's runs at once). Set it only to a name unique in the lab.
     instance_id: str = ""
 
     @field_validator("trainer_addresses", mode="before")

@@ -39,6 +39,7 @@ from tests.fault_harness import (
     Gate,
     Services,
     coordinator,
+    differences,
     outcome,
     wait_finished,
     wait_for,
@@ -137,7 +138,8 @@ def test_s3_killed_mid_run_and_restarted(s3, reference, services_on, monkeypatch
     assert any("store unavailable during recording job" in m for m in store_events(detail)), store_events(
         detail
     )
-    assert outcome(store, detail) == reference
+    got = outcome(store, detail)
+    assert got == reference, differences(got, reference)
     assert services.work_done_twice() == {}
 
 
@@ -174,7 +176,8 @@ def test_store_that_accepts_connections_and_never_answers(s3, reference, service
             os.kill(s3.proc.pid, signal.SIGCONT)
         detail = wait_finished(client, run_id)
     assert detail["status"] == "succeeded", detail["error"]
-    assert outcome(store, detail) == reference
+    got = outcome(store, detail)
+    assert got == reference, differences(got, reference)
     assert services.work_done_twice() == {}
 
 
@@ -230,7 +233,8 @@ def test_zero_length_records_are_quarantined_and_redone(s3, reference, services_
     assert any("spec.json" in m for m in moved) and any(train_job in m for m in moved), moved
     assert any(k.startswith(f"quarantine/{trainer_job}") for k in store.list_keys("quarantine/"))
     assert store.get_json(f"runs/{run_id}/spec.json")["id"] == run_id  # restored from the copy
-    assert outcome(store, detail) == reference
+    got = outcome(store, detail)
+    assert got == reference, differences(got, reference)
     assert sorted(services.trainer.trained.values()) == [1, 2]  # only the destroyed job was trained again
 
 
@@ -281,7 +285,8 @@ def test_two_coordinators_on_one_store(s3, reference, services_on):
         detail = wait_finished(b, run_id)
     assert detail["status"] == "succeeded", detail["error"]
     assert any("taking the run over" in e["message"] for e in detail["recent_events"])
-    assert outcome(store, detail) == reference
+    got = outcome(store, detail)
+    assert got == reference, differences(got, reference)
     assert services.work_done_twice() == {}
 
 
@@ -343,5 +348,6 @@ def test_local_store_fills_up_then_gets_space_back(small_tmpfs, reference, servi
     assert detail["status"] == "succeeded", detail["error"]
     full = [m for m in store_events(detail) if "full" in m]
     assert full and str(small_tmpfs) not in full[0], store_events(detail)
-    assert outcome(store, detail) == reference
+    got = outcome(store, detail)
+    assert got == reference, differences(got, reference)
     assert services.work_done_twice() == {}

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
 from seal_lab.store import LocalStore
-from services.coordinator.lease import Leases, lease_key
+from services.coordinator.lease import Leases, default_owner, lease_key
 from services.coordinator.records import LeaseLost
 
 
@@ -56,3 +60,25 @@ def test_an_unreadable_lease_protects_nothing(store):
     store.put_bytes(lease_key("run-1", 1), b"", overwrite=True)
     lease = Leases(store, "b", ttl_seconds=30).acquire("run-1")
     assert lease is not None and lease.epoch == 2
+
+
+def test_a_restart_on_the_same_host_takes_its_crashed_predecessors_runs_at_once(store):
+    """The default owner names carry host and pid: a lease whose process is gone protects nothing, even
+    before it expires (a crash, a restarted container: pid 1 again, another random suffix)."""
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(finished.stdout)
+    host = socket.gethostname()
+    for predecessor in (f"{host}:{dead_pid}:aaaaaa", f"{host}:{os.getpid()}:bbbbbb"):
+        run_id = f"run-{predecessor.rsplit(':', 1)[1]}"
+        Leases(store, predecessor, ttl_seconds=3600).first(run_id)
+        assert Leases(store, default_owner(), ttl_seconds=30).acquire(run_id) is not None
+
+
+def test_a_live_coordinator_or_one_on_another_host_keeps_its_runs(store):
+    host = socket.gethostname()
+    for holder in (f"{host}:{os.getppid()}:cccccc", f"not-{host}:1:dddddd", "coordinator-a"):
+        run_id = f"run-{abs(hash(holder))}"
+        Leases(store, holder, ttl_seconds=3600).first(run_id)
+        assert Leases(store, default_owner(), ttl_seconds=30).acquire(run_id) is None
