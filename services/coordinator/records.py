@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from seal_lab.errors import AlreadyExists, CorruptObject, NotFound, StoreUnavailable
+from seal_lab.errors import AlreadyExists, StoreUnavailable
 from seal_lab.outage import OnRetry, OutagePolicy, call_async
 from seal_lab.store import ObjectStore, read_record
 
@@ -111,22 +112,12 @@ def _read_spec(store: ObjectStore, run_id: str, problems: list[str]) -> dict[str
     bad: list[str] = []
     for name in (SPEC, SPEC_COPY):
         key = run_key(run_id, name)
-        try:
-            record = store.get_json(key)
-        except NotFound:
-            continue
-        except CorruptObject as exc:
+        read = read_record(store, key, lambda record: None if _is_spec(record) else "not a run spec")
+        if read.problem:
             bad.append(name)
-            problems.append(
-                f"unreadable record {key} ({exc.message}) moved to {store.quarantine(key, exc.message)}"
-            )
-            continue
-        if _is_spec(record):
-            good = good or record
-        else:
-            bad.append(name)
-            reason = "not a run spec"
-            problems.append(f"unreadable record {key} ({reason}) moved to {store.quarantine(key, reason)}")
+            problems.append(f"unreadable record {key} ({read.problem}) moved to {read.moved_to}")
+        elif read.record is not None:
+            good = good or read.record
     if good is not None:
         for name in bad:
             with contextlib.suppress(AlreadyExists):
@@ -179,7 +170,7 @@ class RecordWriter:
             self._task = asyncio.create_task(self._drain(), name="event-writer")
 
     async def _drain(self) -> None:
-        forever = OutagePolicy(math.inf, self.outage.initial_backoff_seconds, self.outage.max_backoff_seconds)
+        forever = dataclasses.replace(self.outage, max_seconds=math.inf)
         while not self._queue.empty():
             key, record = self._queue.get_nowait()
             try:

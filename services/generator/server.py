@@ -18,6 +18,7 @@ from seal_lab.logging import bind_context
 from seal_lab.outage import OutagePolicy, call_sync, wait_for_store
 from seal_lab.runtime import runtime_versions
 from seal_lab.service import ModelHost
+from seal_lab.settings import GrpcServiceSettings
 from seal_lab.store import ObjectStore, validate_key
 
 from .backends import Backend, LocalBackend, RawSelfEdit, Sampling
@@ -86,8 +87,8 @@ def validate_import(request: generator_pb2.ImportRequest) -> None:
         raise InvalidArgument("limits is required: pass the trainer's published DirectiveLimits")
 
 
-#: How long a call waits for an absent store before failing UNAVAILABLE (GrpcServiceSettings.store_outage_seconds).
-DEFAULT_OUTAGE = OutagePolicy(max_seconds=600.0)
+#: How long a call waits for an absent store before failing UNAVAILABLE: the settings' default.
+DEFAULT_OUTAGE = OutagePolicy(max_seconds=GrpcServiceSettings.model_fields["store_outage_seconds"].default)
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
@@ -156,16 +157,13 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         limits = DirectiveLimits.from_proto(request.limits)
         passage = request.passage
         prompt = edit_format.prompt(passage.title, passage.context)
-        if request.policy_adapter_key:  # the policy comes from the store, which may be away for a while
-            raws = call_sync(
-                lambda: backend.write(
-                    prompt, request.num_samples, sampling, request.policy_adapter_key, limits
-                ),
-                self.outage,
-                "loading the policy adapter",
-            )
-        else:
-            raws = backend.write(prompt, request.num_samples, sampling, request.policy_adapter_key, limits)
+        # A policy adapter comes from the store, which may be away for a while (without one, nothing here
+        # touches the store and this is a single call).
+        raws = call_sync(
+            lambda: backend.write(prompt, request.num_samples, sampling, request.policy_adapter_key, limits),
+            self.outage,
+            "loading the policy adapter",
+        )
         provenance = {
             "backend": backend.name,
             "generator_model": backend.model_name,

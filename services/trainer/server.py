@@ -22,7 +22,7 @@ from seal_lab.logging import bind_context
 from seal_lab.lora import ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS, TrainProgressEvent, train_adapter
 from seal_lab.outage import OutagePolicy, call_async, call_sync, wait_for_store
 from seal_lab.service import ModelHost
-from seal_lab.store import ObjectStore, json_bytes, read_record, sha256_hex, validate_key
+from seal_lab.store import ObjectStore, content_digest, json_bytes, read_record, sha256_hex, validate_key
 
 from .datasets import parse_dataset
 from .settings import TrainerSettings
@@ -281,7 +281,6 @@ def _record_problem(store: ObjectStore, record: Any) -> str | None:
 
 def _read_dataset(store: ObjectStore, key: str) -> bytes:
     """Datasets are content-addressed (`datasets/<sha256>.jsonl`): their bytes are checked against the key."""
-    try:
-        return store.get_verified(key)
-    except InvalidArgument:  # a dataset someone stored under a name of their own: nothing to check against
+    if content_digest(key) is None:  # a dataset someone stored under a name of their own: nothing to check
         return store.get_bytes(key)
+    return store.get_verified(key)

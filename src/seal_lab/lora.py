@@ -10,7 +10,6 @@ import hashlib
 import json
 import logging
 import random
-import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from typing import Any
 from seal_lab.directive import Directive
 from seal_lab.errors import CorruptObject, FailedPrecondition, InvalidArgument, NotFound
 from seal_lab.models import LoadedModel
-from seal_lab.store import ObjectStore, validate_key
+from seal_lab.store import ObjectStore, content_digest, validate_key
 
 log = logging.getLogger(__name__)
 
@@ -202,18 +201,15 @@ def fetch_adapter(store: ObjectStore, key: str, destination: Path, base_fingerpr
     return meta
 
 
-_CONTENT_ADAPTER_KEY = re.compile(r"(?:^|/)([0-9a-f]{64})$")
-
-
 def _check_content_hash(store: ObjectStore, key: str, folder: Path) -> None:
     """Adapter keys are sha256(weights + config) (see the trainer): a mismatch is a corrupt copy, moved aside."""
-    match = _CONTENT_ADAPTER_KEY.search(key)
-    if match is None:  # an adapter stored under a name of its own: nothing to check against
+    expected = content_digest(key)
+    if expected is None:  # an adapter stored under a name of its own: nothing to check against
         return
     digest = hashlib.sha256()
     for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):
         digest.update((folder / name).read_bytes())
-    if digest.hexdigest() != match.group(1):
+    if digest.hexdigest() != expected:
         for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):
             store.quarantine(f"{key}/{name}", "content does not match the adapter key's sha256")
         raise CorruptObject(f"adapter {key!r} does not match its content hash; moved to quarantine/", key=key)

@@ -47,7 +47,6 @@ class OutagePolicy:
 
 
 ONCE = OutagePolicy(max_seconds=0)
-FOREVER = OutagePolicy(max_seconds=math.inf)
 
 
 def _default_on_retry(what: str) -> OnRetry:

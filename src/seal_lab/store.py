@@ -242,7 +242,7 @@ StoreFactory = Callable[[StoreSettings], ObjectStore]
 
 
 def _local_factory(settings: StoreSettings) -> ObjectStore:
-    from seal_lab.localstore import LocalStore as LocalStore  # re-exported, see __getattr__
+    from seal_lab.localstore import LocalStore  # imports this module: loaded on first use
 
     return LocalStore.from_settings(settings)
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from seal_lab.errors import AlreadyExists
 from seal_lab.store import LocalStore
 from services.coordinator.lease import Leases, default_owner, lease_key
 from services.coordinator.records import LeaseLost
@@ -44,7 +45,7 @@ def test_of_two_racing_for_the_same_epoch_one_wins(store):
     a, b = Leases(store, "a", ttl_seconds=30), Leases(store, "b", ttl_seconds=30)
     # Both saw no lease; the store's write-once create decides.
     first = a.first("run-1")
-    with pytest.raises(Exception, match="already"):
+    with pytest.raises(AlreadyExists, match="already"):
         b.first("run-1")
     assert first.owner == "a"
 
