@@ -79,10 +79,9 @@ def main() -> None:
                         ]
                     )
                     for examples in datasets:
-                        outcome = train_adapter(
-                            loaded, examples, directive, 0, Path(tempfile.mkdtemp(dir=tmp))
-                        )
-                        adapted = PeftModel.from_pretrained(loaded.model, outcome.directory)
+                        folder = Path(tempfile.mkdtemp(dir=tmp))
+                        train_adapter(loaded, examples, directive, 0, folder)
+                        adapted = PeftModel.from_pretrained(loaded.model, str(folder))
                         questions = [
                             QuestionItem(q.question_id, q.question, q.answers) for q in passage.questions
                         ]

@@ -9,6 +9,7 @@ no job was done twice, and offer hooks that hold a call at a chosen point while 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -91,11 +92,13 @@ class CountingTrainer(TrainerServicer):
         self.trained: collections.Counter[str] = collections.Counter()
         self.gate: Callable[[], None] = lambda: None
 
-    def _train(self, job, job_key, examples, on_progress):  # type: ignore[override]
-        record, reused = super()._train(job, job_key, examples, self._gated(on_progress))
-        if not reused:
-            self.trained[job_key] += 1
-        return record, reused
+    def _train_group(self, group):  # type: ignore[override]
+        gated = [dataclasses.replace(q, on_progress=self._gated(q.on_progress)) for q in group]
+        results = super()._train_group(gated)
+        for queued, result in zip(group, results, strict=True):
+            if isinstance(result, tuple) and not result[1]:
+                self.trained[queued.job_key] += 1
+        return results
 
     def _gated(self, on_progress):
         def progress(event):
@@ -111,9 +114,10 @@ class CountingEvaluator(EvaluatorServicer):
         self.evaluated: collections.Counter[str] = collections.Counter()
         self.gate: Callable[[], None] = lambda: None
 
-    def _answer_with(self, key, questions, max_new_tokens):  # type: ignore[override]
-        self.gate()  # adapters only; the baseline never waits here
-        return super()._answer_with(key, questions, max_new_tokens)
+    def _fetch(self, keys):  # type: ignore[override]
+        if keys:
+            self.gate()  # adapters only; the baseline never waits here
+        return super()._fetch(keys)
 
     def _save(self, cache_key, record):  # type: ignore[override]
         self.evaluated[cache_key] += 1

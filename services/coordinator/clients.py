@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -21,42 +20,90 @@ class TrainerEndpoint:
     address: str
     channel: grpc.aio.Channel
     stub: trainer_pb2_grpc.TrainerStub
-    busy: asyncio.Semaphore
+    # Jobs this trainer takes at once: its GetInfo `max_group_size` (it trains that many together).
+    capacity: int = 1
+    in_flight: int = 0
+
+    @property
+    def load(self) -> float:
+        return self.in_flight / self.capacity
+
+
+def connect_trainer(address: str) -> TrainerEndpoint:
+    channel = open_channel(address)
+    return TrainerEndpoint(address, channel, trainer_pb2_grpc.TrainerStub(channel))
 
 
 class TrainerPool:
-    """Hands each training job to a free trainer; one job per trainer at a time (each has one model)."""
+    """Hands each training job to a trainer with a free slot: up to `capacity` jobs in flight per trainer.
 
-    def __init__(self, addresses: list[str]) -> None:
+    A trainer that groups concurrent Train calls (`max_group_size` > 1) only fills a group when that many
+    calls are open at once, so the pool keeps that many in flight; a trainer that trains one job at a time
+    gets one. Slots are counted on the endpoint, not in a semaphore, so a capacity that changes while jobs
+    run (a trainer restarted with another group size) neither loses nor double-counts them: a smaller
+    capacity takes effect as the running jobs finish.
+    """
+
+    def __init__(
+        self, addresses: list[str], connect: Callable[[str], TrainerEndpoint] = connect_trainer
+    ) -> None:
         if not addresses:
             raise ValueError("at least one trainer address is needed")
-        self.endpoints = []
-        for address in addresses:
-            channel = open_channel(address)
-            self.endpoints.append(
-                TrainerEndpoint(address, channel, trainer_pb2_grpc.TrainerStub(channel), asyncio.Semaphore(1))
-            )
-        self._order = itertools.cycle(range(len(self.endpoints)))
-        self._free = asyncio.Condition()
+        self.endpoints = [connect(address) for address in addresses]
+        self._turn = 0  # breaks ties round-robin, so one job after another still alternates trainers
+        # Callers waiting for a slot. The event loop is single-threaded and nothing awaits between choosing
+        # a trainer and counting the slot, so no lock is needed; a freed slot wakes every waiter to look again.
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def set_capacity(self, address: str, max_group_size: int) -> None:
+        """The trainer at `address` takes `max_group_size` jobs at once (0, as an older trainer says: 1)."""
+        for endpoint in self.endpoints:
+            if endpoint.address == address:
+                endpoint.capacity = max(1, max_group_size)
+        self._wake()
+
+    def _choose(self, avoid: str) -> TrainerEndpoint | None:
+        count = len(self.endpoints)
+        free = [(i, e) for i, e in enumerate(self.endpoints) if e.in_flight < e.capacity]
+        if not free:
+            return None
+        index, chosen = min(
+            free,
+            key=lambda item: (
+                item[1].address == avoid,  # the trainer that just failed: only when no other has a slot
+                item[1].load,  # the share of its slots in use: trainers of different capacity fill evenly
+                (item[0] - self._turn) % count,
+            ),
+        )
+        self._turn = (index + 1) % count
+        return chosen
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     @contextlib.asynccontextmanager
     async def acquire(self, avoid: str = "") -> AsyncIterator[TrainerEndpoint]:
-        """A free trainer, preferring one other than `avoid` (the one that just failed)."""
-        async with self._free:
-            while True:
-                candidates = [self.endpoints[next(self._order)] for _ in self.endpoints]
-                candidates.sort(key=lambda e: e.address == avoid and len(self.endpoints) > 1)
-                chosen = next((e for e in candidates if not e.busy.locked()), None)
-                if chosen is not None:
-                    await chosen.busy.acquire()
-                    break
-                await self._free.wait()
+        """The least-loaded trainer with a free slot, preferring one other than `avoid` (the one that failed).
+
+        Waits while every trainer is full; a slot freed (or a capacity raised) wakes the waiters.
+        """
+        while (chosen := self._choose(avoid)) is None:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:  # cancelled while waiting
+                    self._waiters.remove(waiter)
+        chosen.in_flight += 1
         try:
             yield chosen
         finally:
-            chosen.busy.release()
-            async with self._free:
-                self._free.notify_all()
+            chosen.in_flight -= 1
+            self._wake()
 
     async def close(self) -> None:
         for endpoint in self.endpoints:

@@ -17,15 +17,54 @@ from rich.console import Console
 
 from seal_lab.grpc_client import wait_until_serving
 
+from .settings import CoordinatorSettings
+
 GRPC_SERVICES = ("generator", "trainer", "evaluator")
 START_TIMEOUT_SECONDS = 180.0
 STOP_TIMEOUT_SECONDS = 20.0
+TORCH_THREADS_ENV = "SEAL_MODEL_TORCH_THREADS"
+PASSAGES_ENV = "SEAL_COORDINATOR_MAX_CONCURRENT_PASSAGES"
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, as under taskset or a container's cpuset)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def torch_threads(cores: int, concurrent_passages: int) -> dict[str, int]:
+    """Torch CPU threads for each model service sharing `cores` cores, with that many passages in flight.
+
+    A passage's phases run one after another, so each passage in flight keeps at most one service busy:
+    with 2, the trainer trains one passage while the generator (the next passage) or the evaluator (the
+    passage just trained) works on the other. So at most min(passages, 3) services compute at once, and
+    which ones varies; the cores are split that many ways, so no combination asks for more threads than
+    there are cores (torch's thread pools slow down sharply when oversubscribed). An even split also
+    matches the work: on the 2-core reference run (benchmarks/results/conditions_cpu2.txt, round 0)
+    training took 515 s against 240 s generating + 198 s evaluating, so the trainer on one side and the
+    generator and evaluator on the other carry about the same load. The trainer, the busiest, gets what an
+    uneven split leaves over. One passage at a time: one service works at once, and each may use every core.
+    """
+    busy = max(1, min(concurrent_passages, len(GRPC_SERVICES)))
+    share = max(1, cores // busy)
+    threads = dict.fromkeys(GRPC_SERVICES, share)
+    threads["trainer"] = max(1, cores - (busy - 1) * share)
+    return threads
+
+
+def _concurrent_passages(env: dict[str, str]) -> int:
+    default: int = CoordinatorSettings.model_fields["max_concurrent_passages"].default
+    try:
+        return int(env.get(PASSAGES_ENV, default))
+    except ValueError:  # the coordinator refuses it at start-up, with the variable's name
+        return default
 
 
 class LocalStack:
@@ -53,6 +92,13 @@ class LocalStack:
             "SEAL_COORDINATOR_EVALUATOR_ADDRESS": f"127.0.0.1:{self.ports['evaluator']}",
             **(extra_env or {}),
         }
+        # Three model services on one machine: each gets its share of the cores, unless the user (or
+        # extra_env) chose SEAL_MODEL_TORCH_THREADS, which then applies to every service as it stands.
+        self.torch_threads: dict[str, int] = (
+            {}
+            if TORCH_THREADS_ENV in self.env
+            else torch_threads(usable_cores(), _concurrent_passages(self.env))
+        )
 
     @property
     def coordinator_url(self) -> str:
@@ -96,18 +142,25 @@ class LocalStack:
         if result.returncode != 0:
             raise RuntimeError(f"model preparation failed:\n{self.log_tail('prepare-model')}")
 
+    def service_env(self, service: str) -> dict[str, str]:
+        """The environment of one service's process: the stack's, plus its torch threads."""
+        if service not in self.torch_threads:
+            return self.env
+        return {**self.env, TORCH_THREADS_ENV: str(self.torch_threads[service])}
+
     def start_service(self, service: str, wait: bool = True) -> None:
         log_file = open(self.logs / f"{service}.log", "ab")  # noqa: SIM115 - the child process owns it
         self.processes[service] = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}"],
-            env=self.env,
+            env=self.service_env(service),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             cwd=os.getcwd(),
         )
         log_file.close()
+        threads = f", {self.torch_threads[service]} torch threads" if service in self.torch_threads else ""
         self.console.print(
-            f"started {service} (pid {self.processes[service].pid}) on port {self.ports[service]}"
+            f"started {service} (pid {self.processes[service].pid}) on port {self.ports[service]}{threads}"
         )
         if wait:
             self.wait_ready(service)

@@ -732,7 +732,7 @@ class RunManager:
             "generator": _info_dict(generator, self.settings.generator_address),
             "evaluator": _info_dict(evaluator, self.settings.evaluator_address),
             "trainers": [
-                _info_dict(t, e.address)
+                {**_info_dict(t, e.address), "max_group_size": max(1, t.max_group_size)}
                 for t, e in zip(trainers, self.clients.trainers.endpoints, strict=True)
             ],
         }
@@ -753,6 +753,10 @@ class RunManager:
             raise FailedPrecondition(
                 f"unknown self-edit format(s) {unknown}; the generator knows {list(generator.formats)}"
             )
+        # A trainer that groups concurrent Train calls gets that many at once; asked again at every run's
+        # start (and resume), so a trainer restarted with another group size is taken as it is now.
+        for trainer, endpoint in zip(trainers, self.clients.trainers.endpoints, strict=True):
+            self.clients.trainers.set_capacity(endpoint.address, trainer.max_group_size)
         self._limits = trainers[0].limits
         return trainers[0].limits
 
@@ -1173,6 +1177,7 @@ class RunManager:
                                     "tokens_per_second": r.metrics.tokens_per_second,
                                     "final_loss": r.metrics.step_loss[-1] if r.metrics.step_loss else None,
                                     "first_loss": r.metrics.step_loss[0] if r.metrics.step_loss else None,
+                                    "group_size": r.metrics.group_size or 1,
                                 },
                             }
                 except grpc.aio.AioRpcError as exc:

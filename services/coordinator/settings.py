@@ -25,9 +25,12 @@ class CoordinatorSettings(BaseSettings):
     max_attempts: int = 60
     initial_backoff_seconds: float = 1.0
     max_backoff_seconds: float = 15.0
-    # Passages in flight at once. >1 lets the generator work on the next passage while the trainer trains,
-    # which pays off when the services have their own machines; on one laptop they would share its cores.
-    max_concurrent_passages: int = 1
+    # Passages in flight at once. With 2, passage i+1 generates (or is evaluated) while passage i trains, so
+    # no service idles while another works; each service still runs one model job at a time (the clients
+    # queue generations and evaluations; a trainer takes as many Train calls as it groups). Results are kept
+    # per passage, so the order in which passages finish does not matter. 1 runs the phases strictly one
+    # after another. On one machine the services share its cores: the demo launcher splits them.
+    max_concurrent_passages: int = Field(default=2, ge=1)
     resume_unfinished_runs: bool = True
     max_passages_per_run: int = 500
     # The object store: while it is away (down, hanging, full) runs pause, up to this long, then fail

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seal_lab.models import LoadedModel, generate_texts
+from seal_lab.multilora import AdapterWeights, StackedLora, with_all_targets
 from seal_lab.store import json_bytes, sha256_hex
 from seal_lab.textmetrics import Scores, clean_answer, score_answer
 
@@ -30,14 +31,69 @@ def question_set_hash(questions: list[QuestionItem], max_new_tokens: int) -> str
     return sha256_hex(json_bytes(payload))[:32]
 
 
+@dataclass
+class AnswerTask:
+    """A question set to answer under one adapter (None: the base model)."""
+
+    questions: list[QuestionItem]
+    adapter: AdapterWeights | None
+
+
+def answer_tasks(
+    loaded: LoadedModel,
+    tasks: list[AnswerTask],
+    targets: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+) -> list[dict[str, Any]]:
+    """Greedy answers for every task in one batched generate: each row runs under its own task's adapter
+    (stacked, see `multilora`), base-model rows under none. Returns a JSON-ready record per task."""
+    import torch
+
+    adapters: list[AdapterWeights] = []
+    slots: list[int] = []
+    for task in tasks:
+        if task.adapter is None:
+            slots.append(-1)
+            continue
+        if not any(task.adapter is known for known in adapters):
+            adapters.append(task.adapter)
+        slots.append(next(i for i, known in enumerate(adapters) if known is task.adapter))
+    prompts = [QUESTION_TEMPLATE.format(question=q.question) for task in tasks for q in task.questions]
+    row_slots = [slot for task, slot in zip(tasks, slots, strict=True) for _ in task.questions]
+
+    def generate(before_batch: Any = None) -> list[Any]:
+        return generate_texts(
+            loaded,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            stop_at_newline=True,
+            batch_size=batch_size,
+            before_batch=before_batch,
+        )
+
+    if adapters:
+        used = [name for name in targets if any(name in a.weights for a in adapters)]
+        stack = StackedLora(loaded.model, used, [with_all_targets(a, loaded.model, used) for a in adapters])
+        with stack.applied() as routing:
+            outputs = generate(lambda start, end: routing.per_row(torch.tensor(row_slots[start:end])))
+    else:
+        outputs = generate()
+    records, at = [], 0
+    for task in tasks:
+        records.append(_record(task.questions, outputs[at : at + len(task.questions)]))
+        at += len(task.questions)
+    return records
+
+
 def answer_questions(
     loaded: LoadedModel, questions: list[QuestionItem], max_new_tokens: int, batch_size: int
 ) -> dict[str, Any]:
-    """Greedy answers for every question; returns a JSON-ready evaluation record."""
-    prompts = [QUESTION_TEMPLATE.format(question=q.question) for q in questions]
-    outputs = generate_texts(
-        loaded, prompts, max_new_tokens=max_new_tokens, stop_at_newline=True, batch_size=batch_size
-    )
+    """Greedy answers of `loaded.model` as it is (for instance with a peft adapter applied)."""
+    return answer_tasks(loaded, [AnswerTask(questions, None)], [], max_new_tokens, batch_size)[0]
+
+
+def _record(questions: list[QuestionItem], outputs: list[Any]) -> dict[str, Any]:
     answers = []
     for question, output in zip(questions, outputs, strict=True):
         text = clean_answer(output.text)

@@ -1,25 +1,29 @@
-"""Evaluator servicer: answers a question set under several adapters (and none) and scores them."""
+"""Evaluator servicer: answers question sets under several adapters (and none), all in one batched generate,
+and scores them."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
+import tempfile
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from seal.v1 import common_pb2, evaluator_pb2, evaluator_pb2_grpc
 from seal_lab.data import MAX_QUESTION_CHARS
-from seal_lab.errors import AlreadyExists, InvalidArgument
+from seal_lab.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from seal_lab.logging import bind_context
-from seal_lab.lora import adapter_applied, verify_adapter
+from seal_lab.lora import fetch_adapter, verify_adapter
+from seal_lab.multilora import AdapterWeights, load_peft_folder, lora_targets
 from seal_lab.outage import OutagePolicy, call_async, call_sync, wait_for_store
 from seal_lab.service import ModelHost
 from seal_lab.store import ObjectStore, read_record, validate_key
 
-from .answering import QuestionItem, answer_questions, question_set_hash
+from .answering import AnswerTask, QuestionItem, answer_tasks, question_set_hash
 from .settings import EvaluatorSettings
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,15 @@ def _to_proto(key: str, record: dict[str, Any], cached: bool) -> evaluator_pb2.A
     )
 
 
+@dataclass
+class _Set:
+    """One question set of a request (`set_id` None: the request's own `questions`/`adapter_keys`)."""
+
+    set_id: str | None
+    questions: list[QuestionItem]
+    keys: list[str]
+
+
 class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
     def __init__(self, store: ObjectStore, host: ModelHost, settings: EvaluatorSettings) -> None:
         self.store = store
@@ -55,40 +68,65 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
     async def GetInfo(self, request: common_pb2.GetInfoRequest, context: grpc.aio.ServicerContext):
         return self.host.info()
 
-    def _validate(self, request: evaluator_pb2.EvaluateRequest) -> tuple[list[QuestionItem], list[str], int]:
-        if not request.questions:
-            raise InvalidArgument("questions is empty")
-        if len(request.questions) > self.settings.max_questions:
-            raise InvalidArgument(
-                f"{len(request.questions)} questions; the limit is {self.settings.max_questions}"
-            )
+    def _questions(self, items: Any, where: str) -> list[QuestionItem]:
         questions = []
-        for index, q in enumerate(request.questions):
+        for index, q in enumerate(items):
             if not q.question.strip():
-                raise InvalidArgument(f"question {index} has no text")
+                raise InvalidArgument(f"{where}question {index} has no text")
             if len(q.question) > MAX_QUESTION_CHARS:
-                raise InvalidArgument(f"question {index} is longer than {MAX_QUESTION_CHARS} characters")
+                raise InvalidArgument(
+                    f"{where}question {index} is longer than {MAX_QUESTION_CHARS} characters"
+                )
             if not [a for a in q.answers if a.strip()]:
-                raise InvalidArgument(f"question {index} ({q.question_id or 'no id'}) has no gold answer")
+                raise InvalidArgument(
+                    f"{where}question {index} ({q.question_id or 'no id'}) has no gold answer"
+                )
             questions.append(QuestionItem(q.question_id or f"q{index}", q.question, tuple(q.answers)))
-        keys = list(dict.fromkeys(request.adapter_keys)) or [BASELINE]
-        if len(keys) > self.settings.max_adapters_per_request:
-            raise InvalidArgument(
-                f"{len(keys)} adapters; the limit is {self.settings.max_adapters_per_request}"
+        return questions
+
+    def _validate(self, request: evaluator_pb2.EvaluateRequest) -> tuple[list[_Set], int]:
+        sets = []
+        if request.questions or not request.sets:
+            if not request.questions:
+                raise InvalidArgument("questions is empty")
+            sets.append(
+                _Set(None, self._questions(request.questions, ""), list(dict.fromkeys(request.adapter_keys)))
             )
-        for key in keys:
-            if key != BASELINE:
-                validate_key(key)
+        elif request.adapter_keys:
+            raise InvalidArgument("adapter_keys without questions; put them in the sets")
+        seen_ids = set()
+        for index, question_set in enumerate(request.sets):
+            where = f"set {index} ({question_set.set_id or 'no id'}): "
+            if question_set.set_id in seen_ids:
+                raise InvalidArgument(f"{where}set_id is used twice")
+            seen_ids.add(question_set.set_id)
+            if not question_set.questions:
+                raise InvalidArgument(f"{where}questions is empty")
+            keys = list(dict.fromkeys(question_set.adapter_keys))
+            sets.append(_Set(question_set.set_id, self._questions(question_set.questions, where), keys))
+        total_questions = sum(len(s.questions) for s in sets)
+        if total_questions > self.settings.max_questions:
+            raise InvalidArgument(f"{total_questions} questions; the limit is {self.settings.max_questions}")
+        for question_set in sets:
+            question_set.keys = question_set.keys or [BASELINE]
+            for key in question_set.keys:
+                if key != BASELINE:
+                    validate_key(key)
+        adapters = {key for s in sets for key in s.keys if key != BASELINE}
+        if len(adapters) > self.settings.max_adapters_per_request:
+            raise InvalidArgument(
+                f"{len(adapters)} adapters; the limit is {self.settings.max_adapters_per_request}"
+            )
         max_new_tokens = request.max_new_tokens or self.settings.max_new_tokens
         if not 1 <= max_new_tokens <= 512:
             raise InvalidArgument(f"max_new_tokens={max_new_tokens} must be in [1, 512]")
-        return questions, keys, max_new_tokens
+        return sets, max_new_tokens
 
     async def Evaluate(self, request: evaluator_pb2.EvaluateRequest, context: grpc.aio.ServicerContext):
-        questions, keys, max_new_tokens = self._validate(request)
+        sets, max_new_tokens = self._validate(request)
         loaded = self.host.loaded
         # Refuse unknown or foreign adapters before spending any compute on the others (off the event loop).
-        for key in keys:
+        for key in dict.fromkeys(key for s in sets for key in s.keys):
             if key != BASELINE:
                 await call_async(
                     lambda k=key: verify_adapter(self.store, k, loaded.fingerprint),
@@ -97,57 +135,76 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
                 )
         with bind_context(run_id=request.run_id):
             started = time.perf_counter()
-            results = await self.host.worker.run(self._evaluate_all, questions, keys, max_new_tokens)
+            results = await self.host.worker.run(self._evaluate_all, sets, max_new_tokens)
             seconds = time.perf_counter() - started
-            log.info("evaluated %d adapters x %d questions in %.1fs", len(keys), len(questions), seconds)
-        return evaluator_pb2.EvaluateResponse(
-            evaluations=[
-                _to_proto(key, record, cached) for key, (record, cached) in zip(keys, results, strict=True)
-            ],
-            model_fingerprint=loaded.fingerprint,
-            seconds=seconds,
-        )
+            pairs = sum(len(s.keys) for s in sets)
+            log.info("evaluated %d (adapter, question set) pairs in %.1fs", pairs, seconds)
+        response = evaluator_pb2.EvaluateResponse(model_fingerprint=loaded.fingerprint, seconds=seconds)
+        for question_set, records in zip(sets, results, strict=True):
+            evaluations = [
+                _to_proto(key, record, cached)
+                for key, (record, cached) in zip(question_set.keys, records, strict=True)
+            ]
+            if question_set.set_id is None:
+                response.evaluations.extend(evaluations)
+            else:
+                response.sets.append(
+                    evaluator_pb2.QuestionSetEvaluation(set_id=question_set.set_id, evaluations=evaluations)
+                )
+        return response
 
     def _cache_key(self, adapter_key: str, question_hash: str) -> str:
         name = "baseline" if adapter_key == BASELINE else adapter_key.replace("/", "-")
         return f"{CACHE_PREFIX}/{self.host.loaded.fingerprint}/{question_hash}/{name}.json"
 
-    def _evaluate_all(
-        self, questions: list[QuestionItem], keys: list[str], max_new_tokens: int
-    ) -> list[tuple[dict[str, Any], bool]]:
-        """Blocking, on the model worker. Adapters are content-addressed, so their results are cached too."""
-        loaded = self.host.loaded
-        question_hash = question_set_hash(questions, max_new_tokens)
-        results = []
-        for key in keys:
-            cache_key = self._cache_key(key, question_hash)
-            cached = call_sync(
-                lambda c=cache_key: self._cached(c), self.outage, "reading the evaluation cache"
-            )
-            if cached is not None:
-                results.append((cached, True))
-                continue
-            if key == BASELINE:
-                record = answer_questions(loaded, questions, max_new_tokens, self.settings.batch_size)
-            else:
-                # Only fetching the adapter touches the store, so a retry after an outage costs no answering.
-                record = call_sync(
-                    lambda k=key: self._answer_with(k, questions, max_new_tokens),
-                    self.outage,
-                    "loading an adapter",
+    def _evaluate_all(self, sets: list[_Set], max_new_tokens: int) -> list[list[tuple[dict[str, Any], bool]]]:
+        """Blocking, on the model worker. Adapters are content-addressed, so their results are cached too;
+        everything not cached is answered in one batched generate (every adapter and the base model)."""
+        results: list[list[Any]] = [[None] * len(s.keys) for s in sets]
+        missing: list[tuple[int, int, str]] = []  # (set, position, cache key)
+        for set_index, question_set in enumerate(sets):
+            question_hash = question_set_hash(question_set.questions, max_new_tokens)
+            for position, key in enumerate(question_set.keys):
+                cache_key = self._cache_key(key, question_hash)
+                cached = call_sync(
+                    lambda c=cache_key: self._cached(c), self.outage, "reading the evaluation cache"
                 )
-            # The answers wait in memory while the store is away, instead of being computed again.
-            record = call_sync(
-                lambda c=cache_key, r=record: self._save(c, r), self.outage, "caching an evaluation"
+                if cached is not None:
+                    results[set_index][position] = (cached, True)
+                else:
+                    missing.append((set_index, position, cache_key))
+        if missing:
+            needed = list(
+                dict.fromkeys(sets[s].keys[p] for s, p, _ in missing if sets[s].keys[p] != BASELINE)
             )
-            results.append((record, False))
+            # Only fetching adapters touches the store, so a retry after an outage costs no answering.
+            adapters = call_sync(lambda: self._fetch(needed), self.outage, "loading adapters")
+            tasks = [AnswerTask(sets[s].questions, adapters.get(sets[s].keys[p])) for s, p, _ in missing]
+            records = answer_tasks(
+                self.host.loaded, tasks, self._targets(), max_new_tokens, self.settings.batch_size
+            )
+            for (s, p, cache_key), record in zip(missing, records, strict=True):
+                # The answers wait in memory while the store is away, instead of being computed again.
+                record = call_sync(
+                    lambda c=cache_key, r=record: self._save(c, r), self.outage, "caching an evaluation"
+                )
+                results[s][p] = (record, False)
         return results
 
-    def _answer_with(self, key: str, questions: list[QuestionItem], max_new_tokens: int) -> dict[str, Any]:
+    def _targets(self) -> list[str]:
+        return lora_targets(self.host.loaded.model, "all-linear")
+
+    def _fetch(self, keys: list[str]) -> dict[str, AdapterWeights]:
         loaded = self.host.loaded
-        with adapter_applied(loaded, self.store, key) as adapted:
-            with_adapter = dataclasses.replace(loaded, model=adapted)
-            return answer_questions(with_adapter, questions, max_new_tokens, self.settings.batch_size)
+        adapters = {}
+        for key in keys:
+            with tempfile.TemporaryDirectory(prefix="seal-adapter-") as tmp:
+                fetch_adapter(self.store, key, Path(tmp), loaded.fingerprint)
+                try:
+                    adapters[key] = load_peft_folder(Path(tmp), self._targets())
+                except FailedPrecondition as exc:
+                    raise FailedPrecondition(f"adapter {key!r}: {exc}") from None
+        return adapters
 
     def _cached(self, cache_key: str) -> dict[str, Any] | None:
         """A cached evaluation if it is there and whole; an unreadable one is quarantined and redone."""

@@ -14,4 +14,6 @@ class EvaluatorSettings(GrpcServiceSettings):
     max_new_tokens: int = 32
     max_questions: int = 500
     max_adapters_per_request: int = 64
-    batch_size: int = 16
+    # Rows (adapter x question pairs, baseline included) per batched generate: every adapter of a request and
+    # the base model answer together, each row under its own adapter.
+    batch_size: int = 64

@@ -1,4 +1,5 @@
-"""Trainer servicer: one fresh LoRA adapter per job, progress streamed, results content-addressed."""
+"""Trainer servicer: a fresh LoRA adapter per job, concurrent jobs trained together in groups, progress
+streamed, results content-addressed."""
 
 from __future__ import annotations
 
@@ -17,15 +18,18 @@ import grpc
 from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from seal_lab import __version__
 from seal_lab.directive import Directive, DirectiveLimits
-from seal_lab.errors import AlreadyExists, InvalidArgument
+from seal_lab.errors import AlreadyExists, InvalidArgument, Unavailable
+from seal_lab.grouptrain import GroupJob, TrainingExample, TrainOutcome, TrainProgressEvent, train_group
 from seal_lab.logging import bind_context
-from seal_lab.lora import ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS, TrainProgressEvent, train_adapter
+from seal_lab.lora import ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS
+from seal_lab.multilora import save_peft_folder
 from seal_lab.outage import OutagePolicy, call_async, call_sync, wait_for_store
 from seal_lab.service import ModelHost
 from seal_lab.store import ObjectStore, content_digest, json_bytes, read_record, sha256_hex, validate_key
 
 from .datasets import parse_dataset
-from .settings import TrainerSettings
+from .grouping import GroupBatcher
+from .settings import TrainerSettings, group_defaults
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,16 @@ class TrainJob:
         return f"{JOB_PREFIX}/{sha256_hex(json_bytes(identity))}.json"
 
 
+@dataclass
+class _Queued:
+    """A validated job waiting for its group."""
+
+    job: TrainJob
+    job_key: str
+    examples: list[TrainingExample]
+    on_progress: Callable[[TrainProgressEvent], None]
+
+
 def _result_message(record: dict[str, Any], reused: bool) -> trainer_pb2.TrainEvent:
     metrics = record["metrics"]
     return trainer_pb2.TrainEvent(
@@ -75,6 +89,7 @@ def _result_message(record: dict[str, Any], reused: bool) -> trainer_pb2.TrainEv
                 tokens_per_second=metrics["tokens_per_second"],
                 steps=metrics["steps"],
                 trainable_parameters=metrics["trainable_parameters"],
+                group_size=metrics.get("group_size", 1),
             ),
         )
     )
@@ -99,9 +114,21 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         self.target_modules: list[str] | str = modules if modules == "all-linear" else modules.split(",")
         # A finished adapter is kept in memory while the store is away, up to this long.
         self.outage = OutagePolicy(max_seconds=settings.store_outage_seconds)
+        self.batcher: GroupBatcher[_Queued] | None = None
 
     async def load(self) -> None:
         await asyncio.gather(self.host.load(), wait_for_store(self.store.check, "trainer"))
+        self.shape = group_defaults(self.settings, self.host.loaded.device)
+        self.batcher = GroupBatcher(
+            self._run_group, self.shape.max_group_size, self.settings.group_window_seconds
+        )
+        log.info(
+            "training groups of up to %d jobs, %d tokens per forward pass in rows of %d, %.2fs window",
+            self.shape.max_group_size,
+            self.shape.tokens_per_step,
+            self.shape.row_tokens,
+            self.settings.group_window_seconds,
+        )
 
     def _recorded(self, job_key: str) -> dict[str, Any] | None:
         """The job's record if it is there and whole; an unreadable one is quarantined and the job redone."""
@@ -116,7 +143,14 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         return read.record
 
     async def GetInfo(self, request: common_pb2.GetInfoRequest, context: grpc.aio.ServicerContext):
-        return self.host.info(limits=self.limits.to_proto())
+        info = self.host.info(limits=self.limits.to_proto())  # UNAVAILABLE while loading
+        info.max_group_size = self._batcher().max_group_size
+        return info
+
+    def _batcher(self) -> GroupBatcher[_Queued]:
+        if self.batcher is None:
+            raise Unavailable("trainer is still loading its model")
+        return self.batcher
 
     def _validate(self, request: trainer_pb2.TrainRequest) -> TrainJob:
         validate_key(request.dataset_key)
@@ -152,11 +186,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             def on_progress(event: TrainProgressEvent) -> None:
                 loop.call_soon_threadsafe(queue.put_nowait, event)
 
-            # The job runs to completion even if the caller goes away: its result is recorded under the job
-            # key, so a retried call gets it back instead of training again.
-            task = asyncio.ensure_future(
-                self.host.worker.run(self._train, job, job_key, examples, on_progress)
-            )
+            # Queued for a group; the job runs to completion even if the caller goes away: its result is
+            # recorded under the job key, so a retried call gets it back instead of training again.
+            task = asyncio.ensure_future(self._batcher().submit(_Queued(job, job_key, examples, on_progress)))
             while not task.done() or not queue.empty():
                 getter = asyncio.ensure_future(queue.get())
                 await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
@@ -172,22 +204,53 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             record, reused = task.result()
             yield _result_message(record, reused)
 
-    def _train(
-        self,
-        job: TrainJob,
-        job_key: str,
-        examples: list,
-        on_progress: Callable[[TrainProgressEvent], None],
-    ) -> tuple[dict[str, Any], bool]:
-        """Blocking: runs on the model worker thread, one job at a time."""
-        # An identical job may have finished while this one waited in the queue.
-        recorded = call_sync(lambda: self._recorded(job_key), self.outage, "reading a job record")
-        if recorded is not None:
-            return recorded, True
-        loaded = self.host.loaded
+    async def _run_group(self, group: list[_Queued]) -> list[Any]:
+        return await self.host.worker.run(self._train_group, group)
+
+    def _train_group(self, group: list[_Queued]) -> list[tuple[dict[str, Any], bool] | Exception]:
+        """Blocking, on the model worker thread: one group at a time; a result or an exception per job."""
+        results: list[tuple[dict[str, Any], bool] | Exception | None] = [None] * len(group)
+        to_train: dict[str, list[int]] = {}  # job key -> positions in the group (identical calls train once)
+        for position, queued in enumerate(group):
+            try:
+                # An identical job may have finished while this one waited in the queue.
+                recorded = call_sync(
+                    lambda q=queued: self._recorded(q.job_key), self.outage, "reading a job record"
+                )
+            except Exception as exc:
+                results[position] = exc
+                continue
+            if recorded is not None:
+                results[position] = (recorded, True)
+            else:
+                to_train.setdefault(queued.job_key, []).append(position)
+        firsts = [group[positions[0]] for positions in to_train.values()]
+        outcomes = train_group(
+            self.host.loaded,
+            [GroupJob(q.examples, q.job.directive, q.job.seed, q.on_progress) for q in firsts],
+            self.target_modules,
+            tokens_per_step=self.shape.tokens_per_step,
+            row_tokens=self.shape.row_tokens,
+        )
+        for queued, positions, outcome in zip(firsts, to_train.values(), outcomes, strict=True):
+            try:
+                if isinstance(outcome, Exception):
+                    raise outcome
+                result: tuple[dict[str, Any], bool] | Exception = self._store_outcome(queued, outcome)
+            except Exception as exc:
+                result = exc
+            for rank, position in enumerate(positions):
+                duplicate = rank > 0 and not isinstance(result, Exception)
+                results[position] = (result[0], True) if duplicate else result  # type: ignore[index]
+        return [r if r is not None else RuntimeError("job lost in its group") for r in results]
+
+    def _store_outcome(self, queued: _Queued, outcome: TrainOutcome) -> tuple[dict[str, Any], bool]:
+        """Save a trained adapter as a peft folder under its content key, then its job record."""
+        job, job_key, loaded = queued.job, queued.job_key, self.host.loaded
+        assert outcome.adapter is not None
         with tempfile.TemporaryDirectory(prefix="seal-train-") as tmp:
-            outcome = train_adapter(
-                loaded, examples, job.directive, job.seed, Path(tmp), self.target_modules, on_progress
+            save_peft_folder(
+                Path(tmp), outcome.adapter, self.target_modules, loaded.model.name_or_path or None
             )
             weights = (Path(tmp) / ADAPTER_WEIGHTS).read_bytes()
             config = canonical_adapter_config((Path(tmp) / ADAPTER_CONFIG).read_bytes())
@@ -198,7 +261,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             "tokens_per_second": round(outcome.tokens_per_second, 1),
             "steps": len(outcome.step_loss),
             "trainable_parameters": outcome.trainable_parameters,
-            "examples": len(examples),
+            "examples": len(queued.examples),
+            "group_size": outcome.group_size,
         }
         adapter_key = f"{ADAPTER_PREFIX}/{sha256_hex(weights + config)}"
         meta = {
@@ -225,12 +289,13 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         if stored is not record:  # another trainer recorded the same job first: its adapter is the one
             return stored, True
         log.info(
-            "trained %s: %d steps, %d tokens in %.1fs (%.0f tok/s), final loss %.3f",
+            "trained %s: %d steps, %d tokens in %.1fs (%.0f tok/s, group of %d), final loss %.3f",
             adapter_key,
             metrics["steps"],
             outcome.tokens,
             outcome.seconds,
             outcome.tokens_per_second,
+            outcome.group_size,
             outcome.step_loss[-1],
         )
         return record, False

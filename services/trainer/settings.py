@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from seal_lab.settings import GrpcServiceSettings
@@ -18,3 +21,35 @@ class TrainerSettings(GrpcServiceSettings):
     max_max_length: int = 1024
     max_batch_size: int = 16
     max_dataset_examples: int = 2000
+    # Concurrent Train calls trained together in one group (adapters stacked, one forward/backward per step).
+    # Unset: 32 on CUDA; 1 on a CPU, where training is compute-bound and a group of 5 measured no faster than
+    # one job after another (README, Speed), while grouped results depend on the group in the last float
+    # bits (a run with groups of one is reproducible bit for bit).
+    max_group_size: int | None = Field(default=None, ge=1, le=256)
+    # A job waits at most this long for companions before its group starts (arrivals during a group's
+    # training join the next group at once).
+    group_window_seconds: float = Field(default=0.5, ge=0, le=30)
+    # Tokens in one forward pass; a bigger step is split into micro-batches that add up to the same update.
+    # Unset: 4096 on a CPU, 65536 on CUDA.
+    tokens_per_step: int | None = Field(default=None, ge=64)
+    # Examples are packed end to end into rows of this many tokens (attention never crosses an example, but
+    # a row's attention is computed whole). Unset: 256 on a CPU (where attention over longer rows costs more
+    # than the padding it saves), 2048 on CUDA.
+    row_tokens: int | None = Field(default=None, ge=64)
+
+
+@dataclass(frozen=True)
+class GroupShape:
+    max_group_size: int
+    tokens_per_step: int
+    row_tokens: int
+
+
+def group_defaults(settings: TrainerSettings, device: str) -> GroupShape:
+    """Group size, tokens per forward pass and row length for this device, unless set."""
+    cuda = device.startswith("cuda")
+    return GroupShape(
+        max_group_size=settings.max_group_size or (32 if cuda else 1),
+        tokens_per_step=settings.tokens_per_step or (65536 if cuda else 4096),
+        row_tokens=settings.row_tokens or (2048 if cuda else 256),
+    )

@@ -224,8 +224,12 @@ def generate_texts(
     num_return_sequences: int = 1,
     stop_at_newline: bool = False,
     batch_size: int = 16,
+    before_batch: Callable[[int, int], None] | None = None,
 ) -> list[GeneratedText]:
-    """Generate for a batch of prompts (left-padded). Output order: prompt-major, then sample."""
+    """Generate for a batch of prompts (left-padded). Output order: prompt-major, then sample.
+
+    `before_batch(start, end)` is called before prompts[start:end] are generated (per-row adapter routing).
+    """
     import torch
 
     tokenizer, model = loaded.tokenizer, loaded.model
@@ -239,6 +243,8 @@ def generate_texts(
             loaded.device
         )
         prompt_length = encoded["input_ids"].shape[1]
+        if before_batch is not None:
+            before_batch(start, start + len(chunk))
         kwargs: dict[str, Any] = {"do_sample": sampling}
         if sampling:
             kwargs.update(temperature=temperature, top_p=top_p)

@@ -328,6 +328,36 @@ def test_evaluator_scores_baseline_and_adapters_and_caches_the_baseline(evaluato
     assert [a.answer for a in again.evaluations[0].answers] == [a.answer for a in baseline.answers]
 
 
+def test_evaluator_answers_several_question_sets_in_one_request(evaluator_server, trained):
+    """Two sets (the passage's questions, and two of them again under another id) in one batched request:
+    each set comes back under its id, and what is answered equals what a single-set request answers."""
+    stub = evaluator_pb2_grpc.EvaluatorStub(evaluator_server.channel())
+    single = _evaluate(evaluator_server, ["", trained.adapter_key])
+    sets = [
+        evaluator_pb2.QuestionSet(
+            set_id="passage", questions=_questions(), adapter_keys=[trained.adapter_key]
+        ),
+        evaluator_pb2.QuestionSet(
+            set_id="two", questions=_questions()[:2], adapter_keys=["", trained.adapter_key]
+        ),
+    ]
+    response = stub.Evaluate(evaluator_pb2.EvaluateRequest(sets=sets), timeout=300)
+    assert not response.evaluations
+    assert [s.set_id for s in response.sets] == ["passage", "two"]
+    passage, two = response.sets
+    assert [a.answer for a in passage.evaluations[0].answers] == [
+        a.answer for a in single.evaluations[1].answers
+    ]
+    assert [e.adapter_key for e in two.evaluations] == ["", trained.adapter_key]
+    for evaluation, alone in zip(two.evaluations, single.evaluations, strict=True):
+        assert len(evaluation.answers) == 2
+        assert [a.answer for a in evaluation.answers] == [a.answer for a in alone.answers[:2]]
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Evaluate(evaluator_pb2.EvaluateRequest(sets=[sets[0], sets[0]]), timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "set_id is used twice" in error.value.details()
+
+
 def test_evaluator_unknown_adapter_is_not_found(evaluator_server):
     with pytest.raises(grpc.RpcError) as error:
         _evaluate(evaluator_server, ["", "adapters/0123456789abcdef"])

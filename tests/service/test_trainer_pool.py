@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from seal.v1 import trainer_pb2_grpc
+from seal.v1 import common_pb2, trainer_pb2_grpc
 from seal_lab.service import ModelHost
 from services.coordinator.app import create_app
 from services.coordinator.settings import CoordinatorSettings
@@ -63,18 +63,32 @@ def _finished(detail: dict) -> bool:
     return detail["status"] in ("succeeded", "completed_with_errors", "failed")
 
 
+def _info(server: ServerThread) -> common_pb2.ServiceInfo:
+    with server.channel() as channel:
+        return trainer_pb2_grpc.TrainerStub(channel).GetInfo(common_pb2.GetInfoRequest(), timeout=30)
+
+
 def test_jobs_are_spread_over_every_trainer(
     generator_server, trainer_server, spare_trainer, evaluator_server, tmp_path
 ):
     from seal_lab.store import LocalStore
 
     store = LocalStore(tmp_path / "store")
-    with _client(generator_server, [trainer_server, spare_trainer], evaluator_server, store) as client:
+    trainers = [trainer_server, spare_trainer]
+    with _client(generator_server, trainers, evaluator_server, store) as client:
         run_id = client.post("/v1/runs", json={"passages": PASSAGES[:1], "config": CONFIG}).json()["id"]
         detail = _wait(client, run_id, _finished)
+        pool = client.app.state.manager.clients.trainers
+        capacities = {endpoint.address: endpoint.capacity for endpoint in pool.endpoints}
     assert detail["status"] == "succeeded", detail["error"]
     jobs = [store.get_json(k) for k in store.list_keys(f"runs/{run_id}/jobs/") if "-train-" in k]
     assert {job["trainer"] for job in jobs} == {trainer_server.address, spare_trainer.address}
+    # Each trainer is given as many jobs at once as it trains together (its GetInfo; 0 means 1).
+    group_sizes = {t.address: max(1, _info(t).max_group_size) for t in trainers}
+    assert capacities == group_sizes
+    assert [t["max_group_size"] for t in detail["services"]["trainers"]] == [
+        group_sizes[t.address] for t in trainers
+    ]
 
 
 def test_a_trainer_that_disappears_mid_run_is_routed_around(

@@ -1,10 +1,11 @@
-"""`seal_lab.lora._tokenize`: loss on the completion only, and long prompts cut from the left (no model)."""
+"""`seal_lab.grouptrain.tokenize`: loss on the completion only, and long prompts cut from the left (no model)."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from seal_lab.lora import TrainingExample, _tokenize
+from seal_lab.grouptrain import TrainingExample
+from seal_lab.grouptrain import tokenize as _tokenize
 
 EOS = 0
 

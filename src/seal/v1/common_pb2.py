@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14seal/v1/common.proto\x12\x07seal.v1\"\xad\x02\n\x0bServiceInfo\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x19\n\x11model_fingerprint\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\r\n\x05\x64type\x18\x06 \x01(\t\x12\x0f\n\x07\x66ormats\x18\x07 \x03(\t\x12(\n\x06limits\x18\x08 \x01(\x0b\x32\x18.seal.v1.DirectiveLimits\x12\x0f\n\x07\x62\x61\x63kend\x18\t \x01(\t\x12\x32\n\x07runtime\x18\n \x03(\x0b\x32!.seal.v1.ServiceInfo.RuntimeEntry\x1a.\n\x0cRuntimeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x10\n\x0eGetInfoRequest\"\x81\x01\n\tDirective\x12\x0e\n\x06\x65pochs\x18\x01 \x01(\x05\x12\x15\n\rlearning_rate\x18\x02 \x01(\x01\x12\x11\n\tlora_rank\x18\x03 \x01(\x05\x12\x12\n\nlora_alpha\x18\x04 \x01(\x05\x12\x12\n\nbatch_size\x18\x05 \x01(\x05\x12\x12\n\nmax_length\x18\x06 \x01(\x05\"\xdc\x02\n\x0f\x44irectiveLimits\x12\x12\n\nmin_epochs\x18\x01 \x01(\x05\x12\x12\n\nmax_epochs\x18\x02 \x01(\x05\x12\x19\n\x11min_learning_rate\x18\x03 \x01(\x01\x12\x19\n\x11max_learning_rate\x18\x04 \x01(\x01\x12\x15\n\rmin_lora_rank\x18\x05 \x01(\x05\x12\x15\n\rmax_lora_rank\x18\x06 \x01(\x05\x12\x16\n\x0emin_lora_alpha\x18\x07 \x01(\x05\x12\x16\n\x0emax_lora_alpha\x18\x08 \x01(\x05\x12\x16\n\x0emin_batch_size\x18\t \x01(\x05\x12\x16\n\x0emax_batch_size\x18\n \x01(\x05\x12\x16\n\x0emin_max_length\x18\x0b \x01(\x05\x12\x16\n\x0emax_max_length\x18\x0c \x01(\x05\x12-\n\x11\x64\x65\x66\x61ult_directive\x18\r \x01(\x0b\x32\x12.seal.v1.Directiveb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14seal/v1/common.proto\x12\x07seal.v1\"\xc5\x02\n\x0bServiceInfo\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x19\n\x11model_fingerprint\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\r\n\x05\x64type\x18\x06 \x01(\t\x12\x0f\n\x07\x66ormats\x18\x07 \x03(\t\x12(\n\x06limits\x18\x08 \x01(\x0b\x32\x18.seal.v1.DirectiveLimits\x12\x0f\n\x07\x62\x61\x63kend\x18\t \x01(\t\x12\x32\n\x07runtime\x18\n \x03(\x0b\x32!.seal.v1.ServiceInfo.RuntimeEntry\x12\x16\n\x0emax_group_size\x18\x0b \x01(\x05\x1a.\n\x0cRuntimeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x10\n\x0eGetInfoRequest\"\x81\x01\n\tDirective\x12\x0e\n\x06\x65pochs\x18\x01 \x01(\x05\x12\x15\n\rlearning_rate\x18\x02 \x01(\x01\x12\x11\n\tlora_rank\x18\x03 \x01(\x05\x12\x12\n\nlora_alpha\x18\x04 \x01(\x05\x12\x12\n\nbatch_size\x18\x05 \x01(\x05\x12\x12\n\nmax_length\x18\x06 \x01(\x05\"\xdc\x02\n\x0f\x44irectiveLimits\x12\x12\n\nmin_epochs\x18\x01 \x01(\x05\x12\x12\n\nmax_epochs\x18\x02 \x01(\x05\x12\x19\n\x11min_learning_rate\x18\x03 \x01(\x01\x12\x19\n\x11max_learning_rate\x18\x04 \x01(\x01\x12\x15\n\rmin_lora_rank\x18\x05 \x01(\x05\x12\x15\n\rmax_lora_rank\x18\x06 \x01(\x05\x12\x16\n\x0emin_lora_alpha\x18\x07 \x01(\x05\x12\x16\n\x0emax_lora_alpha\x18\x08 \x01(\x05\x12\x16\n\x0emin_batch_size\x18\t \x01(\x05\x12\x16\n\x0emax_batch_size\x18\n \x01(\x05\x12\x16\n\x0emin_max_length\x18\x0b \x01(\x05\x12\x16\n\x0emax_max_length\x18\x0c \x01(\x05\x12-\n\x11\x64\x65\x66\x61ult_directive\x18\r \x01(\x0b\x32\x12.seal.v1.Directiveb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,13 +34,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVICEINFO_RUNTIMEENTRY']._loaded_options = None
   _globals['_SERVICEINFO_RUNTIMEENTRY']._serialized_options = b'8\001'
   _globals['_SERVICEINFO']._serialized_start=34
-  _globals['_SERVICEINFO']._serialized_end=335
-  _globals['_SERVICEINFO_RUNTIMEENTRY']._serialized_start=289
-  _globals['_SERVICEINFO_RUNTIMEENTRY']._serialized_end=335
-  _globals['_GETINFOREQUEST']._serialized_start=337
-  _globals['_GETINFOREQUEST']._serialized_end=353
-  _globals['_DIRECTIVE']._serialized_start=356
-  _globals['_DIRECTIVE']._serialized_end=485
-  _globals['_DIRECTIVELIMITS']._serialized_start=488
-  _globals['_DIRECTIVELIMITS']._serialized_end=836
+  _globals['_SERVICEINFO']._serialized_end=359
+  _globals['_SERVICEINFO_RUNTIMEENTRY']._serialized_start=313
+  _globals['_SERVICEINFO_RUNTIMEENTRY']._serialized_end=359
+  _globals['_GETINFOREQUEST']._serialized_start=361
+  _globals['_GETINFOREQUEST']._serialized_end=377
+  _globals['_DIRECTIVE']._serialized_start=380
+  _globals['_DIRECTIVE']._serialized_end=509
+  _globals['_DIRECTIVELIMITS']._serialized_start=512
+  _globals['_DIRECTIVELIMITS']._serialized_end=860
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ServiceInfo(_message.Message):
-    __slots__ = ("service", "version", "model_name", "model_fingerprint", "device", "dtype", "formats", "limits", "backend", "runtime")
+    __slots__ = ("service", "version", "model_name", "model_fingerprint", "device", "dtype", "formats", "limits", "backend", "runtime", "max_group_size")
     class RuntimeEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class ServiceInfo(_message.Message):
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    MAX_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     service: str
     version: str
     model_name: str
@@ -35,7 +36,8 @@ class ServiceInfo(_message.Message):
     limits: DirectiveLimits
     backend: str
     runtime: _containers.ScalarMap[str, str]
-    def __init__(self, service: _Optional[str] = ..., version: _Optional[str] = ..., model_name: _Optional[str] = ..., model_fingerprint: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., formats: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[DirectiveLimits, _Mapping]] = ..., backend: _Optional[str] = ..., runtime: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    max_group_size: int
+    def __init__(self, service: _Optional[str] = ..., version: _Optional[str] = ..., model_name: _Optional[str] = ..., model_fingerprint: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., formats: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[DirectiveLimits, _Mapping]] = ..., backend: _Optional[str] = ..., runtime: _Optional[_Mapping[str, str]] = ..., max_group_size: _Optional[int] = ...) -> None: ...
 
 class GetInfoRequest(_message.Message):
     __slots__ = ()

@@ -17,17 +17,29 @@ class Question(_message.Message):
     answers: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, question_id: _Optional[str] = ..., question: _Optional[str] = ..., answers: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class QuestionSet(_message.Message):
+    __slots__ = ("set_id", "questions", "adapter_keys")
+    SET_ID_FIELD_NUMBER: _ClassVar[int]
+    QUESTIONS_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_KEYS_FIELD_NUMBER: _ClassVar[int]
+    set_id: str
+    questions: _containers.RepeatedCompositeFieldContainer[Question]
+    adapter_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, set_id: _Optional[str] = ..., questions: _Optional[_Iterable[_Union[Question, _Mapping]]] = ..., adapter_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class EvaluateRequest(_message.Message):
-    __slots__ = ("questions", "adapter_keys", "max_new_tokens", "run_id")
+    __slots__ = ("questions", "adapter_keys", "max_new_tokens", "run_id", "sets")
     QUESTIONS_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_KEYS_FIELD_NUMBER: _ClassVar[int]
     MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SETS_FIELD_NUMBER: _ClassVar[int]
     questions: _containers.RepeatedCompositeFieldContainer[Question]
     adapter_keys: _containers.RepeatedScalarFieldContainer[str]
     max_new_tokens: int
     run_id: str
-    def __init__(self, questions: _Optional[_Iterable[_Union[Question, _Mapping]]] = ..., adapter_keys: _Optional[_Iterable[str]] = ..., max_new_tokens: _Optional[int] = ..., run_id: _Optional[str] = ...) -> None: ...
+    sets: _containers.RepeatedCompositeFieldContainer[QuestionSet]
+    def __init__(self, questions: _Optional[_Iterable[_Union[Question, _Mapping]]] = ..., adapter_keys: _Optional[_Iterable[str]] = ..., max_new_tokens: _Optional[int] = ..., run_id: _Optional[str] = ..., sets: _Optional[_Iterable[_Union[QuestionSet, _Mapping]]] = ...) -> None: ...
 
 class Scores(_message.Message):
     __slots__ = ("exact_match", "f1", "contains")
@@ -61,12 +73,22 @@ class AdapterEvaluation(_message.Message):
     cached: bool
     def __init__(self, adapter_key: _Optional[str] = ..., mean: _Optional[_Union[Scores, _Mapping]] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., cached: _Optional[bool] = ...) -> None: ...
 
+class QuestionSetEvaluation(_message.Message):
+    __slots__ = ("set_id", "evaluations")
+    SET_ID_FIELD_NUMBER: _ClassVar[int]
+    EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    set_id: str
+    evaluations: _containers.RepeatedCompositeFieldContainer[AdapterEvaluation]
+    def __init__(self, set_id: _Optional[str] = ..., evaluations: _Optional[_Iterable[_Union[AdapterEvaluation, _Mapping]]] = ...) -> None: ...
+
 class EvaluateResponse(_message.Message):
-    __slots__ = ("evaluations", "model_fingerprint", "seconds")
+    __slots__ = ("evaluations", "model_fingerprint", "seconds", "sets")
     EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SETS_FIELD_NUMBER: _ClassVar[int]
     evaluations: _containers.RepeatedCompositeFieldContainer[AdapterEvaluation]
     model_fingerprint: str
     seconds: float
-    def __init__(self, evaluations: _Optional[_Iterable[_Union[AdapterEvaluation, _Mapping]]] = ..., model_fingerprint: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
+    sets: _containers.RepeatedCompositeFieldContainer[QuestionSetEvaluation]
+    def __init__(self, evaluations: _Optional[_Iterable[_Union[AdapterEvaluation, _Mapping]]] = ..., model_fingerprint: _Optional[str] = ..., seconds: _Optional[float] = ..., sets: _Optional[_Iterable[_Union[QuestionSetEvaluation, _Mapping]]] = ...) -> None: ...

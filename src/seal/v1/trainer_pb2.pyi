@@ -32,20 +32,22 @@ class TrainProgress(_message.Message):
     def __init__(self, step: _Optional[int] = ..., total_steps: _Optional[int] = ..., epoch: _Optional[int] = ..., loss: _Optional[float] = ...) -> None: ...
 
 class TrainMetrics(_message.Message):
-    __slots__ = ("step_loss", "tokens", "seconds", "tokens_per_second", "steps", "trainable_parameters")
+    __slots__ = ("step_loss", "tokens", "seconds", "tokens_per_second", "steps", "trainable_parameters", "group_size")
     STEP_LOSS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     TRAINABLE_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     step_loss: _containers.RepeatedScalarFieldContainer[float]
     tokens: int
     seconds: float
     tokens_per_second: float
     steps: int
     trainable_parameters: int
-    def __init__(self, step_loss: _Optional[_Iterable[float]] = ..., tokens: _Optional[int] = ..., seconds: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., steps: _Optional[int] = ..., trainable_parameters: _Optional[int] = ...) -> None: ...
+    group_size: int
+    def __init__(self, step_loss: _Optional[_Iterable[float]] = ..., tokens: _Optional[int] = ..., seconds: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., steps: _Optional[int] = ..., trainable_parameters: _Optional[int] = ..., group_size: _Optional[int] = ...) -> None: ...
 
 class TrainResult(_message.Message):
     __slots__ = ("adapter_key", "metrics", "reused")

@@ -1,0 +1,333 @@
+"""Train a group of LoRA adapters together: one forward and backward per step over all of their examples.
+
+Each job keeps its own recipe: rank, alpha, learning rate, epochs, examples per step, seed (its initial
+weights and its example order) and its own AdamW state and step count. What the jobs share is the pass
+through the base model: every step packs the current examples of all active jobs into rows (examples end to
+end, positions restarting at each, so attention never crosses an example: no padding inside a row), runs
+the frozen base once with the adapters stacked (`multilora`), and takes each job's loss as the mean over its
+own label tokens, the loss a job trained alone would have. Logits are computed only where there are labels.
+
+The result of a job does not depend on its companions beyond float rounding (tests compare a grouped job with
+the same job alone, and with peft's own training loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from seal_lab.directive import Directive
+from seal_lab.errors import InvalidArgument
+from seal_lab.models import LoadedModel
+from seal_lab.multilora import AdapterWeights, StackedLora, fresh_adapter, lora_targets
+
+log = logging.getLogger(__name__)
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """Loss is taken on `completion` only; `prompt` (may be empty) is context the model is not taught."""
+
+    prompt: str
+    completion: str
+
+
+@dataclass
+class TrainProgressEvent:
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float
+
+
+@dataclass
+class GroupJob:
+    examples: list[TrainingExample]
+    directive: Directive
+    seed: int
+    on_progress: Callable[[TrainProgressEvent], None] | None = None
+
+
+@dataclass
+class TrainOutcome:
+    adapter: AdapterWeights | None = None
+    step_loss: list[float] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+    trainable_parameters: int = 0
+    group_size: int = 1
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def tokenize(
+    loaded: LoadedModel, examples: list[TrainingExample], max_length: int
+) -> list[tuple[list, list]]:
+    """(input_ids, labels) per example; labels are -100 on the prompt, so only the completion is learned."""
+    tokenizer = loaded.tokenizer
+    eos = tokenizer.eos_token_id
+    encoded = []
+    for example in examples:
+        prompt_ids = tokenizer.encode(example.prompt, add_special_tokens=False) if example.prompt else []
+        completion_ids = tokenizer.encode(example.completion, add_special_tokens=False)
+        if example.prompt:
+            # A supervised completion must learn where it ends. Plain knowledge text gets no EOS: teaching
+            # the model that documents end abruptly makes it answer questions with an immediate EOS.
+            completion_ids.append(eos)
+        # Too long: the prompt loses its start (a policy prompt is long; what it taught comes last), then the
+        # completion its end.
+        prompt_ids = prompt_ids[max(0, len(prompt_ids) + len(completion_ids) - max_length) :]
+        ids = (prompt_ids + completion_ids)[:max_length]
+        labels = ([IGNORE] * len(prompt_ids) + completion_ids)[:max_length]
+        if any(label != IGNORE for label in labels[1:]):  # the first token is never predicted
+            encoded.append((ids, labels))
+    return encoded
+
+
+@dataclass
+class _Plan:
+    """One job's schedule: its examples in the order its seed gives, `batch_size` per step."""
+
+    sequences: list[tuple[list, list]]
+    steps: list[list[int]]
+    epochs_of_step: list[int]
+
+    @classmethod
+    def build(cls, encoded: list[tuple[list, list]], directive: Directive, seed: int) -> _Plan:
+        # What each position predicts: the next token's label (nothing after the last token).
+        sequences = [(ids, [*labels[1:], IGNORE]) for ids, labels in encoded]
+        order_rng = random.Random(seed)
+        steps, epochs = [], []
+        for epoch in range(directive.epochs):
+            order = list(range(len(sequences)))
+            order_rng.shuffle(order)
+            for start in range(0, len(order), directive.batch_size):
+                steps.append(order[start : start + directive.batch_size])
+                epochs.append(epoch + 1)
+        return cls(sequences, steps, epochs)
+
+
+def train_group(
+    loaded: LoadedModel,
+    jobs: Sequence[GroupJob],
+    target_modules: list[str] | str = "all-linear",
+    tokens_per_step: int = 8192,
+    row_tokens: int = 1024,
+) -> list[TrainOutcome | Exception]:
+    """Train every job's adapter; a job that cannot train gets its exception, the others go on.
+
+    `tokens_per_step` bounds the tokens of one forward pass (a larger step is split into micro-batches whose
+    gradients add up to the same step); `row_tokens` is the length rows are packed to.
+    """
+    import torch
+
+    results: list[TrainOutcome | Exception] = [TrainOutcome() for _ in jobs]
+    plans: dict[int, _Plan] = {}
+    for index, job in enumerate(jobs):
+        sequences = tokenize(loaded, job.examples, job.directive.max_length)
+        if not sequences:
+            results[index] = InvalidArgument("the dataset has no training text")
+        else:
+            plans[index] = _Plan.build(sequences, job.directive, job.seed)
+    if not plans:
+        return results
+    members = sorted(plans)  # slot i of the stack is job members[i]
+    model = loaded.model
+    targets = lora_targets(model, target_modules)
+    adapters = [
+        fresh_adapter(model, targets, jobs[j].directive.lora_rank, jobs[j].directive.lora_alpha, jobs[j].seed)
+        for j in members
+    ]
+    stack = StackedLora(model, targets, adapters, trainable=True)
+    device = loaded.device
+    optimizer = _GroupAdamW(stack.params(), len(members), device)
+    learning_rates = torch.tensor(
+        [jobs[j].directive.learning_rate for j in members], dtype=torch.float32, device=device
+    )
+    for j in members:
+        rank = jobs[j].directive.lora_rank
+        outcome = results[j]
+        assert isinstance(outcome, TrainOutcome)
+        outcome.group_size = len(members)
+        outcome.trainable_parameters = sum(
+            rank * (model.get_submodule(name).in_features + model.get_submodule(name).out_features)
+            for name in targets
+        )
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)  # the base stays frozen; only the stacked adapters learn
+    started = time.perf_counter()
+    longest = max(len(plans[j].steps) for j in members)
+    was_training = model.training
+    model.train()
+    try:
+        with stack.applied() as routing:
+            for step in range(longest):
+                active = [slot for slot, j in enumerate(members) if step < len(plans[j].steps)]
+                items = [
+                    (slot, *plans[members[slot]].sequences[i])
+                    for slot in active
+                    for i in plans[members[slot]].steps[step]
+                ]
+                losses, tokens = _step(loaded, routing, items, len(members), tokens_per_step, row_tokens)
+                mask = torch.zeros(len(members), dtype=torch.bool, device=device)
+                mask[active] = True
+                optimizer.step(learning_rates, mask)
+                for slot in active:
+                    j = members[slot]
+                    outcome = results[j]
+                    assert isinstance(outcome, TrainOutcome)
+                    outcome.step_loss.append(round(losses[slot], 5))
+                    outcome.tokens += tokens[slot]
+                    on_progress = jobs[j].on_progress
+                    if on_progress:
+                        plan = plans[j]
+                        on_progress(
+                            TrainProgressEvent(
+                                step + 1, len(plan.steps), plan.epochs_of_step[step], outcome.step_loss[-1]
+                            )
+                        )
+                    if step + 1 == len(plans[j].steps):  # this job is done: its time and its weights
+                        outcome.seconds = time.perf_counter() - started
+                        outcome.adapter = stack.export(slot)
+    finally:
+        model.train(was_training)
+    return results
+
+
+def _step(
+    loaded: LoadedModel,
+    routing: Any,
+    items: list[tuple[int, list, list]],
+    slots: int,
+    tokens_per_step: int,
+    row_tokens: int,
+) -> tuple[list[float], list[int]]:
+    """Forward and backward over `(slot, ids, targets)` items; each slot's loss is the mean over its labels."""
+    import torch
+
+    device = loaded.device
+    label_counts = [0] * slots
+    token_counts = [0] * slots
+    for slot, ids, targets in items:
+        label_counts[slot] += sum(t != IGNORE for t in targets)
+        token_counts[slot] += len(ids)
+    weights = torch.tensor([1.0 / max(1, c) for c in label_counts], device=device)
+    loss_sums = torch.zeros(slots, device=device)
+    body = loaded.model.get_decoder() if hasattr(loaded.model, "get_decoder") else loaded.model.base_model
+    head = loaded.model.get_output_embeddings()
+    for rows in _micro_batches(_pack(items, row_tokens), tokens_per_step):
+        ids, positions, target, slot_of = _tensors(rows, device)
+        routing.per_token(slot_of)
+        hidden = body(input_ids=ids, position_ids=positions, use_cache=False).last_hidden_state
+        where = target != IGNORE
+        logits = head(hidden[where]).float()
+        token_loss = torch.nn.functional.cross_entropy(logits, target[where], reduction="none")
+        token_slot = slot_of[where]
+        per_slot = torch.zeros(slots, device=device).index_add(0, token_slot, token_loss)
+        (per_slot * weights).sum().backward()
+        loss_sums += per_slot.detach()
+    losses = (loss_sums * weights).tolist()
+    return losses, token_counts
+
+
+def _pack(items: list[tuple[int, list, list]], row_tokens: int) -> list[list[tuple[int, list, list]]]:
+    """First-fit decreasing into rows of `row_tokens` (a longer example gets a row of its own)."""
+    rows: list[list[tuple[int, list, list]]] = []
+    room: list[int] = []
+    for item in sorted(items, key=lambda it: -len(it[1])):
+        size = len(item[1])
+        for r, free in enumerate(room):
+            if size <= free:
+                rows[r].append(item)
+                room[r] -= size
+                break
+        else:
+            rows.append([item])
+            room.append(max(row_tokens, size) - size)
+    return rows
+
+
+def _micro_batches(rows: list[list[tuple[int, list, list]]], tokens_per_step: int) -> list[list]:
+    """Consecutive rows whose padded size (rows x widest) fits `tokens_per_step` (at least one row each)."""
+    batches: list[list] = []
+    current: list = []
+    width = 0
+    for row in rows:
+        length = sum(len(item[1]) for item in row)
+        if current and (len(current) + 1) * max(width, length) > tokens_per_step:
+            batches.append(current)
+            current, width = [], 0
+        current.append(row)
+        width = max(width, length)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _tensors(rows: list[list[tuple[int, list, list]]], device: str) -> tuple[Any, Any, Any, Any]:
+    """input ids, restarting positions, next-token targets and adapter slot per token, `[rows, width]`.
+
+    A row's tail padding is a sequence of its own (positions restart) that no adapter or loss sees.
+    """
+    import torch
+
+    width = max(sum(len(item[1]) for item in row) for row in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    target = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    slot_of = torch.full((len(rows), width), -1, dtype=torch.long)
+    for r, row in enumerate(rows):
+        at = 0
+        for slot, item_ids, item_targets in row:
+            n = len(item_ids)
+            ids[r, at : at + n] = torch.tensor(item_ids)
+            positions[r, at : at + n] = torch.arange(n)
+            target[r, at : at + n] = torch.tensor(item_targets)
+            slot_of[r, at : at + n] = slot
+            at += n
+        positions[r, at:] = torch.arange(width - at)
+    return ids.to(device), positions.to(device), target.to(device), slot_of.to(device)
+
+
+class _GroupAdamW:
+    """torch's AdamW (weight decay 0) on stacked `[G, ...]` tensors: a learning rate and a step count per
+    adapter, and adapters outside the step (`active` false) left exactly as they are."""
+
+    def __init__(self, params: list[Any], slots: int, device: str) -> None:
+        import torch
+
+        self.params = params
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.steps = torch.zeros(slots, dtype=torch.float64, device=device)
+        self.beta1, self.beta2, self.eps = 0.9, 0.999, 1e-8
+
+    def step(self, learning_rates: Any, active: Any) -> None:
+        import torch
+
+        self.steps += active.to(self.steps.dtype)
+        steps = self.steps.clamp(min=1)
+        bias1 = 1 - self.beta1**steps
+        bias2_sqrt = (1 - self.beta2**steps).sqrt()
+        step_size = (learning_rates.double() / bias1).float()
+        with torch.no_grad():
+            for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
+                if p.grad is None:
+                    continue
+                shape = (-1,) + (1,) * (p.dim() - 1)
+                on = active.view(shape)
+                g = p.grad
+                m.copy_(torch.where(on, torch.lerp(m, g, 1 - self.beta1), m))
+                v.copy_(torch.where(on, v * self.beta2 + (1 - self.beta2) * g * g, v))
+                denom = v.sqrt() / bias2_sqrt.float().view(shape) + self.eps
+                update = m / denom * step_size.view(shape)
+                p.sub_(torch.where(on, update, torch.zeros_like(update)))
+                p.grad = None
