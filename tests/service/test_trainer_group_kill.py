@@ -34,7 +34,7 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> str:
 def _dataset(store: LocalStore, number: int) -> str:
     lines = [
         json.dumps({"text": f"Fact {i} of set {number}: the bell number {i} rang {i * number} times."})
-        for i in range(40)
+        for i in range(24)
     ]
     data = ("\n".join(lines) + "\n").encode()
     key = f"datasets/{sha256_hex(data)}.jsonl"
@@ -69,7 +69,7 @@ def test_a_trainer_killed_mid_group_loses_no_job(tmp_path: Path, tiny_model_path
         channel = grpc.insecure_channel(address)
         stub = trainer_pb2_grpc.TrainerStub(channel)
         directive = common_pb2.Directive(
-            epochs=10, learning_rate=1e-3, lora_rank=4, lora_alpha=8, batch_size=1, max_length=64
+            epochs=6, learning_rate=1e-3, lora_rank=4, lora_alpha=8, batch_size=1, max_length=64
         )
         training = threading.Event()
         results: dict[int, trainer_pb2.TrainResult] = {}
