@@ -50,15 +50,13 @@ def answer_tasks(
     (stacked, see `multilora`), base-model rows under none. Returns a JSON-ready record per task."""
     import torch
 
+    slot_of: dict[int, int] = {}  # id(adapter) -> its slot in the stack; the same object shares one
     adapters: list[AdapterWeights] = []
-    slots: list[int] = []
     for task in tasks:
-        if task.adapter is None:
-            slots.append(-1)
-            continue
-        if not any(task.adapter is known for known in adapters):
+        if task.adapter is not None and id(task.adapter) not in slot_of:
+            slot_of[id(task.adapter)] = len(adapters)
             adapters.append(task.adapter)
-        slots.append(next(i for i, known in enumerate(adapters) if known is task.adapter))
+    slots = [-1 if task.adapter is None else slot_of[id(task.adapter)] for task in tasks]
     prompts = [QUESTION_TEMPLATE.format(question=q.question) for task in tasks for q in task.questions]
     row_slots = [slot for task, slot in zip(tasks, slots, strict=True) for _ in task.questions]
 

@@ -42,7 +42,6 @@ class GroupBatcher(Generic[Job]):
         self._waiting: list[_Waiting[Job]] = []
         self._arrived = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self.groups_run = 0
 
     async def submit(self, job: Job) -> Any:
         """The job's result once its group has trained (raises the job's own exception)."""
@@ -68,7 +67,6 @@ class GroupBatcher(Generic[Job]):
             del self._waiting[: len(group)]
             if not self._waiting:
                 self._arrived.clear()
-            self.groups_run += 1
             try:
                 results = await self._run_group([w.job for w in group])
             except Exception as exc:  # the whole group failed (a bug, out of memory): every job reports it
@@ -81,7 +79,3 @@ class GroupBatcher(Generic[Job]):
                     waiting.future.set_exception(result)
                 else:
                     waiting.future.set_result(result)
-
-    def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()

@@ -20,13 +20,11 @@ from seal_lab.directive import Directive
 from seal_lab.errors import CorruptObject, FailedPrecondition, NotFound
 from seal_lab.grouptrain import GroupJob, TrainingExample, TrainOutcome, TrainProgressEvent, train_group
 from seal_lab.models import LoadedModel
-from seal_lab.multilora import save_peft_folder
+from seal_lab.multilora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, save_peft_folder
 from seal_lab.store import ObjectStore, content_digest, validate_key
 
 log = logging.getLogger(__name__)
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_META = "seal_adapter.json"  # base-model fingerprint, directive, metrics
 ADAPTER_FILES = (ADAPTER_WEIGHTS, ADAPTER_CONFIG, ADAPTER_META)
 
@@ -50,12 +48,8 @@ def train_adapter(
     if isinstance(result, Exception):
         raise result
     assert result.adapter is not None
-    save_peft_folder(output_dir, result.adapter, target_modules, _base_name(loaded))
+    save_peft_folder(output_dir, result.adapter, target_modules, loaded.model)
     return result
-
-
-def _base_name(loaded: LoadedModel) -> str | None:
-    return getattr(loaded.model, "name_or_path", None) or None
 
 
 def verify_adapter(store: ObjectStore, key: str, base_fingerprint: str) -> dict[str, Any]:

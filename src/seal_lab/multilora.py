@@ -23,8 +23,9 @@ from typing import Any
 from seal_lab.errors import FailedPrecondition
 
 PEFT_PREFIX = "base_model.model."
-WEIGHTS_FILE = "adapter_model.safetensors"
-CONFIG_FILE = "adapter_config.json"
+#: The files of a peft adapter folder (this module owns the layout; `lora` adds its metadata file).
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass
@@ -151,12 +152,6 @@ class Routing:
         return result
 
 
-def torch_split(flat: Any, sizes: list[int]) -> Any:
-    import torch
-
-    return torch.split(flat, sizes, dim=1)
-
-
 def _stacked_linear_class() -> Any:
     import torch
 
@@ -203,7 +198,6 @@ class StackedLora:
         if not adapters:
             raise ValueError("no adapters to stack")
         self.model = model
-        self.targets = targets
         self.adapters = list(adapters)
         self.routing = Routing(len(adapters), on_change=self._split)
         self._current: dict[str, tuple[Any, Any]] = {}
@@ -212,15 +206,13 @@ class StackedLora:
         self.scaling = torch.tensor([a.scaling for a in adapters], dtype=torch.float32, device=device)
         # Every layer's A and B live in one flat `[G, N]` tensor (the only leaf the optimizer sees: a handful
         # of kernels per step however many layers); each layer reads its `[G, r, in]` / `[G, out, r]` views.
-        self.layout: dict[str, tuple[int, int, int, int]] = {}  # name -> (offset, in, out, rank)
-        offset = 0
+        self.shapes: dict[str, tuple[int, int]] = {}  # name -> (in, out)
         for name in targets:
             layer = model.get_submodule(name)
-            self.layout[name] = (offset, layer.in_features, layer.out_features, self.max_rank)
-            offset += self.max_rank * (layer.in_features + layer.out_features)
-        flat = torch.zeros(len(adapters), offset)
-        for name in targets:
-            a_view, b_view = self._views(flat, name)
+            self.shapes[name] = (layer.in_features, layer.out_features)
+        size = sum(self.max_rank * (fan_in + fan_out) for fan_in, fan_out in self.shapes.values())
+        flat = torch.zeros(len(adapters), size)
+        for name, (a_view, b_view) in self._layer_views(flat).items():
             for slot, adapter in enumerate(adapters):
                 if name not in adapter.weights:
                     raise FailedPrecondition(f"adapter {slot} has no weights for layer {name}")
@@ -229,30 +221,30 @@ class StackedLora:
                 b_view[slot, :, : adapter.rank] = b_g
         self.flat = flat.to(device).requires_grad_(trainable)
 
+    def _layer_views(self, flat: Any) -> dict[str, tuple[Any, Any]]:
+        """Each layer's `[G, r, in]` and `[G, out, r]` views of `flat`, taken with one `split`: its backward
+        is one concatenation (a slice per layer would add a zero-filled copy of the whole tensor per layer)."""
+        import torch
+
+        rank, groups = self.max_rank, flat.shape[0]
+        sizes = [n for fan_in, fan_out in self.shapes.values() for n in (rank * fan_in, fan_out * rank)]
+        chunks = torch.split(flat, sizes, dim=1)
+        return {
+            name: (
+                chunks[2 * i].view(groups, rank, fan_in),
+                chunks[2 * i + 1].view(groups, fan_out, rank),
+            )
+            for i, (name, (fan_in, fan_out)) in enumerate(self.shapes.items())
+        }
+
     def _split(self) -> None:
-        """Each layer's views of the flat tensor, taken with one `split` per forward pass: its backward is one
-        concatenation (a slice per layer would add a zero-filled copy of the whole tensor per layer)."""
-        sizes = []
-        for _, fan_in, fan_out, rank in self.layout.values():
-            sizes += [rank * fan_in, fan_out * rank]
-        chunks = torch_split(self.flat, sizes)
-        groups = self.flat.shape[0]
-        self._current = {}
-        for number, (name, (_, fan_in, fan_out, rank)) in enumerate(self.layout.items()):
-            a, b = chunks[2 * number], chunks[2 * number + 1]
-            self._current[name] = (a.view(groups, rank, fan_in), b.view(groups, fan_out, rank))
+        """Fresh views for the next forward pass (its own autograd graph)."""
+        self._current = self._layer_views(self.flat)
 
     def views(self, name: str) -> tuple[Any, Any]:
         if not self._current:
             self._split()
         return self._current[name]
-
-    def _views(self, flat: Any, name: str) -> tuple[Any, Any]:
-        offset, fan_in, fan_out, rank = self.layout[name]
-        middle = offset + rank * fan_in
-        a = flat[:, offset:middle].view(flat.shape[0], rank, fan_in)
-        b = flat[:, middle : middle + fan_out * rank].view(flat.shape[0], fan_out, rank)
-        return a, b
 
     def params(self) -> list[Any]:
         return [self.flat]
@@ -263,7 +255,7 @@ class StackedLora:
         cls = _stacked_linear_class()
         originals = {}
         try:
-            for name in self.layout:
+            for name in self.shapes:
                 parent_name, _, child = name.rpartition(".")
                 parent = self.model.get_submodule(parent_name) if parent_name else self.model
                 originals[name] = getattr(parent, child)
@@ -278,17 +270,18 @@ class StackedLora:
     def export(self, slot: int) -> AdapterWeights:
         adapter = self.adapters[slot]
         rank = adapter.rank
-        weights = {}
-        for name in self.layout:
-            a, b = self._views(self.flat.detach(), name)
-            weights[name] = (a[slot, :rank].cpu().clone(), b[slot, :, :rank].cpu().clone())
+        weights = {
+            name: (a[slot, :rank].cpu().clone(), b[slot, :, :rank].cpu().clone())
+            for name, (a, b) in self._layer_views(self.flat.detach()).items()
+        }
         return AdapterWeights(rank, adapter.alpha, weights)
 
 
 def save_peft_folder(
-    folder: Path, adapter: AdapterWeights, target_modules: list[str] | str, base_model_name: str | None
+    folder: Path, adapter: AdapterWeights, target_modules: list[str] | str, model: Any
 ) -> None:
-    """Write a folder `PeftModel.from_pretrained` loads: safetensors weights and peft's own config file."""
+    """Write a folder `PeftModel.from_pretrained` loads: safetensors weights and peft's own config file
+    (naming `model`'s checkpoint as its base, as peft does)."""
     from peft import LoraConfig
     from safetensors.torch import save_file
 
@@ -297,7 +290,7 @@ def save_peft_folder(
     for name, (a, b) in adapter.weights.items():
         tensors[f"{PEFT_PREFIX}{name}.lora_A.weight"] = a.contiguous()
         tensors[f"{PEFT_PREFIX}{name}.lora_B.weight"] = b.contiguous()
-    save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+    save_file(tensors, str(folder / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     modules = sorted({name.rsplit(".", 1)[-1] for name in adapter.weights})
     config = LoraConfig(
         r=adapter.rank,
@@ -305,7 +298,7 @@ def save_peft_folder(
         lora_dropout=0.0,
         target_modules=modules if target_modules == "all-linear" else target_modules,
         task_type="CAUSAL_LM",
-        base_model_name_or_path=base_model_name,
+        base_model_name_or_path=getattr(model, "name_or_path", None) or None,
         inference_mode=True,
     )
     config.save_pretrained(str(folder))
@@ -316,9 +309,9 @@ def load_peft_folder(folder: Path, targets: list[str]) -> AdapterWeights:
     from safetensors.torch import load_file
 
     try:
-        config = json.loads((folder / CONFIG_FILE).read_text())
+        config = json.loads((folder / ADAPTER_CONFIG).read_text())
     except (OSError, json.JSONDecodeError):
-        raise FailedPrecondition(f"{CONFIG_FILE} is missing or not JSON") from None
+        raise FailedPrecondition(f"{ADAPTER_CONFIG} is missing or not JSON") from None
     unsupported = [
         field
         for field in ("use_dora", "use_rslora", "rank_pattern", "alpha_pattern", "modules_to_save")
@@ -327,7 +320,7 @@ def load_peft_folder(folder: Path, targets: list[str]) -> AdapterWeights:
     if config.get("peft_type", "LORA") != "LORA" or unsupported:
         raise FailedPrecondition(f"only plain LoRA adapters can be stacked (this one uses {unsupported})")
     rank, alpha = int(config["r"]), float(config.get("lora_alpha", config["r"]))
-    tensors = load_file(str(folder / WEIGHTS_FILE))
+    tensors = load_file(str(folder / ADAPTER_WEIGHTS))
     weights = {}
     for key, value in tensors.items():
         if not key.startswith(PEFT_PREFIX) or not key.endswith(".weight"):

@@ -155,7 +155,7 @@ def test_stacked_adapters_answer_like_peft_per_row(loaded, tmp_path: Path):
 
     targets = lora_targets(loaded.model, "all-linear")
     (trained,) = train_group(loaded, [GroupJob(*JOBS[1])])
-    save_peft_folder(tmp_path / "adapter", trained.adapter, "all-linear", None)
+    save_peft_folder(tmp_path / "adapter", trained.adapter, "all-linear", loaded.model)
     ids = torch.tensor([tokenize(loaded, [TrainingExample("", TEXTS[0])], 64)[0][0]])
     with torch.no_grad():
         base = loaded.model(input_ids=ids).logits
