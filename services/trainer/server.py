@@ -249,9 +249,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         job, job_key, loaded = queued.job, queued.job_key, self.host.loaded
         assert outcome.adapter is not None
         with tempfile.TemporaryDirectory(prefix="seal-train-") as tmp:
-            save_peft_folder(
-                Path(tmp), outcome.adapter, self.target_modules, loaded.model.name_or_path or None
-            )
+            save_peft_folder(Path(tmp), outcome.adapter, self.target_modules, loaded.model)
             weights = (Path(tmp) / ADAPTER_WEIGHTS).read_bytes()
             config = canonical_adapter_config((Path(tmp) / ADAPTER_CONFIG).read_bytes())
         metrics = {

@@ -268,6 +268,9 @@ def test_trainer_streams_progress_and_stores_a_safetensors_adapter(trainer_serve
     )
     meta = shared_store.get_json(f"{result.adapter_key}/{ADAPTER_META}")
     assert meta["dataset_key"] == self_edits.self_edits[1].dataset_key and meta["directive"]["epochs"] == 1
+    # peft's config names the base checkpoint the adapter was trained on, as peft itself does.
+    config = shared_store.get_json(f"{result.adapter_key}/{ADAPTER_CONFIG}")
+    assert isinstance(config["base_model_name_or_path"], str) and config["base_model_name_or_path"]
 
 
 def test_trainer_reuses_a_finished_job_instead_of_training_again(trainer_server, self_edits, trained):
