@@ -4,11 +4,15 @@ Held-out passages are drawn (seeded) from the 200 passages that SEAL's self-edit
 GPT-4.1 (`selfedits_gpt4_1_val.json`) and SEAL's trained 7B model (`selfedits_iter2_val.json`) can serve as
 teachers; training passages come from the rest of `squad_val.json` (disjoint by passage text).
 
-    .venv/bin/python benchmarks/conditions.py                   # defaults sized for about an hour on 2 cores
-    .venv/bin/python benchmarks/conditions.py --heldout 4 --train 2 --k 2 --rounds 2   # a quick look
+    .venv/bin/python benchmarks/conditions.py                   # N = 40 held-out passages, 2 cores
+    .venv/bin/python benchmarks/conditions.py --preset gpu      # N = 200 (all of SEAL's), K = 5, 2 rounds
+    .venv/bin/python benchmarks/conditions.py --heldout 4 --train 2 --k 2 --rounds 1   # a quick look
 
 Starts the four services (LocalStack) unless --url points at a running coordinator. Prints the table with
-N, seeds and wall time, the seconds of every phase, and writes the results JSON and the HTML report.
+N, seeds and wall time, every metric's gain, the training steps of every condition, retention and the
+specificity control, then each planned comparison with its paired tests and a verdict in words, and the
+minimum detectable effect at this N. Writes `conditions_<run id>.json` and `conditions_<run id>.html` (a
+rerun never overwrites an earlier one).
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ from rich.table import Table
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seal"
 TEACHERS = {"gpt4_1": "selfedits_gpt4_1_val.json", "seal_iter2": "selfedits_iter2_val.json"}
+#: Sizes: "cpu" for two cores, "gpu" for every one of SEAL's 200 covered passages on a GPU box.
+PRESETS: dict[str, dict[str, int]] = {
+    "cpu": {"heldout": 40, "train": 6, "k": 3, "rounds": 1, "reward_seeds": 1},
+    "gpu": {"heldout": 200, "train": 50, "k": 5, "rounds": 2, "reward_seeds": 3},
+}
 
 
 def _norm(text: str) -> str:
@@ -78,18 +87,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--heldout", type=int, default=8, help="N held-out passages")
-    parser.add_argument("--train", type=int, default=8, help="training passages per round")
-    parser.add_argument("--k", type=int, default=4, help="self-edits per training passage")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="sizes; flags override")
+    parser.add_argument("--heldout", type=int, default=None, help="N held-out passages")
+    parser.add_argument("--train", type=int, default=None, help="training passages per round")
+    parser.add_argument("--k", type=int, default=None, help="self-edits per training passage")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--reward-seeds", type=int, default=None, help="training seeds per reward")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-new-tokens", type=int, default=160)
-    parser.add_argument("--retention", action=argparse.BooleanOptionalAction, default=False)
+    parser.add_argument("--retention", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--url", default="", help="a running coordinator; default: start a local stack")
     parser.add_argument("--workdir", type=Path, default=None, help="the local stack's store and logs")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for JSON + HTML")
     args = parser.parse_args()
+    for name, value in PRESETS[args.preset].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     console = Console(stderr=True)
     if not (args.data_dir / "squad_val.json").exists():
         console.print(f"[red]no squad_val.json in {args.data_dir}[/red] (pass --data-dir)")
@@ -106,6 +120,7 @@ def main() -> None:
             "seed": args.seed,
             "max_new_tokens": args.max_new_tokens,
             "retention": args.retention,
+            "reward_seeds": args.reward_seeds,
         },
     }
     started = time.perf_counter()
@@ -137,35 +152,74 @@ def _run(url: str, body: dict, console: Console, report_dir: Path | None = None)
         detail = _follow(client, run_id, console)
         if detail["results"] and report_dir is not None:
             report_dir.mkdir(parents=True, exist_ok=True)
-            (report_dir / "conditions_report.html").write_text(client.get(f"/v1/runs/{run_id}/report").text)
-            (report_dir / "conditions_results.json").write_text(json.dumps(detail["results"], indent=1))
+            # Named by run id: a rerun never overwrites an earlier result.
+            (report_dir / f"conditions_{run_id}.html").write_text(
+                client.get(f"/v1/runs/{run_id}/report").text
+            )
+            (report_dir / f"conditions_{run_id}.json").write_text(json.dumps(detail["results"], indent=1))
+            console.print(f"wrote {report_dir}/conditions_{run_id}.json and .html")
         return detail
 
 
 def report(detail: dict[str, Any], args: argparse.Namespace, wall: float, console: Console) -> None:
     results = detail["results"]
     heldout = results["heldout"]
-    out = Console(width=150)
+    metric = heldout["metric"]
+    out = Console(width=170)
     table = Table(
-        title=f"Held-out conditions ({heldout['metric']}), N={args.heldout} held-out SQuAD passages, "
-        f"{args.train} training passages x K={args.k}, {args.rounds} rounds, seed {args.seed}"
+        title=f"Held-out conditions, N={args.heldout} held-out SQuAD passages, {args.train} training passages "
+        f"x K={args.k}, {args.rounds} rounds, seed {args.seed}; gains over no adapter, ± s.e."
     )
-    for column in ("condition", "n", "mean", "s.e.", "95% CI", "gain vs no adapter"):
+    for column in (
+        "condition",
+        "n",
+        metric,
+        "gain",
+        "contains gain",
+        "recall gain",
+        "log-lik gain",
+        "steps",
+        "tokens",
+        "retention",
+        "control gain",
+    ):
         table.add_column(column, justify="left" if column == "condition" else "right")
+    metrics = heldout["metrics"]
     for c in heldout["conditions"]:
-        ci = f"[{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}]" if c["ci95"] else "-"
-        gain = c["gain"]
+        row = metrics[c["condition"]]
+        base = c["condition"] == "base"
         table.add_row(
             c["label"],
             str(c["n"]),
-            f"{c['mean']:.3f}" if c["mean"] is not None else "-",
-            f"{c['stderr']:.3f}" if c["stderr"] is not None else "-",
-            ci,
-            ""
-            if c["condition"] == "base" or gain["mean"] is None
-            else f"{gain['mean']:+.3f} ± {gain['stderr'] or 0:.3f}",
+            _num(c["mean"]),
+            "" if base else _gain(row[metric]["gain"]),
+            "" if base else _gain(row["contains"]["gain"]),
+            "" if base else _gain(row["token_recall"]["gain"]),
+            "" if base else _gain(row["gold_logprob"]["gain"]),
+            "" if base else _num(c["steps"]["mean"], ".0f"),
+            "" if base else _num(c["tokens"], ".0f"),
+            _num(c["retention"]),
+            "" if base else _gain(c["control_gain"]),
         )
     out.print(table)
+    comparisons = heldout["comparisons"]
+    power = heldout["power"]
+    out.print(
+        f"[bold]Planned comparisons[/bold] (paired by passage; primary metric {metric}; Holm over "
+        f"{len(comparisons['planned'])} comparisons):"
+    )
+    for test in comparisons["by_metric"][metric]:
+        out.print(f"  {test['a']} vs {test['b']}: {test['verdict']}")
+    for other in ("contains", "gold_logprob"):
+        if other != metric:
+            out.print(f"  [dim]on {other}:[/dim]")
+            for test in comparisons["by_metric"][other]:
+                out.print(f"  [dim]{test['a']} vs {test['b']}: {test['verdict']}[/dim]")
+    if power["mde"] is not None:
+        out.print(
+            f"Minimum detectable effect at N={power['n']} (paired t, alpha 0.05, power 0.8) on {metric}: "
+            f"{power['mde']:.3f} (SD of paired differences {power['sd_of_differences']:.3f})"
+        )
     rounds = Table(title="Training rounds: where the time goes (seconds)")
     for column in (
         "round",
@@ -194,8 +248,24 @@ def report(detail: dict[str, Any], args: argparse.Namespace, wall: float, consol
             f"{len(update.get('winners', []))}/{s['passages']}",
         )
     out.print(rounds)
+    variance = results["rounds"][0]["summary"].get("reward_variance")
+    if variance and variance.get("icc") is not None:
+        out.print(
+            f"reward variance: {variance['icc']:.0%} belongs to the self-edit, the rest is seed noise "
+            f"({variance['n_groups']} self-edits x {variance['mean_group_size']} seeds)"
+        )
     out.print("phases (s): " + ", ".join(f"{k} {v:.0f}" for k, v in phases.items()))
     out.print(f"wall time {wall:.0f}s ({wall / 60:.1f} min), seed {args.seed}, run {detail['id']}")
+
+
+def _num(value: float | None, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _gain(described: dict[str, Any]) -> str:
+    if described.get("mean") is None:
+        return "-"
+    return f"{described['mean']:+.3f} ± {described['stderr'] or 0:.3f}"
 
 
 if __name__ == "__main__":

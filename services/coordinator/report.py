@@ -75,19 +75,54 @@ def _conditions_section(heldout: dict[str, Any]) -> list[str]:
             [Bar(c["short_label"], c["mean"], c["stderr"], c["n"]) for c in conditions],
         ),
         "<table><tr><th>condition</th><th>n</th><th>mean ± s.e. [95% CI]</th><th>gain over no adapter</th>"
-        "<th>retention</th></tr>",
+        "<th>training steps</th><th>retention</th><th>gain on another passage</th></tr>",
     ]
     for c in conditions:
-        gain = c["gain"]
+        gain, base_row = c["gain"], c["condition"] == "base"
+        steps = (c.get("steps") or {}).get("mean")
         out.append(
             f"<tr><td>{_e(c['label'])}</td><td>{c['n']}</td><td>{_error(c)}</td>"
-            f"<td>{'' if c['condition'] == 'base' else _error(gain)}</td><td>{_num(c['retention'])}</td></tr>"
+            f"<td>{'' if base_row else _error(gain)}</td><td>{'' if base_row else _num(steps, 0)}</td>"
+            f"<td>{_num(c['retention'])}</td>"
+            f"<td>{'' if base_row else _error(c.get('control_gain') or {})}</td></tr>"
         )
     out.append("</table>")
+    out += _comparisons(heldout)
     if base and base["mean"] is not None:
         out.append(
             f'<p class="muted">No adapter: {base["mean"]:.3f}. Retention is the {metric} on the built-in '
             "general-knowledge questions (what the adapter made the model forget).</p>"
+        )
+    return out
+
+
+def _comparisons(heldout: dict[str, Any]) -> list[str]:
+    """Every metric's gain per condition, and the planned paired comparisons with their verdicts."""
+    comparisons, metrics = heldout.get("comparisons"), heldout.get("metrics")
+    if not comparisons or not metrics:
+        return []
+    names = list(next(iter(metrics.values())))
+    labels = {c["condition"]: c["label"] for c in heldout["conditions"]}
+    out = [
+        '<h3>Every metric: gain over no adapter (± s.e.)</h3><div style="overflow-x:auto"><table><tr>'
+        "<th>condition</th>" + "".join(f"<th>{_e(m)}</th>" for m in names) + "</tr>"
+    ]
+    for condition, row in metrics.items():
+        if condition != "base":
+            cells = "".join(f"<td>{_error(row[m]['gain'])}</td>" for m in names)
+            out.append(f"<tr><td>{_e(labels.get(condition, condition))}</td>{cells}</tr>")
+    out.append("</table></div>")
+    primary = comparisons["primary_metric"]
+    out.append(
+        f"<h3>Planned comparisons (paired by passage, Holm-corrected; primary metric {_e(primary)})</h3><ul>"
+    )
+    out += [f"<li>{_e(test['verdict'])}</li>" for test in comparisons["by_metric"][primary]]
+    out.append("</ul>")
+    power = heldout.get("power") or {}
+    if power.get("mde") is not None:
+        out.append(
+            f'<p class="muted">Minimum detectable effect at N={power["n"]} (paired t, alpha 0.05, power 0.8): '
+            f"{power['mde']:.3f} on {_e(power['metric'])}.</p>"
         )
     return out
 

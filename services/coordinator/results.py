@@ -14,13 +14,14 @@ from typing import Any
 
 from seal_lab.data import Passage
 from seal_lab.errors import StoreUnavailable
-from seal_lab.stats import describe
+from seal_lab.stats import describe, variance_components
 from seal_lab.store import ObjectStore
 
+from .comparisons import METRICS, compare, metric_table, planned_comparisons, power
 from .policy import read_dataset
 from .schemas import RunConfig
 
-DIRECTIVE_FIELDS = ("epochs", "learning_rate", "lora_rank", "lora_alpha", "batch_size")
+DIRECTIVE_FIELDS = ("epochs", "learning_rate", "lora_rank", "lora_alpha", "batch_size", "steps")
 #: Buckets for "which directives worked": (label, upper bound exclusive) per field.
 DIRECTIVE_BUCKETS: dict[str, list[tuple[str, float]]] = {
     "epochs": [("1-2", 3), ("3-5", 6), ("6+", float("inf"))],
@@ -55,6 +56,15 @@ def _job_round(name: str) -> str:
     """The round stage of a passage job name without its index ("" for round 0 and shared jobs)."""
     head = name.split("-", 1)[0]
     return f"{head}-" if head[:1] == "r" and head[1:].isdigit() else ""
+
+
+#: Training seeds of a self-edit's reward: config.seed, then + this stride per extra seed.
+REWARD_SEED_STRIDE = 1000
+
+
+def seed_suffix(number: int) -> str:
+    """Job-name suffix of a self-edit's `number`-th reward seed ("" for the first)."""
+    return f"-s{number}" if number else ""
 
 
 def _trial_suffixes(config: RunConfig) -> list[str]:
@@ -100,13 +110,21 @@ def round_passages(
             for edit in generated.get("self_edits", []):
                 trials = []
                 for suffix in _trial_suffixes(config):
-                    train = jobs.get(f"{prefix}{stage}train-{edit_format}-{edit['sample_index']}{suffix}", {})
+                    name = f"{prefix}{stage}train-{edit_format}-{edit['sample_index']}{suffix}"
+                    train = jobs.get(name, {})
                     key = train.get("adapter_key")
                     evaluation = evaluations.get(key) if key else None
                     kept = _metric_of(retention, key, metric)
+                    seed_rewards = []
+                    for number in range(config.reward_seeds):
+                        seed_key = jobs.get(name + seed_suffix(number), {}).get("adapter_key")
+                        score = _metric_of(evaluations, seed_key, metric)
+                        if score is not None and baseline is not None and metric in baseline["mean"]:
+                            seed_rewards.append(score - baseline["mean"][metric])
+                    # The reward of a self-edit: its gain averaged over the seeds it was trained with.
                     reward = None
-                    if evaluation is not None and baseline is not None:
-                        reward = round(evaluation["mean"][metric] - baseline["mean"][metric], 4)
+                    if evaluation is not None and seed_rewards:
+                        reward = round(statistics.fmean(seed_rewards), 4)
                     trials.append(
                         {
                             "trial": suffix,
@@ -118,6 +136,7 @@ def round_passages(
                             "scores": evaluation["mean"] if evaluation else None,
                             "answers": evaluation["answers"] if evaluation else [],
                             "reward": reward,
+                            "seed_rewards": [round(r, 4) for r in seed_rewards],
                             # What the adapter made the model forget: retention-set score vs the base's.
                             "retention": kept,
                             "forgetting": None
@@ -234,6 +253,12 @@ def _round_summary(
             for name, by_value in rewards_by_directive.items()
         },
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        # How much of a reward belongs to the self-edit and how much is seed noise (reward_seeds >= 2).
+        "reward_variance": variance_components(
+            [e["trials"][0]["seed_rewards"] for e in edits if len(e["trials"][0]["seed_rewards"]) >= 2]
+        )
+        if config.reward_seeds >= 2
+        else None,
     }
 
 
@@ -270,16 +295,30 @@ def heldout_results(
         prefix = f"{index:04d}-"
         baseline = jobs.get(prefix + "baseline", {}).get("evaluations", {}).get("")
         scores: dict[str, float] = {} if baseline is None else {"base": baseline["mean"][metric]}
+        metrics: dict[str, dict[str, float]] = {} if baseline is None else {"base": _known(baseline["mean"])}
+        control: dict[
+            str, dict[str, float]
+        ] = {}  # condition -> metric -> gain on another passage's questions
+        training: dict[str, dict[str, Any]] = {}
         retention: dict[str, float] = {}
         edits: dict[str, Any] = {}
         for condition, _, _ in rows[1:]:
             job = f"{prefix}heldout-{condition}-"
             made = jobs.get(job + "edit", {}).get("self_edits", [])
             key = jobs.get(job + "train", {}).get("adapter_key")
-            score = _metric_of(jobs.get(job + "evaluate", {}).get("evaluations", {}), key, metric)
+            evaluations = jobs.get(job + "evaluate", {}).get("evaluations", {})
+            score = _metric_of(evaluations, key, metric)
             kept = jobs.get(job + "retention", {}).get("evaluations", {})
             if score is not None:
                 scores[condition] = score
+                metrics[condition] = _known(evaluations[key]["mean"])
+            trained = jobs.get(job + "train", {}).get("metrics")
+            if trained:
+                training[condition] = {k: trained.get(k) for k in ("steps", "tokens", "seconds")}
+            other = jobs.get(job + "control", {}).get("evaluations", {})
+            if key and key in other and "" in other:
+                mine, theirs = _known(other[key]["mean"]), _known(other[""]["mean"])
+                control[condition] = {m: round(mine[m] - theirs[m], 5) for m in mine if m in theirs}
             if _metric_of(kept, key, metric) is not None:
                 retention[condition] = _metric_of(kept, key, metric)
                 retention["base"] = _metric_of(kept, "", metric)
@@ -297,6 +336,9 @@ def heldout_results(
                 "passage_id": passage.passage_id,
                 "title": passage.title,
                 "scores": scores,
+                "metrics": metrics,
+                "control_gain": control,
+                "training": training,
                 "retention": retention,
                 "self_edits": edits,
                 "errors": [
@@ -331,12 +373,35 @@ def heldout_results(
         {"round": r, **next(c for c in conditions if c["condition"] == f"p{r}")}
         for r in range(config.rounds + 1)
     ]
+    keys = [condition for condition, _, _ in rows]
+    labels = {condition: label for condition, label, _ in rows}
+    pairs = planned_comparisons(keys, config.rounds)
+    for row in conditions:  # the budget each condition trained with, and its gain on other passages
+        spent = [p["training"][row["condition"]] for p in per_passage if row["condition"] in p["training"]]
+        row["steps"] = describe([t["steps"] for t in spent if t.get("steps") is not None], config.seed)
+        row["tokens"] = _mean([t["tokens"] for t in spent if t.get("tokens") is not None])
+        row["control_gain"] = describe(
+            [
+                p["control_gain"][row["condition"]][metric]
+                for p in per_passage
+                if metric in p["control_gain"].get(row["condition"], {})
+            ],
+            config.seed,
+        )
     return {
         "metric": metric,
         "passages": per_passage,
         "conditions": conditions,
         "by_round": by_round,
+        "metrics": metric_table(per_passage, keys, config.seed),
+        "comparisons": compare(per_passage, labels, pairs, metric, config.seed),
+        "power": power(per_passage, pairs, metric),
     }
+
+
+def _known(mean: dict[str, Any]) -> dict[str, float]:
+    """The metrics of an evaluation's mean that it has (records written before a metric existed lack it)."""
+    return {m: mean[m] for m in METRICS if isinstance(mean.get(m), int | float)}
 
 
 # ---- the whole run ------------------------------------------------------------------------------------

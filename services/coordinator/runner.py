@@ -44,7 +44,14 @@ from .clients import ServiceClients
 from .lease import Lease, Leases, default_owner
 from .policy import build_policy_dataset, match_teacher_completions
 from .records import MANIFEST, LeaseLost, RecordWriter, job_key, read_run, run_ids, run_key, write_spec
-from .results import attach_examples, build_results, round_passages, round_stage
+from .results import (
+    REWARD_SEED_STRIDE,
+    attach_examples,
+    build_results,
+    round_passages,
+    round_stage,
+    seed_suffix,
+)
 from .schemas import RunConfig, RunCreate, RunDetail, RunEvent, RunSummary
 from .settings import CoordinatorSettings
 
@@ -120,12 +127,15 @@ class RunState:
     def jobs_total(self) -> int:
         config = self.config
         # per round and format: generate + K trainings (times the directive trials); then evaluate, retention
-        per_round = len(config.formats) * (1 + config.k * (1 + len(config.directive_search)))
+        per_round = len(config.formats) * (
+            1 + config.k * (1 + len(config.directive_search)) * config.reward_seeds
+        )
         per_round += 1 + config.retention
         per_train_passage = 1 + max(1, config.rounds) * per_round
         # per held-out passage: baseline, then per condition (passage only, each round's policy, each teacher
-        # that covers it): self-edit (generated or imported), train, evaluate, retention
-        per_condition = 3 + config.retention
+        # that covers it): self-edit (generated or imported), train, evaluate, control, retention
+        control = config.specificity_control and len(self.heldout_indices) >= 2
+        per_condition = 3 + control + config.retention
         heldout_jobs = sum(
             1
             + per_condition
@@ -864,18 +874,26 @@ class RunManager:
                 if generated is None:
                     continue
                 trials = [
-                    (f"{stage}train-{edit['format']}-{edit['sample_index']}{suffix}", edit, directive)
+                    (
+                        f"{stage}train-{edit['format']}-{edit['sample_index']}{suffix}{seed_suffix(s)}",
+                        edit,
+                        directive,
+                        s,
+                    )
                     for edit in generated["self_edits"]
                     for suffix, directive in _directive_trials(edit, run.config, trainer_limits)
+                    for s in range(run.config.reward_seeds)
                 ]
                 trained = await _all_or_none(
                     self._job(
                         run,
                         index,
                         name,
-                        lambda e=edit, d=directive, n=name: self._train(run, passage, e["dataset_key"], d, n),
+                        lambda e=edit, d=directive, n=name, s=s: self._train(
+                            run, passage, e["dataset_key"], d, n, seed_offset=REWARD_SEED_STRIDE * s
+                        ),
                     )
-                    for name, edit, directive in trials
+                    for name, edit, directive, s in trials
                 )
                 adapter_keys += [t["adapter_key"] for t in trained if t is not None]
             adapter_keys = list(dict.fromkeys(adapter_keys))  # identical jobs share one adapter
@@ -1027,6 +1045,9 @@ class RunManager:
             return
         key = trained["adapter_key"]
         await self._job(run, index, prefix + "evaluate", lambda: self._evaluate(run, passage, [key]))
+        other = _control_passage(run, index)
+        if other is not None:  # specificity: the same adapter on another passage's questions
+            await self._job(run, index, prefix + "control", lambda: self._evaluate(run, other, ["", key]))
         if run.config.retention:
             await self._job(
                 run,
@@ -1194,10 +1215,12 @@ class RunManager:
         questions: list[Question] | None = None,
     ) -> dict[str, Any]:
         """Evaluate adapters on the passage's questions (or on `questions`, e.g. the retention set)."""
+        # A passage's questions name its topic (SEAL's "Topic: {title}"); general questions have none.
+        topic = "" if questions is not None else passage.title
         request = evaluator_pb2.EvaluateRequest(
             questions=[
                 evaluator_pb2.Question(
-                    question_id=q.question_id, question=q.question, answers=list(q.answers)
+                    question_id=q.question_id, question=q.question, answers=list(q.answers), topic=topic
                 )
                 for q in (questions or passage.questions)
             ],
@@ -1221,16 +1244,28 @@ class RunManager:
             "seconds": response.seconds,
             "evaluations": {
                 e.adapter_key: {
-                    "mean": _scores(e.mean),
+                    "mean": {**_scores(e.mean), "gold_logprob": round(e.mean_gold_logprob, 5)},
                     "cached": e.cached,
                     "answers": [
-                        {"question_id": a.question_id, "answer": a.answer, "scores": _scores(a.scores)}
+                        {
+                            "question_id": a.question_id,
+                            "answer": a.answer,
+                            "scores": {**_scores(a.scores), "gold_logprob": round(a.gold_logprob, 5)},
+                        }
                         for a in e.answers
                     ],
                 }
                 for e in response.evaluations
             },
         }
+
+
+def _control_passage(run: RunState, index: int) -> Passage | None:
+    """The held-out passage after `index` (cyclically): its questions are the specificity control."""
+    held = run.heldout_indices
+    if not run.config.specificity_control or len(held) < 2 or index not in held:
+        return None
+    return run.passages[held[(held.index(index) + 1) % len(held)]]
 
 
 def _sparse(attempt: int) -> bool:
@@ -1301,7 +1336,8 @@ def _self_edits_record(response: generator_pb2.GenerateResponse) -> dict[str, An
                 "dataset_key": e.dataset_key,
                 "format": e.format,
                 "sample_index": e.sample_index,
-                "directive": {f.name: v for f, v in e.directive.ListFields()},
+                # Every field, zeros included (steps = 0 means "epochs"; ListFields would drop it).
+                "directive": Directive.from_proto(e.directive).as_dict(),
                 "directive_source": _DIRECTIVE_SOURCES.get(e.directive_source, "unspecified"),
                 "directive_notes": list(e.directive_notes),
                 "num_texts": e.num_texts,
@@ -1314,7 +1350,12 @@ def _self_edits_record(response: generator_pb2.GenerateResponse) -> dict[str, An
 
 
 def _scores(message: evaluator_pb2.Scores) -> dict[str, float]:
-    return {"exact_match": message.exact_match, "f1": message.f1, "contains": message.contains}
+    return {
+        "exact_match": message.exact_match,
+        "f1": message.f1,
+        "contains": message.contains,
+        "token_recall": message.token_recall,
+    }
 
 
 def _info_dict(info: common_pb2.ServiceInfo, address: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: "paused": waiting for the object store to come back (the run goes on by itself).
 RunStatusName = Literal["queued", "running", "paused", "succeeded", "completed_with_errors", "failed"]
-RewardMetric = Literal["f1", "exact_match", "contains"]
+RewardMetric = Literal["f1", "exact_match", "contains", "token_recall", "gold_logprob"]
 TEACHER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,39}$"
 
 
@@ -23,6 +23,7 @@ class DirectiveOverride(BaseModel):
     lora_alpha: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=1)
     max_length: int | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=0, description="training budget in steps; 0 = epochs")
 
     def fields_set(self) -> dict[str, float | int]:
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -62,6 +63,13 @@ class RunConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     include_passage: bool = Field(True, description="train on the passage too (SEAL's passage + self-edits)")
     reward_metric: RewardMetric = Field("f1", description="score used for the reward and the best self-edit")
+    reward_seeds: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="train every training self-edit with this many seeds and average its reward (the report "
+        "splits the reward's variance into the self-edit's share and seed noise)",
+    )
     eval_max_new_tokens: int = Field(32, ge=1, le=256)
     policy_adapter_key: str = Field("", description="generator policy adapter (ReST-EM); empty = base model")
     retention: bool = Field(
@@ -88,6 +96,11 @@ class RunConfig(BaseModel):
         "as SEAL's table does) or with each self-edit's own directive",
     )
     policy_directive: PolicyDirective = Field(default_factory=PolicyDirective)
+    specificity_control: bool = Field(
+        True,
+        description="also score each held-out adapter on the next held-out passage's questions: a gain there "
+        "is not knowledge of its own passage",
+    )
     min_reward: float = Field(
         0.0, description="a passage's best self-edit wins only if its reward exceeds this"
     )

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from seal_lab.multilora import AdapterWeights, load_peft_folder, lora_targets
 from seal_lab.outage import OutagePolicy, call_async, call_sync, wait_for_store
 from seal_lab.service import ModelHost
 from seal_lab.store import ObjectStore, read_record, validate_key
+from seal_lab.textmetrics import Scores
 
 from .answering import AnswerTask, QuestionItem, answer_tasks, question_set_hash
 from .settings import EvaluatorSettings
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 CACHE_PREFIX = "evaluations"
 BASELINE = ""
+SCORE_FIELDS = tuple(f.name for f in fields(Scores))
 
 
 def _to_proto(key: str, record: dict[str, Any], cached: bool) -> evaluator_pb2.AdapterEvaluation:
@@ -38,11 +40,15 @@ def _to_proto(key: str, record: dict[str, Any], cached: bool) -> evaluator_pb2.A
         mean=evaluator_pb2.Scores(**record["mean"]),
         answers=[
             evaluator_pb2.Answer(
-                question_id=a["question_id"], answer=a["answer"], scores=evaluator_pb2.Scores(**a["scores"])
+                question_id=a["question_id"],
+                answer=a["answer"],
+                scores=evaluator_pb2.Scores(**a["scores"]),
+                gold_logprob=a["gold_logprob"],
             )
             for a in record["answers"]
         ],
         cached=cached,
+        mean_gold_logprob=record["mean_gold_logprob"],
     )
 
 
@@ -81,7 +87,9 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
                 raise InvalidArgument(
                     f"{where}question {index} ({q.question_id or 'no id'}) has no gold answer"
                 )
-            questions.append(QuestionItem(q.question_id or f"q{index}", q.question, tuple(q.answers)))
+            questions.append(
+                QuestionItem(q.question_id or f"q{index}", q.question, tuple(q.answers), topic=q.topic)
+            )
         return questions
 
     def _validate(self, request: evaluator_pb2.EvaluateRequest) -> tuple[list[_Set], int]:
@@ -231,6 +239,13 @@ def _record_problem(record: Any) -> str | None:
     if not isinstance(record, dict) or not isinstance(record.get("answers"), list):
         return "not an evaluation record"
     mean = record.get("mean")
-    if not isinstance(mean, dict) or any(m not in mean for m in ("exact_match", "f1", "contains")):
+    if not isinstance(mean, dict) or any(m not in mean for m in SCORE_FIELDS):
         return "no mean scores"
+    if not isinstance(record.get("mean_gold_logprob"), float | int):
+        return "no mean gold log-likelihood"
+    for answer in record["answers"]:
+        if not isinstance(answer, dict) or not isinstance(answer.get("gold_logprob"), float | int):
+            return "an answer without its gold log-likelihood"
+        if not isinstance(answer.get("scores"), dict) or any(m not in answer["scores"] for m in SCORE_FIELDS):
+            return "an answer without its scores"
     return None

@@ -27,13 +27,14 @@ def directive_guidance(limits: DirectiveLimits) -> str:
         f"Allowed: epochs {limits.min_epochs}-{limits.max_epochs}, learning_rate {limits.min_learning_rate:g} to "
         f"{limits.max_learning_rate:g}, lora_rank {limits.min_lora_rank}-{limits.max_lora_rank}, lora_alpha "
         f"{limits.min_lora_alpha}-{limits.max_lora_alpha}, batch_size {limits.min_batch_size}-{limits.max_batch_size}, "
-        f"max_length {limits.min_max_length}-{limits.max_max_length}. For example: "
+        f"max_length {limits.min_max_length}-{limits.max_max_length}, steps {limits.min_steps}-{limits.max_steps} "
+        f"(the training budget; 0 = train for the epochs). For example: "
         f"{format_directive(limits.default).removeprefix('Training: ')}."
     )
 
 
 DIRECTIVE_PREFIX = DIRECTIVE_LINE_PREFIX
-DIRECTIVE_MAX_TOKENS = 48
+DIRECTIVE_MAX_TOKENS = 64
 
 
 @dataclass(frozen=True)

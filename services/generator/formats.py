@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from seal_lab.directive import strip_directive
 from seal_lab.errors import InvalidArgument
 
+# A model's framing rather than content: "Here are the implications:", "Sure! ...", "Rewrite 2:".
+_PREAMBLE = re.compile(
+    r"^(?:(?:sure|certainly|of course|okay|ok)\b[\s,!.]|here (?:are|is)\b|below (?:are|is)\b)|:$", re.I
+)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.):]|implication\s*\d*\s*[:.)-]|rewrite\s*\d*\s*[:.)-])\s*", re.I)
 
 
@@ -28,7 +32,7 @@ class SelfEditFormat:
         else:
             chunks = text.splitlines()
         items = [_BULLET.sub("", chunk).strip() for chunk in chunks]
-        return [item for item in items if len(item.split()) >= 3]
+        return [item for item in items if len(item.split()) >= 3 and not _PREAMBLE.search(item)]
 
 
 FORMATS: dict[str, SelfEditFormat] = {

@@ -32,10 +32,13 @@ def dataset_records(
 ) -> list[dict[str, Any]]:
     """JSONL records: one meta record (prompt, raw output, directive...), then one example per text.
 
-    Examples have `prompt` and `completion`; the trainer learns the completion only (prompt is empty here).
+    Every training sequence is `"{title}\n{text}"`, and the passage itself comes first (SEAL's recipe: the
+    title ties each fact to its topic, which the questions name). Examples have `prompt` and `completion`;
+    the trainer learns the completion only (prompt is empty here).
     """
-    examples = [f"{passage_title}\n{passage_context}".strip()] if include_passage else []
-    examples += texts
+    title = passage_title.strip()
+    examples = [f"{title}\n{passage_context}".strip()] if include_passage else []
+    examples += [f"{title}\n{text}".strip() for text in texts]
     return [{"type": "meta", **meta}] + [{"type": "example", "prompt": "", "completion": t} for t in examples]
 
 

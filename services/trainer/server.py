@@ -9,7 +9,7 @@ import json
 import logging
 import tempfile
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,14 @@ from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from seal_lab import __version__
 from seal_lab.directive import Directive, DirectiveLimits
 from seal_lab.errors import AlreadyExists, InvalidArgument, Unavailable
-from seal_lab.grouptrain import GroupJob, TrainingExample, TrainOutcome, TrainProgressEvent, train_group
+from seal_lab.grouptrain import (
+    GroupJob,
+    Schedule,
+    TrainingExample,
+    TrainOutcome,
+    TrainProgressEvent,
+    train_group,
+)
 from seal_lab.logging import bind_context
 from seal_lab.lora import ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS
 from seal_lab.multilora import save_peft_folder
@@ -35,8 +42,9 @@ log = logging.getLogger(__name__)
 
 ADAPTER_PREFIX = "adapters"
 JOB_PREFIX = "trainer-jobs"
-#: Bumped when training changes in a way that makes old results not comparable (part of the job key).
-TRAINING_RECIPE = "lora-adamw-v1"
+#: Bumped when training changes in a way that makes old results not comparable (part of the job key, with
+#: the schedule settings: see `recipe_from_settings`).
+TRAINING_RECIPE = "lora-adamw-v2"
 
 
 def limits_from_settings(settings: TrainerSettings) -> DirectiveLimits:
@@ -45,7 +53,22 @@ def limits_from_settings(settings: TrainerSettings) -> DirectiveLimits:
         max_lora_rank=settings.max_lora_rank,
         max_max_length=settings.max_max_length,
         max_batch_size=settings.max_batch_size,
+        max_steps=settings.max_steps,
     ).with_clamped_default()
+
+
+def schedule_from_settings(settings: TrainerSettings) -> Schedule:
+    return Schedule(settings.warmup_ratio, settings.lr_decay, settings.max_grad_norm)
+
+
+def recipe_from_settings(settings: TrainerSettings) -> dict[str, Any]:
+    """What, besides the job, decides the trained weights (part of every job key and adapter record)."""
+    return {
+        "name": TRAINING_RECIPE,
+        "target_modules": settings.target_modules,
+        **asdict(schedule_from_settings(settings)),
+        "text_eos": settings.text_eos,
+    }
 
 
 @dataclass(frozen=True)
@@ -54,14 +77,13 @@ class TrainJob:
     directive: Directive
     seed: int
 
-    def key(self, fingerprint: str, target_modules: str) -> str:
+    def key(self, fingerprint: str, recipe: dict[str, Any]) -> str:
         identity = {
             "dataset_key": self.dataset_key,
             "directive": self.directive.as_dict(),
             "seed": self.seed,
             "base_model_fingerprint": fingerprint,
-            "target_modules": target_modules,
-            "recipe": TRAINING_RECIPE,
+            "recipe": recipe,
         }
         return f"{JOB_PREFIX}/{sha256_hex(json_bytes(identity))}.json"
 
@@ -167,7 +189,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
     ) -> AsyncIterator[trainer_pb2.TrainEvent]:
         job = self._validate(request)
         loaded = self.host.loaded
-        job_key = job.key(loaded.fingerprint, self.settings.target_modules)
+        job_key = job.key(loaded.fingerprint, recipe_from_settings(self.settings))
         with bind_context(job_id=request.job_id):
             # Store reads run off the event loop (health and other calls stay responsive) and wait out outages.
             recorded = await call_async(lambda: self._recorded(job_key), self.outage, "reading a job record")
@@ -231,6 +253,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             self.target_modules,
             tokens_per_step=self.shape.tokens_per_step,
             row_tokens=self.shape.row_tokens,
+            schedule=schedule_from_settings(self.settings),
+            text_eos=self.settings.text_eos,
         )
         for queued, positions, outcome in zip(firsts, to_train.values(), outcomes, strict=True):
             try:
@@ -270,7 +294,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             "directive": job.directive.as_dict(),
             "seed": job.seed,
             "target_modules": self.settings.target_modules,
-            "recipe": TRAINING_RECIPE,
+            "recipe": recipe_from_settings(self.settings),
             "device": loaded.device,
             "dtype": loaded.dtype,
             "seal_lab_version": __version__,

@@ -21,6 +21,14 @@ class TrainerSettings(GrpcServiceSettings):
     max_max_length: int = 1024
     max_batch_size: int = 16
     max_dataset_examples: int = 2000
+    max_steps: int = Field(default=1000, ge=1, le=100_000)
+    # The recipe's schedule (HF Trainer's, as SEAL trained): linear warmup over this share of a job's steps,
+    # then linear decay to zero; each adapter's gradient clipped to this norm (0 = no clipping).
+    warmup_ratio: float = Field(default=0.1, ge=0.0, le=0.5)
+    lr_decay: bool = True
+    max_grad_norm: float = Field(default=1.0, ge=0.0)
+    # End plain knowledge text with EOS (SEAL pads with EOS and learns it); chosen by the recipe pilot.
+    text_eos: bool = True
     # Concurrent Train calls trained together in one group (adapters stacked, one forward/backward per step).
     # Unset: 32 on CUDA; 1 on a CPU, where training is compute-bound and a group of 5 measured no faster than
     # one job after another (README, Speed), while grouped results depend on the group in the last float

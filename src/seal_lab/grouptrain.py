@@ -14,6 +14,7 @@ the same job alone, and with peft's own training loop).
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +55,33 @@ class GroupJob:
     on_progress: Callable[[TrainProgressEvent], None] | None = None
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How every job's learning rate moves and its gradient is bounded (Hugging Face Trainer's recipe as SEAL
+    used it, plus warmup): linear warmup over `warmup_ratio` of the job's steps, then linear decay towards zero;
+    each adapter's gradient clipped to norm `max_grad_norm` (0: off). Unlike `get_linear_schedule_with_warmup`
+    no step runs at learning rate 0 (a 1-step job would learn nothing): warmup step s of W runs at
+    (s + 1) / (W + 1), and the decay ends at 1 / (steps after warmup) on the last step.
+    `Schedule.constant()` is the old recipe: the directive's learning rate on every step, no clipping."""
+
+    warmup_ratio: float = 0.1
+    decay: bool = True
+    max_grad_norm: float = 1.0
+
+    @classmethod
+    def constant(cls) -> Schedule:
+        return cls(warmup_ratio=0.0, decay=False, max_grad_norm=0.0)
+
+    def factor(self, step: int, total: int) -> float:
+        """The learning-rate multiplier of 0-based `step` of a job's `total` steps."""
+        warmup = math.floor(total * self.warmup_ratio)
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if not self.decay:
+            return 1.0
+        return (total - step) / max(1, total - warmup)
+
+
 @dataclass
 class TrainOutcome:
     adapter: AdapterWeights | None = None
@@ -69,18 +97,20 @@ class TrainOutcome:
 
 
 def tokenize(
-    loaded: LoadedModel, examples: list[TrainingExample], max_length: int
+    loaded: LoadedModel, examples: list[TrainingExample], max_length: int, text_eos: bool = False
 ) -> list[tuple[list, list]]:
-    """(input_ids, labels) per example; labels are -100 on the prompt, so only the completion is learned."""
+    """(input_ids, labels) per example; labels are -100 on the prompt, so only the completion is learned.
+
+    A supervised completion (an example with a prompt) always ends with EOS: it must learn where it ends.
+    Plain knowledge text ends with EOS only when `text_eos` (measured in the recipe pilot, see README).
+    """
     tokenizer = loaded.tokenizer
     eos = tokenizer.eos_token_id
     encoded = []
     for example in examples:
         prompt_ids = tokenizer.encode(example.prompt, add_special_tokens=False) if example.prompt else []
         completion_ids = tokenizer.encode(example.completion, add_special_tokens=False)
-        if example.prompt:
-            # A supervised completion must learn where it ends. Plain knowledge text gets no EOS: teaching
-            # the model that documents end abruptly makes it answer questions with an immediate EOS.
+        if example.prompt or text_eos:
             completion_ids.append(eos)
         # Too long: the prompt loses its start (a policy prompt is long; what it taught comes last), then the
         # completion its end.
@@ -106,12 +136,41 @@ class _Plan:
         sequences = [(ids, [*labels[1:], IGNORE]) for ids, labels in encoded]
         order_rng = random.Random(seed)
         steps, epochs = [], []
-        for epoch in range(directive.epochs):
-            order = list(range(len(sequences)))
-            order_rng.shuffle(order)
-            for start in range(0, len(order), directive.batch_size):
-                steps.append(order[start : start + directive.batch_size])
-                epochs.append(epoch + 1)
+        if directive.steps <= 0:  # `epochs` passes, the last batch of each pass possibly short
+            for epoch in range(directive.epochs):
+                order = list(range(len(sequences)))
+                order_rng.shuffle(order)
+                for start in range(0, len(order), directive.batch_size):
+                    steps.append(order[start : start + directive.batch_size])
+                    epochs.append(epoch + 1)
+            return cls(sequences, steps, epochs)
+        # A budget of `steps` steps: seeded shuffled passes, cut into steps of `batch_size` distinct examples
+        # (fewer when the data has fewer); an example that would repeat inside a step waits for the next.
+        per_step = min(directive.batch_size, len(sequences))
+        stream: list[tuple[int, int]] = []  # (example, pass)
+        waiting: list[tuple[int, int]] = []
+        passes = 0
+        while len(steps) < directive.steps:
+            step: list[int] = []
+            first_pass = 0
+            candidates, waiting = waiting, []
+            while len(step) < per_step:
+                if not candidates:
+                    if not stream:
+                        passes += 1
+                        order = list(range(len(sequences)))
+                        order_rng.shuffle(order)
+                        stream = [(i, passes) for i in order]
+                    candidates = [stream.pop(0)]
+                index, number = candidates.pop(0)
+                if index in step:
+                    waiting.append((index, number))
+                    continue
+                first_pass = first_pass or number
+                step.append(index)
+            waiting += candidates
+            steps.append(step)
+            epochs.append(first_pass)
         return cls(sequences, steps, epochs)
 
 
@@ -121,18 +180,22 @@ def train_group(
     target_modules: list[str] | str = "all-linear",
     tokens_per_step: int = 8192,
     row_tokens: int = 1024,
+    schedule: Schedule | None = None,
+    text_eos: bool = False,
 ) -> list[TrainOutcome | Exception]:
     """Train every job's adapter; a job that cannot train gets its exception, the others go on.
 
     `tokens_per_step` bounds the tokens of one forward pass (a larger step is split into micro-batches whose
-    gradients add up to the same step); `row_tokens` is the length rows are packed to.
+    gradients add up to the same step); `row_tokens` is the length rows are packed to. `schedule`: the
+    learning-rate schedule and clipping (default `Schedule()`); `text_eos`: see `tokenize`.
     """
     import torch
 
+    schedule = schedule or Schedule()
     results: list[TrainOutcome | Exception] = [TrainOutcome() for _ in jobs]
     plans: dict[int, _Plan] = {}
     for index, job in enumerate(jobs):
-        sequences = tokenize(loaded, job.examples, job.directive.max_length)
+        sequences = tokenize(loaded, job.examples, job.directive.max_length, text_eos)
         if not sequences:
             results[index] = InvalidArgument("the dataset has no training text")
         else:
@@ -179,7 +242,10 @@ def train_group(
                 losses, tokens = _step(loaded, routing, items, len(members), tokens_per_step, row_tokens)
                 mask = torch.zeros(len(members), dtype=torch.bool, device=device)
                 mask[active] = True
-                optimizer.step(learning_rates, mask)
+                factors = torch.tensor(
+                    [schedule.factor(step, len(plans[j].steps)) for j in members], device=device
+                )
+                optimizer.step(learning_rates * factors, mask, schedule.max_grad_norm)
                 for slot in active:
                     j = members[slot]
                     outcome = results[j]
@@ -310,9 +376,16 @@ class _GroupAdamW:
         self.steps = torch.zeros(slots, dtype=torch.float64, device=device)
         self.beta1, self.beta2, self.eps = 0.9, 0.999, 1e-8
 
-    def step(self, learning_rates: Any, active: Any) -> None:
+    def step(self, learning_rates: Any, active: Any, max_grad_norm: float = 0.0) -> None:
         import torch
 
+        if max_grad_norm > 0:  # each adapter's own gradient norm, over all of its tensors (torch's clip)
+            grads = [p.grad for p in self.params if p.grad is not None]
+            if grads:
+                norms = torch.stack([g.reshape(g.shape[0], -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+                scale = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+                for g in grads:
+                    g.mul_(scale.view((-1,) + (1,) * (g.dim() - 1)))
         self.steps += active.to(self.steps.dtype)
         steps = self.steps.clamp(min=1)
         bias1 = 1 - self.beta1**steps

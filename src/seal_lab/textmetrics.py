@@ -1,7 +1,9 @@
-"""Answer scoring for question answering: SQuAD v1.1 exact match and token F1, plus a "contains" score.
+"""Answer scoring for question answering: SQuAD v1.1 exact match and token F1, "contains", token recall.
 
 SQuAD's metrics are kept exactly (same normalization, same F1) so numbers are comparable with published
-results. "contains" is the lenient score for a small model that answers in a sentence rather than a span.
+results. "contains" and token recall are the lenient scores for a small model that answers in a sentence
+rather than a span: "contains" asks for the whole gold in order, token recall gives partial credit per gold
+token (the share of the gold's tokens the answer has).
 """
 
 from __future__ import annotations
@@ -50,6 +52,14 @@ def _contains_one(pred: str, gold: str) -> float:
     return float(f" {norm_gold} " in f" {normalize_answer(pred)} ")
 
 
+def _recall_one(pred: str, gold: str) -> float:
+    gold_tokens = normalize_answer(gold).split()
+    if not gold_tokens:
+        return 0.0  # as for "contains": an empty gold would be recalled by any answer
+    num_same = sum((Counter(normalize_answer(pred).split()) & Counter(gold_tokens)).values())
+    return num_same / len(gold_tokens)
+
+
 def exact_match(pred: str, golds: Sequence[str]) -> float:
     """1.0 if the normalized prediction equals any normalized gold answer."""
     return max((_exact_match_one(pred, g) for g in golds), default=0.0)
@@ -65,31 +75,40 @@ def contains_answer(pred: str, golds: Sequence[str]) -> float:
     return max((_contains_one(pred, g) for g in golds), default=0.0)
 
 
+def token_recall(pred: str, golds: Sequence[str]) -> float:
+    """Share of the normalized gold's tokens found in the normalized prediction (multiset overlap / gold
+    length, order ignored, extra words not penalized), the best over the gold answers."""
+    return max((_recall_one(pred, g) for g in golds), default=0.0)
+
+
 @dataclass(frozen=True)
 class Scores:
     exact_match: float
     f1: float
     contains: float
+    token_recall: float
 
     @classmethod
     def mean(cls, items: Sequence[Scores]) -> Scores:
         """Per-metric mean; an empty batch scores zero rather than raising."""
         if not items:
-            return cls(0.0, 0.0, 0.0)
+            return cls(0.0, 0.0, 0.0, 0.0)
         n = len(items)
         return cls(
             exact_match=sum(s.exact_match for s in items) / n,
             f1=sum(s.f1 for s in items) / n,
             contains=sum(s.contains for s in items) / n,
+            token_recall=sum(s.token_recall for s in items) / n,
         )
 
 
 def score_answer(pred: str, golds: Sequence[str]) -> Scores:
-    """All three metrics for one prediction."""
+    """All four metrics for one prediction."""
     return Scores(
         exact_match=exact_match(pred, golds),
         f1=token_f1(pred, golds),
         contains=contains_answer(pred, golds),
+        token_recall=token_recall(pred, golds),
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from seal_lab.directive import Directive
 from seal_lab.errors import InvalidArgument
-from seal_lab.grouptrain import GroupJob, TrainingExample, TrainOutcome, tokenize, train_group
+from seal_lab.grouptrain import GroupJob, Schedule, TrainingExample, TrainOutcome, tokenize, train_group
 from seal_lab.models import load_model
 from seal_lab.multilora import StackedLora, fresh_adapter, load_peft_folder, lora_targets, save_peft_folder
 from seal_lab.settings import ModelSettings
@@ -47,6 +47,7 @@ JOBS = [
     (examples(1), directive(), 11),
     (examples(2, 3), directive(lora_rank=8, lora_alpha=16, learning_rate=5e-4, epochs=3, batch_size=2), 12),
     (examples(3, 2), directive(lora_rank=2, lora_alpha=2, learning_rate=2e-3, epochs=1), 13),
+    (examples(4, 3), directive(steps=5, batch_size=2), 14),  # a step budget instead of epochs
 ]
 
 
@@ -62,17 +63,14 @@ def _max_difference(first: TrainOutcome, second: TrainOutcome) -> float:
 
 
 def test_an_adapter_trained_in_a_group_equals_the_one_trained_alone(loaded):
-    """Mixed ranks, learning rates, lengths, batch sizes and seeds in one group."""
+    """Mixed ranks, learning rates, lengths, batch sizes, budgets and seeds in one group."""
     group = train_group(loaded, [GroupJob(*job) for job in JOBS], row_tokens=48)
     for job, grouped in zip(JOBS, group, strict=True):
         (alone,) = train_group(loaded, [GroupJob(*job)])
         assert isinstance(grouped, TrainOutcome) and isinstance(alone, TrainOutcome)
-        assert grouped.group_size == 3 and alone.group_size == 1
-        assert (
-            len(grouped.step_loss)
-            == len(alone.step_loss)
-            == job[1].epochs * -(-len(job[0]) // job[1].batch_size)
-        )
+        assert grouped.group_size == len(JOBS) and alone.group_size == 1
+        steps = job[1].steps or job[1].epochs * -(-len(job[0]) // job[1].batch_size)
+        assert len(grouped.step_loss) == len(alone.step_loss) == steps
         assert grouped.step_loss == pytest.approx(alone.step_loss, abs=1e-4)
         assert _max_difference(grouped, alone) < TOLERANCE
         # Training moved the weights (B starts at zero).
@@ -80,12 +78,15 @@ def test_an_adapter_trained_in_a_group_equals_the_one_trained_alone(loaded):
 
 
 def test_training_alone_equals_peft_training(loaded):
-    """The stacked path of one adapter against peft's LoRA and torch's AdamW, one example per step."""
+    """The stacked path of one adapter against peft's LoRA, torch's AdamW, torch's gradient clipping and a
+    LambdaLR with the recipe's warmup and decay, one example per step."""
     import torch
     from peft import LoraConfig, get_peft_model
 
     train_examples, job_directive, seed = JOBS[0]
-    (ours,) = train_group(loaded, [GroupJob(train_examples, job_directive, seed)])
+    schedule = Schedule()  # the default recipe: warmup, linear decay, gradient norm clipped to 1
+    assert schedule.max_grad_norm > 0 and schedule.warmup_ratio > 0
+    (ours,) = train_group(loaded, [GroupJob(train_examples, job_directive, seed)], schedule=schedule)
     sequences = tokenize(loaded, train_examples, job_directive.max_length)
     torch.manual_seed(seed)
     config = LoraConfig(
@@ -95,6 +96,8 @@ def test_training_alone_equals_peft_training(loaded):
     try:
         params = [p for p in peft_model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=job_directive.learning_rate, weight_decay=0.0)
+        total = job_directive.epochs * len(sequences)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule.factor(step, total))
         order_rng = random.Random(seed)
         losses = []
         for _ in range(job_directive.epochs):
@@ -104,7 +107,9 @@ def test_training_alone_equals_peft_training(loaded):
                 ids, labels = sequences[i]
                 loss = peft_model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
                 loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, schedule.max_grad_norm)
                 optimizer.step()
+                scheduler.step()
                 optimizer.zero_grad()
                 losses.append(float(loss.detach()))
         reference = {

@@ -414,3 +414,113 @@ def test_evaluator_refuses_questions_without_gold_answers(evaluator_server):
         stub.Evaluate(request, timeout=30)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "no gold answer" in error.value.details()
+
+
+# ---- evaluator: SEAL's prompt, token recall and the gold answer's log-likelihood ---------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenizer(model_settings):
+    from transformers import AutoTokenizer
+
+    from seal_lab.models import prepare_model
+
+    return AutoTokenizer.from_pretrained(prepare_model(model_settings))
+
+
+def _topic_questions() -> list[evaluator_pb2.Question]:
+    return [
+        evaluator_pb2.Question(
+            question_id=q.question_id, question=q.question, answers=list(q.answers), topic=PASSAGE.title
+        )
+        for q in PASSAGE.questions
+    ]
+
+
+def _evaluate_topics(evaluator_server, keys: list[str], max_new_tokens: int = 8):
+    stub = evaluator_pb2_grpc.EvaluatorStub(evaluator_server.channel())
+    request = evaluator_pb2.EvaluateRequest(
+        questions=_topic_questions(), adapter_keys=keys, max_new_tokens=max_new_tokens
+    )
+    return stub.Evaluate(request, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def answer_adapter(trainer_server, shared_store, tokenizer) -> str:
+    """An adapter taught the gold answers after the evaluator's own prompts (supervised, 10 steps)."""
+    from services.evaluator.answering import QuestionItem, question_prompt
+
+    lines = [json.dumps({"type": "meta"})]
+    for q in _topic_questions():
+        item = QuestionItem(q.question_id, q.question, tuple(q.answers), topic=q.topic)
+        lines.append(json.dumps({"prompt": question_prompt(tokenizer, item), "completion": q.answers[0]}))
+    key = shared_store.put_content("datasets", ("\n".join(lines) + "\n").encode(), ".jsonl")
+    directive = Directive(
+        epochs=2, learning_rate=3e-3, lora_rank=8, lora_alpha=16, batch_size=1, max_length=128
+    )
+    events = _train(trainer_server, key, directive)
+    assert events[-1].HasField("result")
+    return events[-1].result.adapter_key
+
+
+def test_evaluator_prompt_carries_the_topic_through_the_chat_template(tokenizer):
+    from services.evaluator.answering import QuestionItem, question_prompt, question_set_hash
+
+    item = QuestionItem("q", "Who rang the bell?", ("Arrowby",), topic="The bell tower")
+    text = (
+        "Let's answer a question directly and concisely.\n"
+        "Question: Topic: The bell tower\nWho rang the bell?\nAnswer:"
+    )
+    prompt = question_prompt(tokenizer, item)
+    assert prompt == tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+    )
+    assert text in prompt and prompt != text and prompt.endswith("<|im_start|>assistant\n")
+    untitled = QuestionItem("q", "Who rang the bell?", ("Arrowby",))
+    assert "Question: Who rang the bell?\nAnswer:" in question_prompt(tokenizer, untitled)
+    assert "Topic:" not in question_prompt(tokenizer, untitled)
+
+    class Plain:  # a tokenizer without a chat template gets the plain text
+        chat_template = None
+
+    assert question_prompt(Plain(), item) == text
+    # The topic is part of what is asked, so part of the evaluation cache key.
+    assert question_set_hash([item], 8) != question_set_hash([untitled], 8)
+
+
+def test_evaluator_gold_logprob_rises_under_an_adapter_taught_the_answers(evaluator_server, answer_adapter):
+    import math
+
+    from seal_lab.textmetrics import score_answer
+
+    response = _evaluate_topics(evaluator_server, ["", answer_adapter])
+    base, taught = response.evaluations
+    golds = {q.question_id: list(q.answers) for q in _topic_questions()}
+    for evaluation in response.evaluations:
+        logprobs = [a.gold_logprob for a in evaluation.answers]
+        assert all(math.isfinite(x) and x < 0 for x in logprobs)
+        assert evaluation.mean_gold_logprob == pytest.approx(sum(logprobs) / len(logprobs))
+        for answer in evaluation.answers:  # token recall is in every answer's scores, and in the mean
+            expected = score_answer(answer.answer, golds[answer.question_id]).token_recall
+            assert answer.scores.token_recall == pytest.approx(expected)
+        recalls = [a.scores.token_recall for a in evaluation.answers]
+        assert evaluation.mean.token_recall == pytest.approx(sum(recalls) / len(recalls))
+    # Taught the answers after these very prompts: every gold answer is likelier than under the base model.
+    for before, after in zip(base.answers, taught.answers, strict=True):
+        assert after.gold_logprob > before.gold_logprob, before.question_id
+    assert taught.mean_gold_logprob > base.mean_gold_logprob + 0.5
+
+
+def test_evaluator_gold_logprob_is_the_same_for_the_same_request(evaluator_server, answer_adapter):
+    first = _evaluate_topics(evaluator_server, ["", answer_adapter])
+    again = _evaluate_topics(evaluator_server, ["", answer_adapter])
+    assert all(e.cached for e in again.evaluations)
+    # Computed anew (another max_new_tokens is another cache entry): the same rows, the same likelihoods.
+    anew = _evaluate_topics(evaluator_server, ["", answer_adapter], max_new_tokens=9)
+    assert not any(e.cached for e in anew.evaluations)
+    for a, b, c in zip(first.evaluations, again.evaluations, anew.evaluations, strict=True):
+        assert [x.gold_logprob for x in b.answers] == [x.gold_logprob for x in a.answers]
+        assert b.mean_gold_logprob == a.mean_gold_logprob
+        assert [x.gold_logprob for x in c.answers] == pytest.approx(
+            [x.gold_logprob for x in a.answers], abs=1e-4
+        )

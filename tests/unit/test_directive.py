@@ -21,7 +21,7 @@ def test_a_complete_directive_is_parsed():
     text = "1. A fact.\nTraining: epochs=3 learning_rate=0.0005 lora_rank=8 lora_alpha=16 batch_size=2 max_length=128"
     parsed = parse_directive(text, LIMITS)
     assert parsed.source is DirectiveSource.PARSED
-    assert parsed.directive == Directive(3, 0.0005, 8, 16, 2, 128)
+    assert parsed.directive == Directive(3, 0.0005, 8, 16, 2, 128, steps=0)  # epochs asked: no budget
     assert parsed.notes == ()
 
 
@@ -101,3 +101,21 @@ def test_defaulted_fields_respect_limits_tighter_than_the_default():
     assert parse_directive("nothing", tight).directive.epochs == 2
     assert tight.with_clamped_default().default.max_length == 128
     assert tight.violations(tight.with_clamped_default().default) == []
+
+
+def test_a_step_budget_is_read_and_epochs_alone_mean_passes():
+    budget = parse_directive("Training: steps=40 learning_rate=0.001", LIMITS)
+    assert budget.directive.steps == 40 and budget.directive.learning_rate == 0.001
+    assert budget.directive.epochs == LIMITS.default.epochs  # filled in, unused under a step budget
+    # A model that asks for epochs and no steps gets epochs (not the default budget).
+    passes = parse_directive(
+        "Training: epochs=3 learning_rate=0.001", DirectiveLimits(default=Directive(steps=24))
+    )
+    assert passes.directive.epochs == 3 and passes.directive.steps == 0
+    clamped = parse_directive("Training: steps=99999", LIMITS)
+    assert clamped.directive.steps == LIMITS.max_steps and clamped.source is DirectiveSource.PARTIAL
+    # The line the generator asks for carries the budget, and reads back to the same directive.
+    with_budget = Directive(steps=24)
+    assert "steps=24" in format_directive(with_budget)
+    assert parse_directive(format_directive(with_budget), LIMITS).directive == with_budget
+    assert "steps" not in format_directive(Directive(steps=0))

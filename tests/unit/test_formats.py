@@ -46,6 +46,11 @@ def test_dataset_records_put_meta_first_and_the_passage_before_the_self_edit():
         "T", "The lamp is red.", ["A fact here."], include_passage=True, meta={"format": "x"}
     )
     assert records[0] == {"type": "meta", "format": "x"}
-    assert [r["completion"] for r in records[1:]] == ["T\nThe lamp is red.", "A fact here."]
+    assert [r["completion"] for r in records[1:]] == ["T\nThe lamp is red.", "T\nA fact here."]
     without = dataset_records("T", "ctx", ["A fact here."], include_passage=False, meta={})
-    assert [r["completion"] for r in without[1:]] == ["A fact here."]
+    assert [r["completion"] for r in without[1:]] == ["T\nA fact here."]
+
+
+def test_preamble_lines_are_not_trained_as_facts():
+    output = "Here are the implications:\n1. The lamp is red and bright.\nSure, happy to help\nKey facts:"
+    assert get_format("implications").training_texts(output) == ["The lamp is red and bright."]

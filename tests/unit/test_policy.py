@@ -90,7 +90,7 @@ def test_policy_dataset_records(store):
 
 
 def test_a_directive_search_winner_teaches_the_better_directive(store):
-    better = {**OWN_DIRECTIVE, "epochs": 1, "learning_rate": 0.001, "max_length": 256}
+    better = {**OWN_DIRECTIVE, "epochs": 1, "learning_rate": 0.001, "max_length": 256, "steps": 0}
     key, examples = build_policy_dataset(store, [_winner("a", "-d1", better), _winner("b")])
     assert examples == 4
     _, a_edit, a_directive, b_edit, b_directive = _records(store, key)

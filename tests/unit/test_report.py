@@ -91,6 +91,18 @@ def test_the_conditions_table(html):
     assert "2 passages never used to train the policy" in html
 
 
+def test_the_planned_comparisons_and_every_metric(html):
+    assert "Planned comparisons (paired by passage, Holm-corrected; primary metric f1)" in html
+    # p2 vs p0 on the two held-out passages: F1 differences 0.3 and 0.5, mean +0.4.
+    assert (
+        "No detectable difference between passage + self-edits (policy after round 2) and passage + "
+        "self-edits (round-0 generator) at N=2: +0.400" in html
+    )
+    assert "Too few paired passages to compare passage + gpt self-edits and passage only (N=1)" in html
+    assert "Minimum detectable effect at N=2" in html
+    assert "<th>gold_logprob</th>" in html and "<th>token_recall</th>" in html
+
+
 def test_rounds_what_worked_and_examples(html):
     assert "2 training passages, 2 held-out, 2 ReST-EM rounds, metric f1" in html
     assert "<code>base model</code>" in html and "<code>adapters/policy1</code>" in html

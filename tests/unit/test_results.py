@@ -120,3 +120,28 @@ def test_the_reward_metric_is_a_run_setting():
     }
     results = build_results(PASSAGES, jobs, RunConfig(k=2, reward_metric="exact_match"))
     assert results["passages"][0]["self_edits"][0]["reward"] == 1.0
+
+
+def test_a_reward_averages_its_seeds_and_the_variance_is_split():
+    jobs = _jobs()
+    # A second seed of each self-edit: self-edit 0 scores 0.4 and 0.2 (rewards 0.3, 0.1), self-edit 1 scores
+    # 0.05 and 0.15 (rewards -0.05, 0.05).
+    jobs["0000-train-implications-0-s1"] = {"adapter_key": "adapters/a2", "metrics": {"seconds": 3.0}}
+    jobs["0000-train-implications-1-s1"] = {"adapter_key": "adapters/b2", "metrics": {"seconds": 3.0}}
+    jobs["0000-evaluate"]["evaluations"]["adapters/a2"] = {"mean": _scores(0.2), "answers": []}
+    jobs["0000-evaluate"]["evaluations"]["adapters/b2"] = {"mean": _scores(0.15), "answers": []}
+    results = build_results(PASSAGES, jobs, RunConfig(k=2, reward_seeds=2))
+    edits = results["passages"][0]["self_edits"]
+    assert [e["trials"][0]["seed_rewards"] for e in edits] == [
+        [pytest.approx(0.3), pytest.approx(0.1)],
+        [pytest.approx(-0.05), pytest.approx(0.05)],
+    ]
+    assert [e["reward"] for e in edits] == [pytest.approx(0.2), pytest.approx(0.0)]
+    # One-way ANOVA by hand: group means 0.2 and 0.0, grand mean 0.1; MS within = (0.02 + 0.005) / 2 = 0.0125,
+    # MS between = 2 * (0.01 + 0.01) / 1 = 0.04; between component = (0.04 - 0.0125) / 2 = 0.01375.
+    variance = results["summary"]["reward_variance"]
+    assert variance["n_groups"] == 2
+    assert variance["within"] == pytest.approx(0.0125) and variance["between"] == pytest.approx(0.01375)
+    assert variance["icc"] == pytest.approx(0.01375 / (0.01375 + 0.0125), abs=1e-4)
+    # One seed: no split to report.
+    assert build_results(PASSAGES, _jobs(), RunConfig(k=2))["summary"]["reward_variance"] is None

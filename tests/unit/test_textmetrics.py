@@ -12,6 +12,7 @@ from seal_lab.textmetrics import (
     normalize_answer,
     score_answer,
     token_f1,
+    token_recall,
 )
 
 
@@ -71,25 +72,53 @@ def test_contains_answer_never_counts_empty_gold() -> None:
     assert contains_answer("anything", []) == 0.0
 
 
-def test_score_answer_bundles_all_three() -> None:
+def test_token_recall_known_values() -> None:
+    # gold "the Blue Lantern Series" -> [blue, lantern, series]; pred -> [it, was, blue, lantern]: 2 of 3.
+    assert token_recall("It was the blue lantern.", ["the Blue Lantern Series"]) == pytest.approx(2 / 3)
+    # Extra words cost nothing (unlike F1) and order does not matter (unlike "contains").
+    assert token_recall("series, lantern and blue, said the keeper", ["Blue Lantern Series"]) == 1.0
+    # Multiset overlap: gold [x, x, y] against pred [x, y] recalls 2 of 3; pred [x, x, x] recalls 2 of 3.
+    assert token_recall("x y", ["x x y"]) == pytest.approx(2 / 3)
+    assert token_recall("x x x", ["x x y"]) == pytest.approx(2 / 3)
+    # Best gold wins: 1/2 against the first, 1/1 against the second.
+    assert token_recall("Dalbrook won", ["Ines Dalbrook", "Dalbrook"]) == 1.0
+    assert token_recall("Ines", ["Ines Dalbrook"]) == 0.5
+    assert token_recall("red kite", ["blue lantern"]) == 0.0
+    assert token_recall("", ["gold"]) == 0.0
+    assert token_recall("anything", []) == 0.0
+
+
+def test_token_recall_never_counts_empty_gold() -> None:
+    assert token_recall("anything at all", [""]) == 0.0
+    assert token_recall("the answer", ["the", "  "]) == 0.0  # empty after normalization
+
+
+def test_score_answer_bundles_all_four() -> None:
     scores = score_answer("Old Gorrick, the big one", ["Old Gorrick"])
     assert scores.exact_match == 0.0
     assert scores.contains == 1.0
     # pred [old, gorrick, big, one], gold [old, gorrick]: precision 1/2, recall 1, F1 = 2/3
     assert scores.f1 == pytest.approx(2 / 3)
-    assert score_answer("Old Gorrick", ["old gorrick"]) == Scores(1.0, 1.0, 1.0)
+    assert scores.token_recall == 1.0
+    # pred [gorrick, was, old], gold [old, gorrick, bell]: 2 of 3 recalled, not contained, F1 = 2/3.
+    partial = score_answer("Gorrick was old", ["Old Gorrick bell"])
+    assert (partial.exact_match, partial.contains) == (0.0, 0.0)
+    assert partial.f1 == pytest.approx(2 / 3)
+    assert partial.token_recall == pytest.approx(2 / 3)
+    assert score_answer("Old Gorrick", ["old gorrick"]) == Scores(1.0, 1.0, 1.0, 1.0)
 
 
 def test_scores_mean() -> None:
-    assert Scores.mean([]) == Scores(0.0, 0.0, 0.0)
-    mean = Scores.mean([Scores(1.0, 1.0, 1.0), Scores(0.0, 0.5, 1.0), Scores(0.0, 0.0, 0.0)])
+    assert Scores.mean([]) == Scores(0.0, 0.0, 0.0, 0.0)
+    mean = Scores.mean([Scores(1.0, 1.0, 1.0, 1.0), Scores(0.0, 0.5, 1.0, 0.5), Scores(0.0, 0.0, 0.0, 0.25)])
     assert mean.exact_match == pytest.approx(1 / 3)
     assert mean.f1 == pytest.approx(0.5)
     assert mean.contains == pytest.approx(2 / 3)
+    assert mean.token_recall == pytest.approx(0.5833333333)
 
 
 def test_scores_is_frozen() -> None:
-    scores = Scores(1.0, 1.0, 1.0)
+    scores = Scores(1.0, 1.0, 1.0, 1.0)
     with pytest.raises(AttributeError):
         scores.f1 = 0.0  # type: ignore[misc]
 

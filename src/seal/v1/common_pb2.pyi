@@ -44,23 +44,25 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Directive(_message.Message):
-    __slots__ = ("epochs", "learning_rate", "lora_rank", "lora_alpha", "batch_size", "max_length")
+    __slots__ = ("epochs", "learning_rate", "lora_rank", "lora_alpha", "batch_size", "max_length", "steps")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     LORA_RANK_FIELD_NUMBER: _ClassVar[int]
     LORA_ALPHA_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     learning_rate: float
     lora_rank: int
     lora_alpha: int
     batch_size: int
     max_length: int
-    def __init__(self, epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., lora_rank: _Optional[int] = ..., lora_alpha: _Optional[int] = ..., batch_size: _Optional[int] = ..., max_length: _Optional[int] = ...) -> None: ...
+    steps: int
+    def __init__(self, epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., lora_rank: _Optional[int] = ..., lora_alpha: _Optional[int] = ..., batch_size: _Optional[int] = ..., max_length: _Optional[int] = ..., steps: _Optional[int] = ...) -> None: ...
 
 class DirectiveLimits(_message.Message):
-    __slots__ = ("min_epochs", "max_epochs", "min_learning_rate", "max_learning_rate", "min_lora_rank", "max_lora_rank", "min_lora_alpha", "max_lora_alpha", "min_batch_size", "max_batch_size", "min_max_length", "max_max_length", "default_directive")
+    __slots__ = ("min_epochs", "max_epochs", "min_learning_rate", "max_learning_rate", "min_lora_rank", "max_lora_rank", "min_lora_alpha", "max_lora_alpha", "min_batch_size", "max_batch_size", "min_max_length", "max_max_length", "default_directive", "min_steps", "max_steps")
     MIN_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     MAX_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     MIN_LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +76,8 @@ class DirectiveLimits(_message.Message):
     MIN_MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     MAX_MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_DIRECTIVE_FIELD_NUMBER: _ClassVar[int]
+    MIN_STEPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     min_epochs: int
     max_epochs: int
     min_learning_rate: float
@@ -87,4 +91,6 @@ class DirectiveLimits(_message.Message):
     min_max_length: int
     max_max_length: int
     default_directive: Directive
-    def __init__(self, min_epochs: _Optional[int] = ..., max_epochs: _Optional[int] = ..., min_learning_rate: _Optional[float] = ..., max_learning_rate: _Optional[float] = ..., min_lora_rank: _Optional[int] = ..., max_lora_rank: _Optional[int] = ..., min_lora_alpha: _Optional[int] = ..., max_lora_alpha: _Optional[int] = ..., min_batch_size: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., min_max_length: _Optional[int] = ..., max_max_length: _Optional[int] = ..., default_directive: _Optional[_Union[Directive, _Mapping]] = ...) -> None: ...
+    min_steps: int
+    max_steps: int
+    def __init__(self, min_epochs: _Optional[int] = ..., max_epochs: _Optional[int] = ..., min_learning_rate: _Optional[float] = ..., max_learning_rate: _Optional[float] = ..., min_lora_rank: _Optional[int] = ..., max_lora_rank: _Optional[int] = ..., min_lora_alpha: _Optional[int] = ..., max_lora_alpha: _Optional[int] = ..., min_batch_size: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., min_max_length: _Optional[int] = ..., max_max_length: _Optional[int] = ..., default_directive: _Optional[_Union[Directive, _Mapping]] = ..., min_steps: _Optional[int] = ..., max_steps: _Optional[int] = ...) -> None: ...

@@ -8,14 +8,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Question(_message.Message):
-    __slots__ = ("question_id", "question", "answers")
+    __slots__ = ("question_id", "question", "answers", "topic")
     QUESTION_ID_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
     question_id: str
     question: str
     answers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, question_id: _Optional[str] = ..., question: _Optional[str] = ..., answers: _Optional[_Iterable[str]] = ...) -> None: ...
+    topic: str
+    def __init__(self, question_id: _Optional[str] = ..., question: _Optional[str] = ..., answers: _Optional[_Iterable[str]] = ..., topic: _Optional[str] = ...) -> None: ...
 
 class QuestionSet(_message.Message):
     __slots__ = ("set_id", "questions", "adapter_keys")
@@ -42,36 +44,42 @@ class EvaluateRequest(_message.Message):
     def __init__(self, questions: _Optional[_Iterable[_Union[Question, _Mapping]]] = ..., adapter_keys: _Optional[_Iterable[str]] = ..., max_new_tokens: _Optional[int] = ..., run_id: _Optional[str] = ..., sets: _Optional[_Iterable[_Union[QuestionSet, _Mapping]]] = ...) -> None: ...
 
 class Scores(_message.Message):
-    __slots__ = ("exact_match", "f1", "contains")
+    __slots__ = ("exact_match", "f1", "contains", "token_recall")
     EXACT_MATCH_FIELD_NUMBER: _ClassVar[int]
     F1_FIELD_NUMBER: _ClassVar[int]
     CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_RECALL_FIELD_NUMBER: _ClassVar[int]
     exact_match: float
     f1: float
     contains: float
-    def __init__(self, exact_match: _Optional[float] = ..., f1: _Optional[float] = ..., contains: _Optional[float] = ...) -> None: ...
+    token_recall: float
+    def __init__(self, exact_match: _Optional[float] = ..., f1: _Optional[float] = ..., contains: _Optional[float] = ..., token_recall: _Optional[float] = ...) -> None: ...
 
 class Answer(_message.Message):
-    __slots__ = ("question_id", "answer", "scores")
+    __slots__ = ("question_id", "answer", "scores", "gold_logprob")
     QUESTION_ID_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    GOLD_LOGPROB_FIELD_NUMBER: _ClassVar[int]
     question_id: str
     answer: str
     scores: Scores
-    def __init__(self, question_id: _Optional[str] = ..., answer: _Optional[str] = ..., scores: _Optional[_Union[Scores, _Mapping]] = ...) -> None: ...
+    gold_logprob: float
+    def __init__(self, question_id: _Optional[str] = ..., answer: _Optional[str] = ..., scores: _Optional[_Union[Scores, _Mapping]] = ..., gold_logprob: _Optional[float] = ...) -> None: ...
 
 class AdapterEvaluation(_message.Message):
-    __slots__ = ("adapter_key", "mean", "answers", "cached")
+    __slots__ = ("adapter_key", "mean", "answers", "cached", "mean_gold_logprob")
     ADAPTER_KEY_FIELD_NUMBER: _ClassVar[int]
     MEAN_FIELD_NUMBER: _ClassVar[int]
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
+    MEAN_GOLD_LOGPROB_FIELD_NUMBER: _ClassVar[int]
     adapter_key: str
     mean: Scores
     answers: _containers.RepeatedCompositeFieldContainer[Answer]
     cached: bool
-    def __init__(self, adapter_key: _Optional[str] = ..., mean: _Optional[_Union[Scores, _Mapping]] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., cached: _Optional[bool] = ...) -> None: ...
+    mean_gold_logprob: float
+    def __init__(self, adapter_key: _Optional[str] = ..., mean: _Optional[_Union[Scores, _Mapping]] = ..., answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., cached: _Optional[bool] = ..., mean_gold_logprob: _Optional[float] = ...) -> None: ...
 
 class QuestionSetEvaluation(_message.Message):
     __slots__ = ("set_id", "evaluations")
