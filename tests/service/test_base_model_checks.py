@@ -71,7 +71,7 @@ def test_training_is_deterministic_for_a_seed(tiny_model_path, tmp_path: Path):
         TrainingExample("Q:", " A."),
     ]
     directive = Directive(
-        epochs=2, learning_rate=1e-3, lora_rank=4, lora_alpha=8, batch_size=1, max_length=32
+        epochs=2, learning_rate=1e-3, lora_rank=4, lora_alpha=8, batch_size=1, max_length=32, steps=0
     )
 
     def weights(seed: int, name: str) -> bytes:

@@ -33,7 +33,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory):
 
 
 def directive(**changes) -> Directive:
-    base = {"epochs": 2, "learning_rate": 1e-3, "lora_rank": 4, "lora_alpha": 8, "batch_size": 1}
+    base = {"epochs": 2, "learning_rate": 1e-3, "lora_rank": 4, "lora_alpha": 8, "batch_size": 1, "steps": 0}
     return Directive(**{**base, "max_length": 64, **changes})
 
 

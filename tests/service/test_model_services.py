@@ -218,8 +218,13 @@ def test_generator_imports_teacher_self_edits_as_datasets(generator_server, limi
     ]
     meta, examples = records[0], [r["completion"] for r in records[1:]]
     assert meta["backend"] == "import" and meta["source"] == "teacher:test" and meta["policy_examples"] == []
-    # The passage, then one text per implication; the markdown heading is not a training text.
-    assert examples[1:] == ["The first implication is about the passage.", "A second one, also long enough."]
+    # The passage, then one text per implication, each after the title (SEAL's format); the markdown
+    # heading is not a training text.
+    title = PASSAGE.title.strip()
+    assert examples[1:] == [
+        f"{title}\nThe first implication is about the passage.",
+        f"{title}\nA second one, also long enough.",
+    ]
     assert PASSAGE.context in examples[0]
     # No directive line in the teacher's text: the trainer's default, said so.
     assert imported.directive_source == generator_pb2.DIRECTIVE_SOURCE_DEFAULT

@@ -114,9 +114,9 @@ def test_teacher_self_edits_are_parsed_and_stored(teacher, teacher_generator, sh
     assert (edit.directive.epochs, edit.directive.lora_rank, edit.directive.max_length) == (4, 8, 200)
     records = [json.loads(line) for line in shared_store.get_bytes(edit.dataset_key).decode().splitlines()]
     assert records[0]["backend"] == "openai" and records[0]["generator_model"] == "teacher-model"
-    assert [r["completion"] for r in records[1:]] == [
-        "The Tidewright was built in 1921 by Halvard Pike.",
-        "Only 38 Tidewright clocks were ever sold.",
+    assert [r["completion"] for r in records[1:]] == [  # each after the passage's title (SEAL's format)
+        "Tide clock\nThe Tidewright was built in 1921 by Halvard Pike.",
+        "Tide clock\nOnly 38 Tidewright clocks were ever sold.",
     ]
 
 
