@@ -91,7 +91,9 @@ def _conditions_section(heldout: dict[str, Any]) -> list[str]:
     if base and base["mean"] is not None:
         out.append(
             f'<p class="muted">No adapter: {base["mean"]:.3f}. Retention is the {metric} on the built-in '
-            "general-knowledge questions (what the adapter made the model forget).</p>"
+            "general-knowledge questions (what the adapter made the model forget)"
+            + _retention_scope(conditions)
+            + ".</p>"
         )
     return out
 
@@ -249,3 +251,11 @@ def render_report(run: dict[str, Any]) -> str:
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
         f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>"
     )
+
+
+def _retention_scope(conditions: list[dict[str, Any]]) -> str:
+    """Where retention was scored on some of the held-out passages only (`retention_heldout`)."""
+    partial = [c for c in conditions if c["condition"] != "base" and 0 < c.get("retention_n", 0) < c["n"]]
+    if not partial:
+        return ""
+    return f", scored on the first {partial[0]['retention_n']} held-out passages of each condition"

@@ -367,6 +367,7 @@ def heldout_results(
                 **describe(values, config.seed),
                 "gain": describe(gains, config.seed),
                 "retention": _mean(kept),
+                "retention_n": len(kept),
             }
         )
     by_round = [

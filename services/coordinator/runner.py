@@ -135,10 +135,9 @@ class RunState:
         # per held-out passage: baseline, then per condition (passage only, each round's policy, each teacher
         # that covers it): self-edit (generated or imported), train, evaluate, control, retention
         control = config.specificity_control and len(self.heldout_indices) >= 2
-        per_condition = 3 + control + config.retention
         heldout_jobs = sum(
             1
-            + per_condition
+            + (3 + control + self.heldout_retention(i))
             * (
                 1
                 + config.rounds
@@ -148,6 +147,11 @@ class RunState:
             for i in self.heldout_indices
         )
         return per_train_passage * len(self.train_indices) + heldout_jobs + config.rounds
+
+    def heldout_retention(self, index: int) -> bool:
+        """Whether held-out passage `index`'s adapters are scored on the retention set."""
+        limit = self.config.retention_heldout
+        return self.config.retention and (not limit or self.heldout_indices.index(index) < limit)
 
     @property
     def jobs_failed(self) -> int:
@@ -1048,7 +1052,7 @@ class RunManager:
         other = _control_passage(run, index)
         if other is not None:  # specificity: the same adapter on another passage's questions
             await self._job(run, index, prefix + "control", lambda: self._evaluate(run, other, ["", key]))
-        if run.config.retention:
+        if run.heldout_retention(index):
             await self._job(
                 run,
                 index,
@@ -1285,7 +1289,10 @@ def _directive_trials(
     own = {**limits.default.as_dict(), **edit["directive"]}
     trials = [("", own)]
     for number, override in enumerate(config.directive_search, start=1):
-        varied = limits.clamp(Directive(**{**own, **override.fields_set()})).as_dict()
+        fields = override.fields_set()
+        if "epochs" in fields and "steps" not in fields:  # as in a written directive: epochs, not a budget
+            fields["steps"] = 0
+        varied = limits.clamp(Directive(**{**own, **fields})).as_dict()
         trials.append((f"-d{number}", varied))
     return trials
 

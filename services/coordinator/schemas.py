@@ -48,6 +48,7 @@ class PolicyDirective(BaseModel):
     max_length: int = Field(
         1024, ge=32, description="prompt + self-edit tokens; prompts are cut from the left"
     )
+    steps: int = Field(0, ge=0, description="a budget in optimizer steps instead of epochs; 0 = epochs")
 
 
 class RunConfig(BaseModel):
@@ -74,6 +75,12 @@ class RunConfig(BaseModel):
     policy_adapter_key: str = Field("", description="generator policy adapter (ReST-EM); empty = base model")
     retention: bool = Field(
         True, description="also score every adapter on general questions the base model knows (forgetting)"
+    )
+    retention_heldout: int = Field(
+        0,
+        ge=0,
+        description="score the retention set for only the first N held-out passages of each condition "
+        "(0 = all of them); 64 questions per adapter cost several times the passage's own evaluation",
     )
     rounds: int = Field(
         0,

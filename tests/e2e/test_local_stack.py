@@ -22,7 +22,12 @@ from services.coordinator.launcher import LocalStack
 pytestmark = pytest.mark.e2e
 
 #: Small enough for CI on two cores; the trainer's limits cap every directive the model writes.
-STACK_ENV = {"SEAL_TRAINER_MAX_EPOCHS": "3", "SEAL_TRAINER_MAX_MAX_LENGTH": "160", "SEAL_LOG_LEVEL": "INFO"}
+STACK_ENV = {
+    "SEAL_TRAINER_MAX_EPOCHS": "3",
+    "SEAL_TRAINER_MAX_STEPS": "10",
+    "SEAL_TRAINER_MAX_MAX_LENGTH": "160",
+    "SEAL_LOG_LEVEL": "INFO",
+}
 RUN_BODY = {
     "dataset": "demo",
     "limit": 2,

@@ -23,8 +23,13 @@ from services.coordinator.launcher import LocalStack
 
 pytestmark = pytest.mark.e2e
 
-#: Small enough for CI on two cores.
-STACK_ENV = {"SEAL_TRAINER_MAX_EPOCHS": "2", "SEAL_TRAINER_MAX_MAX_LENGTH": "160", "SEAL_LOG_LEVEL": "INFO"}
+#: Small enough for CI on two cores (the trainer's limits clamp the default directive's step budget too).
+STACK_ENV = {
+    "SEAL_TRAINER_MAX_EPOCHS": "2",
+    "SEAL_TRAINER_MAX_STEPS": "6",
+    "SEAL_TRAINER_MAX_MAX_LENGTH": "160",
+    "SEAL_LOG_LEVEL": "INFO",
+}
 SEED = 5
 
 

@@ -71,3 +71,37 @@ def test_steps_per_condition_and_the_specificity_control():
     # Every metric per condition, with its gain over the base model.
     assert heldout["metrics"]["passage"]["f1"]["gain"]["mean"] == pytest.approx(0.15)
     assert heldout["metrics"]["passage"]["gold_logprob"]["n"] == 0  # the fixture's records predate it
+
+
+def test_retention_on_the_first_heldout_passages_only_counts_and_reports_its_scope():
+    from services.coordinator.runner import RunState
+
+    def state(**overrides) -> RunState:
+        return RunState(
+            id="r",
+            name="r",
+            config=fx.config(**overrides),
+            passages=fx.PASSAGES,
+            created_at=0.0,
+            heldout_ids=fx.HELDOUT_IDS,
+            teachers=fx.TEACHERS,
+        )
+
+    everywhere, first_only, none = state(), state(retention_heldout=1), state(retention=False)
+    held = everywhere.heldout_indices
+    assert [first_only.heldout_retention(i) for i in held] == [True, False]
+    assert not any(none.heldout_retention(i) for i in held)
+    # The second held-out passage has passage, p0..p2 and (not covered by the teacher) no teacher row: 4
+    # conditions, each losing its retention job.
+    assert everywhere.jobs_total - first_only.jobs_total == 4
+    assert first_only.jobs_total - none.jobs_total > 0
+
+    jobs = copy.deepcopy(fx.build_jobs())
+    for name in [n for n in jobs if n.startswith("0003-heldout-") and n.endswith("-retention")]:
+        del jobs[name]
+    heldout = build_results(fx.PASSAGES, jobs, fx.config(retention_heldout=1), fx.HELDOUT_IDS, fx.TEACHERS)
+    rows = {c["condition"]: c for c in heldout["heldout"]["conditions"]}
+    assert rows["passage"]["retention_n"] == 1 and rows["passage"]["n"] == 2
+    from services.coordinator.report import _retention_scope
+
+    assert "first 1 held-out passages" in _retention_scope(heldout["heldout"]["conditions"])
