@@ -32,7 +32,7 @@ from seal_lab.data import (
     passages_to_json,
     retention_questions,
 )
-from seal_lab.directive import Directive, DirectiveLimits
+from seal_lab.directive import Directive, DirectiveLimits, epochs_mean_epochs
 from seal_lab.errors import FailedPrecondition, InvalidArgument, NotFound, StoreUnavailable, Unavailable
 from seal_lab.grpc_client import RETRYABLE_CODES, is_store_outage
 from seal_lab.logging import bind_context
@@ -1289,10 +1289,7 @@ def _directive_trials(
     own = {**limits.default.as_dict(), **edit["directive"]}
     trials = [("", own)]
     for number, override in enumerate(config.directive_search, start=1):
-        fields = override.fields_set()
-        if "epochs" in fields and "steps" not in fields:  # as in a written directive: epochs, not a budget
-            fields["steps"] = 0
-        varied = limits.clamp(Directive(**{**own, **fields})).as_dict()
+        varied = limits.clamp(Directive(**{**own, **epochs_mean_epochs(override.fields_set())})).as_dict()
         trials.append((f"-d{number}", varied))
     return trials
 

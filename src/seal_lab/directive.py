@@ -10,6 +10,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
+from typing import Any
 
 from seal.v1 import common_pb2
 
@@ -149,6 +150,14 @@ def strip_directive(text: str) -> str:
     return text[: match.start()] if match else text
 
 
+def epochs_mean_epochs(values: dict[str, Any]) -> dict[str, Any]:
+    """Directive fields as asked: `epochs` without `steps` asks for passes over the data (steps 0), not for
+    the step budget of the directive they are applied to (a written directive, a directive-search entry)."""
+    if "epochs" in values and "steps" not in values:
+        return {**values, "steps": 0}
+    return values
+
+
 def parse_directive(text: str, limits: DirectiveLimits) -> ParsedDirective:
     """Read a directive from model output; clamp to limits; fall back to the default field by field."""
     region = directive_region(text)
@@ -176,8 +185,7 @@ def parse_directive(text: str, limits: DirectiveLimits) -> ParsedDirective:
     if not values:
         reason = "no directive in the output" if not region else "directive found but unreadable"
         return ParsedDirective(limits.clamp(default), DirectiveSource.DEFAULT, (f"{reason}; default used",))
-    if "epochs" in values and "steps" not in values:
-        values["steps"] = 0  # the model asked for passes over its data, not for the default budget
+    values = epochs_mean_epochs(values)
     missing = [f.name for f in fields(Directive) if f.name not in values]
     directive = limits.clamp(replace(default, **values))  # defaulted fields must fit the limits too
     if missing:
