@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from seal_lab.data import Passage
@@ -18,8 +20,10 @@ from seal_lab.stats import describe, variance_components
 from seal_lab.store import ObjectStore
 
 from .comparisons import METRICS, compare, metric_table, planned_comparisons, power
+from .jobs import HELDOUT_STEPS, JobName, policy_condition, teacher_condition, trial_suffix
 from .policy import read_dataset
 from .schemas import RunConfig
+from .split import Split
 
 DIRECTIVE_FIELDS = ("epochs", "learning_rate", "lora_rank", "lora_alpha", "batch_size", "steps")
 #: Buckets for "which directives worked": (label, upper bound exclusive) per field.
@@ -47,28 +51,20 @@ def bucket(field: str, value: float) -> str:
     raise AssertionError("the last bucket is unbounded")
 
 
-def round_stage(round_index: int) -> str:
-    """Job-name prefix of a round; round 0 keeps the plain names of a single inner loop."""
-    return "" if round_index == 0 else f"r{round_index}-"
+def _record(jobs: dict[str, dict[str, Any]], job: JobName) -> dict[str, Any]:
+    return jobs.get(str(job), {})
 
 
-def _job_round(name: str) -> str:
-    """The round stage of a passage job name without its index ("" for round 0 and shared jobs)."""
-    head = name.split("-", 1)[0]
-    return f"{head}-" if head[:1] == "r" and head[1:].isdigit() else ""
-
-
-#: Training seeds of a self-edit's reward: config.seed, then + this stride per extra seed.
-REWARD_SEED_STRIDE = 1000
-
-
-def seed_suffix(number: int) -> str:
-    """Job-name suffix of a self-edit's `number`-th reward seed ("" for the first)."""
-    return f"-s{number}" if number else ""
-
-
-def _trial_suffixes(config: RunConfig) -> list[str]:
-    return [""] + [f"-d{number}" for number in range(1, len(config.directive_search) + 1)]
+def _errors(jobs: dict[str, dict[str, Any]], belongs: Callable[[JobName], bool]) -> list[str]:
+    """The failed jobs that `belongs` picks, as "label: error" (a name this version never writes is skipped)."""
+    errors = []
+    for name, record in jobs.items():
+        if "error" in record:
+            with contextlib.suppress(ValueError):
+                job = JobName.parse(name)
+                if belongs(job):
+                    errors.append(f"{job.label}: {record['error']}")
+    return errors
 
 
 def _metric_of(evaluations: dict[str, Any], key: str | None, metric: str) -> float | None:
@@ -80,44 +76,43 @@ def _metric_of(evaluations: dict[str, Any], key: str | None, metric: str) -> flo
 
 def round_passages(
     passages: list[Passage],
-    indices: list[int],
+    indices: Sequence[int],
     jobs: dict[str, dict[str, Any]],
     config: RunConfig,
-    stage: str,
+    round_index: int,
 ) -> list[dict[str, Any]]:
     """Per training passage of one round: baseline, each self-edit with its rewards, and the best."""
     metric = config.reward_metric
     results = []
     for index in indices:
         passage = passages[index]
-        prefix = f"{index:04d}-"
-        baseline = jobs.get(prefix + "baseline", {}).get("evaluations", {}).get("")
-        evaluations = jobs.get(f"{prefix}{stage}evaluate", {}).get("evaluations", {})
-        retention = jobs.get(f"{prefix}{stage}retention", {}).get("evaluations", {})
+        baseline = _record(jobs, JobName.baseline(index)).get("evaluations", {}).get("")
+        evaluations = _record(jobs, JobName.evaluate(index, round_index)).get("evaluations", {})
+        retention = _record(jobs, JobName.retention(index, round_index)).get("evaluations", {})
         base_retention = _metric_of(retention, "", metric)
-        errors = [
-            f"{name.removeprefix(prefix)}: {job['error']}"
-            for name, job in jobs.items()
-            if name.startswith(prefix + stage)
-            and "error" in job
-            and _job_round(name.removeprefix(prefix)) == stage
-        ]
+        errors = _errors(jobs, lambda job, i=index: job.index == i and job.round == round_index)
         edits = []
         policy_key = ""
         for edit_format in config.formats:
-            generated = jobs.get(f"{prefix}{stage}generate-{edit_format}", {})
+            generated = _record(jobs, JobName.generate(index, round_index, edit_format))
             policy_key = generated.get("policy_adapter_key", policy_key)
             for edit in generated.get("self_edits", []):
                 trials = []
-                for suffix in _trial_suffixes(config):
-                    name = f"{prefix}{stage}train-{edit_format}-{edit['sample_index']}{suffix}"
-                    train = jobs.get(name, {})
+                for trial in range(len(config.directive_search) + 1):
+                    train = _record(
+                        jobs, JobName.train(index, round_index, edit_format, edit["sample_index"], trial)
+                    )
                     key = train.get("adapter_key")
                     evaluation = evaluations.get(key) if key else None
                     kept = _metric_of(retention, key, metric)
                     seed_rewards = []
                     for number in range(config.reward_seeds):
-                        seed_key = jobs.get(name + seed_suffix(number), {}).get("adapter_key")
+                        seed_key = _record(
+                            jobs,
+                            JobName.train(
+                                index, round_index, edit_format, edit["sample_index"], trial, number
+                            ),
+                        ).get("adapter_key")
                         score = _metric_of(evaluations, seed_key, metric)
                         if score is not None and baseline is not None and metric in baseline["mean"]:
                             seed_rewards.append(score - baseline["mean"][metric])
@@ -127,7 +122,7 @@ def round_passages(
                         reward = round(statistics.fmean(seed_rewards), 4)
                     trials.append(
                         {
-                            "trial": suffix,
+                            "trial": trial_suffix(trial),
                             "directive": train.get("directive", edit["directive"]),
                             "adapter_key": key,
                             "train": train.get("metrics"),
@@ -195,10 +190,10 @@ def round_passages(
 
 def _round_summary(
     passage_results: list[dict[str, Any]],
-    indices: list[int],
+    indices: Sequence[int],
     jobs: dict[str, dict[str, Any]],
     config: RunConfig,
-    stage: str,
+    round_index: int,
 ) -> dict[str, Any]:
     metric = config.reward_metric
     edits = [e for p in passage_results for e in p["self_edits"]]
@@ -217,13 +212,13 @@ def _round_summary(
                     rewards_by_directive[name][trial["directive"].get(name, 0)].append(trial["reward"])
     seconds = {"generate": 0.0, "train": 0.0, "evaluate": 0.0}
     for index in indices:
-        prefix = f"{index:04d}-"
-        evaluations = [f"{prefix}{stage}evaluate", f"{prefix}{stage}retention"] + (
-            [] if stage else [prefix + "baseline"]
+        evaluations = [JobName.evaluate(index, round_index), JobName.retention(index, round_index)] + (
+            [] if round_index else [JobName.baseline(index)]
         )
-        seconds["evaluate"] += sum(jobs.get(name, {}).get("seconds", 0.0) for name in evaluations)
+        seconds["evaluate"] += sum(_record(jobs, job).get("seconds", 0.0) for job in evaluations)
         for edit_format in config.formats:
-            seconds["generate"] += jobs.get(f"{prefix}{stage}generate-{edit_format}", {}).get("seconds", 0.0)
+            generate = JobName.generate(index, round_index, edit_format)
+            seconds["generate"] += _record(jobs, generate).get("seconds", 0.0)
     for edit in edits:
         for trial in edit["trials"]:
             if trial["train"] and not trial["train_reused"]:
@@ -273,16 +268,18 @@ def condition_names(config: RunConfig, teachers: list[str]) -> list[tuple[str, s
         ("p0", "passage + self-edits (round-0 generator)", "passage + round 0"),
     ]
     rows += [
-        (f"p{r}", f"passage + self-edits (policy after round {r})", f"passage + round {r}")
+        (policy_condition(r), f"passage + self-edits (policy after round {r})", f"passage + round {r}")
         for r in range(1, config.rounds + 1)
     ]
-    rows += [(f"teacher-{name}", f"passage + {name} self-edits", f"passage + {name}") for name in teachers]
+    rows += [
+        (teacher_condition(name), f"passage + {name} self-edits", f"passage + {name}") for name in teachers
+    ]
     return rows
 
 
 def heldout_results(
     passages: list[Passage],
-    indices: list[int],
+    indices: Sequence[int],
     jobs: dict[str, dict[str, Any]],
     config: RunConfig,
     teachers: list[str],
@@ -292,8 +289,7 @@ def heldout_results(
     per_passage = []
     for index in indices:
         passage = passages[index]
-        prefix = f"{index:04d}-"
-        baseline = jobs.get(prefix + "baseline", {}).get("evaluations", {}).get("")
+        baseline = _record(jobs, JobName.baseline(index)).get("evaluations", {}).get("")
         scores: dict[str, float] = {} if baseline is None else {"base": baseline["mean"][metric]}
         metrics: dict[str, dict[str, float]] = {} if baseline is None else {"base": _known(baseline["mean"])}
         control: dict[
@@ -303,19 +299,19 @@ def heldout_results(
         retention: dict[str, float] = {}
         edits: dict[str, Any] = {}
         for condition, _, _ in rows[1:]:
-            job = f"{prefix}heldout-{condition}-"
-            made = jobs.get(job + "edit", {}).get("self_edits", [])
-            key = jobs.get(job + "train", {}).get("adapter_key")
-            evaluations = jobs.get(job + "evaluate", {}).get("evaluations", {})
+            step = {s: _record(jobs, JobName.heldout(index, condition, s)) for s in HELDOUT_STEPS}
+            made = step["edit"].get("self_edits", [])
+            key = step["train"].get("adapter_key")
+            evaluations = step["evaluate"].get("evaluations", {})
             score = _metric_of(evaluations, key, metric)
-            kept = jobs.get(job + "retention", {}).get("evaluations", {})
+            kept = step["retention"].get("evaluations", {})
             if score is not None:
                 scores[condition] = score
                 metrics[condition] = _known(evaluations[key]["mean"])
-            trained = jobs.get(job + "train", {}).get("metrics")
+            trained = step["train"].get("metrics")
             if trained:
                 training[condition] = {k: trained.get(k) for k in ("steps", "tokens", "seconds")}
-            other = jobs.get(job + "control", {}).get("evaluations", {})
+            other = step["control"].get("evaluations", {})
             if key and key in other and "" in other:
                 mine, theirs = _known(other[key]["mean"]), _known(other[""]["mean"])
                 control[condition] = {m: round(mine[m] - theirs[m], 5) for m in mine if m in theirs}
@@ -329,7 +325,7 @@ def heldout_results(
                     "adapter_key": key,
                     "preview": edit["preview"],
                     "num_texts": edit["num_texts"],
-                    "directive": jobs.get(job + "train", {}).get("directive", edit["directive"]),
+                    "directive": step["train"].get("directive", edit["directive"]),
                 }
         per_passage.append(
             {
@@ -341,11 +337,7 @@ def heldout_results(
                 "training": training,
                 "retention": retention,
                 "self_edits": edits,
-                "errors": [
-                    f"{name.removeprefix(prefix)}: {job['error']}"
-                    for name, job in jobs.items()
-                    if name.startswith(prefix) and "error" in job
-                ],
+                "errors": _errors(jobs, lambda job, i=index: job.index == i),
             }
         )
     conditions = []
@@ -429,10 +421,10 @@ def _what_worked(rounds: list[dict[str, Any]], config: RunConfig) -> dict[str, A
                         by_trial[trial["trial"]].append((trial["reward"], edit["reward"]))
     search = []
     for number, override in enumerate(config.directive_search, start=1):
-        pairs = by_trial.get(f"-d{number}", [])
+        pairs = by_trial.get(trial_suffix(number), [])
         search.append(
             {
-                "trial": f"-d{number}",
+                "trial": trial_suffix(number),
                 "override": override.fields_set(),
                 "n": len(pairs),
                 "mean_reward": _mean([a for a, _ in pairs]),
@@ -490,17 +482,17 @@ def build_results(
     passages: list[Passage],
     jobs: dict[str, dict[str, Any]],
     config: RunConfig,
-    heldout_ids: frozenset[str] | set[str] = frozenset(),
+    split: Split | None = None,
     teachers: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    train = [i for i, p in enumerate(passages) if p.passage_id not in heldout_ids]
-    held = [i for i, p in enumerate(passages) if p.passage_id in heldout_ids]
+    """Every result of a run from its job records; `split` None: every passage is a training passage."""
+    split = split or Split(train=tuple(range(len(passages))))
+    train, held = split.train, split.heldout
     rounds = []
     for round_index in range(max(1, config.rounds)):
-        stage = round_stage(round_index)
-        passage_results = round_passages(passages, train, jobs, config, stage)
-        summary = _round_summary(passage_results, train, jobs, config, stage)
-        policy = jobs.get(f"policy-r{round_index + 1}") if config.rounds else None
+        passage_results = round_passages(passages, train, jobs, config, round_index)
+        summary = _round_summary(passage_results, train, jobs, config, round_index)
+        policy = jobs.get(str(JobName.policy(round_index))) if config.rounds else None
         if policy and "error" not in policy and not policy.get("skipped") and not policy.get("reused"):
             summary["seconds"]["policy_train"] = round(policy.get("metrics", {}).get("seconds", 0.0), 1)
         policy_keys = {p["policy_adapter_key"] for p in passage_results if p["self_edits"]}

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from seal_lab.data import Passage, Question
+from services.coordinator.jobs import JobName, trial_suffix
 from services.coordinator.results import build_results
 from services.coordinator.schemas import RunConfig
+from services.coordinator.split import Split
 
 FORMAT = "implications"
 BASE_RETENTION = 0.8
@@ -32,6 +34,7 @@ HELDOUT_PASSAGES = [
 ]
 PASSAGES = TRAIN_PASSAGES + HELDOUT_PASSAGES
 HELDOUT_IDS = frozenset(p.passage_id for p in HELDOUT_PASSAGES)
+SPLIT = Split.of(PASSAGES, HELDOUT_IDS)
 TEACHERS: dict[str, Any] = {"gpt": (FORMAT, {"p-h1": "Gamma comes after beta."})}
 
 
@@ -143,7 +146,6 @@ def adapter_key(round_index: int, index: int, sample_index: int, suffix: str) ->
 
 def _training_jobs(jobs: dict[str, dict[str, Any]], round_index: int, index: int) -> None:
     spec = TRAINING[(round_index, index)]
-    prefix = f"{index:04d}-" + ("" if round_index == 0 else f"r{round_index}-")
     edits = []
     evaluations: dict[str, Any] = {}
     retention: dict[str, Any] = {"": evaluation(BASE_RETENTION)}
@@ -152,12 +154,12 @@ def _training_jobs(jobs: dict[str, dict[str, Any]], round_index: int, index: int
         edits.append(self_edit(f"r{round_index}-{index}-{sample_index}", sample_index, own, source))
         full = {**own, "max_length": 256}
         trials = (
-            ("", full, score, kept, seconds, False),
-            ("-d1", {**full, "epochs": 1}, d_score, d_kept, d_seconds, d_reused),
+            (0, full, score, kept, seconds, False),
+            (1, {**full, "epochs": 1}, d_score, d_kept, d_seconds, d_reused),
         )
-        for suffix, trained_directive, trial_score, trial_kept, trial_seconds, reused in trials:
-            key = adapter_key(round_index, index, sample_index, suffix)
-            jobs[f"{prefix}train-{FORMAT}-{sample_index}{suffix}"] = {
+        for trial, trained_directive, trial_score, trial_kept, trial_seconds, reused in trials:
+            key = adapter_key(round_index, index, sample_index, trial_suffix(trial))
+            jobs[str(JobName.train(index, round_index, FORMAT, sample_index, trial))] = {
                 "adapter_key": key,
                 "directive": trained_directive,
                 "reused": reused,
@@ -166,30 +168,39 @@ def _training_jobs(jobs: dict[str, dict[str, Any]], round_index: int, index: int
             }
             evaluations[key] = evaluation(trial_score)
             retention[key] = evaluation(trial_kept)
-    jobs[f"{prefix}generate-{FORMAT}"] = {
+    jobs[str(JobName.generate(index, round_index, FORMAT))] = {
         "seconds": spec["generate_seconds"],
         "self_edits": edits,
         "policy_adapter_key": spec["policy"],
     }
     evaluate_seconds, retention_seconds = EVALUATE_SECONDS[round_index]
-    jobs[f"{prefix}evaluate"] = {"seconds": evaluate_seconds, "evaluations": evaluations}
-    jobs[f"{prefix}retention"] = {"seconds": retention_seconds, "evaluations": retention}
+    jobs[str(JobName.evaluate(index, round_index))] = {
+        "seconds": evaluate_seconds,
+        "evaluations": evaluations,
+    }
+    jobs[str(JobName.retention(index, round_index))] = {
+        "seconds": retention_seconds,
+        "evaluations": retention,
+    }
 
 
 def _heldout_jobs(jobs: dict[str, dict[str, Any]], index: int) -> None:
     for condition, (score, kept) in HELDOUT[index].items():
-        prefix = f"{index:04d}-heldout-{condition}-"
+        name = {
+            step: str(JobName.heldout(index, condition, step))
+            for step in ("edit", "train", "evaluate", "retention")
+        }
         key = f"adapters/heldout-{index}-{condition}"
         edit = self_edit(f"heldout-{index}-{condition}", 0, directive(5, 3e-3, 16))
-        jobs[prefix + "edit"] = {"seconds": 2.0, "self_edits": [edit], "policy_adapter_key": ""}
-        jobs[prefix + "train"] = {
+        jobs[name["edit"]] = {"seconds": 2.0, "self_edits": [edit], "policy_adapter_key": ""}
+        jobs[name["train"]] = {
             "adapter_key": key,
             "directive": {**directive(5, 3e-3, 16), "max_length": 256},
             "reused": False,
             "metrics": {"seconds": 4.0},
         }
-        jobs[prefix + "evaluate"] = {"seconds": 1.0, "evaluations": {key: evaluation(score)}}
-        jobs[prefix + "retention"] = {
+        jobs[name["evaluate"]] = {"seconds": 1.0, "evaluations": {key: evaluation(score)}}
+        jobs[name["retention"]] = {
             "seconds": 1.0,
             "evaluations": {"": evaluation(BASE_RETENTION), key: evaluation(kept)},
         }
@@ -204,7 +215,7 @@ def build_jobs(heldout: bool = True) -> dict[str, dict[str, Any]]:
     jobs: dict[str, dict[str, Any]] = {}
     indices = [0, 1, 2, 3] if heldout else [0, 1]
     for index in indices:
-        jobs[f"{index:04d}-baseline"] = {
+        jobs[str(JobName.baseline(index))] = {
             "seconds": BASELINE_SECONDS,
             "evaluations": {"": evaluation(BASELINES[index])},
         }
@@ -213,7 +224,7 @@ def build_jobs(heldout: bool = True) -> dict[str, dict[str, Any]]:
     if heldout:
         for index in HELDOUT:
             _heldout_jobs(jobs, index)
-    jobs["policy-r1"] = {
+    jobs[str(JobName.policy(0))] = {
         "round": 0,
         "previous_policy_adapter_key": "",
         "winners": _winners(0),
@@ -225,7 +236,7 @@ def build_jobs(heldout: bool = True) -> dict[str, dict[str, Any]]:
         "examples": 4,
     }
     # The second policy adapter already existed: its training time is not this run's.
-    jobs["policy-r2"] = {
+    jobs[str(JobName.policy(1))] = {
         "round": 1,
         "previous_policy_adapter_key": "adapters/policy1",
         "winners": _winners(1),
@@ -240,4 +251,4 @@ def build_jobs(heldout: bool = True) -> dict[str, dict[str, Any]]:
 
 
 def build_run_results() -> dict[str, Any]:
-    return build_results(PASSAGES, build_jobs(), config(), HELDOUT_IDS, TEACHERS)
+    return build_results(PASSAGES, build_jobs(), config(), SPLIT, TEACHERS)

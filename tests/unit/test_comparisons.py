@@ -7,6 +7,7 @@ import copy
 import pytest
 
 from services.coordinator.comparisons import METRICS, planned_comparisons
+from services.coordinator.jobs import JobName
 from services.coordinator.results import build_results
 from tests.unit import rounds_fixtures as fx
 
@@ -53,14 +54,14 @@ def test_steps_per_condition_and_the_specificity_control():
     jobs = copy.deepcopy(fx.build_jobs())
     for index in (2, 3):
         for condition in ("passage", "p0"):
-            prefix = f"{index:04d}-heldout-{condition}-"
-            key = jobs[prefix + "train"]["adapter_key"]
-            jobs[prefix + "train"]["metrics"].update(steps=24, tokens=1000 if condition == "p0" else 3000)
+            train = str(JobName.heldout(index, condition, "train"))
+            key = jobs[train]["adapter_key"]
+            jobs[train]["metrics"].update(steps=24, tokens=1000 if condition == "p0" else 3000)
             # On the other passage's questions the adapter scores 0.05 above the base model there.
-            jobs[prefix + "control"] = {
+            jobs[str(JobName.heldout(index, condition, "control"))] = {
                 "evaluations": {"": fx.evaluation(0.1), key: fx.evaluation(0.15)},
             }
-    heldout = build_results(fx.PASSAGES, jobs, fx.config(), fx.HELDOUT_IDS, fx.TEACHERS)["heldout"]
+    heldout = build_results(fx.PASSAGES, jobs, fx.config(), fx.SPLIT, fx.TEACHERS)["heldout"]
     rows = {c["condition"]: c for c in heldout["conditions"]}
     assert rows["passage"]["steps"]["mean"] == 24 and rows["p0"]["steps"]["mean"] == 24
     assert rows["passage"]["tokens"] == 3000 and rows["p0"]["tokens"] == 1000
@@ -74,7 +75,7 @@ def test_steps_per_condition_and_the_specificity_control():
 
 
 def test_retention_on_the_first_heldout_passages_only_counts_and_reports_its_scope():
-    from services.coordinator.runner import RunState
+    from services.coordinator.state import RunState
 
     def state(**overrides) -> RunState:
         return RunState(
@@ -88,7 +89,7 @@ def test_retention_on_the_first_heldout_passages_only_counts_and_reports_its_sco
         )
 
     everywhere, first_only, none = state(), state(retention_heldout=1), state(retention=False)
-    held = everywhere.heldout_indices
+    held = everywhere.split.heldout
     assert [first_only.heldout_retention(i) for i in held] == [True, False]
     assert not any(none.heldout_retention(i) for i in held)
     # The second held-out passage has passage, p0..p2 and (not covered by the teacher) no teacher row: 4
@@ -97,9 +98,9 @@ def test_retention_on_the_first_heldout_passages_only_counts_and_reports_its_sco
     assert first_only.jobs_total - none.jobs_total > 0
 
     jobs = copy.deepcopy(fx.build_jobs())
-    for name in [n for n in jobs if n.startswith("0003-heldout-") and n.endswith("-retention")]:
+    for name in [n for n in jobs if JobName.parse(n).index == 3 and JobName.parse(n).step == "retention"]:
         del jobs[name]
-    heldout = build_results(fx.PASSAGES, jobs, fx.config(retention_heldout=1), fx.HELDOUT_IDS, fx.TEACHERS)
+    heldout = build_results(fx.PASSAGES, jobs, fx.config(retention_heldout=1), fx.SPLIT, fx.TEACHERS)
     rows = {c["condition"]: c for c in heldout["heldout"]["conditions"]}
     assert rows["passage"]["retention_n"] == 1 and rows["passage"]["n"] == 2
     from services.coordinator.report import _retention_scope

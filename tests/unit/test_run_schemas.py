@@ -192,17 +192,17 @@ def test_read_teacher_file_errors(tmp_path: Path):
 
 def test_an_epochs_override_trains_epochs_and_the_policy_update_trains_its_epochs():
     from seal_lab.directive import DEFAULT_DIRECTIVE, Directive, DirectiveLimits
-    from services.coordinator.runner import _directive_trials
+    from services.coordinator.experiment import directive_trials
 
     limits = DirectiveLimits()
     config = RunConfig(directive_search=[{"epochs": 1}, {"steps": 8}, {"epochs": 2, "steps": 6}])
     edit = {"directive": DEFAULT_DIRECTIVE.as_dict()}  # a step budget (24)
-    trials = dict(_directive_trials(edit, config, limits))
-    assert trials[""]["steps"] == DEFAULT_DIRECTIVE.steps > 0
+    trials = directive_trials(edit, config, limits)
+    assert trials[0]["steps"] == DEFAULT_DIRECTIVE.steps > 0
     # Asking for epochs without a budget means epochs (as a written directive does), not the own budget.
-    assert (trials["-d1"]["epochs"], trials["-d1"]["steps"]) == (1, 0)
-    assert trials["-d2"]["steps"] == 8 and trials["-d2"]["epochs"] == DEFAULT_DIRECTIVE.epochs
-    assert (trials["-d3"]["epochs"], trials["-d3"]["steps"]) == (2, 6)
+    assert (trials[1]["epochs"], trials[1]["steps"]) == (1, 0)
+    assert trials[2]["steps"] == 8 and trials[2]["epochs"] == DEFAULT_DIRECTIVE.epochs
+    assert (trials[3]["epochs"], trials[3]["steps"]) == (2, 6)
     # ReST-EM's SFT step trains its epochs (2), not the default directive's step budget.
     policy = Directive(**RunConfig().policy_directive.model_dump())
     assert (policy.epochs, policy.steps) == (2, 0)
