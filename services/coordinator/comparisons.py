@@ -17,6 +17,8 @@ from typing import Any
 
 from seal_lab.stats import describe, holm, minimum_detectable_effect, paired_test, verdict
 
+from .jobs import is_teacher_condition, policy_condition
+
 #: Every score the evaluator reports per question set. `gold_logprob` is the decoding-free one: the mean
 #: log-likelihood per token of the gold answer (its gain over the base model is the adapter's knowledge).
 METRICS = ("f1", "contains", "exact_match", "token_recall", "gold_logprob")
@@ -25,9 +27,9 @@ METRICS = ("f1", "contains", "exact_match", "token_recall", "gold_logprob")
 def planned_comparisons(condition_keys: list[str], rounds: int) -> list[tuple[str, str]]:
     """(a, b) pairs, a compared against b, for the conditions present."""
     present = set(condition_keys)
-    pairs = [("p0", "passage")]
-    pairs += [(f"p{r}", "p0") for r in range(1, rounds + 1)]
-    pairs += [(key, "passage") for key in condition_keys if key.startswith("teacher-")]
+    pairs = [(policy_condition(0), "passage")]
+    pairs += [(policy_condition(r), policy_condition(0)) for r in range(1, rounds + 1)]
+    pairs += [(key, "passage") for key in condition_keys if is_teacher_condition(key)]
     return [(a, b) for a, b in pairs if a in present and b in present]
 
 

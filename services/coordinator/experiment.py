@@ -24,7 +24,7 @@ from .events import EventLog
 from .jobs import JobName, policy_condition, teacher_condition
 from .policy import build_policy_dataset
 from .records import job_key
-from .results import round_passages
+from .rounds import round_passages
 from .schemas import RunConfig
 from .state import RunState
 

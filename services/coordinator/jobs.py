@@ -42,6 +42,10 @@ def teacher_condition(name: str) -> str:
     return f"teacher-{name}"
 
 
+def is_teacher_condition(condition: str) -> bool:
+    return condition.startswith("teacher-")
+
+
 @dataclass(frozen=True)
 class JobName:
     """One job of a run. `str()` gives its stored name; `JobName.parse` reads one back."""

@@ -24,11 +24,12 @@ from seal_lab.store import ObjectStore
 from .calls import RunInterrupted, ServiceCalls
 from .clients import ServiceClients
 from .events import EventLog
+from .examples import attach_examples
 from .experiment import Experiment
 from .lease import Leases, default_owner
 from .policy import match_teacher_completions
 from .records import MANIFEST, LeaseLost, RecordWriter, run_ids, run_key, write_spec
-from .results import attach_examples, build_results
+from .results import build_results
 from .schemas import RunCreate
 from .settings import CoordinatorSettings
 from .split import choose_heldout

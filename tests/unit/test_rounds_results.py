@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from services.coordinator.results import build_results, condition_names
+from services.coordinator.heldout import condition_names
+from services.coordinator.results import build_results
 from services.coordinator.schemas import RunConfig
 from tests.unit import rounds_fixtures as fx
 
