@@ -34,6 +34,7 @@ def rpc_error(code: grpc.StatusCode, details: str, store_outage: bool = False) -
 class FakeService:
     def __init__(self, service: str) -> None:
         self.service = service
+        self.fingerprint = FINGERPRINT
         self.calls: Counter[str] = Counter()
         self.requests: list[Any] = []
         self._faults: dict[str, list[grpc.aio.AioRpcError]] = {}
@@ -75,7 +76,7 @@ class FakeService:
         return common_pb2.ServiceInfo(
             service=self.service,
             model_name="fake",
-            model_fingerprint=FINGERPRINT,
+            model_fingerprint=self.fingerprint,
             formats=[FORMAT] if self.service == "generator" else [],
             backend="local",
             limits=DirectiveLimits().to_proto() if self.service == "trainer" else None,

@@ -34,7 +34,7 @@ def settings(trainers: list[str] | None = None, **overrides: Any) -> Coordinator
     return CoordinatorSettings(**values)
 
 
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.001)
@@ -79,6 +79,27 @@ def test_a_run_over_fake_services_records_every_job_then_its_manifest(tmp_path):
         assert run.results is not None
         assert run.results["summary"]["mean_best_gain"] == round(ADAPTED_F1 - BASE_F1, 4)
         assert clients.generator.calls["Generate"] == 2 and clients.trainer["trainer-a:1"].calls["Train"] == 4
+
+    scenario(tmp_path, FakeClients(["trainer-a:1"]), settings(), body)
+
+
+def test_a_run_with_a_heldout_passage_scores_its_conditions_and_keeps_one_split(tmp_path):
+    request = RunCreate(dataset="demo", limit=3, config=RunConfig(k=1, retention=False, heldout=1))
+
+    async def body(manager: RunManager, clients: FakeClients, store: LocalStore) -> None:
+        run = await run_to_end(manager, await manager.create(request))
+        assert run.status == "succeeded" and len(run.jobs) == run.jobs_total
+        split = store.get_json(run_key(run.id, "spec.json"))["split"]
+        assert len(split["train"]) == 2 and len(split["heldout"]) == 1
+        assert run.results is not None and run.results["reproducibility"]["split"] == {
+            "train": split["train"],
+            "heldout": split["heldout"],
+        }
+        heldout = {JobName.parse(name).condition for name in run.jobs} - {""}
+        assert heldout == {"passage", "p0"}
+        assert clients.generator.calls["Import"] == 1  # the passage-only condition
+        rows = {row["condition"]: row for row in run.results["heldout"]["conditions"]}
+        assert rows["p0"]["n"] == 1 and rows["p0"]["mean"] == ADAPTED_F1
 
     scenario(tmp_path, FakeClients(["trainer-a:1"]), settings(), body)
 
@@ -176,6 +197,21 @@ def test_a_service_that_cannot_reach_the_store_pauses_the_run_without_using_its_
         run = await run_to_end(manager, await manager.create(REQUEST))
         assert run.status == "succeeded" and clients.generator.calls["Generate"] == 7
         assert {e["service"] for e in retry_events(run)} == {"store"} and run.retries == 5
+
+    scenario(tmp_path, clients, config, body)
+
+
+def test_a_trainer_with_another_base_model_fails_the_run_before_any_job(tmp_path):
+    config = settings()
+    clients = FakeClients(config.trainer_addresses)
+    clients.trainer["trainer-a:1"].fingerprint = "sha256:another-model"
+
+    async def body(manager: RunManager, clients: FakeClients, store: LocalStore) -> None:
+        run = await run_to_end(manager, await manager.create(REQUEST))
+        assert run.status == "failed" and not run.jobs
+        assert "trainer at trainer-a:1 serves fake (sha256:another-model)" in run.error
+        assert "all services must share one base model" in run.error
+        assert run.services["trainers"][0]["model_fingerprint"] == "sha256:another-model"
 
     scenario(tmp_path, clients, config, body)
 
