@@ -121,7 +121,12 @@ class FakeTrainer(FakeService):
     async def Train(self, request: trainer_pb2.TrainRequest, timeout: float) -> AsyncIterator[Any]:
         await self._enter("Train", request)
         yield trainer_pb2.TrainEvent(progress=trainer_pb2.TrainProgress(step=1, total_steps=2, loss=1.5))
-        digest = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()[:16]
+        job = trainer_pb2.TrainRequest(
+            dataset_key=request.dataset_key, directive=request.directive, seed=request.seed
+        )
+        digest = hashlib.sha256(job.SerializeToString(deterministic=True)).hexdigest()[
+            :16
+        ]  # as the trainer: no job id
         yield trainer_pb2.TrainEvent(
             result=trainer_pb2.TrainResult(
                 adapter_key=f"adapters/{digest}",
