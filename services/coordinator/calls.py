@@ -59,10 +59,13 @@ class ServiceCallFailed(Exception):
         return f"{self.code.name}: {self.details}"
 
 
+#: One try of a call: `(attempt number, address of the last failure)` -> the answer, or ServiceCallFailed.
 Attempt = Callable[[int, str], Awaitable[Any]]
 
 
 class ServiceCalls:
+    """The coordinator's calls to its services, made for a run: its events tell every retry."""
+
     def __init__(
         self,
         clients: ServiceClients,
