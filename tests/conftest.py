@@ -67,7 +67,9 @@ from services.trainer.settings import TrainerSettings  # noqa: E402
 from tests.grpc_harness import ServerThread, serve  # noqa: E402
 
 #: Small limits so that service tests train in seconds; the generator clamps directives to them.
-TEST_TRAINER_SETTINGS = TrainerSettings(max_epochs=2, max_max_length=128)
+#: Small enough for CI on two cores: the default directive's 24-step budget is clamped to 8 (the trainer publishes
+#: its clamped default, so the coordinator and generator plan with it too).
+TEST_TRAINER_SETTINGS = TrainerSettings(max_epochs=2, max_max_length=128, max_steps=8)
 
 
 @pytest.fixture(scope="session")

@@ -150,6 +150,9 @@ def run(
         ),
     ] = "",
     retention: Annotated[bool, typer.Option(help="score every adapter on the retention set")] = True,
+    retention_questions: Annotated[
+        int, typer.Option(help="only this many retention questions, evenly spaced (0 = all 64)")
+    ] = 0,
     min_reward: Annotated[
         float, typer.Option(help="a passage's best self-edit trains the policy if its reward exceeds this")
     ] = 0.0,
@@ -176,6 +179,7 @@ def run(
                 "rounds": rounds,
                 "heldout": heldout,
                 "retention": retention,
+                "retention_questions": retention_questions,
                 "min_reward": min_reward,
                 "directive_search": parse_directive_search(directive_search),
             },
@@ -334,13 +338,16 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="store, model cache and logs")] = Path(".seal"),
     rounds: Annotated[int, typer.Option(help="ReST-EM rounds (policy updates); 0 = one inner loop")] = 0,
     heldout: Annotated[int, typer.Option(help="hold out N demo passages for the conditions table")] = 0,
+    retention_questions: Annotated[
+        int, typer.Option(help="retention questions per adapter, evenly spaced (0 = all 64)")
+    ] = 16,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Start the four services on loopback, run the demo set, print the table, save the report, stop them."""
     from .launcher import LocalStack
 
     started = time.perf_counter()
-    config = {"k": k, "rounds": rounds, "heldout": heldout}
+    config = {"k": k, "rounds": rounds, "heldout": heldout, "retention_questions": retention_questions}
     with (
         LocalStack(workdir, console) as stack,
         httpx.Client(base_url=stack.coordinator_url, timeout=60) as client,

@@ -58,8 +58,9 @@ def render_results(console: Console, results: dict[str, Any]) -> None:
         f"passages improved {summary['positive_best']}/{summary['passages']}"
     )
     if summary.get("mean_retention_base") is not None:
+        asked = f", {summary['retention_questions']} questions" if summary.get("retention_questions") else ""
         console.print(
-            f"retention set ({metric}): base model {_fmt(summary['mean_retention_base'])} | adapters "
+            f"retention set ({metric}{asked}): base model {_fmt(summary['mean_retention_base'])} | adapters "
             f"{_fmt(summary['mean_retention_adapted'])} | mean forgetting {_fmt(summary['mean_forgetting'])}"
         )
     console.print(f"reward by format: {summary['reward_by_format']}")

@@ -177,7 +177,9 @@ class Experiment:
             if adapter_keys and config.retention:
                 await self._job(
                     JobName.retention(index, round_index),
-                    lambda: calls.evaluate(run, passage, ["", *adapter_keys], retention_questions()),
+                    lambda: calls.evaluate(
+                        run, passage, ["", *adapter_keys], retention_questions(run.config.retention_questions)
+                    ),
                 )
 
     async def _update_policy(self, round_index: int) -> str:
@@ -304,7 +306,10 @@ class Experiment:
             await self._job(job("control"), lambda: calls.evaluate(run, other, ["", key]))
         if run.heldout_retention(index):
             await self._job(
-                job("retention"), lambda: calls.evaluate(run, passage, ["", key], retention_questions())
+                job("retention"),
+                lambda: calls.evaluate(
+                    run, passage, ["", key], retention_questions(run.config.retention_questions)
+                ),
             )
 
 

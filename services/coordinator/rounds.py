@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from seal_lab.data import Passage
+from seal_lab.data import Passage, retention_set_size
 from seal_lab.stats import variance_components
 
 from .jobs import JobName, trial_suffix
@@ -183,6 +183,9 @@ def round_summary(
         ),
         "mean_retention_adapted": mean([e["retention"] for e in edits if e["retention"] is not None]),
         "mean_forgetting": mean([e["forgetting"] for e in edits if e["forgetting"] is not None]),
+        "retention_questions": (config.retention_questions or retention_set_size())
+        if config.retention
+        else 0,
         "positive_best": sum(1 for p in passage_results if p["best"] and p["best"]["positive"]),
         "self_edits": len(edits),
         "reward_by_format": {k: mean(v) for k, v in sorted(rewards_by_format.items())},

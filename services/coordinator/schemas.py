@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from seal_lab.data import retention_set_size
+
 #: "paused": waiting for the object store to come back (the run goes on by itself).
 RunStatusName = Literal["queued", "running", "paused", "succeeded", "completed_with_errors", "failed"]
 RewardMetric = Literal["f1", "exact_match", "contains", "token_recall", "gold_logprob"]
@@ -76,6 +78,12 @@ class RunConfig(BaseModel):
     retention: bool = Field(
         True, description="also score every adapter on general questions the base model knows (forgetting)"
     )
+    retention_questions: int = Field(
+        0,
+        ge=0,
+        description="score only this many questions of the retention set, evenly spaced over it (0 = all "
+        "of them); each question costs one answer per adapter",
+    )
     retention_heldout: int = Field(
         0,
         ge=0,
@@ -121,6 +129,11 @@ class RunConfig(BaseModel):
     def _unique_formats(self) -> RunConfig:
         if len(set(self.formats)) != len(self.formats):
             raise ValueError("formats has duplicates")
+        if self.retention_questions > retention_set_size():
+            raise ValueError(
+                f"retention_questions {self.retention_questions} is more than the retention set's "
+                f"{retention_set_size()} questions"
+            )
         if self.heldout_format and self.heldout_format not in self.formats:
             raise ValueError(f"heldout_format {self.heldout_format!r} is not one of formats {self.formats}")
         return self

@@ -247,9 +247,19 @@ def _retention_questions() -> tuple[Question, ...]:
     )
 
 
-def retention_questions() -> list[Question]:
+def retention_questions(count: int = 0) -> list[Question]:
     """General questions the embedded base model answers correctly (checked when the set was written).
 
     An adapter's score on them, next to the base model's, measures what the adapter made the model forget.
+    `count` > 0 takes that many, evenly spaced over the set (its topics are grouped), always the same ones.
     """
-    return list(_retention_questions())
+    every = _retention_questions()
+    if count < 0 or count > len(every):
+        raise ValueError(f"the retention set has {len(every)} questions; asked for {count}")
+    if not count:
+        return list(every)
+    return [every[i * len(every) // count] for i in range(count)]
+
+
+def retention_set_size() -> int:
+    return len(_retention_questions())

@@ -32,7 +32,7 @@ RUN_BODY = {
     "dataset": "demo",
     "limit": 2,
     "name": "e2e",
-    "config": {"k": 2, "max_new_tokens": 64, "seed": 11},
+    "config": {"k": 2, "max_new_tokens": 64, "seed": 11, "retention_questions": 8},
 }
 
 

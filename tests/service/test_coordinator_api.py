@@ -22,7 +22,7 @@ TINY_PASSAGE = {
         {"question": "How much does the Vellum Bell weigh?", "answer": "940 kilograms"},
     ],
 }
-TINY_CONFIG = {"k": 1, "max_new_tokens": 24, "eval_max_new_tokens": 12, "seed": 3}
+TINY_CONFIG = {"k": 1, "max_new_tokens": 24, "eval_max_new_tokens": 12, "seed": 3, "retention_questions": 8}
 
 
 def _settings(generator_server, trainer_server, evaluator_server, **overrides) -> CoordinatorSettings:

@@ -27,7 +27,7 @@ PASSAGES = [
         ("Virm", 1803, "Ada Quell", "Monday"),
     ]
 ]
-CONFIG = {"k": 3, "max_new_tokens": 24, "eval_max_new_tokens": 8, "seed": 5}
+CONFIG = {"k": 3, "max_new_tokens": 24, "eval_max_new_tokens": 8, "seed": 5, "retention": False}
 
 
 @pytest.fixture

@@ -348,3 +348,18 @@ def test_seal_squad_val_parses() -> None:
     assert sum(len(p.questions) for p in passages) == 10570
     assert passages[0].title == "Super Bowl 50"
     assert passages[0].questions[0].answers == ("Denver Broncos",)
+
+
+def test_retention_subset_is_evenly_spaced_fixed_and_bounded() -> None:
+    from seal_lab.data import retention_questions, retention_set_size
+
+    every = retention_questions()
+    assert len(every) == retention_set_size() == 64
+    subset = retention_questions(16)
+    # Every fourth question: the set's topics (capitals, numbers, science, ...) are grouped, so the first 16
+    # would all be capitals.
+    assert [q.question_id for q in subset] == [f"retention-q{i}" for i in range(0, 64, 4)]
+    assert retention_questions(16) == subset and retention_questions(0) == every
+    assert len({q.question_id for q in retention_questions(63)}) == 63
+    with pytest.raises(ValueError, match="has 64 questions; asked for 65"):
+        retention_questions(65)

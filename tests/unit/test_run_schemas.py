@@ -206,3 +206,9 @@ def test_an_epochs_override_trains_epochs_and_the_policy_update_trains_its_epoch
     # ReST-EM's SFT step trains its epochs (2), not the default directive's step budget.
     policy = Directive(**RunConfig().policy_directive.model_dump())
     assert (policy.epochs, policy.steps) == (2, 0)
+
+
+def test_retention_questions_beyond_the_set_is_refused_with_its_size():
+    assert RunConfig(retention_questions=16).retention_questions == 16
+    with pytest.raises(ValidationError, match="more than the retention set's 64 questions"):
+        RunConfig(retention_questions=65)
