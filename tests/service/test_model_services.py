@@ -19,8 +19,8 @@ from seal.v1 import (
 )
 from seal_lab.data import demo_passages
 from seal_lab.directive import Directive
+from seal_lab.localstore import LocalStore
 from seal_lab.lora import ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS
-from seal_lab.store import LocalStore
 
 PASSAGE = demo_passages()[1]
 
