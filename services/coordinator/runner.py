@@ -32,7 +32,7 @@ from seal_lab.data import (
     passages_to_json,
     retention_questions,
 )
-from seal_lab.directive import Directive, DirectiveLimits, epochs_mean_epochs
+from seal_lab.directive import Directive, DirectiveLimits, directive_source_name, epochs_mean_epochs
 from seal_lab.errors import FailedPrecondition, InvalidArgument, NotFound, StoreUnavailable, Unavailable
 from seal_lab.grpc_client import RETRYABLE_CODES, is_store_outage
 from seal_lab.logging import bind_context
@@ -58,12 +58,6 @@ from .settings import CoordinatorSettings
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_IN_MEMORY = 2000
-_DIRECTIVE_SOURCES = {
-    generator_pb2.DIRECTIVE_SOURCE_PARSED: "parsed",
-    generator_pb2.DIRECTIVE_SOURCE_CLAMPED: "clamped",
-    generator_pb2.DIRECTIVE_SOURCE_PARTIAL: "partial",
-    generator_pb2.DIRECTIVE_SOURCE_DEFAULT: "default",
-}
 
 
 class JobFailed(Exception):
@@ -1342,7 +1336,7 @@ def _self_edits_record(response: generator_pb2.GenerateResponse) -> dict[str, An
                 "sample_index": e.sample_index,
                 # Every field, zeros included (steps = 0 means "epochs"; ListFields would drop it).
                 "directive": Directive.from_proto(e.directive).as_dict(),
-                "directive_source": _DIRECTIVE_SOURCES.get(e.directive_source, "unspecified"),
+                "directive_source": directive_source_name(e.directive_source),
                 "directive_notes": list(e.directive_notes),
                 "num_texts": e.num_texts,
                 "preview": e.preview,
