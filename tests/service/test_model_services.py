@@ -17,10 +17,10 @@ from seal.v1 import (
     trainer_pb2,
     trainer_pb2_grpc,
 )
+from seal_lab.adapters import ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS
 from seal_lab.data import demo_passages
 from seal_lab.directive import Directive
 from seal_lab.localstore import LocalStore
-from seal_lab.lora import ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS
 
 PASSAGE = demo_passages()[1]
 

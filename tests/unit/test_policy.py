@@ -199,16 +199,3 @@ def test_malformed_entries_are_invalid_arguments(entry, problem):
     with pytest.raises(InvalidArgument, match=r"teachers\[gpt\]\.passages\[1\]") as info:
         match_teacher_completions("gpt", [good, entry], 0, HELDOUT)
     assert problem in str(info.value)
-
-
-def test_adapter_config_bytes_do_not_depend_on_set_order():
-    from services.trainer.server import canonical_adapter_config
-
-    one = canonical_adapter_config(
-        json.dumps({"r": 16, "target_modules": ["q_proj", "v_proj", "o_proj"]}).encode()
-    )
-    other = canonical_adapter_config(
-        json.dumps({"target_modules": ["o_proj", "q_proj", "v_proj"], "r": 16}).encode()
-    )
-    assert one == other
-    assert json.loads(one)["target_modules"] == ["o_proj", "q_proj", "v_proj"]
