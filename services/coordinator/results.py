@@ -13,12 +13,12 @@ from collections import defaultdict
 from typing import Any
 
 from seal_lab.data import Passage
+from seal_lab.datasets import read_dataset
 from seal_lab.errors import StoreUnavailable
 from seal_lab.stats import describe, variance_components
 from seal_lab.store import ObjectStore
 
 from .comparisons import METRICS, compare, metric_table, planned_comparisons, power
-from .policy import read_dataset
 from .schemas import RunConfig
 
 DIRECTIVE_FIELDS = ("epochs", "learning_rate", "lora_rank", "lora_alpha", "batch_size", "steps")
@@ -537,11 +537,11 @@ def build_results(
 
 def _dataset_texts(store: ObjectStore, key: str) -> dict[str, Any]:
     """The raw self-edit and the training texts of a stored dataset."""
-    meta, examples = read_dataset(store, key)
+    dataset = read_dataset(store, key)
     return {
-        "raw_output": meta.get("raw_output", ""),
-        "directive_text": meta.get("directive_text", ""),
-        "texts": [e.get("completion") or e.get("text", "") for e in examples],
+        "raw_output": dataset.raw_output,
+        "directive_text": dataset.directive_text,
+        "texts": [e.completion for e in dataset.examples],
     }
 
 

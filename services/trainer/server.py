@@ -16,23 +16,16 @@ import grpc
 from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from seal_lab import __version__
 from seal_lab.adapters import ADAPTER_PREFIX, AdapterFiles, has_weights, publish_adapter
+from seal_lab.datasets import Dataset, TrainingExample, read_dataset
 from seal_lab.directive import Directive, DirectiveLimits
 from seal_lab.errors import AlreadyExists, InvalidArgument, Unavailable
-from seal_lab.grouptrain import (
-    GroupJob,
-    Schedule,
-    TrainingExample,
-    TrainOutcome,
-    TrainProgressEvent,
-    train_group,
-)
+from seal_lab.grouptrain import GroupJob, Schedule, TrainOutcome, TrainProgressEvent, train_group
 from seal_lab.logging import bind_context
 from seal_lab.multilora import save_peft_folder
 from seal_lab.outage import OutagePolicy, call_async, call_sync, wait_for_store
 from seal_lab.service import ModelHost
-from seal_lab.store import ObjectStore, content_digest, json_bytes, read_record, sha256_hex, validate_key
+from seal_lab.store import ObjectStore, json_bytes, read_record, sha256_hex, validate_key
 
-from .datasets import parse_dataset
 from .grouping import GroupBatcher
 from .settings import TrainerSettings, group_defaults
 
@@ -186,10 +179,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                 yield _result_message(recorded, reused=True)
                 return
             # Read the dataset before queueing, so a bad key or bad data fails fast.
-            data = await call_async(
-                lambda: _read_dataset(self.store, job.dataset_key), self.outage, "reading a dataset"
+            dataset = await call_async(
+                lambda: read_dataset(self.store, job.dataset_key), self.outage, "reading a dataset"
             )
-            examples = parse_dataset(data, job.dataset_key, self.settings.max_dataset_examples)
+            examples = _training_examples(dataset, job.dataset_key, self.settings.max_dataset_examples)
             loop = asyncio.get_running_loop()
             queue: asyncio.Queue[TrainProgressEvent] = asyncio.Queue()
 
@@ -339,8 +332,11 @@ def _record_problem(store: ObjectStore, record: Any) -> str | None:
     return None
 
 
-def _read_dataset(store: ObjectStore, key: str) -> bytes:
-    """Datasets are content-addressed (`datasets/<sha256>.jsonl`): their bytes are checked against the key."""
-    if content_digest(key) is None:  # a dataset someone stored under a name of their own: nothing to check
-        return store.get_bytes(key)
-    return store.get_verified(key)
+def _training_examples(dataset: Dataset, key: str, max_examples: int) -> list[TrainingExample]:
+    if not dataset.examples:
+        raise InvalidArgument(f"dataset {key!r} has no training examples")
+    if len(dataset.examples) > max_examples:
+        raise InvalidArgument(
+            f"dataset {key!r} has {len(dataset.examples)} examples; the limit is {max_examples}"
+        )
+    return list(dataset.examples)

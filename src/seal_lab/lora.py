@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from seal_lab.adapters import fetch_adapter
+from seal_lab.datasets import TrainingExample
 from seal_lab.directive import Directive
-from seal_lab.grouptrain import GroupJob, TrainingExample, TrainOutcome, TrainProgressEvent, train_group
+from seal_lab.grouptrain import GroupJob, TrainOutcome, TrainProgressEvent, train_group
 from seal_lab.models import LoadedModel
 from seal_lab.multilora import save_peft_folder
 from seal_lab.store import ObjectStore
 
-__all__ = ["TrainOutcome", "TrainProgressEvent", "TrainingExample", "train_adapter"]
+__all__ = ["TrainOutcome", "TrainProgressEvent", "train_adapter"]
 
 
 def train_adapter(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from seal_lab.data import Passage, Question
+from seal_lab.datasets import TrainingExample
 from seal_lab.directive import DIRECTIVE_LINE_PREFIX, Directive, format_directive
 from seal_lab.errors import InvalidArgument
 from seal_lab.localstore import LocalStore
@@ -109,9 +110,9 @@ def test_a_directive_search_winner_teaches_the_better_directive(store):
 
 def test_policy_examples_leaves_unexpected_shapes_alone():
     # Only the (self-edit, directive) pair of the local generator is rewritten.
-    single = {"policy_examples": [_examples("a")[0]]}
-    assert policy_examples(single, _winner("a", "-d1")) == [{"type": "example", **_examples("a")[0]}]
-    assert policy_examples({}, _winner("a", "-d1")) == []
+    single = (TrainingExample(**_examples("a")[0]),)
+    assert policy_examples(single, _winner("a", "-d1")) == list(single)
+    assert policy_examples((), _winner("a", "-d1")) == []
 
 
 def test_winners_without_policy_examples_write_nothing(store):
