@@ -1326,7 +1326,9 @@ async def _all_or_none(coroutines: Any) -> list[Any]:
         raise
 
 
-def _self_edits_record(response: generator_pb2.GenerateResponse) -> dict[str, Any]:
+def _self_edits_record(
+    response: generator_pb2.GenerateResponse | generator_pb2.ImportResponse,
+) -> dict[str, Any]:
     return {
         "seconds": response.seconds,
         "self_edits": [

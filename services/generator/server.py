@@ -177,7 +177,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             edits = await asyncio.to_thread(self._import, request)
             seconds = time.perf_counter() - started
             log.info("imported %d %s self-edits from %r", len(edits), request.format, request.source)
-        return generator_pb2.GenerateResponse(self_edits=edits, model_fingerprint="", seconds=seconds)
+        return generator_pb2.ImportResponse(self_edits=edits, seconds=seconds)
 
     def _import(self, request: generator_pb2.ImportRequest) -> list[generator_pb2.SelfEdit]:
         edit_format = get_format(request.format)

@@ -196,7 +196,7 @@ def test_generator_unknown_policy_adapter_is_not_found(generator_server, limits)
 
 def _import(
     generator_server, limits, outputs, include_passage=True, **overrides
-) -> generator_pb2.GenerateResponse:
+) -> generator_pb2.ImportResponse:
     stub = generator_pb2_grpc.GeneratorStub(generator_server.channel())
     request = generator_pb2.ImportRequest(
         passage=_passage(overrides.pop("context", PASSAGE.context)),
