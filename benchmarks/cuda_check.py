@@ -34,10 +34,10 @@ from seal.v1 import (
     trainer_pb2_grpc,
 )
 from seal_lab.directive import Directive
+from seal_lab.localstore import LocalStore
 from seal_lab.models import load_model
 from seal_lab.service import ModelHost
 from seal_lab.settings import ModelSettings
-from seal_lab.store import LocalStore
 from services.evaluator.server import EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings
 from services.generator.server import GeneratorServicer

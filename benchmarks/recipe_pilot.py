@@ -27,8 +27,9 @@ from rich.console import Console
 from rich.table import Table
 
 from seal_lab.data import retention_questions
+from seal_lab.datasets import TrainingExample
 from seal_lab.directive import Directive
-from seal_lab.grouptrain import GroupJob, Schedule, TrainingExample, train_group
+from seal_lab.grouptrain import GroupJob, Schedule, train_group
 from seal_lab.logging import configure_logging
 from seal_lab.models import LoadedModel, chat_prompt, generate_texts, load_model
 from seal_lab.multilora import StackedLora, lora_targets, with_all_targets

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uvicorn
 
 from seal_lab.logging import configure_logging
+from seal_lab.openstore import open_store
 from seal_lab.settings import LoggingSettings, StoreSettings
-from seal_lab.store import open_store
 
 from .app import create_app
 from .settings import CoordinatorSettings

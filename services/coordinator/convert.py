@@ -6,16 +6,9 @@ from typing import Any
 
 from seal.v1 import common_pb2, evaluator_pb2, generator_pb2, trainer_pb2
 from seal_lab.data import Passage, Question
-from seal_lab.directive import Directive
+from seal_lab.directive import Directive, directive_source_name
 
 from .schemas import RunConfig
-
-_DIRECTIVE_SOURCES = {
-    generator_pb2.DIRECTIVE_SOURCE_PARSED: "parsed",
-    generator_pb2.DIRECTIVE_SOURCE_CLAMPED: "clamped",
-    generator_pb2.DIRECTIVE_SOURCE_PARTIAL: "partial",
-    generator_pb2.DIRECTIVE_SOURCE_DEFAULT: "default",
-}
 
 
 def _passage(passage: Passage) -> generator_pb2.Passage:
@@ -69,7 +62,9 @@ def import_request(
     )
 
 
-def self_edits_record(response: generator_pb2.GenerateResponse) -> dict[str, Any]:
+def self_edits_record(
+    response: generator_pb2.GenerateResponse | generator_pb2.ImportResponse,
+) -> dict[str, Any]:
     return {
         "seconds": response.seconds,
         "self_edits": [
@@ -79,7 +74,7 @@ def self_edits_record(response: generator_pb2.GenerateResponse) -> dict[str, Any
                 "sample_index": e.sample_index,
                 # Every field, zeros included (steps = 0 means "epochs"; ListFields would drop it).
                 "directive": Directive.from_proto(e.directive).as_dict(),
-                "directive_source": _DIRECTIVE_SOURCES.get(e.directive_source, "unspecified"),
+                "directive_source": directive_source_name(e.directive_source),
                 "directive_notes": list(e.directive_notes),
                 "num_texts": e.num_texts,
                 "preview": e.preview,

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from seal_lab.datasets import read_dataset
 from seal_lab.errors import StoreUnavailable
 from seal_lab.store import ObjectStore
-
-from .policy import read_dataset
 
 EXAMPLES_PER_SIDE = 3
 
 
 def _dataset_texts(store: ObjectStore, key: str) -> dict[str, Any]:
     """The raw self-edit and the training texts of a stored dataset."""
-    meta, examples = read_dataset(store, key)
+    dataset = read_dataset(store, key)
     return {
-        "raw_output": meta.get("raw_output", ""),
-        "directive_text": meta.get("directive_text", ""),
-        "texts": [e.get("completion") or e.get("text", "") for e in examples],
+        "raw_output": dataset.raw_output,
+        "directive_text": dataset.directive_text,
+        "texts": [e.completion for e in dataset.examples],
     }
 
 

@@ -3,68 +3,45 @@ imported teacher self-edits matched to the held-out passages."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from seal_lab.data import Passage
+from seal_lab.datasets import PolicyMeta, TrainingExample, read_dataset, write_dataset
 from seal_lab.directive import DIRECTIVE_LINE_PREFIX, Directive, format_directive
 from seal_lab.errors import InvalidArgument
-from seal_lab.store import ObjectStore, jsonl_bytes
+from seal_lab.store import ObjectStore
 
-DATASET_PREFIX = "datasets"
-
-
-def read_dataset(store: ObjectStore, key: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(meta record, example records) of a stored self-edit dataset (JSON lines; nothing is unpickled)."""
-    meta: dict[str, Any] = {}
-    examples = []
-    for line in store.get_bytes(key).decode("utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            if record.get("type") == "meta":
-                meta = record
-            else:
-                examples.append(record)
-    return meta, examples
+#: What the policy dataset's meta record keeps of each winner.
+WINNER_FIELDS = ("passage_id", "dataset_key", "reward", "format", "sample_index")
 
 
-def policy_examples(meta: dict[str, Any], winner: dict[str, Any]) -> list[dict[str, str]]:
+def policy_examples(written: tuple[TrainingExample, ...], winner: dict[str, Any]) -> list[TrainingExample]:
     """The (prompt, completion) pairs the generator produced for a winning self-edit.
 
     When directive search found a better directive than the one the model wrote, the policy is taught that
     directive instead: "keep the best" applies to the training directive as well as to the data.
     """
-    examples = [
-        {"type": "example", "prompt": e["prompt"], "completion": e["completion"]}
-        for e in meta.get("policy_examples", [])
-    ]
+    examples = list(written)
     if winner.get("directive_trial") and len(examples) == 2:
         best = Directive(**winner["directive"])
-        examples[1]["completion"] = format_directive(best).removeprefix(DIRECTIVE_LINE_PREFIX)
+        examples[1] = TrainingExample(
+            examples[1].prompt, format_directive(best).removeprefix(DIRECTIVE_LINE_PREFIX)
+        )
     return examples
 
 
 def build_policy_dataset(store: ObjectStore, winners: list[dict[str, Any]]) -> tuple[str, int]:
     """Write the SFT dataset (self-edit prompt -> winning self-edit) to the store: (key, examples)."""
-    records: list[dict[str, Any]] = [
-        {
-            "type": "meta",
-            "purpose": "rest-em policy",
-            "winners": [
-                {k: w.get(k) for k in ("passage_id", "dataset_key", "reward", "format", "sample_index")}
-                for w in winners
-            ],
-        }
-    ]
+    examples: list[TrainingExample] = []
     for winner in winners:
-        meta, _ = read_dataset(store, winner["dataset_key"])
-        if not meta:
+        dataset = read_dataset(store, winner["dataset_key"])
+        if not dataset.meta:
             raise InvalidArgument(f"dataset {winner['dataset_key']!r} has no meta record")
-        records += policy_examples(meta, winner)
-    examples = len(records) - 1
+        examples += policy_examples(dataset.policy_examples, winner)
     if not examples:
         return "", 0
-    return store.put_content(DATASET_PREFIX, jsonl_bytes(records), ".jsonl", "application/x-ndjson"), examples
+    meta = PolicyMeta(tuple({k: w.get(k) for k in WINNER_FIELDS} for w in winners))
+    return write_dataset(store, meta, examples), len(examples)
 
 
 def _normalise(text: str) -> str:

@@ -14,10 +14,10 @@ from typing import Any
 import grpc
 
 from seal.v1 import common_pb2, evaluator_pb2, evaluator_pb2_grpc
+from seal_lab.adapters import fetch_adapter, verify_adapter
 from seal_lab.data import MAX_QUESTION_CHARS
 from seal_lab.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from seal_lab.logging import bind_context
-from seal_lab.lora import fetch_adapter, verify_adapter
 from seal_lab.multilora import AdapterWeights, load_peft_folder, lora_targets
 from seal_lab.outage import OutagePolicy, call_async, call_sync, wait_for_store
 from seal_lab.service import ModelHost

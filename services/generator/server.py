@@ -12,7 +12,7 @@ import grpc
 from seal.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from seal_lab import __version__
 from seal_lab.data import MAX_CONTEXT_CHARS
-from seal_lab.directive import DirectiveLimits, DirectiveSource
+from seal_lab.directive import DirectiveLimits
 from seal_lab.errors import InvalidArgument
 from seal_lab.logging import bind_context
 from seal_lab.outage import OutagePolicy, call_sync, wait_for_store
@@ -29,14 +29,6 @@ log = logging.getLogger(__name__)
 
 MAX_SAMPLES = 16
 MAX_NEW_TOKENS = 2048
-
-_SOURCE_TO_PROTO = {
-    DirectiveSource.PARSED: generator_pb2.DIRECTIVE_SOURCE_PARSED,
-    DirectiveSource.CLAMPED: generator_pb2.DIRECTIVE_SOURCE_CLAMPED,
-    DirectiveSource.PARTIAL: generator_pb2.DIRECTIVE_SOURCE_PARTIAL,
-    DirectiveSource.DEFAULT: generator_pb2.DIRECTIVE_SOURCE_DEFAULT,
-}
-
 
 MAX_IMPORT_CHARS = 50_000
 
@@ -185,7 +177,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             edits = await asyncio.to_thread(self._import, request)
             seconds = time.perf_counter() - started
             log.info("imported %d %s self-edits from %r", len(edits), request.format, request.source)
-        return generator_pb2.GenerateResponse(self_edits=edits, model_fingerprint="", seconds=seconds)
+        return generator_pb2.ImportResponse(self_edits=edits, seconds=seconds)
 
     def _import(self, request: generator_pb2.ImportRequest) -> list[generator_pb2.SelfEdit]:
         edit_format = get_format(request.format)
@@ -227,7 +219,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                     format=edit_format.name,
                     sample_index=index,
                     directive=stored.parsed.directive.to_proto(),
-                    directive_source=_SOURCE_TO_PROTO[stored.parsed.source],
+                    directive_source=stored.parsed.source.to_proto(),
                     directive_notes=list(stored.parsed.notes),
                     num_texts=len(stored.texts),
                     preview=raw.text[:240],

@@ -4,8 +4,6 @@ streamed, results content-addressed."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -17,30 +15,22 @@ import grpc
 
 from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from seal_lab import __version__
+from seal_lab.adapters import ADAPTER_PREFIX, AdapterFiles, has_weights, publish_adapter
+from seal_lab.datasets import Dataset, TrainingExample, read_dataset
 from seal_lab.directive import Directive, DirectiveLimits
 from seal_lab.errors import AlreadyExists, InvalidArgument, Unavailable
-from seal_lab.grouptrain import (
-    GroupJob,
-    Schedule,
-    TrainingExample,
-    TrainOutcome,
-    TrainProgressEvent,
-    train_group,
-)
+from seal_lab.grouptrain import GroupJob, Schedule, TrainOutcome, TrainProgressEvent, train_group
 from seal_lab.logging import bind_context
-from seal_lab.lora import ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS
 from seal_lab.multilora import save_peft_folder
 from seal_lab.outage import OutagePolicy, call_async, call_sync, wait_for_store
 from seal_lab.service import ModelHost
-from seal_lab.store import ObjectStore, content_digest, json_bytes, read_record, sha256_hex, validate_key
+from seal_lab.store import ObjectStore, json_bytes, read_record, sha256_hex, validate_key
 
-from .datasets import parse_dataset
 from .grouping import GroupBatcher
 from .settings import TrainerSettings, group_defaults
 
 log = logging.getLogger(__name__)
 
-ADAPTER_PREFIX = "adapters"
 JOB_PREFIX = "trainer-jobs"
 #: Bumped when training changes in a way that makes old results not comparable (part of the job key, with
 #: the schedule settings: see `recipe_from_settings`).
@@ -117,15 +107,6 @@ def _result_message(record: dict[str, Any], reused: bool) -> trainer_pb2.TrainEv
     )
 
 
-def canonical_adapter_config(data: bytes) -> bytes:
-    """peft writes `target_modules` from a set, in an order that changes with each process's hash seed; sorted,
-    the same adapter always gets the same bytes, hence the same content-addressed key."""
-    config = json.loads(data)
-    if isinstance(config.get("target_modules"), list):
-        config["target_modules"] = sorted(config["target_modules"])
-    return json.dumps(config, indent=2, sort_keys=True).encode()
-
-
 class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
     def __init__(self, store: ObjectStore, host: ModelHost, settings: TrainerSettings) -> None:
         self.store = store
@@ -198,10 +179,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                 yield _result_message(recorded, reused=True)
                 return
             # Read the dataset before queueing, so a bad key or bad data fails fast.
-            data = await call_async(
-                lambda: _read_dataset(self.store, job.dataset_key), self.outage, "reading a dataset"
+            dataset = await call_async(
+                lambda: read_dataset(self.store, job.dataset_key), self.outage, "reading a dataset"
             )
-            examples = parse_dataset(data, job.dataset_key, self.settings.max_dataset_examples)
+            examples = _training_examples(dataset, job.dataset_key, self.settings.max_dataset_examples)
             loop = asyncio.get_running_loop()
             queue: asyncio.Queue[TrainProgressEvent] = asyncio.Queue()
 
@@ -274,8 +255,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         assert outcome.adapter is not None
         with tempfile.TemporaryDirectory(prefix="seal-train-") as tmp:
             save_peft_folder(Path(tmp), outcome.adapter, self.target_modules, loaded.model)
-            weights = (Path(tmp) / ADAPTER_WEIGHTS).read_bytes()
-            config = canonical_adapter_config((Path(tmp) / ADAPTER_CONFIG).read_bytes())
+            files = AdapterFiles.from_peft_folder(Path(tmp))
         metrics = {
             "step_loss": outcome.step_loss,
             "tokens": outcome.tokens,
@@ -286,7 +266,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             "examples": len(queued.examples),
             "group_size": outcome.group_size,
         }
-        adapter_key = f"{ADAPTER_PREFIX}/{sha256_hex(weights + config)}"
+        adapter_key = files.key
         meta = {
             "base_model_name": loaded.name,
             "base_model_fingerprint": loaded.fingerprint,
@@ -304,7 +284,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         # The store may be away now: the trained adapter waits in memory (up to the outage bound) rather than
         # being trained again by a retried call.
         stored = call_sync(
-            lambda: self._save(adapter_key, weights, config, meta, job_key, record),
+            lambda: self._save(files, meta, job_key, record),
             self.outage,
             "saving an adapter",
         )
@@ -323,25 +303,11 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         return record, False
 
     def _save(
-        self,
-        adapter_key: str,
-        weights: bytes,
-        config: bytes,
-        meta: dict[str, Any],
-        job_key: str,
-        record: dict[str, Any],
+        self, files: AdapterFiles, meta: dict[str, Any], job_key: str, record: dict[str, Any]
     ) -> dict[str, Any]:
-        """Write the adapter, then the job record (last: its presence means the adapter is complete).
-
-        Every write is write-once. Content-addressed weights and config are the same bytes whoever trained
-        them; another job that produced the very same adapter keeps the first job's metadata.
-        """
-        self.store.put_bytes(f"{adapter_key}/{ADAPTER_WEIGHTS}", weights)
-        self.store.put_bytes(f"{adapter_key}/{ADAPTER_CONFIG}", config, "application/json")
-        with contextlib.suppress(AlreadyExists):
-            self.store.put_bytes(
-                f"{adapter_key}/{ADAPTER_META}", json.dumps(meta, indent=1).encode(), "application/json"
-            )
+        """Publish the adapter, then write the job record (last: its presence means the adapter is complete;
+        write-once: a job another trainer recorded first keeps its record)."""
+        publish_adapter(self.store, files, meta)
         try:
             self.store.put_json(job_key, record)
         except AlreadyExists:
@@ -361,13 +327,16 @@ def _record_problem(store: ObjectStore, record: Any) -> str | None:
     needed = ("step_loss", "tokens", "seconds", "tokens_per_second", "steps", "trainable_parameters")
     if not isinstance(metrics, dict) or any(name not in metrics for name in needed):
         return "incomplete metrics"
-    if not store.exists(f"{record['adapter_key']}/{ADAPTER_WEIGHTS}"):
+    if not has_weights(store, record["adapter_key"]):
         return "its adapter's weights are missing"
     return None
 
 
-def _read_dataset(store: ObjectStore, key: str) -> bytes:
-    """Datasets are content-addressed (`datasets/<sha256>.jsonl`): their bytes are checked against the key."""
-    if content_digest(key) is None:  # a dataset someone stored under a name of their own: nothing to check
-        return store.get_bytes(key)
-    return store.get_verified(key)
+def _training_examples(dataset: Dataset, key: str, max_examples: int) -> list[TrainingExample]:
+    if not dataset.examples:
+        raise InvalidArgument(f"dataset {key!r} has no training examples")
+    if len(dataset.examples) > max_examples:
+        raise InvalidArgument(
+            f"dataset {key!r} has {len(dataset.examples)} examples; the limit is {max_examples}"
+        )
+    return list(dataset.examples)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from typing import Any
 
-from seal.v1 import common_pb2
+from seal.v1 import common_pb2, generator_pb2
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,29 @@ class DirectiveLimits:
 
 
 class DirectiveSource(Enum):
+    """Where a self-edit's directive came from. The value is the name datasets and run records carry."""
+
     PARSED = "parsed"
     CLAMPED = "clamped"
     PARTIAL = "partial"
     DEFAULT = "default"
+
+    def to_proto(self) -> generator_pb2.DirectiveSource.ValueType:
+        return _SOURCE_TO_PROTO[self]
+
+
+_SOURCE_TO_PROTO = {
+    DirectiveSource.PARSED: generator_pb2.DIRECTIVE_SOURCE_PARSED,
+    DirectiveSource.CLAMPED: generator_pb2.DIRECTIVE_SOURCE_CLAMPED,
+    DirectiveSource.PARTIAL: generator_pb2.DIRECTIVE_SOURCE_PARTIAL,
+    DirectiveSource.DEFAULT: generator_pb2.DIRECTIVE_SOURCE_DEFAULT,
+}
+_SOURCE_NAMES = {proto: source.value for source, proto in _SOURCE_TO_PROTO.items()}
+
+
+def directive_source_name(value: int) -> str:
+    """The recorded name of a proto `DirectiveSource` ("unspecified" when the generator left it unset)."""
+    return _SOURCE_NAMES.get(value, "unspecified")
 
 
 @dataclass(frozen=True)

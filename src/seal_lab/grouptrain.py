@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from seal_lab.datasets import TrainingExample
 from seal_lab.directive import Directive
 from seal_lab.errors import InvalidArgument
 from seal_lab.models import LoadedModel
@@ -29,14 +30,6 @@ from seal_lab.multilora import AdapterWeights, StackedLora, fresh_adapter, lora_
 log = logging.getLogger(__name__)
 
 IGNORE = -100
-
-
-@dataclass(frozen=True)
-class TrainingExample:
-    """Loss is taken on `completion` only; `prompt` (may be empty) is context the model is not taught."""
-
-    prompt: str
-    completion: str
 
 
 @dataclass

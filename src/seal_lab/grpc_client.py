@@ -8,7 +8,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from seal_lab.grpc_server import CAUSE_KEY, MAX_MESSAGE_BYTES, STORE_CAUSE
+from seal_lab.grpc_wire import CAUSE_KEY, MAX_MESSAGE_BYTES, STORE_CAUSE
 
 #: Failures worth retrying: the service is down, restarting, overloaded or too slow.
 RETRYABLE_CODES = frozenset(

@@ -18,14 +18,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from seal_lab.errors import SealError, StoreUnavailable
+from seal_lab.grpc_wire import CAUSE_KEY, MAX_MESSAGE_BYTES, STORE_CAUSE
 
 log = logging.getLogger(__name__)
-
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-#: Trailing metadata on an UNAVAILABLE that the object store caused (down, timed out, full), so a caller can
-#: wait the outage out instead of counting it against the service.
-CAUSE_KEY = "seal-cause"
-STORE_CAUSE = "store"
 
 
 def _abort_code(exc: BaseException) -> tuple[grpc.StatusCode, str]:

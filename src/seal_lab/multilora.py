@@ -20,12 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seal_lab.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from seal_lab.errors import FailedPrecondition
 
 PEFT_PREFIX = "base_model.model."
-#: The files of a peft adapter folder (this module owns the layout; `lora` adds its metadata file).
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass

@@ -7,7 +7,8 @@ corrupt is moved aside under `quarantine/` so the next reader sees it missing an
 Downloads go to a temporary file that is renamed into place, so a reader never sees half a file.
 
 The interface and what every backend shares live here; `seal_lab.localstore` and `seal_lab.s3store` hold the
-backends, and `open_store` picks one from the settings.
+backends, and `seal_lab.openstore.open_store` picks one from the settings (the backends import this module,
+never the other way round).
 """
 
 from __future__ import annotations
@@ -22,13 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from seal_lab.errors import AlreadyExists, CorruptObject, InvalidArgument, NotFound
-from seal_lab.settings import StoreSettings
-
-if TYPE_CHECKING:
-    from seal_lab.localstore import LocalStore as LocalStore  # re-exported, see __getattr__
 
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
 #: `<prefix>/<sha256 hex><suffix>`, the shape `content_key` builds; the suffix does not continue the hex.
@@ -236,36 +233,3 @@ def _atomic_write(destination: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-
-
-StoreFactory = Callable[[StoreSettings], ObjectStore]
-
-
-def _local_factory(settings: StoreSettings) -> ObjectStore:
-    from seal_lab.localstore import LocalStore  # imports this module: loaded on first use
-
-    return LocalStore.from_settings(settings)
-
-
-def _s3_factory(settings: StoreSettings) -> ObjectStore:
-    from seal_lab.s3store import S3Store  # minio is imported only when S3 is used
-
-    return S3Store.from_settings(settings)
-
-
-STORE_FACTORIES: dict[str, StoreFactory] = {"local": _local_factory, "s3": _s3_factory}
-
-
-def open_store(settings: StoreSettings) -> ObjectStore:
-    """The store the settings name. No network I/O: call `check()` to know whether it can serve."""
-    return STORE_FACTORIES[settings.kind](settings)
-
-
-def __getattr__(name: str) -> Any:
-    # `from seal_lab.store import LocalStore` keeps working; the class lives in localstore, which imports this
-    # module, so it is loaded on first use rather than at import (that would be a cycle).
-    if name == "LocalStore":
-        from seal_lab.localstore import LocalStore
-
-        return LocalStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from seal_lab.datasets import TrainingExample
 from seal_lab.directive import Directive
 from seal_lab.errors import InvalidArgument
-from seal_lab.grouptrain import GroupJob, Schedule, TrainingExample, TrainOutcome, tokenize, train_group
+from seal_lab.grouptrain import GroupJob, Schedule, TrainOutcome, tokenize, train_group
 from seal_lab.models import load_model
 from seal_lab.multilora import StackedLora, fresh_adapter, load_peft_folder, lora_targets, save_peft_folder
 from seal_lab.settings import ModelSettings

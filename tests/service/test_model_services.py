@@ -17,10 +17,10 @@ from seal.v1 import (
     trainer_pb2,
     trainer_pb2_grpc,
 )
+from seal_lab.adapters import ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS
 from seal_lab.data import demo_passages
 from seal_lab.directive import Directive
-from seal_lab.lora import ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS
-from seal_lab.store import LocalStore
+from seal_lab.localstore import LocalStore
 
 PASSAGE = demo_passages()[1]
 
@@ -196,7 +196,7 @@ def test_generator_unknown_policy_adapter_is_not_found(generator_server, limits)
 
 def _import(
     generator_server, limits, outputs, include_passage=True, **overrides
-) -> generator_pb2.GenerateResponse:
+) -> generator_pb2.ImportResponse:
     stub = generator_pb2_grpc.GeneratorStub(generator_server.channel())
     request = generator_pb2.ImportRequest(
         passage=_passage(overrides.pop("context", PASSAGE.context)),

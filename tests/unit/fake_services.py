@@ -16,7 +16,7 @@ import grpc
 
 from seal.v1 import common_pb2, evaluator_pb2, generator_pb2, trainer_pb2
 from seal_lab.directive import DEFAULT_DIRECTIVE, DirectiveLimits
-from seal_lab.grpc_client import CAUSE_KEY, STORE_CAUSE
+from seal_lab.grpc_wire import CAUSE_KEY, STORE_CAUSE
 from services.coordinator.clients import TrainerEndpoint, TrainerPool
 
 FINGERPRINT = "sha256:fake-model"
@@ -88,8 +88,10 @@ class FakeGenerator(FakeService):
     def __init__(self) -> None:
         super().__init__("generator")
 
-    def _response(self, passage_id: str, edit_format: str, count: int) -> generator_pb2.GenerateResponse:
-        return generator_pb2.GenerateResponse(
+    def _response(
+        self, passage_id: str, edit_format: str, count: int, kind: type = generator_pb2.GenerateResponse
+    ) -> Any:
+        return kind(
             seconds=0.5,
             self_edits=[
                 generator_pb2.SelfEdit(
@@ -111,7 +113,9 @@ class FakeGenerator(FakeService):
 
     async def Import(self, request: generator_pb2.ImportRequest, timeout: float) -> Any:
         await self._enter("Import", request)
-        return self._response(request.passage.passage_id, request.format, len(request.outputs))
+        return self._response(
+            request.passage.passage_id, request.format, len(request.outputs), generator_pb2.ImportResponse
+        )
 
 
 class FakeTrainer(FakeService):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from seal.v1 import generator_pb2
 from seal_lab.directive import (
     DEFAULT_DIRECTIVE,
     Directive,
     DirectiveLimits,
     DirectiveSource,
+    directive_source_name,
     format_directive,
     parse_directive,
     strip_directive,
@@ -119,3 +121,12 @@ def test_a_step_budget_is_read_and_epochs_alone_mean_passes():
     assert "steps=24" in format_directive(with_budget)
     assert parse_directive(format_directive(with_budget), LIMITS).directive == with_budget
     assert "steps" not in format_directive(Directive(steps=0))
+
+
+def test_every_directive_source_has_one_proto_value_and_keeps_its_name_across_the_wire():
+    protos = {source.to_proto() for source in DirectiveSource}
+    assert len(protos) == len(DirectiveSource) and generator_pb2.DIRECTIVE_SOURCE_UNSPECIFIED not in protos
+    assert [directive_source_name(s.to_proto()) for s in DirectiveSource] == [
+        s.value for s in DirectiveSource
+    ]
+    assert directive_source_name(generator_pb2.DIRECTIVE_SOURCE_UNSPECIFIED) == "unspecified"

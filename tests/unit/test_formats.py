@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from seal_lab.datasets import TrainingExample
 from seal_lab.errors import InvalidArgument
 from services.generator.formats import FORMATS, get_format
-from services.generator.selfedit import dataset_records
+from services.generator.selfedit import training_examples
 
 
 def test_seal_formats_are_available():
@@ -41,14 +42,11 @@ def test_unknown_format_is_refused_with_the_known_ones():
         get_format("haiku")
 
 
-def test_dataset_records_put_meta_first_and_the_passage_before_the_self_edit():
-    records = dataset_records(
-        "T", "The lamp is red.", ["A fact here."], include_passage=True, meta={"format": "x"}
-    )
-    assert records[0] == {"type": "meta", "format": "x"}
-    assert [r["completion"] for r in records[1:]] == ["T\nThe lamp is red.", "T\nA fact here."]
-    without = dataset_records("T", "ctx", ["A fact here."], include_passage=False, meta={})
-    assert [r["completion"] for r in without[1:]] == ["T\nA fact here."]
+def test_training_examples_put_the_passage_first_and_the_title_before_every_text():
+    examples = training_examples("T", "The lamp is red.", ["A fact here."], include_passage=True)
+    assert examples == [TrainingExample("", "T\nThe lamp is red."), TrainingExample("", "T\nA fact here.")]
+    without = training_examples("T", "ctx", ["A fact here."], include_passage=False)
+    assert without == [TrainingExample("", "T\nA fact here.")]
 
 
 def test_preamble_lines_are_not_trained_as_facts():

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from seal_lab.grouptrain import TrainingExample
+from seal_lab.datasets import TrainingExample
 from seal_lab.grouptrain import tokenize as _tokenize
 
 EOS = 0

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from seal_lab.data import Passage, Question
+from seal_lab.datasets import TrainingExample
 from seal_lab.directive import DIRECTIVE_LINE_PREFIX, Directive, format_directive
 from seal_lab.errors import InvalidArgument
-from seal_lab.store import LocalStore, content_key
+from seal_lab.localstore import LocalStore
+from seal_lab.store import content_key
 from services.coordinator.policy import build_policy_dataset, match_teacher_completions, policy_examples
 
 OWN_DIRECTIVE = {"epochs": 5, "learning_rate": 0.003, "lora_rank": 16, "lora_alpha": 32, "batch_size": 1}
@@ -108,9 +110,9 @@ def test_a_directive_search_winner_teaches_the_better_directive(store):
 
 def test_policy_examples_leaves_unexpected_shapes_alone():
     # Only the (self-edit, directive) pair of the local generator is rewritten.
-    single = {"policy_examples": [_examples("a")[0]]}
-    assert policy_examples(single, _winner("a", "-d1")) == [{"type": "example", **_examples("a")[0]}]
-    assert policy_examples({}, _winner("a", "-d1")) == []
+    single = (TrainingExample(**_examples("a")[0]),)
+    assert policy_examples(single, _winner("a", "-d1")) == list(single)
+    assert policy_examples((), _winner("a", "-d1")) == []
 
 
 def test_winners_without_policy_examples_write_nothing(store):
@@ -198,16 +200,3 @@ def test_malformed_entries_are_invalid_arguments(entry, problem):
     with pytest.raises(InvalidArgument, match=r"teachers\[gpt\]\.passages\[1\]") as info:
         match_teacher_completions("gpt", [good, entry], 0, HELDOUT)
     assert problem in str(info.value)
-
-
-def test_adapter_config_bytes_do_not_depend_on_set_order():
-    from services.trainer.server import canonical_adapter_config
-
-    one = canonical_adapter_config(
-        json.dumps({"r": 16, "target_modules": ["q_proj", "v_proj", "o_proj"]}).encode()
-    )
-    other = canonical_adapter_config(
-        json.dumps({"target_modules": ["o_proj", "q_proj", "v_proj"], "r": 16}).encode()
-    )
-    assert one == other
-    assert json.loads(one)["target_modules"] == ["o_proj", "q_proj", "v_proj"]

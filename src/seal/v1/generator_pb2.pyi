@@ -112,3 +112,11 @@ class GenerateResponse(_message.Message):
     model_fingerprint: str
     seconds: float
     def __init__(self, self_edits: _Optional[_Iterable[_Union[SelfEdit, _Mapping]]] = ..., model_fingerprint: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class ImportResponse(_message.Message):
+    __slots__ = ("self_edits", "seconds")
+    SELF_EDITS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    self_edits: _containers.RepeatedCompositeFieldContainer[SelfEdit]
+    seconds: float
+    def __init__(self, self_edits: _Optional[_Iterable[_Union[SelfEdit, _Mapping]]] = ..., seconds: _Optional[float] = ...) -> None: ...

@@ -49,7 +49,7 @@ class GeneratorStub:
         self.Import = channel.unary_unary(
                 '/seal.v1.Generator/Import',
                 request_serializer=seal_dot_v1_dot_generator__pb2.ImportRequest.SerializeToString,
-                response_deserializer=seal_dot_v1_dot_generator__pb2.GenerateResponse.FromString,
+                response_deserializer=seal_dot_v1_dot_generator__pb2.ImportResponse.FromString,
                 _registered_method=True)
 
 
@@ -73,7 +73,7 @@ class GeneratorServicer:
 
     def Import(self, request, context):
         """Self-edits written elsewhere (a teacher's file in SEAL's format), or none at all (passage only), stored
-        as datasets exactly like generated ones, so every condition is trained the same way.
+        as datasets exactly like generated ones, so every condition is trained the same way. Uses no model.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,7 +95,7 @@ def add_GeneratorServicer_to_server(servicer, server):
             'Import': grpc.unary_unary_rpc_method_handler(
                     servicer.Import,
                     request_deserializer=seal_dot_v1_dot_generator__pb2.ImportRequest.FromString,
-                    response_serializer=seal_dot_v1_dot_generator__pb2.GenerateResponse.SerializeToString,
+                    response_serializer=seal_dot_v1_dot_generator__pb2.ImportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,7 +179,7 @@ class Generator:
             target,
             '/seal.v1.Generator/Import',
             seal_dot_v1_dot_generator__pb2.ImportRequest.SerializeToString,
-            seal_dot_v1_dot_generator__pb2.GenerateResponse.FromString,
+            seal_dot_v1_dot_generator__pb2.ImportResponse.FromString,
             options,
             channel_credentials,
             insecure,

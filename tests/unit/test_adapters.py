@@ -1,0 +1,106 @@
+"""The stored adapter layout: canonical config, content key, publish, verify and fetch (a local store)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from seal_lab.adapters import (
+    ADAPTER_CONFIG,
+    ADAPTER_META,
+    ADAPTER_WEIGHTS,
+    AdapterFiles,
+    canonical_adapter_config,
+    fetch_adapter,
+    has_weights,
+    publish_adapter,
+    verify_adapter,
+)
+from seal_lab.errors import CorruptObject, FailedPrecondition, NotFound
+from seal_lab.localstore import LocalStore
+from seal_lab.store import sha256_hex
+
+
+def _safetensors() -> bytes:
+    """A one-tensor safetensors file: 8-byte header length, JSON header, the data."""
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    return struct.pack("<Q", len(header)) + header + struct.pack("<f", 1.0)
+
+
+def _folder(tmp_path: Path, modules: list[str]) -> Path:
+    folder = tmp_path / "peft"
+    folder.mkdir(exist_ok=True)
+    (folder / ADAPTER_WEIGHTS).write_bytes(_safetensors())
+    (folder / ADAPTER_CONFIG).write_text(json.dumps({"r": 16, "target_modules": modules}))
+    return folder
+
+
+META = {"base_model_name": "tiny", "base_model_fingerprint": "fp-1", "metrics": {"steps": 3}}
+
+
+def test_adapter_config_bytes_do_not_depend_on_set_order():
+    one = canonical_adapter_config(
+        json.dumps({"r": 16, "target_modules": ["q_proj", "v_proj", "o_proj"]}).encode()
+    )
+    other = canonical_adapter_config(
+        json.dumps({"target_modules": ["o_proj", "q_proj", "v_proj"], "r": 16}).encode()
+    )
+    assert one == other
+    assert json.loads(one)["target_modules"] == ["o_proj", "q_proj", "v_proj"]
+
+
+def test_the_key_is_the_sha256_of_weights_and_canonical_config(tmp_path: Path):
+    files = AdapterFiles.from_peft_folder(_folder(tmp_path, ["v_proj", "q_proj"]))
+    assert json.loads(files.config)["target_modules"] == ["q_proj", "v_proj"]
+    assert files.key == f"adapters/{sha256_hex(files.weights + files.config)}"
+    again = AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj", "v_proj"]))
+    assert again.key == files.key
+
+
+def test_a_published_adapter_is_verified_and_keeps_its_first_metadata(tmp_path: Path):
+    store = LocalStore(tmp_path / "store")
+    files = AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj"]))
+    key = publish_adapter(store, files, META)
+    assert key == files.key and has_weights(store, key)
+    assert store.list_keys(f"{key}/") == sorted(
+        f"{key}/{n}" for n in (ADAPTER_WEIGHTS, ADAPTER_CONFIG, ADAPTER_META)
+    )
+    assert store.get_bytes(f"{key}/{ADAPTER_META}") == json.dumps(META, indent=1).encode()
+    # The same adapter from another job: the same key, the first job's metadata.
+    assert publish_adapter(store, files, {**META, "metrics": {"steps": 9}}) == key
+    assert verify_adapter(store, key, "fp-1") == META
+
+
+def test_verify_refuses_a_missing_adapter_and_one_for_another_base_model(tmp_path: Path):
+    store = LocalStore(tmp_path / "store")
+    key = publish_adapter(store, AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj"])), META)
+    with pytest.raises(NotFound):
+        verify_adapter(store, "adapters/missing", "fp-1")
+    with pytest.raises(FailedPrecondition, match="trained for base model 'tiny'"):
+        verify_adapter(store, key, "fp-2")
+    store.delete(f"{key}/{ADAPTER_WEIGHTS}")
+    assert not has_weights(store, key)
+    with pytest.raises(FailedPrecondition, match="only safetensors adapters"):
+        verify_adapter(store, key, "fp-1")
+
+
+def test_fetch_downloads_the_two_peft_files(tmp_path: Path):
+    pytest.importorskip("torch")  # safetensors' check opens the file for torch
+    store = LocalStore(tmp_path / "store")
+    key = publish_adapter(store, AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj"])), META)
+    destination = tmp_path / "fetched"
+    assert fetch_adapter(store, key, destination, "fp-1") == META
+    assert sorted(p.name for p in destination.iterdir()) == [ADAPTER_CONFIG, ADAPTER_WEIGHTS]
+
+
+def test_fetch_quarantines_an_adapter_whose_bytes_do_not_match_its_key(tmp_path: Path):
+    store = LocalStore(tmp_path / "store")
+    files = AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj"]))
+    key = publish_adapter(store, files, META)
+    store.put_bytes(f"{key}/{ADAPTER_CONFIG}", files.config + b" ", overwrite=True)
+    with pytest.raises(CorruptObject, match="content hash"):
+        fetch_adapter(store, key, tmp_path / "fetched", "fp-1")
+    assert not store.exists(f"{key}/{ADAPTER_CONFIG}") and store.list_keys("quarantine/")
