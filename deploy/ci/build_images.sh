@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build seal-lab's images with no image registry: a Debian base from debootstrap (`docker import`), Python
 # packages from a wheelhouse made on the host with pip (PyPI, and the CPU torch wheel this machine has).
-#   deploy/ci/build_images.sh   -> seal-lab-base:bookworm, seal-lab:latest, seal-lab-seaweedfs:latest
+#   deploy/ci/build_images.sh   -> seal-lab-base:bookworm, seal-lab:latest (the model services),
+#                                  seal-lab-coordinator:latest (no torch), seal-lab-seaweedfs:latest
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -12,7 +13,7 @@ echo "== wheelhouse"
 requirements=$("$python" - <<'PY'
 import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-print(" ".join(project["dependencies"]))
+print(" ".join(project["dependencies"] + project["optional-dependencies"]["model"]))
 PY
 )
 # shellcheck disable=SC2086  # one argument per requirement
@@ -34,8 +35,12 @@ if ! docker image inspect seal-lab-base:bookworm >/dev/null 2>&1; then
   rm -rf "$rootfs"
 fi
 
-echo "== seal-lab image"
-docker build -q --build-arg BASE_IMAGE=seal-lab-base:bookworm -f deploy/Dockerfile -t seal-lab:latest .
+echo "== seal-lab coordinator image"
+docker build -q --build-arg BASE_IMAGE=seal-lab-base:bookworm -f deploy/Dockerfile --target coordinator \
+  -t seal-lab-coordinator:latest .
+echo "== seal-lab model image"
+docker build -q --build-arg BASE_IMAGE=seal-lab-base:bookworm -f deploy/Dockerfile --target model \
+  -t seal-lab:latest .
 echo "== SeaweedFS image"
 docker build -q --build-arg BASE_IMAGE=seal-lab-base:bookworm -f deploy/seaweedfs/Dockerfile \
   -t seal-lab-seaweedfs:latest .

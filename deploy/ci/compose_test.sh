@@ -72,6 +72,13 @@ config -f docker-compose.yml | "$python" deploy/ci/check_compose.py minio-init "
 config -f deploy/docker-compose.gpu.yml | "$python" deploy/ci/check_compose.py minio-init "$work/ci.env"
 
 deploy/ci/build_images.sh
+step "the coordinator's image holds none of the model extra"
+docker run --rm seal-lab-coordinator:latest python -c '
+from seal_lab.runtime import MODEL_PACKAGES, missing_model_packages
+found = sorted(set(MODEL_PACKAGES) - set(missing_model_packages()))
+assert not found, f"the coordinator image has {found}"
+print("ok: none of", ", ".join(MODEL_PACKAGES))'
+docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep '^seal-lab'
 
 compose=("${clean[@]}" docker-compose --env-file "$work/ci.env" -p "$project")
 cleanup() {

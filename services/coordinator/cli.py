@@ -1,42 +1,35 @@
-"""`seal-lab`: command-line client of the coordinator (httpx), plus the local demo stack."""
+"""`seal-lab`: the command-line client of the coordinator (httpx). The commands that run models on this
+machine (`demo`, `prepare-model`) live in `local.py` and need the `model` extra."""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .display import render_results
+from . import local
+from .api_client import (
+    CoordinatorError,
+    check,
+    console,
+    fail,
+    finish,
+    follow_run,
+    out,
+    save_report,
+    start_run,
+)
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="SEAL inner-loop runs on a seal-lab stack."
 )
-console = Console(stderr=True)
-out = Console()
 
 Url = Annotated[str, typer.Option("--url", envvar="SEAL_COORDINATOR_URL", help="coordinator base URL")]
 DEFAULT_URL = "http://127.0.0.1:8000"
-
-
-class CoordinatorError(Exception):
-    pass
-
-
-def _check(response: httpx.Response) -> Any:
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise CoordinatorError(f"coordinator answered {response.status_code}: {detail}")
-    return response.json()
 
 
 def read_dataset(path: Path) -> list[Any]:
@@ -50,72 +43,6 @@ def read_dataset(path: Path) -> list[Any]:
     if not isinstance(raw, list):
         raise CoordinatorError(f"{path}: expected a JSON list of passages, found {type(raw).__name__}")
     return raw
-
-
-def start_run(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
-    return _check(client.post("/v1/runs", json=body))
-
-
-def follow_run(client: httpx.Client, run_id: str, quiet: bool = False) -> dict[str, Any]:
-    """Follow the server-sent events with a progress bar until the run finishes; reconnects if dropped."""
-    last_seq = -1
-    with Progress(
-        TextColumn("[bold]{task.fields[status]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-        disable=quiet,
-        transient=False,
-    ) as progress:
-        task = progress.add_task("starting", total=None, status="queued")
-        while True:
-            try:
-                with client.stream(
-                    "GET", f"/v1/runs/{run_id}/events", params={"after": last_seq}, timeout=60
-                ) as stream:
-                    if stream.status_code >= 400:
-                        stream.read()
-                        _check(stream)
-                    event_name = ""
-                    for line in stream.iter_lines():
-                        if line.startswith("event: "):
-                            event_name = line[7:]
-                        elif line.startswith("data: "):
-                            data = json.loads(line[6:])
-                            if event_name == "summary":
-                                progress.update(
-                                    task,
-                                    total=data["jobs_total"],
-                                    completed=data["jobs_done"],
-                                    status=data["status"],
-                                    description=data["current"][:90],
-                                )
-                                if data["status"] in ("succeeded", "completed_with_errors", "failed"):
-                                    return _check(client.get(f"/v1/runs/{run_id}"))
-                            else:
-                                last_seq = max(last_seq, data["seq"])
-                                if data["kind"] in ("retry", "error", "status"):
-                                    progress.console.print(f"[{data['kind']}] {data['message']}")
-            except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
-                progress.console.print(f"[retry] lost the coordinator ({type(exc).__name__}); reconnecting")
-                time.sleep(2)
-
-
-def _finish(detail: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        out.print_json(json.dumps(detail))
-    elif detail.get("results"):
-        render_results(out, detail["results"])
-    if detail["status"] == "failed":
-        console.print(f"[red]run {detail['id']} failed: {detail['error']}")
-        raise typer.Exit(1)
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
 
 
 @app.command()
@@ -202,9 +129,9 @@ def run(
             detail = follow_run(client, created["id"], quiet=as_json)
             if report is not None:
                 save_report(client, created["id"], report)
-            _finish(detail, as_json)
+            finish(detail, as_json)
     except (CoordinatorError, httpx.TransportError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def parse_directive_search(text: str) -> list[dict[str, float]]:
@@ -238,15 +165,6 @@ def read_teacher(spec: str) -> dict[str, Any]:
     return {"name": name, "passages": passages}
 
 
-def save_report(client: httpx.Client, run_id: str, path: Path) -> None:
-    response = client.get(f"/v1/runs/{run_id}/report")
-    if response.status_code >= 400:
-        _check(response)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(response.text, encoding="utf-8")
-    console.print(f"report saved to {path} (open it in a browser)")
-
-
 @app.command("report")
 def report_command(
     run_id: str,
@@ -261,10 +179,10 @@ def report_command(
         with httpx.Client(base_url=url, timeout=60) as client:
             save_report(client, run_id, output)
             if results_json is not None:
-                results = _check(client.get(f"/v1/runs/{run_id}/results"))
+                results = check(client.get(f"/v1/runs/{run_id}/results"))
                 results_json.write_text(json.dumps(results, indent=1), encoding="utf-8")
     except (CoordinatorError, httpx.TransportError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @app.command()
@@ -274,15 +192,15 @@ def status(
     """Show a run: status, and results when finished."""
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
-            detail = _check(client.get(f"/v1/runs/{run_id}"))
+            detail = check(client.get(f"/v1/runs/{run_id}"))
     except (CoordinatorError, httpx.TransportError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if not as_json:
         console.print(
             f"{detail['id']}: {detail['status']} {detail['jobs_done']}/{detail['jobs_total']} jobs, "
             f"{detail['retries']} retries {detail['error']}"
         )
-    _finish(detail, as_json)
+    finish(detail, as_json)
 
 
 @app.command()
@@ -292,9 +210,9 @@ def follow(
     """Follow a running run with a progress bar."""
     try:
         with httpx.Client(base_url=url, timeout=60) as client:
-            _finish(follow_run(client, run_id, quiet=as_json), as_json)
+            finish(follow_run(client, run_id, quiet=as_json), as_json)
     except (CoordinatorError, httpx.TransportError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @app.command("list")
@@ -302,9 +220,9 @@ def list_runs(url: Url = DEFAULT_URL) -> None:
     """List the coordinator's runs."""
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
-            runs = _check(client.get("/v1/runs"))
+            runs = check(client.get("/v1/runs"))
     except (CoordinatorError, httpx.TransportError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for r in runs:
         out.print(f"{r['id']}  {r['status']:<22} {r['jobs_done']}/{r['jobs_total']} jobs  {r['name']}")
 
@@ -314,56 +232,15 @@ def resume(run_id: str, url: Url = DEFAULT_URL) -> None:
     """Resume a failed run from its last finished job."""
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
-            _check(client.post(f"/v1/runs/{run_id}/resume"))
-            _finish(follow_run(client, run_id), False)
+            check(client.post(f"/v1/runs/{run_id}/resume"))
+            finish(follow_run(client, run_id), False)
     except (CoordinatorError, httpx.TransportError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
-@app.command("prepare-model")
-def prepare_model() -> None:
-    """Convert the configured base model once into the cache (the embedded GGUF -> safetensors)."""
-    from seal_lab.logging import configure_logging
-    from seal_lab.models import prepare_model as prepare
-    from seal_lab.settings import ModelSettings
-
-    configure_logging()
-    out.print(prepare(ModelSettings()))
-
-
-@app.command()
-def demo(
-    k: Annotated[int, typer.Option(help="self-edits per passage")] = 3,
-    limit: Annotated[int | None, typer.Option(help="only the first N demo passages")] = None,
-    workdir: Annotated[Path, typer.Option(help="store, model cache and logs")] = Path(".seal"),
-    rounds: Annotated[int, typer.Option(help="ReST-EM rounds (policy updates); 0 = one inner loop")] = 0,
-    heldout: Annotated[int, typer.Option(help="hold out N demo passages for the conditions table")] = 0,
-    retention_questions: Annotated[
-        int, typer.Option(help="retention questions per adapter, evenly spaced (0 = all 64)")
-    ] = 16,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Start the four services on loopback, run the demo set, print the table, save the report, stop them."""
-    from .launcher import LocalStack
-
-    started = time.perf_counter()
-    config = {"k": k, "rounds": rounds, "heldout": heldout, "retention_questions": retention_questions}
-    with (
-        LocalStack(workdir, console) as stack,
-        httpx.Client(base_url=stack.coordinator_url, timeout=60) as client,
-    ):
-        try:
-            created = start_run(client, {"dataset": "demo", "limit": limit, "config": config, "name": "demo"})
-            console.print(
-                f"run {created['id']}: {created['passages']} passages, {created['jobs_total']} jobs"
-            )
-            detail = follow_run(client, created["id"], quiet=as_json)
-            if detail.get("results"):
-                save_report(client, created["id"], workdir / f"report-{created['id']}.html")
-        except CoordinatorError as exc:
-            _fail(str(exc))
-    console.print(f"demo finished in {time.perf_counter() - started:.0f}s; store and logs in {workdir}/")
-    _finish(detail, as_json)
+# The commands that need the `model` extra (each says so when it is missing).
+app.command("prepare-model")(local.prepare_model)
+app.command()(local.demo)
 
 
 def main() -> None:

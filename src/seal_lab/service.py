@@ -12,7 +12,7 @@ from seal_lab.errors import Unavailable
 from seal_lab.grpc_server import GrpcService, serve_until_signalled
 from seal_lab.logging import configure_logging
 from seal_lab.models import LoadedModel, ModelWorker, load_model
-from seal_lab.runtime import runtime_versions
+from seal_lab.runtime import MODEL_EXTRA_HINT, missing_model_packages, runtime_versions
 from seal_lab.settings import GrpcServiceSettings, LoggingSettings, ModelSettings
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ def run_grpc_service(
     build: Callable[[], tuple[list[GrpcService], Callable[[], Awaitable[object]]]],
 ) -> None:
     """Process entry point: logging first, then build servicers, load, serve until SIGTERM."""
+    if missing := missing_model_packages():
+        raise SystemExit(f"seal-{name} needs {', '.join(missing)}: {MODEL_EXTRA_HINT}")
     configure_logging(logging_settings.level, logging_settings.json_format, service=name)
     services, load = build()
 

@@ -109,8 +109,8 @@ def test_health_is_not_serving_before_the_model_loads(shared_store, model_settin
     from seal.v1 import trainer_pb2_grpc as tg
     from seal_lab.service import ModelHost
     from services.trainer.server import TrainerServicer
-    from tests.conftest import TEST_TRAINER_SETTINGS
     from tests.grpc_harness import serve
+    from tests.service.conftest import TEST_TRAINER_SETTINGS
 
     servicer = TrainerServicer(shared_store, ModelHost("trainer", model_settings), TEST_TRAINER_SETTINGS)
     server = serve(servicer, "seal.v1.Trainer", tg.add_TrainerServicer_to_server, load=False)

@@ -13,8 +13,8 @@ from seal_lab.service import ModelHost
 from services.coordinator.app import create_app
 from services.coordinator.settings import CoordinatorSettings
 from services.trainer.server import TrainerServicer
-from tests.conftest import TEST_TRAINER_SETTINGS
 from tests.grpc_harness import ServerThread, serve
+from tests.service.conftest import TEST_TRAINER_SETTINGS
 
 PASSAGES = [
     {

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.coordinator.cli import CoordinatorError, parse_directive_search, read_teacher
+from services.coordinator.api_client import CoordinatorError
+from services.coordinator.cli import parse_directive_search, read_teacher
 from services.coordinator.schemas import DirectiveOverride, RunConfig, RunCreate, TeacherImport
 
 PASSAGE = {

@@ -1,0 +1,109 @@
+"""The coordinator's HTTP API as the `seal-lab` commands use it: requests and their errors, following a run to
+its end, saving its report, and the terminal the commands print to."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .display import render_results
+
+console = Console(stderr=True)
+out = Console()
+
+
+class CoordinatorError(Exception):
+    pass
+
+
+def check(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise CoordinatorError(f"coordinator answered {response.status_code}: {detail}")
+    return response.json()
+
+
+def start_run(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    return check(client.post("/v1/runs", json=body))
+
+
+def follow_run(client: httpx.Client, run_id: str, quiet: bool = False) -> dict[str, Any]:
+    """Follow the server-sent events with a progress bar until the run finishes; reconnects if dropped."""
+    last_seq = -1
+    with Progress(
+        TextColumn("[bold]{task.fields[status]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        disable=quiet,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("starting", total=None, status="queued")
+        while True:
+            try:
+                with client.stream(
+                    "GET", f"/v1/runs/{run_id}/events", params={"after": last_seq}, timeout=60
+                ) as stream:
+                    if stream.status_code >= 400:
+                        stream.read()
+                        check(stream)
+                    event_name = ""
+                    for line in stream.iter_lines():
+                        if line.startswith("event: "):
+                            event_name = line[7:]
+                        elif line.startswith("data: "):
+                            data = json.loads(line[6:])
+                            if event_name == "summary":
+                                progress.update(
+                                    task,
+                                    total=data["jobs_total"],
+                                    completed=data["jobs_done"],
+                                    status=data["status"],
+                                    description=data["current"][:90],
+                                )
+                                if data["status"] in ("succeeded", "completed_with_errors", "failed"):
+                                    return check(client.get(f"/v1/runs/{run_id}"))
+                            else:
+                                last_seq = max(last_seq, data["seq"])
+                                if data["kind"] in ("retry", "error", "status"):
+                                    progress.console.print(f"[{data['kind']}] {data['message']}")
+            except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
+                progress.console.print(f"[retry] lost the coordinator ({type(exc).__name__}); reconnecting")
+                time.sleep(2)
+
+
+def finish(detail: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(detail))
+    elif detail.get("results"):
+        render_results(out, detail["results"])
+    if detail["status"] == "failed":
+        console.print(f"[red]run {detail['id']} failed: {detail['error']}")
+        raise typer.Exit(1)
+
+
+def fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(2)
+
+
+def save_report(client: httpx.Client, run_id: str, path: Path) -> None:
+    response = client.get(f"/v1/runs/{run_id}/report")
+    if response.status_code >= 400:
+        check(response)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(response.text, encoding="utf-8")
+    console.print(f"report saved to {path} (open it in a browser)")
