@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from seal_lab.data import retention_set_size
 
@@ -223,8 +223,61 @@ class RunSummary(BaseModel):
     policy_adapter_key: str = ""
 
 
+class RoundResult(BaseModel):
+    """One training round: every passage's self-edits with their rewards, and the policy update after it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    round: int
+    policy_adapter_key: str | list[str] = Field(
+        description="the generator's policy this round (a list only if passages disagree)"
+    )
+    summary: dict[str, Any] = Field(description="means, retention, reward by format and directive, seconds")
+    policy_update: dict[str, Any] | None = Field(
+        description="the winners, the SFT dataset and the policy adapter (ReST-EM runs)"
+    )
+    passages: list[dict[str, Any]] = Field(description="per passage: baseline, self-edits, best")
+
+
+class RunResults(BaseModel):
+    """A finished run's results (`/v1/runs/{id}/results`), typed to the level a client navigates by.
+
+    Deeper records are plain JSON objects; keys a newer coordinator adds pass through unchanged."""
+
+    model_config = ConfigDict(extra="allow")
+
+    summary: dict[str, Any] = Field(description="round 0's summary plus the run's shape (rounds, held-out)")
+    passages: list[dict[str, Any]] = Field(description="round 0's passages (the inner loop's table)")
+    rounds: list[RoundResult]
+    heldout: dict[str, Any] | None = Field(
+        description="SEAL's conditions table: scores, metrics, comparisons with verdicts, retention"
+    )
+    what_worked: dict[str, Any] = Field(description="reward by format, by directive bucket, directive search")
+    gain_vs_retention: list[dict[str, Any]] = Field(description="one point per adapter")
+    reproducibility: dict[str, Any] | None = None
+    phase_seconds: dict[str, Any] | None = None
+    examples: dict[str, list[dict[str, Any]]] | None = Field(
+        None, description="the best and worst self-edits with their text"
+    )
+
+    @model_serializer(mode="wrap")
+    def _absent_stays_absent(self, handler: Any):
+        """What the run has not written yet (examples come last) is left out, not sent as null. (No return
+        annotation: with one, the schema would be that type's instead of this model's.)"""
+        data = handler(self)
+        for name in ("reproducibility", "phase_seconds", "examples"):
+            if name not in self.model_fields_set:
+                data.pop(name, None)
+        return data
+
+
 class RunDetail(RunSummary):
     config: RunConfig
     services: dict[str, Any]
     recent_events: list[RunEvent]
-    results: dict[str, Any] | None
+    results: RunResults | None
+
+
+class Health(BaseModel):
+    status: str
+    version: str

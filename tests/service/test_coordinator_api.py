@@ -100,6 +100,11 @@ def test_runs_are_listed_and_events_stream_to_the_end(client, finished_run):
 def test_unknown_run_is_404(client):
     response = client.get("/v1/runs/run-nope")
     assert response.status_code == 404 and "run-nope" in response.json()["detail"]
+    # The event stream checks the run before it starts streaming.
+    with client.stream("GET", "/v1/runs/run-nope/events") as stream:
+        stream.read()
+        assert stream.status_code == 404 and "run-nope" in stream.json()["detail"]
+    assert client.post("/v1/runs/run-nope/resume").status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""The coordinator's HTTP routes, one router per resource: runs, results, events (and health)."""
