@@ -21,9 +21,9 @@ from services.trainer.settings import TrainerSettings
 from tests.grpc_harness import ServerThread, serve
 
 #: Small limits so that service tests train in seconds; the generator clamps directives to them. The default
-#: directive's 24-step budget is clamped to 8 (the trainer publishes its clamped default, so the coordinator
-#: and generator plan with it too).
-TEST_TRAINER_SETTINGS = TrainerSettings(max_epochs=2, max_max_length=128, max_steps=8)
+#: directive's 24-step budget is clamped to 10 (the trainer publishes its clamped default, so the coordinator
+#: and generator plan with it too); a directive sent straight to the trainer must stay within them.
+TEST_TRAINER_SETTINGS = TrainerSettings(max_epochs=2, max_max_length=128, max_steps=10)
 
 
 @pytest.fixture(scope="session")

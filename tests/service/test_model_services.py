@@ -68,7 +68,9 @@ def _train(
     return list(stub.Train(request, timeout=300))
 
 
-SMALL = Directive(epochs=1, learning_rate=1e-3, lora_rank=4, lora_alpha=8, batch_size=4, max_length=64)
+SMALL = Directive(
+    epochs=1, learning_rate=1e-3, lora_rank=4, lora_alpha=8, batch_size=4, max_length=64, steps=0
+)
 
 
 @pytest.fixture(scope="module")
@@ -461,7 +463,7 @@ def answer_adapter(trainer_server, shared_store, tokenizer) -> str:
         lines.append(json.dumps({"prompt": question_prompt(tokenizer, item), "completion": q.answers[0]}))
     key = shared_store.put_content("datasets", ("\n".join(lines) + "\n").encode(), ".jsonl")
     directive = Directive(
-        epochs=2, learning_rate=3e-3, lora_rank=8, lora_alpha=16, batch_size=1, max_length=128
+        epochs=2, learning_rate=3e-3, lora_rank=8, lora_alpha=16, batch_size=1, max_length=128, steps=10
     )
     events = _train(trainer_server, key, directive)
     assert events[-1].HasField("result")
