@@ -58,6 +58,7 @@ def run(
     limit: Annotated[int | None, typer.Option(help="only the first N passages")] = None,
     temperature: float = 0.7,
     max_new_tokens: int = 192,
+    eval_max_new_tokens: Annotated[int, typer.Option(help="length of an answer to a question")] = 32,
     reward_metric: str = "f1",
     rounds: Annotated[int, typer.Option(help="ReST-EM rounds (policy updates); 0 = one inner loop")] = 0,
     heldout: Annotated[int, typer.Option(help="hold out N of the passages (seeded) for the conditions")] = 0,
@@ -80,6 +81,9 @@ def run(
     retention_questions: Annotated[
         int, typer.Option(help="only this many retention questions, evenly spaced (0 = all 64)")
     ] = 0,
+    specificity_control: Annotated[
+        bool, typer.Option(help="also ask each held-out adapter the next held-out passage's questions")
+    ] = True,
     min_reward: Annotated[
         float, typer.Option(help="a passage's best self-edit trains the policy if its reward exceeds this")
     ] = 0.0,
@@ -102,11 +106,13 @@ def run(
                 "seed": seed,
                 "temperature": temperature,
                 "max_new_tokens": max_new_tokens,
+                "eval_max_new_tokens": eval_max_new_tokens,
                 "reward_metric": reward_metric,
                 "rounds": rounds,
                 "heldout": heldout,
                 "retention": retention,
                 "retention_questions": retention_questions,
+                "specificity_control": specificity_control,
                 "min_reward": min_reward,
                 "directive_search": parse_directive_search(directive_search),
             },

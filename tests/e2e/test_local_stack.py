@@ -148,10 +148,13 @@ def test_cli_runs_and_prints_machine_readable_json(stack: LocalStack, tmp_path: 
             ]
         )
     )
-    result = _cli(stack, "run", "--dataset", str(dataset), "--k", "1", "--max-new-tokens", "32", "--json")
+    options = ["--k", "1", "--max-new-tokens", "32", "--retention-questions", "4", "--json"]
+    result = _cli(stack, "run", "--dataset", str(dataset), *options)
     assert result.returncode == 0, result.stderr
     detail = json.loads(result.stdout)
     assert detail["status"] == "succeeded"
     assert detail["results"]["passages"][0]["title"] == "The Orrin lighthouse"
+    summary = detail["results"]["summary"]
+    assert summary["retention_questions"] == 4 and summary["mean_retention_base"] is not None
     status = _cli(stack, "status", detail["id"], "--json")
     assert status.returncode == 0 and json.loads(status.stdout)["id"] == detail["id"]
