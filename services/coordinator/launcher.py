@@ -26,10 +26,17 @@ TORCH_THREADS_ENV = "SEAL_MODEL_TORCH_THREADS"
 PASSAGES_ENV = "SEAL_COORDINATOR_MAX_CONCURRENT_PASSAGES"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: every socket is held open until all are chosen (one at a time, the
+    kernel may hand out the same port twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def usable_cores() -> int:
@@ -75,7 +82,8 @@ class LocalStack:
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.console = console or Console(stderr=True)
-        self.ports = {name: free_port() for name in (*GRPC_SERVICES, "coordinator")}
+        names = (*GRPC_SERVICES, "coordinator")
+        self.ports = dict(zip(names, free_ports(len(names)), strict=True))
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs = self.workdir / "logs"
         self.env = {

@@ -127,6 +127,9 @@ async def start_server(services: list[GrpcService], host: str, port: int) -> Run
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            # A port another server holds is an error, not shared: with SO_REUSEPORT (gRPC's default) two
+            # services started on one port would split its calls between them.
+            ("grpc.so_reuseport", 0),
         ],
     )
     health_servicer = health.aio.HealthServicer()

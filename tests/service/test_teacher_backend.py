@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from seal.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from seal_lab.directive import DirectiveLimits
 from seal_lab.service import ModelHost
-from services.coordinator.launcher import free_port
+from services.coordinator.launcher import free_ports
 from services.generator.backends import OpenAIBackend
 from services.generator.server import GeneratorServicer
 from tests.grpc_harness import ServerThread, serve
@@ -50,7 +50,7 @@ class FakeTeacher:
                 }
             )
 
-        self.port = free_port()
+        (self.port,) = free_ports(1)
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         )

@@ -20,7 +20,7 @@ from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from seal_lab.grpc_client import wait_until_serving
 from seal_lab.localstore import LocalStore
 from seal_lab.store import sha256_hex
-from services.coordinator.launcher import free_port
+from services.coordinator.launcher import free_ports
 from tests.tiny_model import tiny_llama
 
 JOBS = 3
@@ -50,7 +50,7 @@ def _start(env: dict[str, str], log: Path) -> subprocess.Popen:
 def test_a_trainer_killed_mid_group_loses_no_job(tmp_path: Path, tiny_model_path: str):
     store = LocalStore(tmp_path / "store")
     keys = [_dataset(store, n) for n in range(1, JOBS + 1)]
-    port = free_port()
+    (port,) = free_ports(1)
     env = {
         **os.environ,
         "SEAL_MODEL_NAME": tiny_model_path,
