@@ -21,7 +21,9 @@ class TrainerSettings(GrpcServiceSettings):
     max_max_length: int = 1024
     max_batch_size: int = 16
     max_dataset_examples: int = 2000
-    max_steps: int = Field(default=1000, ge=1, le=100_000)
+    # The most optimizer steps a directive may ask for: 10 epochs of 20 examples at batch size 1. A model may
+    # write `steps=1000` (the embedded one does); on a laptop that is a quarter of an hour per adapter.
+    max_steps: int = Field(default=200, ge=1, le=100_000)
     # The recipe's schedule (HF Trainer's, as SEAL trained): linear warmup over this share of a job's steps,
     # then linear decay to zero; each adapter's gradient clipped to this norm (0 = no clipping).
     warmup_ratio: float = Field(default=0.1, ge=0.0, le=0.5)

@@ -62,7 +62,7 @@ class DirectiveLimits:
     min_max_length: int = 32
     max_max_length: int = 1024
     min_steps: int = 0
-    max_steps: int = 1000
+    max_steps: int = 200
     default: Directive = DEFAULT_DIRECTIVE
 
     def to_proto(self) -> common_pb2.DirectiveLimits:
