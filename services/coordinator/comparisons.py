@@ -22,6 +22,17 @@ from .jobs import is_teacher_condition, policy_condition
 #: Every score the evaluator reports per question set. `gold_logprob` is the decoding-free one: the mean
 #: log-likelihood per token of the gold answer (its gain over the base model is the adapter's knowledge).
 METRICS = ("f1", "contains", "exact_match", "token_recall", "gold_logprob")
+#: Scores an evaluator gives only when configured to: `judge`, SEAL's judge's fraction of answers judged
+#: correct (an evaluator with SEAL_EVALUATOR_JUDGE_BASE_URL). Reported only when some passage has them, so a
+#: run without a judge shows no judge column rather than a column of empty cells.
+OPTIONAL_METRICS = ("judge",)
+ALL_METRICS = METRICS + OPTIONAL_METRICS
+
+
+def reported_metrics(per_passage: list[dict[str, Any]]) -> tuple[str, ...]:
+    """METRICS, and the optional ones some passage has a score for."""
+    present = {m for p in per_passage for scores in p["metrics"].values() for m in scores}
+    return METRICS + tuple(m for m in OPTIONAL_METRICS if m in present)
 
 
 def planned_comparisons(condition_keys: list[str], rounds: int) -> list[tuple[str, str]]:
@@ -51,7 +62,7 @@ def compare(
     `per_passage[i]["metrics"][condition][metric]` is the passage's mean score under that condition.
     """
     by_metric: dict[str, list[dict[str, Any]]] = {}
-    for metric in METRICS:
+    for metric in reported_metrics(per_passage):
         tests = []
         for a, b in pairs:
             values_a, values_b = _paired(per_passage, metric, a, b)
@@ -90,9 +101,10 @@ def metric_table(
 ) -> dict[str, dict[str, Any]]:
     """condition -> metric -> {n, mean, stderr, ci95, gain (vs no adapter)}."""
     table: dict[str, dict[str, Any]] = {}
+    metrics = reported_metrics(per_passage)
     for condition in conditions:
         row: dict[str, Any] = {}
-        for metric in METRICS:
+        for metric in metrics:
             values = [
                 p["metrics"][condition][metric]
                 for p in per_passage

@@ -156,12 +156,15 @@ def evaluation_record(response: evaluator_pb2.EvaluateResponse) -> dict[str, Any
 
 
 def _scores(message: evaluator_pb2.Scores) -> dict[str, float]:
-    return {
+    scores = {
         "exact_match": message.exact_match,
         "f1": message.f1,
         "contains": message.contains,
         "token_recall": message.token_recall,
     }
+    if message.HasField("judge"):  # SEAL's judge, only from an evaluator that has one: absent, not 0
+        scores["judge"] = message.judge
+    return scores
 
 
 def info_dict(info: common_pb2.ServiceInfo, address: str) -> dict[str, Any]:

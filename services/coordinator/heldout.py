@@ -9,7 +9,7 @@ from typing import Any
 from seal_lab.data import Passage
 from seal_lab.stats import describe
 
-from .comparisons import METRICS, compare, metric_table, planned_comparisons, power
+from .comparisons import ALL_METRICS, compare, metric_table, planned_comparisons, power
 from .jobs import HELDOUT_STEPS, JobName, policy_condition, teacher_condition
 from .readout import errors_of, mean, metric_of, record_of
 from .schemas import RunConfig
@@ -148,5 +148,6 @@ def heldout_results(
 
 
 def _known(mean: dict[str, Any]) -> dict[str, float]:
-    """The metrics of an evaluation's mean that it has (records written before a metric existed lack it)."""
-    return {m: mean[m] for m in METRICS if isinstance(mean.get(m), int | float)}
+    """The metrics of an evaluation's mean that it has (records written before a metric existed lack it, and
+    only an evaluator with SEAL's judge gives `judge`)."""
+    return {m: mean[m] for m in ALL_METRICS if isinstance(mean.get(m), int | float)}

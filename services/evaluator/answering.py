@@ -60,14 +60,20 @@ def answer_continuation(prompt: str, answer: str) -> str:
     return answer if not prompt or prompt[-1].isspace() else " " + answer
 
 
-def question_set_hash(questions: list[QuestionItem], max_new_tokens: int) -> str:
-    """Identity of what is asked and how, for caching evaluations."""
-    payload = {
+def question_set_hash(
+    questions: list[QuestionItem], max_new_tokens: int, judge: dict[str, Any] | None = None
+) -> str:
+    """Identity of what is asked and how, for caching evaluations. `judge` (what decides SEAL's judge's
+    verdicts, its model included) is part of it only when a judge is on, so an evaluation cached without
+    verdicts is never taken for one with them, and the hashes of evaluations without a judge stay as they were."""
+    payload: dict[str, Any] = {
         "prompt_version": PROMPT_VERSION,
         "template": QUESTION_TEMPLATE,
         "max_new_tokens": max_new_tokens,
         "questions": [[q.question_id, q.question, list(q.answers), q.topic] for q in questions],
     }
+    if judge is not None:
+        payload["judge"] = judge
     return sha256_hex(json_bytes(payload))[:32]
 
 

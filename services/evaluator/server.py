@@ -4,6 +4,7 @@ and scores them."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import tempfile
 import time
@@ -25,6 +26,7 @@ from seal_lab.store import ObjectStore, read_record, validate_key
 from seal_lab.textmetrics import Scores
 
 from .answering import AnswerTask, QuestionItem, answer_tasks, question_set_hash
+from .judge import Judge, add_verdicts
 from .settings import EvaluatorSettings
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 CACHE_PREFIX = "evaluations"
 BASELINE = ""
 SCORE_FIELDS = tuple(f.name for f in fields(Scores))
+#: (set index, position in the set, cache key, record): an evaluation answered now, not yet cached.
+Fresh = tuple[int, int, str, dict[str, Any]]
 
 
 def _to_proto(key: str, record: dict[str, Any], cached: bool) -> evaluator_pb2.AdapterEvaluation:
@@ -67,12 +71,18 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
         self.host = host
         self.settings = settings
         self.outage = OutagePolicy(max_seconds=settings.store_outage_seconds)
+        self.judge = Judge.from_settings(settings)  # None: SEAL's judge is off
 
     async def load(self) -> None:
         await asyncio.gather(self.host.load(), wait_for_store(self.store.check, "evaluator"))
 
     async def GetInfo(self, request: common_pb2.GetInfoRequest, context: grpc.aio.ServicerContext):
-        return self.host.info()
+        info = self.host.info()
+        # Whether answers get SEAL's judge's verdicts, and from which model (never the endpoint or its key).
+        info.runtime["judge"] = "off" if self.judge is None else "on"
+        if self.judge is not None:
+            info.runtime["judge_model"] = self.judge.model
+        return info
 
     def _questions(self, items: Any, where: str) -> list[QuestionItem]:
         questions = []
@@ -143,7 +153,9 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
                 )
         with bind_context(run_id=request.run_id):
             started = time.perf_counter()
-            results = await self.host.worker.run(self._evaluate_all, sets, max_new_tokens)
+            results, unjudged = await self.host.worker.run(self._evaluate_all, sets, max_new_tokens)
+            if unjudged:  # the judge is an HTTP endpoint: asked off the model worker, which stays free
+                await asyncio.to_thread(self._judge_and_save, sets, results, unjudged)
             seconds = time.perf_counter() - started
             pairs = sum(len(s.keys) for s in sets)
             log.info("evaluated %d (adapter, question set) pairs in %.1fs", pairs, seconds)
@@ -165,13 +177,20 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
         name = "baseline" if adapter_key == BASELINE else adapter_key.replace("/", "-")
         return f"{CACHE_PREFIX}/{self.host.loaded.fingerprint}/{question_hash}/{name}.json"
 
-    def _evaluate_all(self, sets: list[_Set], max_new_tokens: int) -> list[list[tuple[dict[str, Any], bool]]]:
+    def _evaluate_all(
+        self, sets: list[_Set], max_new_tokens: int
+    ) -> tuple[list[list[tuple[dict[str, Any], bool]]], list[Fresh]]:
         """Blocking, on the model worker. Adapters are content-addressed, so their results are cached too;
-        everything not cached is answered in one batched generate (every adapter and the base model)."""
+        everything not cached is answered in one batched generate (every adapter and the base model).
+
+        Without a judge the new evaluations are cached here, so a request queued behind this one finds them.
+        With one, they come back unjudged (the second value) for `_judge_and_save`; their slots in the
+        results are filled there."""
         results: list[list[Any]] = [[None] * len(s.keys) for s in sets]
         missing: list[tuple[int, int, str]] = []  # (set, position, cache key)
+        judge = None if self.judge is None else self.judge.identity
         for set_index, question_set in enumerate(sets):
-            question_hash = question_set_hash(question_set.questions, max_new_tokens)
+            question_hash = question_set_hash(question_set.questions, max_new_tokens, judge)
             for position, key in enumerate(question_set.keys):
                 cache_key = self._cache_key(key, question_hash)
                 cached = call_sync(
@@ -191,13 +210,25 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
             records = answer_tasks(
                 self.host.loaded, tasks, self._targets(), max_new_tokens, self.settings.batch_size
             )
-            for (s, p, cache_key), record in zip(missing, records, strict=True):
-                # The answers wait in memory while the store is away, instead of being computed again.
-                record = call_sync(
-                    lambda c=cache_key, r=record: self._save(c, r), self.outage, "caching an evaluation"
-                )
-                results[s][p] = (record, False)
-        return results
+            fresh = [(s, p, c, record) for (s, p, c), record in zip(missing, records, strict=True)]
+            if self.judge is not None:
+                return results, fresh
+            self._save_all(results, fresh)
+        return results, []
+
+    def _judge_and_save(self, sets: list[_Set], results: list[list[Any]], fresh: list[Fresh]) -> None:
+        """Blocking: SEAL's judge's verdicts on the fresh evaluations, then cached. A judge that fails fails
+        the request (its status says why); nothing unjudged is cached under a judged key."""
+        add_verdicts(self.judge, [(sets[s].questions, record) for s, _, _, record in fresh])
+        self._save_all(results, fresh)
+
+    def _save_all(self, results: list[list[Any]], fresh: list[Fresh]) -> None:
+        for s, p, cache_key, record in fresh:
+            # The answers wait in memory while the store is away, instead of being computed again.
+            saved = call_sync(
+                lambda c=cache_key, r=record: self._save(c, r), self.outage, "caching an evaluation"
+            )
+            results[s][p] = (saved, False)
 
     def _targets(self) -> list[str]:
         return lora_targets(self.host.loaded.model, "all-linear")
@@ -216,7 +247,9 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
 
     def _cached(self, cache_key: str) -> dict[str, Any] | None:
         """A cached evaluation if it is there and whole; an unreadable one is quarantined and redone."""
-        read = read_record(self.store, cache_key, _record_problem)
+        read = read_record(
+            self.store, cache_key, functools.partial(_record_problem, judged=self.judge is not None)
+        )
         if read.problem:
             log.warning(
                 "cached evaluation %s unusable (%s): moved to %s; evaluating again",
@@ -235,17 +268,19 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
         return record
 
 
-def _record_problem(record: Any) -> str | None:
+def _record_problem(record: Any, judged: bool = False) -> str | None:
+    """Why a cached evaluation cannot be used (None: it can); `judged`: it must carry the judge's verdicts."""
+    names = (*SCORE_FIELDS, "judge") if judged else SCORE_FIELDS
     if not isinstance(record, dict) or not isinstance(record.get("answers"), list):
         return "not an evaluation record"
     mean = record.get("mean")
-    if not isinstance(mean, dict) or any(m not in mean for m in SCORE_FIELDS):
+    if not isinstance(mean, dict) or any(m not in mean for m in names):
         return "no mean scores"
     if not isinstance(record.get("mean_gold_logprob"), float | int):
         return "no mean gold log-likelihood"
     for answer in record["answers"]:
         if not isinstance(answer, dict) or not isinstance(answer.get("gold_logprob"), float | int):
             return "an answer without its gold log-likelihood"
-        if not isinstance(answer.get("scores"), dict) or any(m not in answer["scores"] for m in SCORE_FIELDS):
+        if not isinstance(answer.get("scores"), dict) or any(m not in answer["scores"] for m in names):
             return "an answer without its scores"
     return None

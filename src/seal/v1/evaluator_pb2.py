@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from seal.v1 import common_pb2 as seal_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17seal/v1/evaluator.proto\x12\x07seal.v1\x1a\x14seal/v1/common.proto\"Q\n\x08Question\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12\x0f\n\x07\x61nswers\x18\x03 \x03(\t\x12\r\n\x05topic\x18\x04 \x01(\t\"Y\n\x0bQuestionSet\x12\x0e\n\x06set_id\x18\x01 \x01(\t\x12$\n\tquestions\x18\x02 \x03(\x0b\x32\x11.seal.v1.Question\x12\x14\n\x0c\x61\x64\x61pter_keys\x18\x03 \x03(\t\"\x99\x01\n\x0f\x45valuateRequest\x12$\n\tquestions\x18\x01 \x03(\x0b\x32\x11.seal.v1.Question\x12\x14\n\x0c\x61\x64\x61pter_keys\x18\x02 \x03(\t\x12\x16\n\x0emax_new_tokens\x18\x03 \x01(\x05\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\"\n\x04sets\x18\x05 \x03(\x0b\x32\x14.seal.v1.QuestionSet\"Q\n\x06Scores\x12\x13\n\x0b\x65xact_match\x18\x01 \x01(\x01\x12\n\n\x02\x66\x31\x18\x02 \x01(\x01\x12\x10\n\x08\x63ontains\x18\x03 \x01(\x01\x12\x14\n\x0ctoken_recall\x18\x04 \x01(\x01\"d\n\x06\x41nswer\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x1f\n\x06scores\x18\x03 \x01(\x0b\x32\x0f.seal.v1.Scores\x12\x14\n\x0cgold_logprob\x18\x04 \x01(\x01\"\x94\x01\n\x11\x41\x64\x61pterEvaluation\x12\x13\n\x0b\x61\x64\x61pter_key\x18\x01 \x01(\t\x12\x1d\n\x04mean\x18\x02 \x01(\x0b\x32\x0f.seal.v1.Scores\x12 \n\x07\x61nswers\x18\x03 \x03(\x0b\x32\x0f.seal.v1.Answer\x12\x0e\n\x06\x63\x61\x63hed\x18\x04 \x01(\x08\x12\x19\n\x11mean_gold_logprob\x18\x05 \x01(\x01\"X\n\x15QuestionSetEvaluation\x12\x0e\n\x06set_id\x18\x01 \x01(\t\x12/\n\x0b\x65valuations\x18\x02 \x03(\x0b\x32\x1a.seal.v1.AdapterEvaluation\"\x9d\x01\n\x10\x45valuateResponse\x12/\n\x0b\x65valuations\x18\x01 \x03(\x0b\x32\x1a.seal.v1.AdapterEvaluation\x12\x19\n\x11model_fingerprint\x18\x02 \x01(\t\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\x12,\n\x04sets\x18\x04 \x03(\x0b\x32\x1e.seal.v1.QuestionSetEvaluation2\x86\x01\n\tEvaluator\x12\x38\n\x07GetInfo\x12\x17.seal.v1.GetInfoRequest\x1a\x14.seal.v1.ServiceInfo\x12?\n\x08\x45valuate\x12\x18.seal.v1.EvaluateRequest\x1a\x19.seal.v1.EvaluateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17seal/v1/evaluator.proto\x12\x07seal.v1\x1a\x14seal/v1/common.proto\"Q\n\x08Question\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12\x0f\n\x07\x61nswers\x18\x03 \x03(\t\x12\r\n\x05topic\x18\x04 \x01(\t\"Y\n\x0bQuestionSet\x12\x0e\n\x06set_id\x18\x01 \x01(\t\x12$\n\tquestions\x18\x02 \x03(\x0b\x32\x11.seal.v1.Question\x12\x14\n\x0c\x61\x64\x61pter_keys\x18\x03 \x03(\t\"\x99\x01\n\x0f\x45valuateRequest\x12$\n\tquestions\x18\x01 \x03(\x0b\x32\x11.seal.v1.Question\x12\x14\n\x0c\x61\x64\x61pter_keys\x18\x02 \x03(\t\x12\x16\n\x0emax_new_tokens\x18\x03 \x01(\x05\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\"\n\x04sets\x18\x05 \x03(\x0b\x32\x14.seal.v1.QuestionSet\"o\n\x06Scores\x12\x13\n\x0b\x65xact_match\x18\x01 \x01(\x01\x12\n\n\x02\x66\x31\x18\x02 \x01(\x01\x12\x10\n\x08\x63ontains\x18\x03 \x01(\x01\x12\x14\n\x0ctoken_recall\x18\x04 \x01(\x01\x12\x12\n\x05judge\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\x08\n\x06_judge\"d\n\x06\x41nswer\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x1f\n\x06scores\x18\x03 \x01(\x0b\x32\x0f.seal.v1.Scores\x12\x14\n\x0cgold_logprob\x18\x04 \x01(\x01\"\x94\x01\n\x11\x41\x64\x61pterEvaluation\x12\x13\n\x0b\x61\x64\x61pter_key\x18\x01 \x01(\t\x12\x1d\n\x04mean\x18\x02 \x01(\x0b\x32\x0f.seal.v1.Scores\x12 \n\x07\x61nswers\x18\x03 \x03(\x0b\x32\x0f.seal.v1.Answer\x12\x0e\n\x06\x63\x61\x63hed\x18\x04 \x01(\x08\x12\x19\n\x11mean_gold_logprob\x18\x05 \x01(\x01\"X\n\x15QuestionSetEvaluation\x12\x0e\n\x06set_id\x18\x01 \x01(\t\x12/\n\x0b\x65valuations\x18\x02 \x03(\x0b\x32\x1a.seal.v1.AdapterEvaluation\"\x9d\x01\n\x10\x45valuateResponse\x12/\n\x0b\x65valuations\x18\x01 \x03(\x0b\x32\x1a.seal.v1.AdapterEvaluation\x12\x19\n\x11model_fingerprint\x18\x02 \x01(\t\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\x12,\n\x04sets\x18\x04 \x03(\x0b\x32\x1e.seal.v1.QuestionSetEvaluation2\x86\x01\n\tEvaluator\x12\x38\n\x07GetInfo\x12\x17.seal.v1.GetInfoRequest\x1a\x14.seal.v1.ServiceInfo\x12?\n\x08\x45valuate\x12\x18.seal.v1.EvaluateRequest\x1a\x19.seal.v1.EvaluateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,15 +39,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVALUATEREQUEST']._serialized_start=233
   _globals['_EVALUATEREQUEST']._serialized_end=386
   _globals['_SCORES']._serialized_start=388
-  _globals['_SCORES']._serialized_end=469
-  _globals['_ANSWER']._serialized_start=471
-  _globals['_ANSWER']._serialized_end=571
-  _globals['_ADAPTEREVALUATION']._serialized_start=574
-  _globals['_ADAPTEREVALUATION']._serialized_end=722
-  _globals['_QUESTIONSETEVALUATION']._serialized_start=724
-  _globals['_QUESTIONSETEVALUATION']._serialized_end=812
-  _globals['_EVALUATERESPONSE']._serialized_start=815
-  _globals['_EVALUATERESPONSE']._serialized_end=972
-  _globals['_EVALUATOR']._serialized_start=975
-  _globals['_EVALUATOR']._serialized_end=1109
+  _globals['_SCORES']._serialized_end=499
+  _globals['_ANSWER']._serialized_start=501
+  _globals['_ANSWER']._serialized_end=601
+  _globals['_ADAPTEREVALUATION']._serialized_start=604
+  _globals['_ADAPTEREVALUATION']._serialized_end=752
+  _globals['_QUESTIONSETEVALUATION']._serialized_start=754
+  _globals['_QUESTIONSETEVALUATION']._serialized_end=842
+  _globals['_EVALUATERESPONSE']._serialized_start=845
+  _globals['_EVALUATERESPONSE']._serialized_end=1002
+  _globals['_EVALUATOR']._serialized_start=1005
+  _globals['_EVALUATOR']._serialized_end=1139
 # @@protoc_insertion_point(module_scope)

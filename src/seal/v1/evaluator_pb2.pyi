@@ -44,16 +44,18 @@ class EvaluateRequest(_message.Message):
     def __init__(self, questions: _Optional[_Iterable[_Union[Question, _Mapping]]] = ..., adapter_keys: _Optional[_Iterable[str]] = ..., max_new_tokens: _Optional[int] = ..., run_id: _Optional[str] = ..., sets: _Optional[_Iterable[_Union[QuestionSet, _Mapping]]] = ...) -> None: ...
 
 class Scores(_message.Message):
-    __slots__ = ("exact_match", "f1", "contains", "token_recall")
+    __slots__ = ("exact_match", "f1", "contains", "token_recall", "judge")
     EXACT_MATCH_FIELD_NUMBER: _ClassVar[int]
     F1_FIELD_NUMBER: _ClassVar[int]
     CONTAINS_FIELD_NUMBER: _ClassVar[int]
     TOKEN_RECALL_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
     exact_match: float
     f1: float
     contains: float
     token_recall: float
-    def __init__(self, exact_match: _Optional[float] = ..., f1: _Optional[float] = ..., contains: _Optional[float] = ..., token_recall: _Optional[float] = ...) -> None: ...
+    judge: float
+    def __init__(self, exact_match: _Optional[float] = ..., f1: _Optional[float] = ..., contains: _Optional[float] = ..., token_recall: _Optional[float] = ..., judge: _Optional[float] = ...) -> None: ...
 
 class Answer(_message.Message):
     __slots__ = ("question_id", "answer", "scores", "gold_logprob")

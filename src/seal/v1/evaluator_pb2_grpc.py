@@ -53,7 +53,8 @@ class EvaluatorServicer:
     """
 
     def GetInfo(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The base model; `runtime["judge"]` is "on" or "off" and `runtime["judge_model"]` names the judge's model.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

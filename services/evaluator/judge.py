@@ -1,0 +1,243 @@
+"""SEAL's own judge (optional): an OpenAI-compatible chat model asked SEAL's yes/no grading prompt per answer.
+
+SEAL scored knowledge incorporation with GPT-4.1 and this prompt, which lets an answer carry extra text as long
+as it conveys the gold answer; a small model that answers in a sentence is judged fairly by it. The judge is
+off unless `SEAL_EVALUATOR_JUDGE_BASE_URL` is set; then every answer gets `judge` = 1.0 (yes) or 0.0 (no).
+
+A judge that cannot be asked fails the evaluation with a clear status, never with a silent 0: after bounded
+retries on 408/429/5xx, timeouts and refused connections (honouring Retry-After) it is `Unavailable`; a
+request the endpoint refuses (401, 404 for an unknown model, ...) is `FailedPrecondition`.
+
+The HTTP call resembles the generator's OpenAI teacher (`services/generator/backends.py`): services share no
+Python code, and this one adds retries and concurrency, so it is written here with httpx.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from seal_lab.errors import FailedPrecondition, Unavailable
+
+from .answering import QuestionItem, gold_answer
+from .settings import EvaluatorSettings
+
+log = logging.getLogger(__name__)
+
+#: SEAL's grading prompt, verbatim: `SQUAD_GRADE_TEMPLATE` of knowledge-incorporation/src/utils.py in
+#: github.com/Continual-Intelligence/SEAL at commit 4cb1e7d4350c62403daee8c6723e6184886cb304 (the file last
+#: changed in c8735e7698e225a3d9d55c0e2a126453b400f58b). SEAL sends it as the only user message.
+SEAL_GRADE_TEMPLATE = (
+    "You are a grading assistant. Your job is to determine whether a student's answer correctly answers the question based solely on the provided gold answer. "
+    "Do not use any outside knowledge. The student answer can include additional information, but it must at least fully convey the gold answer and must not contradict it. "
+    "Ignore style, phrasing, or extra details that do not affect correctness. Respond ONLY with 'yes' or 'no'.\n\n"
+    "Question: {question}\nGold answer: {gold}\nStudent answer: {pred}\n"
+    "Is the student answer correct based solely on the gold answer? Respond 'yes' or 'no'."
+)
+#: Names how verdicts are made; part of the evaluation cache key with the judge's model and reply budget.
+JUDGE_VERSION = "seal-grade-v1"
+#: SEAL's `parse_yes_no`: yes only if the reply has the word "yes" and not the word "no" (case-insensitive).
+_YES = re.compile(r"\b(yes)\b", re.I)
+_NO = re.compile(r"\b(no)\b", re.I)
+#: Statuses worth retrying: the endpoint is overloaded, rate-limited or briefly down.
+_RETRYABLE = frozenset({408, 429})
+
+
+def seal_question(item: QuestionItem) -> str:
+    """The question as SEAL wrote it into the grading prompt: "Topic: {title}\\n{question}" (its
+    query_server.py), or the bare question when there is no title (the retention set)."""
+    return f"Topic: {item.topic}\n{item.question}" if item.topic else item.question
+
+
+def grade_prompt(item: QuestionItem, answer: str) -> str:
+    """SEAL's grading prompt for one answer; the gold is the first non-empty gold answer (SEAL had one)."""
+    return SEAL_GRADE_TEMPLATE.format(
+        question=seal_question(item), gold=gold_answer(item), pred=answer.strip()
+    )
+
+
+def parse_yes_no(text: str) -> bool:
+    """True for yes; False for no and for anything ambiguous (SEAL's rule)."""
+    return bool(_YES.search(text)) and not _NO.search(text)
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds a Retry-After header asks to wait (a number of seconds or an HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+class Judge:
+    """Asks one OpenAI-compatible endpoint (`POST {base_url}/chat/completions`) for SEAL's verdicts."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        *,
+        timeout_seconds: float = 60.0,
+        concurrency: int = 8,
+        max_tokens: int = 16,
+        max_retries: int = 4,
+        max_retry_wait_seconds: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.model = model
+        self.max_tokens = max_tokens
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.max_retry_wait_seconds = max_retry_wait_seconds
+        self._sleep = sleep
+        # One pool per judge, shared by concurrent evaluations: at most `concurrency` requests in flight in all.
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=timeout_seconds,
+            limits=httpx.Limits(max_connections=concurrency),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: EvaluatorSettings) -> Judge | None:
+        """The configured judge, or None when `judge_base_url` is empty (the judge is off)."""
+        if not settings.judge_enabled:
+            return None
+        key = settings.judge_api_key.get_secret_value() if settings.judge_api_key else None
+        return cls(
+            settings.judge_base_url,
+            settings.judge_model,
+            key,
+            timeout_seconds=settings.judge_timeout_seconds,
+            concurrency=settings.judge_concurrency,
+            max_tokens=settings.judge_max_tokens,
+            max_retries=settings.judge_max_retries,
+            max_retry_wait_seconds=settings.judge_max_retry_wait_seconds,
+        )
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What decides the verdicts, for the evaluation cache key (the endpoint's address does not)."""
+        return {
+            "version": JUDGE_VERSION,
+            "template": SEAL_GRADE_TEMPLATE,
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+        }
+
+    def verdicts(self, prompts: Sequence[str]) -> list[bool]:
+        """One verdict per grading prompt, `concurrency` requests at a time; the first failure cancels the
+        prompts not yet sent."""
+        futures = [self._pool.submit(self.ask, prompt) for prompt in prompts]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+    def ask(self, prompt: str) -> bool:
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": 0,
+            "max_tokens": self.max_tokens,
+        }
+        tries = self.max_retries + 1
+        for attempt in range(tries):
+            try:
+                response = self._client.post("/chat/completions", json=body)
+            except httpx.TransportError as exc:  # timeouts, refused or dropped connections
+                problem, wait = f"could not be reached ({type(exc).__name__})", None
+            else:
+                status = response.status_code
+                if status == 200:
+                    return parse_yes_no(self._reply(response))
+                if status not in _RETRYABLE and status < 500:
+                    raise FailedPrecondition(_refusal(response))
+                problem = f"answered {status}"
+                wait = retry_after_seconds(response.headers.get("retry-after"))
+                if wait is not None and wait > self.max_retry_wait_seconds:
+                    raise Unavailable(
+                        f"judge endpoint answered {status} and asks to wait {wait:.0f}s, more than "
+                        f"SEAL_EVALUATOR_JUDGE_MAX_RETRY_WAIT_SECONDS={self.max_retry_wait_seconds:g}"
+                    )
+            if attempt + 1 == tries:
+                break
+            if wait is None:  # exponential back-off with jitter, so that parallel requests spread out
+                wait = min(self.max_retry_wait_seconds, 0.5 * 2**attempt * random.uniform(0.5, 1.0))
+            log.warning("judge endpoint %s; retry %d/%d in %.1fs", problem, attempt + 1, tries - 1, wait)
+            self._sleep(wait)
+        raise Unavailable(f"judge endpoint {problem} ({tries} tries)")
+
+    @staticmethod
+    def _reply(response: httpx.Response) -> str:
+        try:
+            choice = response.json()["choices"][0]
+            text = choice["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise Unavailable(
+                f"judge endpoint sent an unexpected response: {response.text[:200]!r}"
+            ) from None
+        if not isinstance(text, str) or not text.strip():
+            # A reasoning model can spend a small budget before it writes anything: that is no verdict.
+            raise FailedPrecondition(
+                f"judge replied with no text (finish_reason={choice.get('finish_reason')!r}); "
+                "raise SEAL_EVALUATOR_JUDGE_MAX_TOKENS or use another model"
+            )
+        return text
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._client.close()
+
+
+def _refusal(response: httpx.Response) -> str:
+    status = response.status_code
+    if status in (401, 403):  # the body may quote part of the key: leave it out
+        return f"judge endpoint refused the API key ({status}); check SEAL_EVALUATOR_JUDGE_API_KEY"
+    return f"judge endpoint refused the request ({status}): {response.text[:200]!r}"
+
+
+def add_verdicts(judge: Judge, graded: Sequence[tuple[Sequence[QuestionItem], dict[str, Any]]]) -> None:
+    """Adds `judge` to every answer's scores and to the mean of each (questions, evaluation record) pair.
+
+    All answers of all records are asked together. An empty answer is "no" without asking (SEAL grades only
+    answers with text)."""
+    rows = [
+        (question, answer)
+        for questions, record in graded
+        for question, answer in zip(questions, record["answers"], strict=True)
+    ]
+    asked = [(q, a) for q, a in rows if a["answer"].strip()]
+    for (_, answer), verdict in zip(
+        asked, judge.verdicts([grade_prompt(q, a["answer"]) for q, a in asked]), strict=True
+    ):
+        answer["scores"]["judge"] = float(verdict)
+    for _, record in graded:
+        for answer in record["answers"]:
+            answer["scores"].setdefault("judge", 0.0)
+        values = [a["scores"]["judge"] for a in record["answers"]]
+        record["mean"]["judge"] = math.fsum(values) / len(values) if values else 0.0
