@@ -1,7 +1,7 @@
 #!/bin/sh
 # Create .env from .env.example with fresh random secrets: `make env`, or `deploy/new-env.sh [TARGET]`
-# (default: .env at the repository root). Every `NAME=` line of the example whose NAME ends in _PASSWORD or
-# _SECRET_KEY gets 32 random letters and digits from /dev/urandom; other lines are copied as they are.
+# (default: .env at the repository root). Every `NAME=` line of the example whose NAME ends in _PASSWORD,
+# _SECRET_KEY or _TOKEN gets 32 random letters and digits from /dev/urandom; other lines are copied as they are.
 # Refuses to overwrite an existing file. The file is created readable by its owner only. POSIX sh.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,7 +24,7 @@ trap 'rm -f "$tmp"' EXIT
 filled=""
 while IFS= read -r line || [ -n "$line" ]; do
   case "$line" in
-    *_PASSWORD= | *_SECRET_KEY=)
+    *_PASSWORD= | *_SECRET_KEY= | *_TOKEN=)
       name=${line%=}
       secret=$(random_secret)
       if [ "${#secret}" -ne 32 ]; then
@@ -48,4 +48,4 @@ for name in MINIO_ROOT_USER SEAL_S3_ACCESS_KEY; do
   value=$(sed -n "s/^$name=//p" "$target")
   [ -n "$value" ] && echo "  $name=$value (from the example)"
 done
-echo "On a laptop of a two-machine setup, replace SEAL_S3_ACCESS_KEY and SEAL_S3_SECRET_KEY by the GPU box's."
+echo "On a laptop of a two-machine setup, replace SEAL_S3_ACCESS_KEY, SEAL_S3_SECRET_KEY and SEAL_AUTH_TOKEN by the GPU box's."

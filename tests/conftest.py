@@ -50,3 +50,24 @@ def store(request: pytest.FixtureRequest) -> ObjectStore:
 # ---------------------------------------------------------------------------------------------------------
 # End of object stores.
 # ---------------------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The coordinator's Host check (SEAL_COORDINATOR_ALLOWED_HOSTS): FastAPI's TestClient sends `Host: testserver`,
+# so every CoordinatorSettings a test builds from the environment accepts that name too. Its default stays
+# the loopback names (tests/unit/test_security_http.py checks it, and a foreign Host's 400).
+# ---------------------------------------------------------------------------------------------------------
+
+TEST_CLIENT_HOSTS = "localhost,127.0.0.1,[::1],testserver"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def coordinator_answers_the_test_client() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEAL_COORDINATOR_ALLOWED_HOSTS", TEST_CLIENT_HOSTS)
+        yield
+
+
+# ---------------------------------------------------------------------------------------------------------
+# End of the coordinator's Host check.
+# ---------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 
 from seal_lab.grpc_server import GrpcService, RunningServer, start_server
+from seal_lab.security import Security
 
 
 @dataclass
@@ -19,13 +20,15 @@ class ServerThread:
 
     service: GrpcService
     load: Callable[[], Any]
+    #: The token it requires and its TLS; none: open and plaintext.
+    security: Security | None = None
     loop: asyncio.AbstractEventLoop | None = None
     running: RunningServer | None = None
 
     def start(self, load: bool = True) -> ServerThread:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        self.running = self.call(start_server([self.service], "127.0.0.1", 0))
+        self.running = self.call(start_server([self.service], "127.0.0.1", 0, self.security))
         if load:
             self.finish_loading()
         return self
@@ -41,7 +44,10 @@ class ServerThread:
     def address(self) -> str:
         return f"127.0.0.1:{self.running.port}"
 
-    def channel(self) -> grpc.Channel:
+    def channel(self, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+        """A blocking channel: plaintext, or TLS with `credentials` (a token goes in each call's metadata)."""
+        if credentials is not None:
+            return grpc.secure_channel(self.address, credentials)
         return grpc.insecure_channel(self.address)
 
     def stop(self) -> None:
@@ -53,7 +59,12 @@ class ServerThread:
 
 
 def serve(
-    servicer: Any, service_name: str, add: Callable[[Any, Any], None], load: bool = True
+    servicer: Any,
+    service_name: str,
+    add: Callable[[Any, Any], None],
+    load: bool = True,
+    security: Security | None = None,
 ) -> ServerThread:
-    """Start `servicer` (anything with an async `load`) as a real gRPC server on an ephemeral port."""
-    return ServerThread(GrpcService(service_name, servicer, add), servicer.load).start(load=load)
+    """Start `servicer` (anything with an async `load`) as a real gRPC server on an ephemeral port; with
+    `security`, requiring its token and serving TLS."""
+    return ServerThread(GrpcService(service_name, servicer, add), servicer.load, security).start(load=load)

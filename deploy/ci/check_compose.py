@@ -3,7 +3,8 @@ output on stdin (PyYAML: the virtual environment has it, through transformers).
 
   check_compose.py config ENV_FILE      every image pinned (quay.io/minio/...@sha256:... or a seal-lab image
                                         built here); the root credentials only in the store and store-init;
-                                        the seal-lab services with the services' account, no bucket creation
+                                        the seal-lab services with the services' account, no bucket creation,
+                                        and the shared SEAL_AUTH_TOKEN
   check_compose.py minio-init ENV_FILE  MinIO's store-init script run by sh with a stand-in `mc` that records
                                         its calls: the policy is valid JSON limited to the bucket, a rerun
                                         (policy already attached) succeeds, any other mc error fails the job
@@ -64,6 +65,8 @@ def check_config(env_file: str) -> None:
                 problems.append(f"{name}: SEAL_STORE_S3_ACCESS_KEY is not the services' account")
             if env.get("SEAL_STORE_S3_CREATE_BUCKET") != "false":
                 problems.append(f"{name}: SEAL_STORE_S3_CREATE_BUCKET is not false")
+        if env.get("SEAL_AUTH_TOKEN") != values["SEAL_AUTH_TOKEN"]:  # they listen on 0.0.0.0 in the container
+            problems.append(f"{name}: SEAL_AUTH_TOKEN is not the token of the env file")
     if problems:
         sys.exit("FAIL:\n  " + "\n  ".join(problems))
     print(

@@ -15,7 +15,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT  # until the stack exists; then cleanup() below
 # Compose must see only the env file under test: no store variable from the caller's shell.
 clean=(env -u MINIO_ROOT_USER -u MINIO_ROOT_PASSWORD -u SEAL_S3_ACCESS_KEY -u SEAL_S3_SECRET_KEY -u COMPOSE_FILE
-  -u SEAL_BUCKET -u SEAL_S3_ENDPOINT -u SEAL_TRAINER_ADDRESSES -u MINIO_IMAGE -u MINIO_MC_IMAGE -u SEAL_IMAGE_TAG)
+  -u SEAL_BUCKET -u SEAL_S3_ENDPOINT -u SEAL_TRAINER_ADDRESSES -u MINIO_IMAGE -u MINIO_MC_IMAGE -u SEAL_IMAGE_TAG
+  -u SEAL_AUTH_TOKEN -u SEAL_TLS_DIR -u SEAL_TLS_CLIENT_AUTH -u SEAL_PUBLISH_ADDRESS)
 laptop=("SEAL_TRAINER_ADDRESSES=gpu-a:50052,gpu-b:50052" "SEAL_S3_ENDPOINT=gpu-a:9000")
 step() { echo "== [$(( $(date +%s) - started ))s] $*"; }
 
@@ -40,7 +41,7 @@ refuses() {  # ENV_FILE [compose options...]
   if "${clean[@]}" "${laptop[@]}" docker-compose --env-file "$env_file" "$@" config >/dev/null 2>"$work/refused.err"; then
     echo "FAIL: compose accepted $* with the example's empty secrets"; exit 1
   fi
-  if ! grep -Eq "set (MINIO_ROOT_PASSWORD|SEAL_S3_SECRET_KEY) in \.env" "$work/refused.err"; then
+  if ! grep -Eq "set (MINIO_ROOT_PASSWORD|SEAL_S3_SECRET_KEY|SEAL_AUTH_TOKEN) in \.env" "$work/refused.err"; then
     echo "FAIL: compose failed for another reason:"; cat "$work/refused.err"; exit 1
   fi
   echo "refused ${*:-(COMPOSE_FILE: docker-compose.yml + SeaweedFS)}: $(grep -Eo 'set [A-Z0-9_]+ in \.env[^"]*' "$work/refused.err" | tail -1)"
@@ -53,10 +54,11 @@ refuses "$work/example.env" -f deploy/docker-compose.laptop.yml
 step "make env's script: fresh secrets, never overwrites"
 deploy/new-env.sh "$work/ci.env"
 if deploy/new-env.sh "$work/ci.env" 2>/dev/null; then echo "FAIL: new-env.sh overwrote a file"; exit 1; fi
-for name in MINIO_ROOT_PASSWORD SEAL_S3_SECRET_KEY; do
+for name in MINIO_ROOT_PASSWORD SEAL_S3_SECRET_KEY SEAL_AUTH_TOKEN; do
   value=$(sed -n "s/^$name=//p" "$work/ci.env")
   [ "${#value}" -ge 24 ] || { echo "FAIL: $name has ${#value} characters"; exit 1; }
 done
+token=$(sed -n 's/^SEAL_AUTH_TOKEN=//p' "$work/ci.env")  # the API wants it: Authorization: Bearer
 # The SeaweedFS variant, selected the way README says: one COMPOSE_FILE line in the env file.
 { echo "COMPOSE_FILE=docker-compose.yml:deploy/docker-compose.seaweedfs.yml"
   echo "SEAL_COORDINATOR_PUBLISHED_PORT=$port"; } >>"$work/ci.env"
@@ -124,16 +126,20 @@ done
 echo "ok"
 
 step "a tiny round over HTTP"
+refused=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/runs")
+[ "$refused" = 401 ] || { echo "FAIL: /v1/runs answered $refused without the token, expected 401"; exit 1; }
+echo "without the token: 401"
+auth=(-H "Authorization: Bearer $token")
 body='{"name": "compose-ci", "dataset": "demo", "limit": 1, "config": {"k": 1, "max_new_tokens": 48, "eval_max_new_tokens": 16}}'
-run_id=$(curl -fsS -X POST "http://127.0.0.1:$port/v1/runs" -H 'content-type: application/json' -d "$body" \
+run_id=$(curl -fsS "${auth[@]}" -X POST "http://127.0.0.1:$port/v1/runs" -H 'content-type: application/json' -d "$body" \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 echo "run $run_id"
-until status=$(curl -fsS "http://127.0.0.1:$port/v1/runs/$run_id" | python3 -c 'import json, sys; print(json.load(sys.stdin)["status"])') \
+until status=$(curl -fsS "${auth[@]}" "http://127.0.0.1:$port/v1/runs/$run_id" | python3 -c 'import json, sys; print(json.load(sys.stdin)["status"])') \
       && [[ $status =~ ^(succeeded|completed_with_errors|failed)$ ]]; do
   if [ "$(date +%s)" -gt "$deadline" ]; then echo "FAIL: run did not finish"; exit 1; fi
   sleep 3
 done
-curl -fsS "http://127.0.0.1:$port/v1/runs/$run_id" | python3 -c '
+curl -fsS "${auth[@]}" "http://127.0.0.1:$port/v1/runs/$run_id" | python3 -c '
 import json, sys
 detail = json.load(sys.stdin)
 print("status:", detail["status"], "| summary:", json.dumps(detail["results"]["summary"] if detail["results"] else None))

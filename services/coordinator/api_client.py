@@ -1,5 +1,5 @@
-"""The coordinator's HTTP API as the `seal-lab` commands use it: requests and their errors, following a run to
-its end, saving its report, and the terminal the commands print to."""
+"""The coordinator's HTTP API as the `seal-lab` commands use it: the connection (token, HTTPS), requests and
+their errors, following a run to its end, saving its report, and the terminal the commands print to."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from seal_lab.security import Security, security_from_environment
+
 from .display import render_results
 
 console = Console(stderr=True)
@@ -22,6 +24,18 @@ out = Console()
 
 class CoordinatorError(Exception):
     pass
+
+
+def connect(url: str, timeout: float, security: Security | None = None) -> httpx.Client:
+    """A client of the coordinator at `url` that sends the shared token on every request and checks an
+    HTTPS coordinator against the lab CA (presenting this machine's certificate under mutual TLS).
+    `security`: from the environment unless given (`SEAL_AUTH_TOKEN`, `SEAL_TLS_*`; the CLI is an entry point)."""
+    if security is None:
+        security = security_from_environment("seal-lab")
+    token = security.token_value
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else None
+    verify = security.tls.client_context() if security.tls is not None else True
+    return httpx.Client(base_url=url, timeout=timeout, headers=headers, verify=verify)
 
 
 def check(response: httpx.Response) -> Any:

@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from seal_lab import __version__
 from seal_lab.errors import SealError
+from seal_lab.security import Security
 from seal_lab.store import ObjectStore
 
 from .clients import ServiceClients
 from .routers import events, health, results, runs
+from .routers.deps import require_token
 from .runner import RunManager
 from .settings import CoordinatorSettings
 
@@ -31,10 +34,16 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": "; ".join(problems)})
 
 
-def create_app(settings: CoordinatorSettings, store: ObjectStore) -> FastAPI:
+def create_app(
+    settings: CoordinatorSettings, store: ObjectStore, security: Security | None = None
+) -> FastAPI:
+    """`security`: the token `/v1` requires and the coordinator sends to the services, and TLS to them
+    (HTTPS itself is uvicorn's: `__main__.py`). None: open, plaintext (loopback only)."""
+    security = security or Security()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        clients = ServiceClients(settings)
+        clients = ServiceClients(settings, security)
         manager = RunManager(store, clients, settings)
         app.state.manager = manager
         await manager.start()
@@ -50,8 +59,11 @@ def create_app(settings: CoordinatorSettings, store: ObjectStore) -> FastAPI:
         description="Runs SEAL's inner loop over the generator, trainer and evaluator services.",
         lifespan=lifespan,
     )
+    app.state.token = security.token_value
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     app.add_exception_handler(SealError, _seal_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for router in (health.router, runs.router, results.router, events.router):
-        app.include_router(router)
+    app.include_router(health.router)  # open: probes carry no token
+    for router in (runs.router, results.router, events.router):  # /v1: the token, when there is one
+        app.include_router(router, dependencies=[Depends(require_token)])
     return app

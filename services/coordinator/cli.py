@@ -15,6 +15,7 @@ from . import local
 from .api_client import (
     CoordinatorError,
     check,
+    connect,
     console,
     fail,
     finish,
@@ -28,7 +29,15 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="SEAL inner-loop runs on a seal-lab stack."
 )
 
-Url = Annotated[str, typer.Option("--url", envvar="SEAL_COORDINATOR_URL", help="coordinator base URL")]
+Url = Annotated[
+    str,
+    typer.Option(
+        "--url",
+        envvar="SEAL_COORDINATOR_URL",
+        help="coordinator base URL; the token comes from SEAL_AUTH_TOKEN (or SEAL_AUTH_TOKEN_FILE), "
+        "the CA for https:// from SEAL_TLS_CA_FILE",
+    ),
+]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -124,7 +133,7 @@ def run(
             body["passages"] = read_dataset(dataset)
         if heldout_dataset is not None:
             body["heldout_passages"] = read_dataset(heldout_dataset)
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with connect(url, timeout=60) as client:
             created = start_run(client, body)
             console.print(
                 f"run {created['id']}: {created['passages']} passages, {created['jobs_total']} jobs"
@@ -182,7 +191,7 @@ def report_command(
 ) -> None:
     """Save a run's HTML report (plots, conditions table, examples) and optionally its results JSON."""
     try:
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with connect(url, timeout=60) as client:
             save_report(client, run_id, output)
             if results_json is not None:
                 results = check(client.get(f"/v1/runs/{run_id}/results"))
@@ -197,7 +206,7 @@ def status(
 ) -> None:
     """Show a run: status, and results when finished."""
     try:
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with connect(url, timeout=30) as client:
             detail = check(client.get(f"/v1/runs/{run_id}"))
     except (CoordinatorError, httpx.TransportError) as exc:
         fail(str(exc))
@@ -215,7 +224,7 @@ def follow(
 ) -> None:
     """Follow a running run with a progress bar."""
     try:
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with connect(url, timeout=60) as client:
             finish(follow_run(client, run_id, quiet=as_json), as_json)
     except (CoordinatorError, httpx.TransportError) as exc:
         fail(str(exc))
@@ -225,7 +234,7 @@ def follow(
 def list_runs(url: Url = DEFAULT_URL) -> None:
     """List the coordinator's runs."""
     try:
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with connect(url, timeout=30) as client:
             runs = check(client.get("/v1/runs"))
     except (CoordinatorError, httpx.TransportError) as exc:
         fail(str(exc))
@@ -237,7 +246,7 @@ def list_runs(url: Url = DEFAULT_URL) -> None:
 def resume(run_id: str, url: Url = DEFAULT_URL) -> None:
     """Resume a failed run from its last finished job."""
     try:
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with connect(url, timeout=30) as client:
             check(client.post(f"/v1/runs/{run_id}/resume"))
             finish(follow_run(client, run_id), False)
     except (CoordinatorError, httpx.TransportError) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ import grpc
 
 from seal.v1 import evaluator_pb2_grpc, generator_pb2_grpc, trainer_pb2_grpc
 from seal_lab.grpc_client import open_channel
+from seal_lab.security import Security
 
 from .settings import CoordinatorSettings
 
@@ -29,8 +31,8 @@ class TrainerEndpoint:
         return self.in_flight / self.capacity
 
 
-def connect_trainer(address: str) -> TrainerEndpoint:
-    channel = open_channel(address)
+def connect_trainer(address: str, security: Security | None = None) -> TrainerEndpoint:
+    channel = open_channel(address, security)
     return TrainerEndpoint(address, channel, trainer_pb2_grpc.TrainerStub(channel))
 
 
@@ -111,13 +113,17 @@ class TrainerPool:
 
 
 class ServiceClients:
-    def __init__(self, settings: CoordinatorSettings) -> None:
+    """Channels to every service, each sending the token and speaking TLS as `security` says."""
+
+    def __init__(self, settings: CoordinatorSettings, security: Security | None = None) -> None:
         self.settings = settings
-        self._generator_channel = open_channel(settings.generator_address)
-        self._evaluator_channel = open_channel(settings.evaluator_address)
+        self._generator_channel = open_channel(settings.generator_address, security)
+        self._evaluator_channel = open_channel(settings.evaluator_address, security)
         self.generator = generator_pb2_grpc.GeneratorStub(self._generator_channel)
         self.evaluator = evaluator_pb2_grpc.EvaluatorStub(self._evaluator_channel)
-        self.trainers = TrainerPool(settings.trainer_addresses)
+        self.trainers = TrainerPool(
+            settings.trainer_addresses, functools.partial(connect_trainer, security=security)
+        )
         # One generation and one evaluation at a time: each service runs one model job at a time anyway,
         # and queueing here keeps deadlines meaningful.
         self.generator_slot = asyncio.Semaphore(1)

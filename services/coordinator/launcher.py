@@ -16,6 +16,7 @@ import httpx
 from rich.console import Console
 
 from seal_lab.grpc_client import wait_until_serving
+from seal_lab.security import Security
 
 from .settings import CoordinatorSettings
 
@@ -78,9 +79,16 @@ class LocalStack:
     """Generator, trainer, evaluator and coordinator as processes sharing a local-directory store."""
 
     def __init__(
-        self, workdir: Path, console: Console | None = None, extra_env: dict[str, str] | None = None
+        self,
+        workdir: Path,
+        console: Console | None = None,
+        extra_env: dict[str, str] | None = None,
+        security: Security | None = None,
     ) -> None:
+        """`security`: how to reach the services once started (their token and TLS come from the
+        environment they inherit; pass the same)."""
         self.workdir = Path(workdir).resolve()
+        self.security = security or Security()
         self.console = console or Console(stderr=True)
         names = (*GRPC_SERVICES, "coordinator")
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
@@ -110,7 +118,9 @@ class LocalStack:
 
     @property
     def coordinator_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['coordinator']}"
+        tls = self.security.tls
+        scheme = "https" if tls is not None and tls.serves else "http"
+        return f"{scheme}://127.0.0.1:{self.ports['coordinator']}"
 
     def address(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
@@ -188,12 +198,16 @@ class LocalStack:
 
     def _ready(self, service: str) -> bool:
         if service == "coordinator":
+            tls = self.security.tls
+            verify = tls.client_context() if tls is not None else True
             try:
-                return httpx.get(f"{self.coordinator_url}/healthz", timeout=2).status_code == 200
+                return (
+                    httpx.get(f"{self.coordinator_url}/healthz", timeout=2, verify=verify).status_code == 200
+                )
             except httpx.TransportError:
                 return False
         try:
-            asyncio.run(wait_until_serving(self.address(service), timeout=1.0))
+            asyncio.run(wait_until_serving(self.address(service), timeout=1.0, security=self.security))
         except TimeoutError:
             return False
         return True

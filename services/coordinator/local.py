@@ -8,12 +8,21 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 
 from seal_lab.runtime import MODEL_EXTRA_HINT, missing_model_packages
 
-from .api_client import CoordinatorError, console, fail, finish, follow_run, out, save_report, start_run
+from .api_client import (
+    CoordinatorError,
+    connect,
+    console,
+    fail,
+    finish,
+    follow_run,
+    out,
+    save_report,
+    start_run,
+)
 
 
 def require_model_extra(command: str) -> None:
@@ -49,13 +58,18 @@ def demo(
     """Start the four services on loopback, run the demo set, print the table, save the report, stop them.
     Needs the model extra."""
     require_model_extra("demo")
+    from seal_lab.security import security_from_environment
+
     from .launcher import LocalStack
+
+    # The services inherit this environment: a SEAL_AUTH_TOKEN or SEAL_TLS_* set here applies to them too.
+    security = security_from_environment("seal-lab")
 
     started = time.perf_counter()
     config = {"k": k, "rounds": rounds, "heldout": heldout, "retention_questions": retention_questions}
     with (
-        LocalStack(workdir, console) as stack,
-        httpx.Client(base_url=stack.coordinator_url, timeout=60) as client,
+        LocalStack(workdir, console, security=security) as stack,
+        connect(stack.coordinator_url, timeout=60, security=security) as client,
     ):
         try:
             created = start_run(client, {"dataset": "demo", "limit": limit, "config": config, "name": "demo"})

@@ -13,6 +13,10 @@ class CoordinatorSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # The names the API answers to (the request's Host header; any other gets 400), so that a web page whose
+    # own name an attacker points at 127.0.0.1 (DNS rebinding) cannot reach it. Comma list: add the names
+    # clients use (compose: `coordinator`, a machine's name). `*.example.org` allows subdomains, `*` any name.
+    allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1", "[::1]"]
     generator_address: str = "127.0.0.1:50051"
     # Comma-separated; jobs are spread over every trainer listed.
     trainer_addresses: Annotated[list[str], NoDecode] = ["127.0.0.1:50052"]
@@ -46,9 +50,19 @@ class CoordinatorSettings(BaseSettings):
     # same host then takes over its predecessor's runs at once). Set it only to a name unique in the lab.
     instance_id: str = ""
 
-    @field_validator("trainer_addresses", mode="before")
+    @field_validator("trainer_addresses", "allowed_hosts", mode="before")
     @classmethod
-    def _split_addresses(cls, value: object) -> object:
+    def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, hosts: list[str]) -> list[str]:
+        if not hosts:
+            raise ValueError("name at least one host (`*` allows any)")
+        for host in hosts:
+            if "*" in host[1:] or (host.startswith("*") and host != "*" and not host.startswith("*.")):
+                raise ValueError(f"{host!r}: a wildcard is `*` alone or a leading `*.` (`*.example.org`)")
+        return hosts

@@ -5,6 +5,7 @@ from __future__ import annotations
 from seal.v1 import evaluator_pb2_grpc
 from seal_lab.grpc_server import GrpcService
 from seal_lab.openstore import open_store
+from seal_lab.security import security_from_environment
 from seal_lab.service import ModelHost, run_grpc_service
 from seal_lab.settings import LoggingSettings, ModelSettings, StoreSettings
 
@@ -14,6 +15,7 @@ from .settings import EvaluatorSettings
 
 def main() -> None:
     settings = EvaluatorSettings()
+    security = security_from_environment("seal-evaluator")
 
     def build():
         servicer = EvaluatorServicer(
@@ -24,7 +26,7 @@ def main() -> None:
         ]
         return services, servicer.load
 
-    run_grpc_service("evaluator", settings, LoggingSettings(), build)
+    run_grpc_service("evaluator", settings, LoggingSettings(), build, security)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from seal.v1 import generator_pb2_grpc
 from seal_lab.grpc_server import GrpcService
 from seal_lab.openstore import open_store
 from seal_lab.outage import OutagePolicy
+from seal_lab.security import security_from_environment
 from seal_lab.service import ModelHost, run_grpc_service
 from seal_lab.settings import LoggingSettings, ModelSettings, StoreSettings
 
@@ -33,6 +34,7 @@ def build_servicer(
 
 def main() -> None:
     settings = GeneratorSettings()
+    security = security_from_environment("seal-generator")
 
     def build():
         servicer = build_servicer(settings, ModelSettings(), StoreSettings())
@@ -41,7 +43,7 @@ def main() -> None:
         ]
         return services, servicer.load
 
-    run_grpc_service("generator", settings, LoggingSettings(), build)
+    run_grpc_service("generator", settings, LoggingSettings(), build, security)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from seal.v1 import trainer_pb2_grpc
 from seal_lab.grpc_server import GrpcService
 from seal_lab.openstore import open_store
+from seal_lab.security import security_from_environment
 from seal_lab.service import ModelHost, run_grpc_service
 from seal_lab.settings import LoggingSettings, ModelSettings, StoreSettings
 
@@ -14,6 +15,7 @@ from .settings import TrainerSettings
 
 def main() -> None:
     settings = TrainerSettings()
+    security = security_from_environment("seal-trainer")
 
     def build():
         servicer = TrainerServicer(
@@ -22,7 +24,7 @@ def main() -> None:
         services = [GrpcService("seal.v1.Trainer", servicer, trainer_pb2_grpc.add_TrainerServicer_to_server)]
         return services, servicer.load
 
-    run_grpc_service("trainer", settings, LoggingSettings(), build)
+    run_grpc_service("trainer", settings, LoggingSettings(), build, security)
 
 
 if __name__ == "__main__":

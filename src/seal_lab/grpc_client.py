@@ -8,7 +8,9 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from seal_lab.grpc_auth import channel_credentials, token_interceptors
 from seal_lab.grpc_wire import CAUSE_KEY, MAX_MESSAGE_BYTES, STORE_CAUSE
+from seal_lab.security import Security
 
 #: Failures worth retrying: the service is down, restarting, overloaded or too slow.
 RETRYABLE_CODES = frozenset(
@@ -23,17 +25,24 @@ RETRYABLE_CODES = frozenset(
 )
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
-        address,
-        options=[
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            # Reconnect quickly after a service restarts instead of backing off for minutes.
-            ("grpc.initial_reconnect_backoff_ms", 200),
-            ("grpc.max_reconnect_backoff_ms", 2000),
-        ],
-    )
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # Reconnect quickly after a service restarts instead of backing off for minutes.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
+def open_channel(address: str, security: Security | None = None) -> grpc.aio.Channel:
+    """A channel to `address` that sends the token on every call and speaks TLS when `security` has it
+    (the server checked against the lab CA; this process's certificate presented for mutual TLS)."""
+    security = security or Security()
+    interceptors = token_interceptors(security.token_value) if security.token_value is not None else None
+    if security.tls is not None:
+        credentials = channel_credentials(security.tls)
+        return grpc.aio.secure_channel(address, credentials, CHANNEL_OPTIONS, interceptors=interceptors)
+    return grpc.aio.insecure_channel(address, CHANNEL_OPTIONS, interceptors=interceptors)
 
 
 async def is_serving(channel: grpc.aio.Channel, service: str = "", timeout: float = 2.0) -> bool:
@@ -45,10 +54,12 @@ async def is_serving(channel: grpc.aio.Channel, service: str = "", timeout: floa
     return response.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def wait_until_serving(address: str, timeout: float, service: str = "") -> None:
+async def wait_until_serving(
+    address: str, timeout: float, service: str = "", security: Security | None = None
+) -> None:
     """Poll the standard health service until SERVING; raise TimeoutError with the address otherwise."""
     deadline = time.monotonic() + timeout
-    async with open_channel(address) as channel:
+    async with open_channel(address, security) as channel:
         while time.monotonic() < deadline:
             if await is_serving(channel, service):
                 return

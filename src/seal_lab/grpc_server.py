@@ -1,7 +1,9 @@
 """gRPC server bootstrap shared by the generator, trainer and evaluator.
 
 - standard `grpc.health.v1` service: NOT_SERVING until the service's model is loaded, then SERVING;
+- with a token, an interceptor that refuses calls without it (health stays open; `seal_lab.grpc_auth`);
 - an interceptor that maps `SealError` to its status code and logs unexpected errors as INTERNAL;
+- TLS (mutual TLS as an option) when the security settings name a certificate, else plaintext;
 - SIGTERM/SIGINT -> health NOT_SERVING -> `server.stop(grace)` so in-flight calls can finish.
 """
 
@@ -18,7 +20,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from seal_lab.errors import SealError, StoreUnavailable
+from seal_lab.grpc_auth import BearerTokenInterceptor, server_credentials
 from seal_lab.grpc_wire import CAUSE_KEY, MAX_MESSAGE_BYTES, STORE_CAUSE
+from seal_lab.security import Security
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +124,17 @@ class RunningServer:
         await self.server.stop(grace)
 
 
-async def start_server(services: list[GrpcService], host: str, port: int) -> RunningServer:
-    """Start serving (health NOT_SERVING) and return; port 0 picks a free port."""
+async def start_server(
+    services: list[GrpcService], host: str, port: int, security: Security | None = None
+) -> RunningServer:
+    """Start serving (health NOT_SERVING) and return; port 0 picks a free port. `security`: the token every
+    call but health must carry, and TLS; none: open and plaintext (loopback only: `refuse_unsafe_start`)."""
+    security = security or Security()
+    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorMappingInterceptor()]
+    if security.token_value is not None:
+        interceptors.insert(0, BearerTokenInterceptor(security.token_value))  # before anything else runs
     server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor()],
+        interceptors=interceptors,
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -136,7 +147,11 @@ async def start_server(services: list[GrpcService], host: str, port: int) -> Run
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in services:
         service.add(service.servicer, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    if security.tls is not None:
+        bound = server.add_secure_port(address, server_credentials(security.tls))
+    else:
+        bound = server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"cannot bind gRPC server to {host}:{port}")
     running = RunningServer(server, health_servicer, bound, [s.name for s in services])
@@ -152,9 +167,10 @@ async def serve_until_signalled(
     grace: float,
     load: Callable[[], Awaitable[None]],
     on_ready: Callable[[int], None] | None = None,
+    security: Security | None = None,
 ) -> None:
     """Entry-point loop: start, load the model (health stays NOT_SERVING), serve, drain on SIGTERM."""
-    running = await start_server(services, host, port)
+    running = await start_server(services, host, port, security)
     log.info("listening on %s:%d (NOT_SERVING until loaded)", host, running.port)
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()

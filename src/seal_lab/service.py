@@ -13,6 +13,7 @@ from seal_lab.grpc_server import GrpcService, serve_until_signalled
 from seal_lab.logging import configure_logging
 from seal_lab.models import LoadedModel, ModelWorker, load_model
 from seal_lab.runtime import MODEL_EXTRA_HINT, missing_model_packages, runtime_versions
+from seal_lab.security import Security, refuse_unsafe_start
 from seal_lab.settings import GrpcServiceSettings, LoggingSettings, ModelSettings
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,11 @@ def run_grpc_service(
     settings: GrpcServiceSettings,
     logging_settings: LoggingSettings,
     build: Callable[[], tuple[list[GrpcService], Callable[[], Awaitable[object]]]],
+    security: Security,
 ) -> None:
-    """Process entry point: logging first, then build servicers, load, serve until SIGTERM."""
+    """Process entry point: refuse an exposed port without a token (exit 2), logging, then build servicers,
+    load, serve until SIGTERM."""
+    refuse_unsafe_start(f"seal-{name}", settings.host, security)
     if missing := missing_model_packages():
         raise SystemExit(f"seal-{name} needs {', '.join(missing)}: {MODEL_EXTRA_HINT}")
     configure_logging(logging_settings.level, logging_settings.json_format, service=name)
@@ -67,4 +71,8 @@ def run_grpc_service(
     async def _load() -> None:
         await load()
 
-    asyncio.run(serve_until_signalled(services, settings.host, settings.port, settings.grace_seconds, _load))
+    asyncio.run(
+        serve_until_signalled(
+            services, settings.host, settings.port, settings.grace_seconds, _load, security=security
+        )
+    )

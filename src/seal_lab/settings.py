@@ -45,19 +45,29 @@ class StoreSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _s3_keys(self) -> StoreSettings:
-        self.s3_access_key = _secret_or_file(self.s3_access_key, self.s3_access_key_file, "S3_ACCESS_KEY")
-        self.s3_secret_key = _secret_or_file(self.s3_secret_key, self.s3_secret_key_file, "S3_SECRET_KEY")
+        self.s3_access_key = secret_or_file(
+            self.s3_access_key, self.s3_access_key_file, "SEAL_STORE_S3_ACCESS_KEY"
+        )
+        self.s3_secret_key = secret_or_file(
+            self.s3_secret_key, self.s3_secret_key_file, "SEAL_STORE_S3_SECRET_KEY"
+        )
         if self.kind == "s3" and (self.s3_access_key is None or self.s3_secret_key is None):
             raise ValueError(
                 "SEAL_STORE_KIND=s3 needs SEAL_STORE_S3_ACCESS_KEY and SEAL_STORE_S3_SECRET_KEY "
                 "(or their _FILE variants)"
             )
         if self.s3_secret_key is not None:
-            _refuse_weak_secret(self.s3_secret_key.get_secret_value())
+            refuse_weak_secret(
+                self.s3_secret_key.get_secret_value(),
+                "SEAL_STORE_S3_SECRET_KEY",
+                MIN_SECRET_LENGTH,
+                "MinIO's minimum",
+                "set it on the S3 server and here",
+            )
         return self
 
 
-#: Secrets that appear in examples and quick-starts (ours included); a store behind one of them is open to all.
+#: Secrets that appear in examples and quick-starts (ours included); what one of them guards is open to all.
 PLACEHOLDER_SECRETS = frozenset(
     {
         "change-this-secret-before-use",
@@ -74,33 +84,36 @@ PLACEHOLDER_SECRETS = frozenset(
 MIN_SECRET_LENGTH = 8
 
 
-def _secret_or_file(value: SecretStr | None, path: Path | None, name: str) -> SecretStr | None:
-    """The secret from `SEAL_STORE_<name>` or from the file `SEAL_STORE_<name>_FILE` names, never both."""
+def secret_or_file(value: SecretStr | None, path: Path | None, variable: str) -> SecretStr | None:
+    """The secret from `variable` or from the file `<variable>_FILE` names, never both (Docker and Kubernetes
+    secrets are files). Shared by every secret setting: the store's keys, the services' token."""
     if path is None:
         return value
-    variable = f"SEAL_STORE_{name}_FILE"
+    file_variable = f"{variable}_FILE"
     if value is not None:
-        raise ValueError(f"set SEAL_STORE_{name} or {variable}, not both")
+        raise ValueError(f"set {variable} or {file_variable}, not both")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeError) as exc:  # the reason only: never echo what the file holds
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ValueError(f"{variable}: cannot read the secret file {str(path)!r}: {reason}") from None
+        raise ValueError(f"{file_variable}: cannot read the secret file {str(path)!r}: {reason}") from None
     secret = text.rstrip()  # editors and `echo` add a newline; secrets never end in whitespace
     if not secret:
-        raise ValueError(f"{variable}: the secret file {str(path)!r} is empty")
+        raise ValueError(f"{file_variable}: the secret file {str(path)!r} is empty")
     return SecretStr(secret)
 
 
-def _refuse_weak_secret(secret: str) -> None:
+def refuse_weak_secret(secret: str, variable: str, min_length: int, why_length: str, where: str) -> None:
+    """Refuse a well-known example secret, or one shorter than `min_length` (`why_length` says why that bound;
+    `where` says where a new one goes)."""
     if secret.lower() in PLACEHOLDER_SECRETS:
         raise ValueError(
-            "SEAL_STORE_S3_SECRET_KEY is an example value that anyone can guess; "
-            "generate one with `openssl rand -hex 24` and set it on the S3 server and here"
+            f"{variable} is an example value that anyone can guess; "
+            f"generate one with `openssl rand -hex 24` and {where}"
         )
-    if len(secret) < MIN_SECRET_LENGTH:
+    if len(secret) < min_length:
         raise ValueError(
-            f"SEAL_STORE_S3_SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters (MinIO's minimum); "
+            f"{variable} is shorter than {min_length} characters ({why_length}); "
             "generate one with `openssl rand -hex 24`"
         )
 
