@@ -4,6 +4,7 @@ calls refuses the next as busy."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from seal_lab.datasets import TrainingExample
 from seal_lab.directive import Directive
 from seal_lab.grouptrain import GroupJob, TrainingCancelled, TrainOutcome, train_group
+from seal_lab.grpc_client import open_channel
 from seal_lab.grpc_wire import BUSY_CAUSE, CAUSE_KEY
 from seal_lab.localstore import LocalStore
 from seal_lab.models import load_model
@@ -115,6 +117,31 @@ def test_a_call_past_its_deadline_stops_its_job(trainer):
     assert failed.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     _until(lambda: servicer.jobs_stopped == 1, 5, "the job stops after the deadline")
     assert not store.list_keys("adapters/") and not store.list_keys("trainer-jobs/")
+
+
+def test_cancelling_the_task_that_streams_a_train_call_stops_the_job(trainer):
+    """What a cancelled run does to its training calls (an asyncio task of the coordinator, a grpc.aio stream)."""
+    server, servicer, store = trainer
+    request = _request(_dataset(store, 8), ENDLESS)
+
+    async def stream_then_cancel() -> None:
+        async with open_channel(server.address) as channel:
+            stub = trainer_pb2_grpc.TrainerStub(channel)
+            started = asyncio.Event()
+
+            async def train() -> None:
+                async for _ in stub.Train(request, timeout=120):
+                    started.set()
+
+            task = asyncio.create_task(train())
+            await asyncio.wait_for(started.wait(), 60)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(stream_then_cancel())
+    _until(lambda: servicer.jobs_stopped == 1, 5, "the job stops once the run's task is cancelled")
+    assert not store.list_keys("adapters/")
 
 
 def test_in_a_group_only_the_job_nobody_waits_for_stops(tmp_path, tiny_model):
