@@ -97,7 +97,7 @@ def _follow(client: httpx.Client, run_id: str, console: Console) -> dict[str, An
         if line != last:
             console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {line}")
             last = line
-        if detail["status"] in ("succeeded", "completed_with_errors", "failed"):
+        if detail["status"] in ("succeeded", "completed_with_errors", "failed", "cancelled"):
             return detail
         time.sleep(5)
 

@@ -52,6 +52,14 @@ def start_run(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     return check(client.post("/v1/runs", json=body))
 
 
+#: Statuses after which a run does nothing more by itself.
+FINAL_STATUSES = ("succeeded", "completed_with_errors", "failed", "cancelled")
+
+
+def cancel_run(client: httpx.Client, run_id: str) -> dict[str, Any]:
+    return check(client.post(f"/v1/runs/{run_id}/cancel"))
+
+
 def follow_run(client: httpx.Client, run_id: str, quiet: bool = False) -> dict[str, Any]:
     """Follow the server-sent events with a progress bar until the run finishes; reconnects if dropped."""
     last_seq = -1
@@ -88,7 +96,7 @@ def follow_run(client: httpx.Client, run_id: str, quiet: bool = False) -> dict[s
                                     status=data["status"],
                                     description=data["current"][:90],
                                 )
-                                if data["status"] in ("succeeded", "completed_with_errors", "failed"):
+                                if data["status"] in FINAL_STATUSES:
                                     return check(client.get(f"/v1/runs/{run_id}"))
                             else:
                                 last_seq = max(last_seq, data["seq"])
@@ -106,6 +114,9 @@ def finish(detail: dict[str, Any], as_json: bool) -> None:
         render_results(out, detail["results"])
     if detail["status"] == "failed":
         console.print(f"[red]run {detail['id']} failed: {detail['error']}")
+        raise typer.Exit(1)
+    if detail["status"] == "cancelled":
+        console.print(f"[yellow]run {detail['id']} was cancelled")
         raise typer.Exit(1)
 
 

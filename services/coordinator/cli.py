@@ -14,6 +14,7 @@ import typer
 from . import local
 from .api_client import (
     CoordinatorError,
+    cancel_run,
     check,
     connect,
     console,
@@ -141,7 +142,14 @@ def run(
             if not follow:
                 out.print(created["id"])
                 return
-            detail = follow_run(client, created["id"], quiet=as_json)
+            try:
+                detail = follow_run(client, created["id"], quiet=as_json)
+            except KeyboardInterrupt:  # stop following, not the run: it goes on on the coordinator
+                console.print(
+                    f"stopped following run {created['id']}; it goes on. "
+                    f"Follow it again: seal-lab follow {created['id']}  Stop it: seal-lab cancel {created['id']}"
+                )
+                raise typer.Exit(130) from None
             if report is not None:
                 save_report(client, created["id"], report)
             finish(detail, as_json)
@@ -251,6 +259,19 @@ def resume(run_id: str, url: Url = DEFAULT_URL) -> None:
             finish(follow_run(client, run_id), False)
     except (CoordinatorError, httpx.TransportError) as exc:
         fail(str(exc))
+
+
+@app.command()
+def cancel(run_id: str, url: Url = DEFAULT_URL) -> None:
+    """Stop a run for good: its jobs on the services are cancelled and no coordinator resumes it."""
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            summary = cancel_run(client, run_id)
+    except (CoordinatorError, httpx.TransportError) as exc:
+        fail(str(exc))
+    out.print(
+        f"{summary['id']}: {summary['status']} after {summary['jobs_done']}/{summary['jobs_total']} jobs"
+    )
 
 
 # The commands that need the `model` extra (each says so when it is missing).

@@ -6,6 +6,9 @@ A service that is down is retried with backoff and shows up in the run's events;
 refuses (bad input) fails that job only, and the rest of the run goes on (calls.py). When the object store is
 away (down, hanging, full) the run pauses, without counting it against any service, and goes on when it is
 back. A lease (lease.py) makes sure one coordinator runs a run, even when several share the store.
+A run's plan must fit the coordinator's budgets (budget.py) before it starts. A cancelled run stops at once
+(its service calls are cancelled, so the services drop their jobs) and, recorded in the store, stays stopped:
+no coordinator resumes it, and POST .../resume refuses it.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ import asyncio
 import contextlib
 import logging
 import time
+from functools import partial
 
 from seal_lab.data import demo_passages, parse_passages
+from seal_lab.directive import DirectiveLimits
 from seal_lab.errors import FailedPrecondition, InvalidArgument, NotFound, StoreUnavailable, Unavailable
 from seal_lab.logging import bind_context
 from seal_lab.outage import ONCE, OutagePolicy, call_async, wait_for_store
 from seal_lab.store import ObjectStore
 
+from .budget import Budget
 from .calls import RunInterrupted, ServiceCalls
 from .clients import ServiceClients
 from .events import EventLog
@@ -33,7 +39,16 @@ from .results import build_results
 from .schemas import RunCreate
 from .settings import CoordinatorSettings
 from .split import choose_heldout
-from .state import RunState, load_run, manifest, new_run_id, reproducibility, run_spec
+from .state import (
+    RunState,
+    is_cancelled,
+    load_run,
+    manifest,
+    new_run_id,
+    reproducibility,
+    run_spec,
+    write_cancel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +70,9 @@ class RunManager:
         self.writer = RecordWriter(store, self.outage)
         self.events = EventLog(self.writer)
         self.calls = ServiceCalls(clients, settings, self.outage, self.events)
+        self.budget = Budget(settings)
+        #: What a run's trainings are planned with: the limits a trainer published at the last run's start.
+        self.limits = DirectiveLimits().with_clamped_default()
         #: False until the store answered and every recorded run was loaded (/healthz says 503 until then).
         self.ready = False
         self._background: list[asyncio.Task] = []
@@ -124,7 +142,9 @@ class RunManager:
             try:
                 for run_id in list(self._tasks):
                     run = self.runs[run_id]
-                    if run.lease is not None:
+                    if await call_async(partial(is_cancelled, self.store, run_id), ONCE, "reading a cancel"):
+                        await self._stop_cancelled(run, "cancelled through another coordinator")
+                    elif run.lease is not None:
                         await self._renew(run)
                 if self.settings.resume_unfinished_runs:
                     for run_id in await call_async(lambda: run_ids(self.store), ONCE, "listing runs"):
@@ -216,6 +236,7 @@ class RunManager:
             heldout_ids=frozenset(p.passage_id for p in heldout),
             teachers=teachers,
         )
+        self.budget.check(run, self._executing(), self.limits)
         # One try, bounded by the store's own timeouts: while the store is away the request gets a 503 and
         # nothing was created. The lease is taken before anyone else can see the spec's run as free.
         lease = await call_async(lambda: self.leases.first(run.id), ONCE, "taking a lease")
@@ -247,8 +268,11 @@ class RunManager:
             raise FailedPrecondition(f"run {run_id} is already running")
         if run.status in ("succeeded", "completed_with_errors"):
             raise FailedPrecondition(f"run {run_id} has finished ({run.status})")
+        if run.status == "cancelled":
+            raise FailedPrecondition(f"run {run_id} was cancelled; start a new run to do its work again")
         if await call_async(lambda: self.store.exists(run_key(run.id, MANIFEST)), ONCE, "reading a manifest"):
             raise FailedPrecondition(f"run {run_id} has a manifest already")
+        self.budget.check(run, self._executing(), self.limits, new=False)
         lease = await call_async(lambda: self.leases.acquire(run_id), ONCE, "taking a lease")
         if lease is None:
             raise FailedPrecondition(
@@ -259,6 +283,36 @@ class RunManager:
         self.events.emit(run, "status", "resuming run on request", data={"resumed": True}, persist=True)
         self._schedule(run)
         return run
+
+    async def cancel(self, run_id: str) -> RunState:
+        """Stop a run for good (idempotent). Recorded in the store first (one try: 503 while the store is
+        away, and nothing changed), so that no coordinator resumes it; then its task is cancelled, which
+        cancels its gRPC calls (the services drop those jobs) and its jobs not yet started."""
+        self._require_ready()
+        run = self.get(run_id)
+        if run.status == "cancelled":
+            return run
+        if run.unrunnable:
+            raise FailedPrecondition(f"run {run_id} {run.error}")
+        if run.status in ("succeeded", "completed_with_errors"):
+            raise FailedPrecondition(f"run {run_id} has finished ({run.status})")
+        await call_async(lambda: write_cancel(self.store, run, self.owner), ONCE, "recording a cancellation")
+        if run.status in ("succeeded", "completed_with_errors"):  # it finished meanwhile: its manifest counts
+            raise FailedPrecondition(f"run {run_id} has finished ({run.status})")
+        await self._stop_cancelled(run, "cancelled on request")
+        return run
+
+    async def _stop_cancelled(self, run: RunState, reason: str) -> None:
+        run.status, run.current, run.error = "cancelled", "", ""
+        task = self._tasks.pop(run.id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=10)  # its calls are cancelled; then the lease can go
+        self.events.emit(run, "status", f"run {reason}", data={"cancelled": True}, persist=True)
+        await self._release(run)
+
+    def _executing(self) -> list[RunState]:
+        return [self.runs[run_id] for run_id in self._tasks]
 
     # ---- execution -------------------------------------------------------------------------------------
 
@@ -275,6 +329,7 @@ class RunManager:
             self.events.emit(run, "status", "running")
             try:
                 limits = await self.calls.check(run)
+                self.limits = DirectiveLimits.from_proto(limits)
                 experiment = Experiment(
                     run,
                     self.calls,
@@ -305,7 +360,7 @@ class RunManager:
                 self.events.emit(run, "status", f"run {run.status}", data={"summary": run.results["summary"]})
                 await self._release(run)
             except asyncio.CancelledError:
-                if run.lease is not None:
+                if run.lease is not None and run.status != "cancelled":
                     run.current = "stopped by coordinator shutdown; resumes at next start"
                 raise
             except LeaseLost as exc:
@@ -328,6 +383,8 @@ class RunManager:
                 await call_async(lambda: self.leases.release(lease), ONCE, "releasing a lease")
 
     def _fail(self, run: RunState, message: str) -> None:
+        if run.status == "cancelled":  # what a cancelled run's last call said no longer matters
+            return
         run.status, run.error, run.current = "failed", message, ""
         self.events.emit(
             run,

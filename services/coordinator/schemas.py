@@ -8,8 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_valid
 
 from seal_lab.data import retention_set_size
 
-#: "paused": waiting for the object store to come back (the run goes on by itself).
-RunStatusName = Literal["queued", "running", "paused", "succeeded", "completed_with_errors", "failed"]
+#: "paused": waiting for the object store to come back (the run goes on by itself). "cancelled": stopped on
+#: request for good (POST /v1/runs/{id}/cancel); no coordinator resumes it.
+RunStatusName = Literal[
+    "queued", "running", "paused", "succeeded", "completed_with_errors", "failed", "cancelled"
+]
 RewardMetric = Literal["f1", "exact_match", "contains", "token_recall", "gold_logprob"]
 TEACHER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,39}$"
 

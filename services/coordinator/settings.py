@@ -37,6 +37,16 @@ class CoordinatorSettings(BaseSettings):
     max_concurrent_passages: int = Field(default=2, ge=1)
     resume_unfinished_runs: bool = True
     max_passages_per_run: int = 500
+    # Budgets (budget.py), checked when a run is created: beyond a per-run one the run is refused (422), beyond
+    # the total of the unfinished runs executing here it must wait (429). Jobs are the run's `jobs_total`;
+    # training tokens an upper bound on what its trainings process (under the trainer's default limits). The
+    # defaults take benchmarks/conditions.py (N=40 on a CPU: 386 jobs, 2.3 M tokens; the GPU preset, N=200:
+    # 8,052 jobs, 0.63 G tokens) with room to spare, and refuse what one request could plan before (two
+    # million jobs).
+    max_jobs_per_run: int = Field(default=20_000, ge=1)
+    max_train_tokens_per_run: int = Field(default=2_000_000_000, ge=1)
+    max_active_jobs: int = Field(default=50_000, ge=1)
+    max_active_train_tokens: int = Field(default=10_000_000_000, ge=1)
     # The object store: while it is away (down, hanging, full) runs pause, up to this long, then fail
     # (resumable). Its individual calls are bounded by SEAL_STORE_S3_*_TIMEOUT_SECONDS.
     store_outage_max_seconds: float = Field(default=86400.0, gt=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -11,15 +12,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from seal_lab.data import Passage, parse_passages, passages_to_json
-from seal_lab.errors import InvalidArgument
+from seal_lab.errors import AlreadyExists, InvalidArgument
 from seal_lab.runtime import runtime_versions
 from seal_lab.store import ObjectStore
 
 from .jobs import JobName
 from .lease import Lease
-from .records import read_run
+from .records import read_run, run_key
 from .schemas import RunConfig, RunDetail, RunEvent, RunSummary
 from .split import Split
+
+#: `runs/<id>/cancel.json`, written once when a run is cancelled: no coordinator runs it after that (its
+#: presence is the cancellation, as the manifest's is the end of a finished run).
+CANCEL = "cancel.json"
 
 
 def new_run_id() -> str:
@@ -100,7 +105,8 @@ class RunState:
 
     @property
     def finished(self) -> bool:
-        return self.status in ("succeeded", "completed_with_errors", "failed")
+        """Not executing, and not to be resumed without a request ("failed": POST .../resume)."""
+        return self.status in ("succeeded", "completed_with_errors", "failed", "cancelled")
 
     def summary(self) -> RunSummary:
         return RunSummary(
@@ -191,6 +197,8 @@ def load_run(store: ObjectStore, run_id: str) -> RunState:
         run.status, run.error = manifest["status"], manifest.get("error", "")
         run.results, run.services = manifest["results"], manifest.get("services", {})
         run.updated_at = manifest.get("finished_at", run.updated_at)
+    elif is_cancelled(store, run_id):
+        run.status, run.error = "cancelled", ""
     run.load_problems = stored.problems
     return run
 
@@ -200,6 +208,18 @@ def _unrunnable(run_id: str, problems: list[str], reason: str, name: str = "") -
     run.status, run.error, run.unrunnable = "failed", f"cannot run here: {reason}", reason
     run.load_problems = problems
     return run
+
+
+def write_cancel(store: ObjectStore, run: RunState, owner: str) -> None:
+    """Blocking. Record that `run` is cancelled (write-once; one another coordinator wrote first stands)."""
+    record = {"id": run.id, "cancelled_at": time.time(), "by": owner, "status_before": run.status}
+    with contextlib.suppress(AlreadyExists):
+        store.put_json(run_key(run.id, CANCEL), record)
+
+
+def is_cancelled(store: ObjectStore, run_id: str) -> bool:
+    """Blocking: whether the run's cancellation is recorded (by any coordinator)."""
+    return store.exists(run_key(run_id, CANCEL))
 
 
 def manifest(run: RunState) -> dict[str, Any]:

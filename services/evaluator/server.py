@@ -16,6 +16,7 @@ import grpc
 
 from seal.v1 import common_pb2, evaluator_pb2, evaluator_pb2_grpc
 from seal_lab.adapters import fetch_adapter, verify_adapter
+from seal_lab.admission import CallGate
 from seal_lab.data import MAX_QUESTION_CHARS
 from seal_lab.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from seal_lab.logging import bind_context
@@ -72,6 +73,7 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
         self.settings = settings
         self.outage = OutagePolicy(max_seconds=settings.store_outage_seconds)
         self.judge = Judge.from_settings(settings)  # None: SEAL's judge is off
+        self.gate = CallGate(settings.max_queued_calls, "evaluations", "SEAL_EVALUATOR_MAX_QUEUED_CALLS")
 
     async def load(self) -> None:
         await asyncio.gather(self.host.load(), wait_for_store(self.store.check, "evaluator"))
@@ -142,6 +144,12 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
 
     async def Evaluate(self, request: evaluator_pb2.EvaluateRequest, context: grpc.aio.ServicerContext):
         sets, max_new_tokens = self._validate(request)
+        async with self.gate.admit(context):
+            return await self._evaluate(request, sets, max_new_tokens)
+
+    async def _evaluate(
+        self, request: evaluator_pb2.EvaluateRequest, sets: list[_Set], max_new_tokens: int
+    ) -> evaluator_pb2.EvaluateResponse:
         loaded = self.host.loaded
         # Refuse unknown or foreign adapters before spending any compute on the others (off the event loop).
         for key in dict.fromkeys(key for s in sets for key in s.keys):

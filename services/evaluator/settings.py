@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from seal_lab.settings import GrpcServiceSettings
+from seal_lab.settings import GrpcServiceSettings, secret_or_file
 
 
 class EvaluatorSettings(GrpcServiceSettings):
@@ -21,6 +21,9 @@ class EvaluatorSettings(GrpcServiceSettings):
     # Rows (adapter x question pairs, baseline included) per batched generate: every adapter of a request and
     # the base model answer together, each row under its own adapter.
     batch_size: int = 64
+    # Evaluate calls admitted at once (in progress or waiting for the model); more are refused with
+    # RESOURCE_EXHAUSTED (cause "busy"). Each waiting call holds its question sets in memory.
+    max_queued_calls: int = Field(default=64, ge=1, le=100_000)
 
     # SEAL's own judge (optional): an OpenAI-compatible endpoint asked SEAL's yes/no grading prompt about
     # every answer. Off while `judge_base_url` is empty. The key has no default on purpose; a local server
@@ -39,12 +42,9 @@ class EvaluatorSettings(GrpcServiceSettings):
 
     @model_validator(mode="after")
     def _judge(self) -> EvaluatorSettings:
-        if self.judge_api_key_file is not None:
-            if self.judge_api_key is not None:
-                raise ValueError(
-                    "set SEAL_EVALUATOR_JUDGE_API_KEY or SEAL_EVALUATOR_JUDGE_API_KEY_FILE, not both"
-                )
-            self.judge_api_key = _read_secret(self.judge_api_key_file)
+        self.judge_api_key = secret_or_file(
+            self.judge_api_key, self.judge_api_key_file, "SEAL_EVALUATOR_JUDGE_API_KEY"
+        )
         if self.judge_base_url and not self.judge_model:
             raise ValueError("SEAL_EVALUATOR_JUDGE_BASE_URL needs SEAL_EVALUATOR_JUDGE_MODEL (e.g. gpt-4.1)")
         if self.judge_base_url and not self.judge_base_url.startswith(("http://", "https://")):
@@ -54,16 +54,3 @@ class EvaluatorSettings(GrpcServiceSettings):
     @property
     def judge_enabled(self) -> bool:
         return bool(self.judge_base_url)
-
-
-def _read_secret(path: Path) -> SecretStr:
-    variable = "SEAL_EVALUATOR_JUDGE_API_KEY_FILE"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeError) as exc:  # the reason only: never echo what the file holds
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ValueError(f"{variable}: cannot read the secret file {str(path)!r}: {reason}") from None
-    secret = text.rstrip()  # editors and `echo` add a newline; keys never end in whitespace
-    if not secret:
-        raise ValueError(f"{variable}: the secret file {str(path)!r} is empty")
-    return SecretStr(secret)

@@ -29,6 +29,7 @@ def build_servicer(
         ModelHost("generator", model_settings),
         remote,
         OutagePolicy(max_seconds=settings.store_outage_seconds),
+        settings.max_queued_calls,
     )
 
 

@@ -11,6 +11,7 @@ import grpc
 
 from seal.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from seal_lab import __version__
+from seal_lab.admission import CallGate
 from seal_lab.data import MAX_CONTEXT_CHARS
 from seal_lab.directive import DirectiveLimits
 from seal_lab.errors import InvalidArgument
@@ -24,6 +25,7 @@ from seal_lab.store import ObjectStore, validate_key
 from .backends import Backend, LocalBackend, RawSelfEdit, Sampling
 from .formats import FORMATS, SelfEditFormat, get_format
 from .selfedit import store_self_edit
+from .settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ def validate_import(request: generator_pb2.ImportRequest) -> None:
 
 #: How long a call waits for an absent store before failing UNAVAILABLE: the settings' default.
 DEFAULT_OUTAGE = OutagePolicy(max_seconds=GrpcServiceSettings.model_fields["store_outage_seconds"].default)
+DEFAULT_MAX_QUEUED_CALLS = GeneratorSettings.model_fields["max_queued_calls"].default
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
@@ -92,12 +95,15 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         host: ModelHost,
         remote: Backend | None = None,
         outage: OutagePolicy = DEFAULT_OUTAGE,
+        max_queued_calls: int = DEFAULT_MAX_QUEUED_CALLS,
     ) -> None:
         self.store = store
         self.host = host
         self._remote = remote
         self._local: LocalBackend | None = None
         self.outage = outage
+        # Generate and Import share one bound: both hold their request while they wait or work.
+        self.gate = CallGate(max_queued_calls, "self-edit calls", "SEAL_GENERATOR_MAX_QUEUED_CALLS")
 
     async def load(self) -> None:
         waits = [wait_for_store(self.store.check, "generator")]
@@ -135,7 +141,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         fingerprint = self._fingerprint()
         with bind_context(run_id=request.run_id, passage_id=request.passage.passage_id):
             started = time.perf_counter()
-            edits = await self.host.worker.run(self._generate, backend, request, sampling, fingerprint)
+            async with self.gate.admit(context):
+                edits = await self.host.worker.run(self._generate, backend, request, sampling, fingerprint)
             seconds = time.perf_counter() - started
             log.info("wrote %d %s self-edits in %.1fs", len(edits), request.format, seconds)
         return generator_pb2.GenerateResponse(
@@ -174,7 +181,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         validate_import(request)
         with bind_context(run_id=request.run_id, passage_id=request.passage.passage_id):
             started = time.perf_counter()
-            edits = await asyncio.to_thread(self._import, request)
+            async with self.gate.admit(context):
+                edits = await asyncio.to_thread(self._import, request)
             seconds = time.perf_counter() - started
             log.info("imported %d %s self-edits from %r", len(edits), request.format, request.source)
         return generator_pb2.ImportResponse(self_edits=edits, seconds=seconds)

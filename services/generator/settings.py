@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from seal_lab.settings import GrpcServiceSettings
@@ -20,3 +20,6 @@ class GeneratorSettings(GrpcServiceSettings):
     openai_model: str = ""
     openai_api_key: SecretStr | None = None
     openai_timeout_seconds: float = 120.0
+    # Generate and Import calls admitted at once (in progress or waiting for the model); more are refused
+    # with RESOURCE_EXHAUSTED (cause "busy").
+    max_queued_calls: int = Field(default=64, ge=1, le=100_000)

@@ -3,6 +3,9 @@
 A job that arrives waits at most `window_seconds` for companions (or until the group is full); while a group
 trains, new arrivals queue and form the next group as soon as the worker is free. A group's function returns
 one result or exception per job, so one bad job fails only its own call.
+
+A job whose caller is cancelled while it waits leaves the queue and never trains; once its group has started,
+stopping it is the group function's business (the trainer's jobs carry a cancel flag checked at every step).
 """
 
 from __future__ import annotations
@@ -50,8 +53,14 @@ class GroupBatcher(Generic[Job]):
         self._arrived.set()
         if self._task is None or self._task.done():  # the loop ends whenever the queue is empty
             self._task = asyncio.create_task(self._loop(), name="train-groups")
-        # The job runs to completion even if its caller goes away (its result is recorded for a retry).
-        return await asyncio.shield(waiting.future)
+        try:
+            # Shielded: cancelling the caller must not cancel a group that other jobs train in.
+            return await asyncio.shield(waiting.future)
+        except asyncio.CancelledError:
+            with contextlib.suppress(ValueError):  # still queued: it never trains
+                self._waiting.remove(waiting)
+            waiting.future.cancel()  # nobody reads its result now
+            raise
 
     async def _loop(self) -> None:
         while self._waiting:
@@ -64,6 +73,8 @@ class GroupBatcher(Generic[Job]):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._arrived.wait(), remaining)
             group = self._waiting[: self.max_group_size]
+            if not group:  # every job that waited was cancelled
+                break
             del self._waiting[: len(group)]
             if not self._waiting:
                 self._arrived.clear()

@@ -1,13 +1,19 @@
 """Trainer servicer: a fresh LoRA adapter per job, concurrent jobs trained together in groups, progress
-streamed, results content-addressed."""
+streamed, results content-addressed.
+
+A job lives as long as someone waits for it: when its call ends first (the caller cancelled, its deadline
+passed, the connection dropped) it leaves its queue, or stops at its next optimizer step while the rest of its
+group trains on, and nothing of it is published (a retried call trains it again). Identical calls share one
+job, which stops when the last of them has gone. At most `max_queued_jobs` calls are admitted at once."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +22,18 @@ import grpc
 from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from seal_lab import __version__
 from seal_lab.adapters import ADAPTER_PREFIX, AdapterFiles, has_weights, publish_adapter
+from seal_lab.admission import CallGate
 from seal_lab.datasets import Dataset, TrainingExample, read_dataset
 from seal_lab.directive import Directive, DirectiveLimits
 from seal_lab.errors import AlreadyExists, InvalidArgument, Unavailable
-from seal_lab.grouptrain import GroupJob, Schedule, TrainOutcome, TrainProgressEvent, train_group
+from seal_lab.grouptrain import (
+    GroupJob,
+    Schedule,
+    TrainingCancelled,
+    TrainOutcome,
+    TrainProgressEvent,
+    train_group,
+)
 from seal_lab.logging import bind_context
 from seal_lab.multilora import save_peft_folder
 from seal_lab.outage import OutagePolicy, call_async, call_sync, wait_for_store
@@ -86,6 +100,8 @@ class _Queued:
     job_key: str
     examples: list[TrainingExample]
     on_progress: Callable[[TrainProgressEvent], None]
+    #: Set when its call ended before its result (cancelled, deadline, disconnect); read by the training thread.
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 def _result_message(record: dict[str, Any], reused: bool) -> trainer_pb2.TrainEvent:
@@ -118,6 +134,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         # A finished adapter is kept in memory while the store is away, up to this long.
         self.outage = OutagePolicy(max_seconds=settings.store_outage_seconds)
         self.batcher: GroupBatcher[_Queued] | None = None
+        self.gate = CallGate(settings.max_queued_jobs, "training jobs", "SEAL_TRAINER_MAX_QUEUED_JOBS")
+        #: Jobs stopped mid-training (or before it) because every caller had gone away.
+        self.jobs_stopped = 0
 
     async def load(self) -> None:
         await asyncio.gather(self.host.load(), wait_for_store(self.store.check, "trainer"))
@@ -125,6 +144,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         self.batcher = GroupBatcher(
             self._run_group, self.shape.max_group_size, self.settings.group_window_seconds
         )
+        if self.gate.limit < self.shape.max_group_size:
+            log.warning("SEAL_TRAINER_MAX_QUEUED_JOBS is below the group size: groups will never be full")
         log.info(
             "training groups of up to %d jobs, %d tokens per forward pass in rows of %d, %.2fs window",
             self.shape.max_group_size,
@@ -169,6 +190,13 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         self, request: trainer_pb2.TrainRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[trainer_pb2.TrainEvent]:
         job = self._validate(request)
+        async with self.gate.admit(context):
+            async for event in self._train(request, job, context):
+                yield event
+
+    async def _train(
+        self, request: trainer_pb2.TrainRequest, job: TrainJob, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[trainer_pb2.TrainEvent]:
         loaded = self.host.loaded
         job_key = job.key(loaded.fingerprint, recipe_from_settings(self.settings))
         with bind_context(job_id=request.job_id):
@@ -189,21 +217,39 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             def on_progress(event: TrainProgressEvent) -> None:
                 loop.call_soon_threadsafe(queue.put_nowait, event)
 
-            # Queued for a group; the job runs to completion even if the caller goes away: its result is
-            # recorded under the job key, so a retried call gets it back instead of training again.
-            task = asyncio.ensure_future(self._batcher().submit(_Queued(job, job_key, examples, on_progress)))
-            while not task.done() or not queue.empty():
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    event = getter.result()
-                    yield trainer_pb2.TrainEvent(
-                        progress=trainer_pb2.TrainProgress(
-                            step=event.step, total_steps=event.total_steps, epoch=event.epoch, loss=event.loss
+            queued = _Queued(job, job_key, examples, on_progress)
+            task = asyncio.ensure_future(self._batcher().submit(queued))
+
+            def caller_gone(*_: object) -> None:
+                """The call ended before its job (the caller cancelled, its deadline passed, it vanished):
+                a queued job leaves the queue, a training one stops at its next step unless an identical
+                call still waits for it. Nothing of it is published."""
+                if not task.done():
+                    log.info("job %s: its caller went away; cancelling it", request.job_id or job_key)
+                    queued.cancelled.set()
+                    task.cancel()
+
+            # The handler may be cancelled at any await or at a yield; the call's end is the sure signal.
+            context.add_done_callback(caller_gone)
+            try:
+                while not task.done() or not queue.empty():
+                    getter = asyncio.ensure_future(queue.get())
+                    try:
+                        await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        getter.cancel()
+                    if not getter.cancelled() and getter.done():
+                        event = getter.result()
+                        yield trainer_pb2.TrainEvent(
+                            progress=trainer_pb2.TrainProgress(
+                                step=event.step,
+                                total_steps=event.total_steps,
+                                epoch=event.epoch,
+                                loss=event.loss,
+                            )
                         )
-                    )
-                else:
-                    getter.cancel()
+            finally:
+                caller_gone()
             record, reused = task.result()
             yield _result_message(record, reused)
 
@@ -228,9 +274,20 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             else:
                 to_train.setdefault(queued.job_key, []).append(position)
         firsts = [group[positions[0]] for positions in to_train.values()]
+        jobs = [
+            # Identical calls train once: their job stops only when every one of them has gone away.
+            GroupJob(
+                q.examples,
+                q.job.directive,
+                q.job.seed,
+                q.on_progress,
+                lambda ps=positions: all(group[p].cancelled.is_set() for p in ps),
+            )
+            for q, positions in zip(firsts, to_train.values(), strict=True)
+        ]
         outcomes = train_group(
             self.host.loaded,
-            [GroupJob(q.examples, q.job.directive, q.job.seed, q.on_progress) for q in firsts],
+            jobs,
             self.target_modules,
             tokens_per_step=self.shape.tokens_per_step,
             row_tokens=self.shape.row_tokens,
@@ -239,6 +296,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         )
         for queued, positions, outcome in zip(firsts, to_train.values(), outcomes, strict=True):
             try:
+                if isinstance(outcome, TrainingCancelled):
+                    self.jobs_stopped += 1
+                    log.info("stopped %s (%s): nothing published", queued.job_key, outcome.message)
                 if isinstance(outcome, Exception):
                     raise outcome
                 result: tuple[dict[str, Any], bool] | Exception = self._store_outcome(queued, outcome)

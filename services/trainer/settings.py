@@ -39,6 +39,10 @@ class TrainerSettings(GrpcServiceSettings):
     # A job waits at most this long for companions before its group starts (arrivals during a group's
     # training join the next group at once).
     group_window_seconds: float = Field(default=0.5, ge=0, le=30)
+    # Train calls admitted at once (training, or queued for a group); more are refused with RESOURCE_EXHAUSTED
+    # (cause "busy"). A coordinator sends at most `max_group_size` at once to each trainer, so the default
+    # leaves room for several coordinators; each queued call holds its dataset in memory.
+    max_queued_jobs: int = Field(default=256, ge=1, le=100_000)
     # Tokens in one forward pass; a bigger step is split into micro-batches that add up to the same update.
     # Unset: 4096 on a CPU, 65536 on CUDA.
     tokens_per_step: int | None = Field(default=None, ge=64)

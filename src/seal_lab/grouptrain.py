@@ -21,9 +21,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
+
 from seal_lab.datasets import TrainingExample
 from seal_lab.directive import Directive
-from seal_lab.errors import InvalidArgument
+from seal_lab.errors import InvalidArgument, SealError
 from seal_lab.models import LoadedModel
 from seal_lab.multilora import AdapterWeights, StackedLora, fresh_adapter, lora_targets
 
@@ -46,6 +48,15 @@ class GroupJob:
     directive: Directive
     seed: int
     on_progress: Callable[[TrainProgressEvent], None] | None = None
+    #: Asked before every step (on the training thread): True stops this job there, with `TrainingCancelled`
+    #: as its outcome (nothing to publish); the group's other jobs go on.
+    cancelled: Callable[[], bool] | None = None
+
+
+class TrainingCancelled(SealError):
+    """A job stopped before its last step because nobody waits for it any more: it has no adapter."""
+
+    grpc_code = grpc.StatusCode.CANCELLED
 
 
 @dataclass(frozen=True)
@@ -221,12 +232,20 @@ def train_group(
         parameter.requires_grad_(False)  # the base stays frozen; only the stacked adapters learn
     started = time.perf_counter()
     longest = max(len(plans[j].steps) for j in members)
+    stopped: set[int] = set()  # slots of cancelled jobs
     was_training = model.training
     model.train()
     try:
         with stack.applied() as routing:
             for step in range(longest):
-                active = [slot for slot, j in enumerate(members) if step < len(plans[j].steps)]
+                for slot, j in enumerate(members):  # a cancelled job stops here: no adapter, no more steps
+                    cancelled = jobs[j].cancelled
+                    if slot not in stopped and step < len(plans[j].steps) and cancelled and cancelled():
+                        stopped.add(slot)
+                        results[j] = TrainingCancelled(f"stopped before step {step + 1}: nobody waits for it")
+                active = [s for s, j in enumerate(members) if step < len(plans[j].steps) and s not in stopped]
+                if not active:
+                    break
                 items = [
                     (slot, *plans[members[slot]].sequences[i])
                     for slot in active

@@ -1,7 +1,8 @@
 """Fake generator, trainer and evaluator stubs for the coordinator's RunManager: no model, no gRPC server.
 
 Each fake answers at once with small deterministic records. `fail(rpc, code, times)` makes its next calls of
-`rpc` fail with a gRPC status; `hold(rpc)` makes them wait until `release(rpc)`. `calls` counts every call.
+`rpc` fail with a gRPC status; `hold(rpc)` makes them wait until `release(rpc)`. `calls` counts every call,
+`cancelled` the held calls whose caller cancelled them (what a real service sees as a cancelled RPC).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class FakeService:
         self.service = service
         self.fingerprint = FINGERPRINT
         self.calls: Counter[str] = Counter()
+        self.cancelled: Counter[str] = Counter()
         self.requests: list[Any] = []
         self._faults: dict[str, list[grpc.aio.AioRpcError]] = {}
         self._held: dict[str, asyncio.Event] = {}
@@ -67,7 +69,11 @@ class FakeService:
         self.requests.append(request)
         if rpc in self._held:
             self.holding.set()
-            await self._held[rpc].wait()
+            try:
+                await self._held[rpc].wait()
+            except asyncio.CancelledError:
+                self.cancelled[rpc] += 1
+                raise
         if self._faults.get(rpc):
             raise self._faults[rpc].pop(0)
 

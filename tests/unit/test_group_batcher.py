@@ -67,3 +67,40 @@ def test_a_group_that_fails_as_a_whole_fails_each_of_its_jobs_and_the_next_group
 def test_group_size_must_be_positive():
     with pytest.raises(ValueError):
         GroupBatcher(lambda jobs: None, max_group_size=0, window_seconds=0.1)  # type: ignore[arg-type]
+
+
+def test_a_job_cancelled_while_it_waits_never_trains_and_its_companions_do():
+    groups: list[list[int]] = []
+
+    async def run_group(jobs: list[int]) -> list[object]:
+        groups.append(list(jobs))
+        return list(jobs)
+
+    async def scenario() -> list[object]:
+        batcher = GroupBatcher(run_group, max_group_size=4, window_seconds=0.2)
+        jobs = [asyncio.ensure_future(batcher.submit(j)) for j in (1, 2, 3)]
+        await asyncio.sleep(0.05)  # all three wait for the window to close
+        jobs[1].cancel()
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    assert groups == [[1, 3]]
+    assert results[0] == 1 and isinstance(results[1], asyncio.CancelledError) and results[2] == 3
+
+
+def test_when_every_waiting_job_is_cancelled_no_group_runs():
+    groups: list[list[int]] = []
+
+    async def run_group(jobs: list[int]) -> list[object]:
+        groups.append(list(jobs))
+        return list(jobs)
+
+    async def scenario() -> object:
+        batcher = GroupBatcher(run_group, max_group_size=4, window_seconds=0.1)
+        job = asyncio.ensure_future(batcher.submit(1))
+        await asyncio.sleep(0.02)
+        job.cancel()
+        await asyncio.sleep(0.3)  # past the window
+        return await batcher.submit(2)
+
+    assert asyncio.run(scenario()) == 2 and groups == [[2]]

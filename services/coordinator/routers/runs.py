@@ -1,4 +1,4 @@
-"""Runs: start one, list them, read one, resume a failed one."""
+"""Runs: start one, list them, read one, resume a failed one, cancel one."""
 
 from __future__ import annotations
 
@@ -32,5 +32,13 @@ async def get_run(run: Run, events: Annotated[int, Query(ge=0, le=2000)] = 50) -
 
 @router.post("/{run_id}/resume", response_model=RunSummary)
 async def resume_run(run_id: str, manager: Manager) -> RunSummary:
-    """Continue a failed run from its last finished job."""
+    """Continue a failed run from its last finished job (409 for a finished or cancelled run)."""
     return (await manager.resume(run_id)).summary()
+
+
+@router.post("/{run_id}/cancel", response_model=RunSummary)
+async def cancel_run(run_id: str, manager: Manager) -> RunSummary:
+    """Stop a run for good: its calls to the services are cancelled (they drop its jobs), its queued jobs never
+    start, and the cancellation is stored, so that no coordinator resumes it; a cancelled run cannot be
+    resumed. Cancelling a cancelled run answers its summary again; a finished run gets 409."""
+    return (await manager.cancel(run_id)).summary()
