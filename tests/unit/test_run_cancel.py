@@ -33,7 +33,7 @@ def with_api(tmp_path: Any, clients: FakeClients, config: CoordinatorSettings, b
         app = create_app(config, store)
         app.dependency_overrides[get_manager] = lambda: manager
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://coordinator") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             return await body(manager, clients, store, http)
 
     return scenario(tmp_path, clients, config, inner)
