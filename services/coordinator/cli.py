@@ -265,7 +265,7 @@ def resume(run_id: str, url: Url = DEFAULT_URL) -> None:
 def cancel(run_id: str, url: Url = DEFAULT_URL) -> None:
     """Stop a run for good: its jobs on the services are cancelled and no coordinator resumes it."""
     try:
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with connect(url, timeout=30) as client:
             summary = cancel_run(client, run_id)
     except (CoordinatorError, httpx.TransportError) as exc:
         fail(str(exc))

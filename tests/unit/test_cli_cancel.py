@@ -64,3 +64,10 @@ def test_ctrl_c_while_following_says_how_to_cancel_and_leaves_the_run_running(re
     # Only the run was created: nothing was cancelled.
     assert [(r.method, r.url.path) for r in requests] == [("POST", "/v1/runs")]
     assert json.loads(requests[0].content)["dataset"] == "demo"
+
+
+def test_cancel_sends_the_shared_token(requests, monkeypatch):
+    monkeypatch.setenv("SEAL_AUTH_TOKEN", "a-token-for-the-cancel-test-1234")
+    result = CliRunner().invoke(cli.app, ["cancel", "run-1"])
+    assert result.exit_code == 0, result.output
+    assert requests[0].headers["authorization"] == "Bearer a-token-for-the-cancel-test-1234"
