@@ -10,3 +10,4 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 #: wait the outage out instead of counting it against the service.
 CAUSE_KEY = "seal-cause"
 STORE_CAUSE = "store"
+BUSY_CAUSE = "busy"
