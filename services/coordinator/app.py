@@ -14,6 +14,7 @@ from seal_lab.errors import SealError
 from seal_lab.store import ObjectStore
 
 from .clients import ServiceClients
+from .limits import BodySizeLimit
 from .routers import events, health, results, runs
 from .runner import RunManager
 from .settings import CoordinatorSettings
@@ -50,6 +51,7 @@ def create_app(settings: CoordinatorSettings, store: ObjectStore) -> FastAPI:
         description="Runs SEAL's inner loop over the generator, trainer and evaluator services.",
         lifespan=lifespan,
     )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(SealError, _seal_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     for router in (health.router, runs.router, results.router, events.router):
