@@ -16,6 +16,7 @@ from seal_lab.security import Security
 from seal_lab.store import ObjectStore
 
 from .clients import ServiceClients
+from .limits import BodySizeLimit
 from .routers import events, health, results, runs
 from .routers.deps import require_token
 from .runner import RunManager
@@ -61,6 +62,7 @@ def create_app(
     )
     app.state.token = security.token_value
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(SealError, _seal_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(health.router)  # open: probes carry no token

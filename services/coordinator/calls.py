@@ -1,15 +1,18 @@
 """Calls to the generator, the trainers and the evaluator, on behalf of a run.
 
-Every call has a deadline. A service that is unreachable is retried with backoff (a training job on another
-trainer when there is one), each retry an event of the run; one that refuses a request (bad input) fails
-that job only (JobFailed); one that answers "the store is unavailable" pauses the run without using up its
-attempts. A service that stays away past the retry budget interrupts the run (RunInterrupted).
+Every call has a deadline. A service that is unreachable (or busy: RESOURCE_EXHAUSTED marked so) is retried
+with jittered backoff (a training job on another trainer when there is one), each retry an event of the run;
+one that refuses a request (bad input, a message over the size limit, any other RESOURCE_EXHAUSTED, a
+failed precondition, no credentials, INTERNAL) fails that job only (JobFailed); one that answers "the store
+is unavailable" pauses the run without using up its attempts. A service that stays away past a call's
+attempts, or a run that has spent its retry budget over all its calls, interrupts the run (RunInterrupted).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +22,7 @@ import grpc
 from seal.v1 import common_pb2
 from seal_lab.data import Passage, Question
 from seal_lab.errors import FailedPrecondition
-from seal_lab.grpc_client import RETRYABLE_CODES, is_store_outage
+from seal_lab.grpc_client import RETRYABLE_CODES, is_busy, is_store_outage
 from seal_lab.outage import OutagePolicy
 
 from . import convert
@@ -41,7 +44,12 @@ class ServiceCallFailed(Exception):
     """A gRPC call that failed: the address that failed it (to route a retry elsewhere) and its status."""
 
     def __init__(
-        self, address: str, code: grpc.StatusCode, details: str | None, store_outage: bool = False
+        self,
+        address: str,
+        code: grpc.StatusCode,
+        details: str | None,
+        store_outage: bool = False,
+        busy: bool = False,
     ) -> None:
         super().__init__(f"{address}: {code.name}: {details}")
         self.address = address
@@ -49,10 +57,17 @@ class ServiceCallFailed(Exception):
         self.details = details
         #: The service answered UNAVAILABLE because the object store is away, not because it is.
         self.store_outage = store_outage
+        #: The service answered RESOURCE_EXHAUSTED because its queue is full: worth trying again.
+        self.busy = busy
 
     @classmethod
     def of(cls, error: grpc.aio.AioRpcError, address: str) -> ServiceCallFailed:
-        return cls(address, error.code(), error.details(), is_store_outage(error))
+        return cls(address, error.code(), error.details(), is_store_outage(error), is_busy(error))
+
+    @property
+    def retryable(self) -> bool:
+        """A failure another try may not have: the service is away, slow or busy."""
+        return self.busy or self.code in RETRYABLE_CODES
 
     @property
     def status(self) -> str:
@@ -79,6 +94,19 @@ class ServiceCalls:
         self.events = events
         #: The self-edit formats the generator knew at the last check (empty before the first).
         self.known_formats: list[str] = []
+        #: Service retries each executing run has spent (run id -> retries; reset when it starts executing).
+        self._retries_spent: dict[str, int] = {}
+
+    def _spend_retry(self, run: RunState, service: str, failed: ServiceCallFailed) -> None:
+        """Count a retry against the run's budget; RunInterrupted once it is spent."""
+        spent = self._retries_spent.get(run.id, 0) + 1
+        self._retries_spent[run.id] = spent
+        budget = self.settings.max_retries_per_run
+        if spent > budget:
+            raise RunInterrupted(
+                f"the run spent its retry budget ({budget} retries, SEAL_COORDINATOR_MAX_RETRIES_PER_RUN); "
+                f"last failure: {service}: {failed.status}"
+            )
 
     async def call(self, run: RunState, service: str, what: str, attempt_fn: Attempt) -> Any:
         """Call a service, retrying while it is unreachable. `attempt_fn(attempt, last_failed_address)`
@@ -101,7 +129,7 @@ class ServiceCalls:
                 return result
             except ServiceCallFailed as exc:
                 failed, last_address = exc, exc.address
-            if failed.code not in RETRYABLE_CODES:
+            if not failed.retryable:
                 raise JobFailed(f"{service} refused {what}: {failed.status}") from None
             where = f" at {failed.address}" if failed.address else ""
             if failed.store_outage:
@@ -128,14 +156,35 @@ class ServiceCalls:
                 )
                 await asyncio.sleep(delay)
                 continue
-            outage_started, store_delays, waits = None, self.outage.delays(), 0
+            outage_started, store_delays = None, self.outage.delays()
+            if failed.busy:  # alive, its queue full: waited out, without using attempts or the retry budget
+                attempt -= 1
+                waits += 1
+                delay = random.uniform(
+                    self.settings.initial_backoff_seconds, self.settings.max_backoff_seconds
+                )
+                self.events.emit(
+                    run,
+                    "retry",
+                    f"{service}{where} is busy during {what} ({failed.status}); waiting {delay:.0f}s",
+                    data={"service": service, "address": failed.address, "code": failed.code.name},
+                    persist=sparse(waits),
+                )
+                await asyncio.sleep(delay)
+                continue
+            waits = 0
             if attempt >= self.settings.max_attempts:
                 raise RunInterrupted(
                     f"{service} unavailable for {what} after {attempt} attempts: {failed.status}"
                 ) from None
-            delay = min(
-                self.settings.max_backoff_seconds,
-                self.settings.initial_backoff_seconds * 2 ** (attempt - 1),
+            self._spend_retry(run, service, failed)
+            # Full jitter: calls that failed together (a service restarting) come back spread out.
+            delay = random.uniform(
+                0,
+                min(
+                    self.settings.max_backoff_seconds,
+                    self.settings.initial_backoff_seconds * 2 ** (attempt - 1),
+                ),
             )
             self.events.emit(
                 run,
@@ -179,6 +228,7 @@ class ServiceCalls:
         request = common_pb2.GetInfoRequest()
         timeout = self.settings.info_timeout_seconds
         run.current = "checking services"
+        self._retries_spent[run.id] = 0  # each execution (a start, a resume) has the whole budget
 
         async def info(stub: Any, address: str) -> common_pb2.ServiceInfo:
             try:
@@ -320,7 +370,36 @@ class ServiceCalls:
         adapter_keys: list[str],
         questions: list[Question] | None = None,
     ) -> dict[str, Any]:
-        """Evaluate adapters on the passage's questions (or on `questions`, e.g. the retention set)."""
+        """Evaluate adapters on the passage's questions (or on `questions`, e.g. the retention set).
+
+        More adapters than one Evaluate call may carry (`evaluate_max_adapters_per_call`, the evaluator's
+        limit) are evaluated in several calls, one after another, and their records merged (the evaluator
+        keeps each adapter's evaluation as a record of its own either way).
+        """
+        size = self.settings.evaluate_max_adapters_per_call
+        adapters = [key for key in adapter_keys if key]
+        if len(adapters) <= size:
+            return await self._evaluate(run, passage, adapter_keys, questions, "")
+        parts = [adapters[i : i + size] for i in range(0, len(adapters), size)]
+        if len(adapters) < len(adapter_keys):  # the base model ("") rides with the first part
+            parts[0] = ["", *parts[0]]
+        merged: dict[str, Any] = {"seconds": 0.0, "evaluations": {}}
+        for number, part in enumerate(parts, start=1):
+            record = await self._evaluate(run, passage, part, questions, f" (part {number}/{len(parts)})")
+            merged["seconds"] += record["seconds"]
+            merged["evaluations"].update(record["evaluations"])
+        evaluations = merged["evaluations"]  # in the order asked for, as one call answers
+        merged["evaluations"] = {k: evaluations[k] for k in dict.fromkeys(adapter_keys) if k in evaluations}
+        return merged
+
+    async def _evaluate(
+        self,
+        run: RunState,
+        passage: Passage,
+        adapter_keys: list[str],
+        questions: list[Question] | None,
+        part: str,
+    ) -> dict[str, Any]:
         request = convert.evaluate_request(run.id, run.config, passage, adapter_keys, questions)
         what = "baseline" if adapter_keys == [""] else f"{len(adapter_keys)} adapters"
         if questions is not None:
@@ -330,7 +409,7 @@ class ServiceCalls:
             "evaluator",
             self.clients.evaluator.Evaluate,
             request,
-            f"{what} for {passage.passage_id}",
+            f"{what}{part} for {passage.passage_id}",
             slot=self.clients.evaluator_slot,
         )
         return convert.evaluation_record(response)

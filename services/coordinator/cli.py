@@ -131,7 +131,7 @@ def run(
         if dataset is None:
             body["dataset"] = "demo"
         else:
-            body["passages"] = read_dataset(dataset)
+            body["passages"] = read_dataset(dataset)[:limit]  # every passage sent counts against the cap
         if heldout_dataset is not None:
             body["heldout_passages"] = read_dataset(heldout_dataset)
         with connect(url, timeout=60) as client:

@@ -26,6 +26,7 @@ from seal_lab.logging import bind_context
 from seal_lab.outage import ONCE, OutagePolicy, call_async, wait_for_store
 from seal_lab.store import ObjectStore
 
+from . import admission
 from .budget import Budget
 from .calls import RunInterrupted, ServiceCalls
 from .clients import ServiceClients
@@ -203,7 +204,10 @@ class RunManager:
             raise Unavailable("the coordinator is waiting for its object store; try again shortly")
 
     async def create(self, body: RunCreate) -> RunState:
+        """Check everything the request asks for (admission.py) before anything is created."""
         self._require_ready()
+        admission.check_counts(body, self.settings.max_passages_per_run)
+        admission.check_teachers(body)
         if body.dataset == "demo":
             passages = demo_passages()
         else:
@@ -225,6 +229,7 @@ class RunManager:
             t.name: (t.format, match_teacher_completions(t.name, t.passages, t.completion_index, heldout))
             for t in body.teachers
         }
+        await admission.check_store_keys(self.store, body)
         now = time.time()
         run = RunState(
             new_run_id(),
@@ -237,6 +242,7 @@ class RunManager:
             teachers=teachers,
         )
         self.budget.check(run, self._executing(), self.limits)
+        admission.check_message_sizes(run, self.settings.evaluate_max_adapters_per_call)
         # One try, bounded by the store's own timeouts: while the store is away the request gets a 503 and
         # nothing was created. The lease is taken before anyone else can see the spec's run as free.
         lease = await call_async(lambda: self.leases.first(run.id), ONCE, "taking a lease")
@@ -369,9 +375,11 @@ class RunManager:
                 self._fail(run, f"the object store stayed unavailable: {exc.message}")
             except (RunInterrupted, FailedPrecondition) as exc:
                 self._fail(run, str(exc))
-            except Exception as exc:
+            except Exception as exc:  # its text may name files: it stays in the log
                 log.exception("run failed")
-                self._fail(run, f"internal error: {type(exc).__name__}: {exc}")
+                self._fail(
+                    run, f"internal error: {type(exc).__name__} (the coordinator's log has the details)"
+                )
 
             if run.status == "failed":  # waits for a resume, which any coordinator may take
                 await self._release(run)

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from seal_lab.data import retention_set_size
+from seal_lab.errors import InvalidArgument
+from seal_lab.store import MAX_KEY_CHARS, validate_key
+
+from .limits import (
+    FORMAT_NAME_PATTERN,
+    MAX_PASSAGES_PER_REQUEST,
+    MAX_RUN_NAME_CHARS,
+    MAX_TEACHER_PASSAGES,
+)
 
 #: "paused": waiting for the object store to come back (the run goes on by itself). "cancelled": stopped on
 #: request for good (POST /v1/runs/{id}/cancel); no coordinator resumes it.
@@ -15,12 +32,15 @@ RunStatusName = Literal[
 ]
 RewardMetric = Literal["f1", "exact_match", "contains", "token_recall", "gold_logprob"]
 TEACHER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,39}$"
+FormatName = Annotated[str, StringConstraints(pattern=FORMAT_NAME_PATTERN)]
+#: Every request model: a number must be finite (JSON has no NaN, but Python's json and some clients send it).
+_INPUT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DirectiveOverride(BaseModel):
     """Some directive fields; the rest come from the directive it is applied to."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT
 
     epochs: int | None = Field(None, ge=1)
     learning_rate: float | None = Field(None, gt=0.0)
@@ -43,7 +63,7 @@ class DirectiveOverride(BaseModel):
 class PolicyDirective(BaseModel):
     """How the generator's policy adapter is fine-tuned on the winning self-edits (ReST-EM's SFT step)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT
 
     epochs: int = Field(2, ge=1)
     learning_rate: float = Field(1e-3, gt=0.0)
@@ -59,10 +79,12 @@ class PolicyDirective(BaseModel):
 class RunConfig(BaseModel):
     """How one round of the inner loop runs. Every field has a documented default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT
 
     k: int = Field(3, ge=1, le=16, description="self-edits per passage and format")
-    formats: list[str] = Field(["implications"], min_length=1, max_length=8, description="self-edit formats")
+    formats: list[FormatName] = Field(
+        ["implications"], min_length=1, max_length=8, description="self-edit formats"
+    )
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     max_new_tokens: int = Field(192, ge=16, le=2048, description="length of one self-edit")
@@ -77,7 +99,11 @@ class RunConfig(BaseModel):
         "splits the reward's variance into the self-edit's share and seed noise)",
     )
     eval_max_new_tokens: int = Field(32, ge=1, le=256)
-    policy_adapter_key: str = Field("", description="generator policy adapter (ReST-EM); empty = base model")
+    policy_adapter_key: str = Field(
+        "",
+        max_length=MAX_KEY_CHARS,
+        description="generator policy adapter (ReST-EM), a key of the store; empty = base model",
+    )
     retention: bool = Field(
         True, description="also score every adapter on general questions the base model knows (forgetting)"
     )
@@ -106,7 +132,9 @@ class RunConfig(BaseModel):
         description="hold out this many of `passages` (seeded shuffle) unless `heldout_passages` is given",
     )
     heldout_format: str = Field(
-        "", description="format of the held-out self-edits; empty = the first of `formats`"
+        "",
+        pattern=f"^$|{FORMAT_NAME_PATTERN}",
+        description="format of the held-out self-edits; empty = the first of `formats`",
     )
     conditions_directive: Literal["default", "generated"] = Field(
         "default",
@@ -127,6 +155,17 @@ class RunConfig(BaseModel):
         max_length=8,
         description="also train every training self-edit with each of these directives and keep the best",
     )
+
+    @field_validator("policy_adapter_key")
+    @classmethod
+    def _store_key(cls, key: str) -> str:
+        """The store's own key rules, at the door: a key that could never name an adapter is refused here."""
+        if key:
+            try:
+                validate_key(key)
+            except InvalidArgument as exc:
+                raise ValueError(exc.message) from None
+        return key
 
     @model_validator(mode="after")
     def _unique_formats(self) -> RunConfig:
@@ -149,28 +188,39 @@ class RunConfig(BaseModel):
 class TeacherImport(BaseModel):
     """Self-edits written by another model, in SEAL's format: per passage its `context` and `completions`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT
 
     name: str = Field(pattern=TEACHER_NAME_PATTERN, description="row name, e.g. gpt4_1")
-    format: str = Field("implications", description="how each completion is split into training texts")
+    format: FormatName = Field("implications", description="how each completion is split into training texts")
     completion_index: int = Field(0, ge=0, description="which completion of each passage is trained on")
     passages: list[Any] = Field(
         min_length=1,
+        max_length=MAX_TEACHER_PASSAGES,
         description="[{context, completions: [str, ...]}, ...]; matched to held-out passages by context",
     )
 
 
 class RunCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT
 
-    name: str = Field("", max_length=200)
+    name: str = Field("", max_length=MAX_RUN_NAME_CHARS)
     dataset: Literal["demo"] | None = Field(None, description="a built-in dataset instead of `passages`")
+    # `max_length` stops validation at the count, before any record is looked at.
     passages: list[Any] | None = Field(
-        None, description="SEAL/SQuAD format: [{title, context, questions: [{question, answer}]}]"
+        None,
+        max_length=MAX_PASSAGES_PER_REQUEST,
+        description="SEAL/SQuAD format: [{title, context, questions: [{question, answer}]}]",
     )
-    limit: int | None = Field(None, ge=1, description="use only the first N passages")
+    limit: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_PASSAGES_PER_REQUEST,
+        description="use only the first N passages (all of `passages` still count against the limit)",
+    )
     heldout_passages: list[Any] | None = Field(
-        None, description="passages never used to train the policy (same format as `passages`)"
+        None,
+        max_length=MAX_PASSAGES_PER_REQUEST,
+        description="passages never used to train the policy (same format as `passages`)",
     )
     teachers: list[TeacherImport] = Field([], max_length=8, description="imported self-edits (condition 5)")
     config: RunConfig = Field(default_factory=RunConfig)

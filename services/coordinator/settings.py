@@ -7,6 +7,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .limits import DEFAULT_MAX_BODY_BYTES, MAX_PASSAGES_PER_REQUEST
+
 
 class CoordinatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SEAL_COORDINATOR_", extra="ignore")
@@ -36,7 +38,6 @@ class CoordinatorSettings(BaseSettings):
     # after another. On one machine the services share its cores: the demo launcher splits them.
     max_concurrent_passages: int = Field(default=2, ge=1)
     resume_unfinished_runs: bool = True
-    max_passages_per_run: int = 500
     # Budgets (budget.py), checked when a run is created: beyond a per-run one the run is refused (422), beyond
     # the total of the unfinished runs executing here it must wait (429). Jobs are the run's `jobs_total`;
     # training tokens an upper bound on what its trainings process (under the trainer's default limits). The
@@ -47,6 +48,17 @@ class CoordinatorSettings(BaseSettings):
     max_train_tokens_per_run: int = Field(default=2_000_000_000, ge=1)
     max_active_jobs: int = Field(default=50_000, ge=1)
     max_active_train_tokens: int = Field(default=10_000_000_000, ge=1)
+    # Checked before any passage is parsed, `limit` or not (admission.py); at most limits.py's ceiling.
+    max_passages_per_run: int = Field(default=500, ge=1, le=MAX_PASSAGES_PER_REQUEST)
+    # A request body over this many bytes is refused (413) before it is read (limits.py).
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    # Service retries one run may spend over all its calls while it executes (a resume starts afresh), so a
+    # service that keeps failing and coming back cannot keep a run retrying forever; each retry waits a
+    # random share (full jitter) of the capped exponential backoff.
+    max_retries_per_run: int = Field(default=1000, ge=0)
+    # Adapters per Evaluate call; a passage with more is evaluated in several calls. At most the
+    # evaluator's SEAL_EVALUATOR_MAX_ADAPTERS_PER_REQUEST (64 by default).
+    evaluate_max_adapters_per_call: int = Field(default=64, ge=1)
     # The object store: while it is away (down, hanging, full) runs pause, up to this long, then fail
     # (resumable). Its individual calls are bounded by SEAL_STORE_S3_*_TIMEOUT_SECONDS.
     store_outage_max_seconds: float = Field(default=86400.0, gt=0)

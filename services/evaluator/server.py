@@ -16,8 +16,9 @@ import grpc
 
 from seal.v1 import common_pb2, evaluator_pb2, evaluator_pb2_grpc
 from seal_lab.adapters import fetch_adapter, verify_adapter
-from seal_lab.admission import CallGate
-from seal_lab.data import MAX_QUESTION_CHARS
+from seal_lab.bounds import MAX_ID_CHARS, check_length
+from seal_lab.callgate import CallGate
+from seal_lab.data import MAX_ANSWER_CHARS, MAX_ANSWERS_PER_QUESTION, MAX_QUESTION_CHARS, MAX_TITLE_CHARS
 from seal_lab.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from seal_lab.logging import bind_context
 from seal_lab.multilora import AdapterWeights, load_peft_folder, lora_targets
@@ -89,6 +90,14 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
     def _questions(self, items: Any, where: str) -> list[QuestionItem]:
         questions = []
         for index, q in enumerate(items):
+            check_length(q.question_id, MAX_ID_CHARS, f"{where}question {index}: question_id")
+            check_length(q.topic, MAX_TITLE_CHARS, f"{where}question {index}: topic")
+            if len(q.answers) > MAX_ANSWERS_PER_QUESTION:
+                raise InvalidArgument(
+                    f"{where}question {index} has {len(q.answers)} answers; the limit is {MAX_ANSWERS_PER_QUESTION}"
+                )
+            for answer in q.answers:
+                check_length(answer, MAX_ANSWER_CHARS, f"{where}question {index}: an answer")
             if not q.question.strip():
                 raise InvalidArgument(f"{where}question {index} has no text")
             if len(q.question) > MAX_QUESTION_CHARS:
@@ -105,6 +114,9 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
         return questions
 
     def _validate(self, request: evaluator_pb2.EvaluateRequest) -> tuple[list[_Set], int]:
+        sent = len(request.questions) + sum(len(s.questions) for s in request.sets)
+        if sent > self.settings.max_questions:  # counted before any question is looked at
+            raise InvalidArgument(f"{sent} questions; the limit is {self.settings.max_questions}")
         sets = []
         if request.questions or not request.sets:
             if not request.questions:
@@ -115,7 +127,9 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
         elif request.adapter_keys:
             raise InvalidArgument("adapter_keys without questions; put them in the sets")
         seen_ids = set()
+        check_length(request.run_id, MAX_ID_CHARS, "run_id")
         for index, question_set in enumerate(request.sets):
+            check_length(question_set.set_id, MAX_ID_CHARS, f"set {index}: set_id")
             where = f"set {index} ({question_set.set_id or 'no id'}): "
             if question_set.set_id in seen_ids:
                 raise InvalidArgument(f"{where}set_id is used twice")

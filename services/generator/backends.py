@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import email.utils
+import json
 import logging
+import math
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 import httpx
 
+from seal_lab.adapters import AdapterLimits
 from seal_lab.directive import DIRECTIVE_LINE_PREFIX, DirectiveLimits, format_directive
-from seal_lab.errors import ConfigurationError, InvalidArgument, Unavailable
+from seal_lab.errors import ConfigurationError, FailedPrecondition, InvalidArgument, Unavailable
 from seal_lab.lora import adapter_applied
 from seal_lab.models import LoadedModel, chat_prompt, generate_texts
 from seal_lab.store import ObjectStore
@@ -91,7 +100,9 @@ class LocalBackend:
     ) -> list[RawSelfEdit]:
         if not policy_adapter_key:
             return self._write(self.loaded, prompt, num_samples, sampling, limits)
-        with adapter_applied(self.loaded, self.store, policy_adapter_key) as policy_model:
+        # The policy was trained by the trainer whose limits came with the request: its config stays within them.
+        adapter_limits = AdapterLimits.from_directive_limits(limits)
+        with adapter_applied(self.loaded, self.store, policy_adapter_key, adapter_limits) as policy_model:
             with_policy = dataclasses.replace(self.loaded, model=policy_model)
             return self._write(with_policy, prompt, num_samples, sampling, limits)
 
@@ -133,19 +144,57 @@ class LocalBackend:
         ]
 
 
+#: Teacher answers worth another try: timed out, overloaded (429) or failing (5xx). Any other 4xx is the
+#: request's or the configuration's fault: trying again cannot help, so it fails at once.
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: 4xx that say the configuration is wrong (key, base URL, model), not the request.
+_CONFIGURATION_STATUSES = {
+    401: "check SEAL_GENERATOR_OPENAI_API_KEY",
+    403: "check SEAL_GENERATOR_OPENAI_API_KEY and the model's access",
+    404: "check SEAL_GENERATOR_OPENAI_BASE_URL and SEAL_GENERATOR_OPENAI_MODEL",
+}
+_REASON_CHARS = 200
+
+
 class OpenAIBackend:
-    """Any OpenAI-compatible `/chat/completions` endpoint (vLLM, llama.cpp server, a hosted API)."""
+    """Any OpenAI-compatible `/chat/completions` endpoint (vLLM, llama.cpp server, a hosted API).
+
+    A 429 or 5xx (or no answer) is tried again up to `max_retries` times, after the teacher's `Retry-After`
+    (seconds or an HTTP date, at most `max_retry_after_seconds`) or a jittered backoff; then UNAVAILABLE,
+    which the coordinator retries within its own budget. Any other 4xx fails the call at once: 401, 403 and
+    404 as FAILED_PRECONDITION (the settings are wrong), the rest as INVALID_ARGUMENT. Messages carry the
+    HTTP status and a short reason, never the key or the URL.
+    """
 
     name = "openai"
 
-    def __init__(self, base_url: str, model: str, api_key: str, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str,
+        timeout_seconds: float,
+        *,
+        max_retries: int = 4,
+        max_retry_after_seconds: float = 60.0,
+        initial_backoff_seconds: float = 1.0,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if not base_url or not model:
             raise ConfigurationError(
                 "the openai backend needs SEAL_GENERATOR_OPENAI_BASE_URL and _OPENAI_MODEL"
             )
         self.model_name = model
+        self.max_retries = max_retries
+        self.max_retry_after_seconds = max_retry_after_seconds
+        self.initial_backoff_seconds = initial_backoff_seconds
+        self._sleep = sleep
+        self._secret = api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_seconds)
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_seconds, transport=transport
+        )
 
     def write(
         self,
@@ -174,22 +223,80 @@ class OpenAIBackend:
                 "max_tokens": sampling.max_new_tokens,
                 "seed": sampling.seed + index,
             }
-            try:
-                response = self._client.post("/chat/completions", json=body)
-            except httpx.HTTPError as exc:
-                raise Unavailable(f"teacher endpoint unreachable: {exc}") from exc
-            if response.status_code != 200:
-                raise Unavailable(f"teacher endpoint answered {response.status_code}: {response.text[:300]}")
+            response = self._post(body)
             try:
                 payload = response.json()
                 text = payload["choices"][0]["message"]["content"] or ""
                 tokens = int(payload.get("usage", {}).get("completion_tokens", 0))
             except (ValueError, KeyError, IndexError, TypeError) as exc:
                 raise Unavailable(
-                    f"teacher endpoint sent an unexpected response: {response.text[:300]}"
+                    f"teacher endpoint sent an unexpected response: {self._reason(response.text)}"
                 ) from exc
             results.append(RawSelfEdit(text, text, tokens))
         return results
 
+    def _post(self, body: dict[str, object]) -> httpx.Response:
+        """One completion, tried again on 429/5xx/no answer; a refusal raises at once."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = self._client.post("/chat/completions", json=body)
+            except httpx.HTTPError as exc:  # str(exc) may name the URL: the type says enough
+                failure, wait = f"unreachable ({type(exc).__name__})", None
+            else:
+                if response.status_code == 200:
+                    return response
+                if response.status_code not in RETRY_STATUSES:
+                    raise self._refusal(response)
+                failure = f"answered {_status(response)}: {self._reason(response.text)}"
+                wait = retry_after_seconds(response.headers.get("retry-after"))
+            if attempt == self.max_retries:
+                break
+            if wait is None:  # full jitter, so generators that failed together do not retry in lockstep
+                wait = random.uniform(0, self.initial_backoff_seconds * 2**attempt)
+            delay = min(wait, self.max_retry_after_seconds)
+            log.warning("teacher endpoint %s; retry %d in %.1fs", failure, attempt + 1, delay)
+            self._sleep(delay)
+        raise Unavailable(f"teacher endpoint {failure} (after {self.max_retries + 1} tries)")
+
+    def _refusal(self, response: httpx.Response) -> InvalidArgument | FailedPrecondition:
+        status = response.status_code
+        message = f"teacher endpoint refused the request: {_status(response)}: {self._reason(response.text)}"
+        if status in _CONFIGURATION_STATUSES:
+            return FailedPrecondition(f"{message} ({_CONFIGURATION_STATUSES[status]})")
+        return InvalidArgument(message)
+
+    def _reason(self, text: str) -> str:
+        """A short reason from an error body (OpenAI's `{"error": {"message"}}` or the text), the key masked."""
+        reason = text
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            error = json.loads(text).get("error")
+            reason = error.get("message") if isinstance(error, dict) else error
+        reason = " ".join(str(reason or "no reason given").split())
+        if self._secret:
+            reason = reason.replace(self._secret, "***")
+        return reason[:_REASON_CHARS] + ("..." if len(reason) > _REASON_CHARS else "")
+
     def close(self) -> None:
         self._client.close()
+
+
+def _status(response: httpx.Response) -> str:
+    return f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A `Retry-After` header in seconds (it is a number of seconds or an HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
@@ -11,9 +12,10 @@ import grpc
 
 from seal.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from seal_lab import __version__
-from seal_lab.admission import CallGate
-from seal_lab.data import MAX_CONTEXT_CHARS
-from seal_lab.directive import DirectiveLimits
+from seal_lab.bounds import MAX_FORMAT_CHARS, MAX_ID_CHARS, MAX_LABEL_CHARS, check_length
+from seal_lab.callgate import CallGate
+from seal_lab.data import MAX_CONTEXT_CHARS, MAX_TITLE_CHARS, check_passage_id
+from seal_lab.directive import Directive, DirectiveLimits
 from seal_lab.errors import InvalidArgument
 from seal_lab.logging import bind_context
 from seal_lab.outage import OutagePolicy, call_sync, wait_for_store
@@ -33,6 +35,8 @@ MAX_SAMPLES = 16
 MAX_NEW_TOKENS = 2048
 
 MAX_IMPORT_CHARS = 50_000
+#: torch seeds are 64-bit; a sample's seed is this plus its index (and the directive pass adds one more).
+MAX_SEED = 2**63 - 1
 
 
 def validate_passage(passage: generator_pb2.Passage) -> None:
@@ -44,11 +48,33 @@ def validate_passage(passage: generator_pb2.Passage) -> None:
         )
     if not passage.passage_id:
         raise InvalidArgument("passage.passage_id is empty")
+    check_passage_id(passage.passage_id, "passage.passage_id")
+    check_length(passage.title, MAX_TITLE_CHARS, "passage.title")
+
+
+def validate_limits(message: common_pb2.DirectiveLimits) -> DirectiveLimits:
+    """The trainer's limits as the caller passed them: every bound finite, low <= high, and the default
+    directive inside them (directives are clamped to them and they are shown to the model)."""
+    limits = DirectiveLimits.from_proto(message)
+    for name in Directive.__dataclass_fields__:
+        low, high = limits.bounds(name)
+        if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
+            raise InvalidArgument(f"limits: min_{name}={low:g} and max_{name}={high:g} are not a range")
+    problems = limits.violations(limits.default)
+    if problems:
+        raise InvalidArgument("limits: the default directive is outside them: " + "; ".join(problems))
+    return limits
+
+
+def _validate_common(format_name: str, run_id: str) -> None:
+    check_length(format_name, MAX_FORMAT_CHARS, "format")
+    get_format(format_name)
+    check_length(run_id, MAX_ID_CHARS, "run_id")
 
 
 def validate_request(request: generator_pb2.GenerateRequest) -> Sampling:
     validate_passage(request.passage)
-    get_format(request.format)
+    _validate_common(request.format, request.run_id)
     if not 1 <= request.num_samples <= MAX_SAMPLES:
         raise InvalidArgument(f"num_samples={request.num_samples} must be in [1, {MAX_SAMPLES}]")
     sampling = request.sampling
@@ -56,12 +82,15 @@ def validate_request(request: generator_pb2.GenerateRequest) -> Sampling:
         raise InvalidArgument(f"sampling.temperature={sampling.temperature} must be in [0, 2]")
     if not 0.0 < sampling.top_p <= 1.0:
         raise InvalidArgument(f"sampling.top_p={sampling.top_p} must be in (0, 1]")
+    if sampling.seed > MAX_SEED:
+        raise InvalidArgument(f"sampling.seed={sampling.seed} must be at most {MAX_SEED} (2**63 - 1)")
     if not 1 <= sampling.max_new_tokens <= MAX_NEW_TOKENS:
         raise InvalidArgument(
             f"sampling.max_new_tokens={sampling.max_new_tokens} must be in [1, {MAX_NEW_TOKENS}]"
         )
     if not request.HasField("limits"):
         raise InvalidArgument("limits is required: pass the trainer's published DirectiveLimits")
+    validate_limits(request.limits)
     if request.policy_adapter_key:
         validate_key(request.policy_adapter_key)
     return Sampling(sampling.temperature, sampling.top_p, sampling.max_new_tokens, sampling.seed)
@@ -69,7 +98,8 @@ def validate_request(request: generator_pb2.GenerateRequest) -> Sampling:
 
 def validate_import(request: generator_pb2.ImportRequest) -> None:
     validate_passage(request.passage)
-    get_format(request.format)
+    _validate_common(request.format, request.run_id)
+    check_length(request.source, MAX_LABEL_CHARS, "source")
     if not 1 <= len(request.outputs) <= MAX_SAMPLES:
         raise InvalidArgument(f"{len(request.outputs)} outputs; give 1 to {MAX_SAMPLES}")
     for index, output in enumerate(request.outputs):
@@ -79,6 +109,7 @@ def validate_import(request: generator_pb2.ImportRequest) -> None:
             )
     if not request.HasField("limits"):
         raise InvalidArgument("limits is required: pass the trainer's published DirectiveLimits")
+    validate_limits(request.limits)
 
 
 #: How long a call waits for an absent store before failing UNAVAILABLE: the settings' default.

@@ -22,7 +22,8 @@ import grpc
 from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from seal_lab import __version__
 from seal_lab.adapters import ADAPTER_PREFIX, AdapterFiles, has_weights, publish_adapter
-from seal_lab.admission import CallGate
+from seal_lab.bounds import MAX_ID_CHARS, check_length
+from seal_lab.callgate import CallGate
 from seal_lab.datasets import Dataset, TrainingExample, read_dataset
 from seal_lab.directive import Directive, DirectiveLimits
 from seal_lab.errors import AlreadyExists, InvalidArgument, Unavailable
@@ -178,6 +179,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
 
     def _validate(self, request: trainer_pb2.TrainRequest) -> TrainJob:
         validate_key(request.dataset_key)
+        check_length(request.job_id, MAX_ID_CHARS, "job_id")
         if not request.HasField("directive"):
             raise InvalidArgument("directive is required")
         directive = Directive.from_proto(request.directive)

@@ -16,10 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from seal_lab.errors import InvalidArgument
+from seal_lab.store import MAX_KEY_SEGMENT_CHARS, is_key_segment
 
 MAX_CONTEXT_CHARS = 20_000
 MAX_QUESTIONS_PER_PASSAGE = 50
 MAX_QUESTION_CHARS = 1_000
+#: SQuAD's titles are Wikipedia's (at most 255 bytes); its answers are spans of a few words, up to 5 per question.
+MAX_TITLE_CHARS = 300
+MAX_ANSWERS_PER_QUESTION = 20
+MAX_ANSWER_CHARS = 1_000
+#: A passage id names the passage in job ids, question ids and store keys: one key part, shorter than most.
+MAX_PASSAGE_ID_CHARS = min(128, MAX_KEY_SEGMENT_CHARS)
 
 _DEMO_RESOURCE = "data/demo_passages.json"
 _TITLE_IN_MESSAGE_CHARS = 60
@@ -76,6 +83,10 @@ def _parse_answers(q: dict[str, Any], where: str) -> tuple[str, ...]:
             raise InvalidArgument(f"{where}: {key!r} must be {expected}, got {_type_name(value)}")
         if not items:
             raise InvalidArgument(f"{where}: {key!r} is an empty list")
+        if len(items) > MAX_ANSWERS_PER_QUESTION:
+            raise InvalidArgument(
+                f"{where}: {key!r} has {len(items)} entries, over the limit of {MAX_ANSWERS_PER_QUESTION}"
+            )
         for j, item in enumerate(items):
             # Original SQuAD files carry answers as {"text", "answer_start"} objects.
             text = item.get("text") if isinstance(item, dict) else item
@@ -83,6 +94,10 @@ def _parse_answers(q: dict[str, Any], where: str) -> tuple[str, ...]:
                 raise InvalidArgument(f"{where}: {key!r}[{j}] must be a string, got {_type_name(item)}")
             if not text.strip():
                 raise InvalidArgument(f"{where}: {key!r}[{j}] is empty")
+            if len(text) > MAX_ANSWER_CHARS:
+                raise InvalidArgument(
+                    f"{where}: {key!r}[{j}] is {len(text)} characters, over the limit of {MAX_ANSWER_CHARS}"
+                )
             if text not in found:
                 found.append(text)
     if not present:
@@ -108,6 +123,17 @@ def _parse_question(q: object, passage_id: str, index: int, where: str) -> Quest
     return Question(question_id=f"{passage_id}-q{index}", question=text, answers=_parse_answers(q, where))
 
 
+def check_passage_id(passage_id: str, where: str) -> str:
+    """A passage id becomes part of job ids and store keys: short, and only the characters a key part has."""
+    if len(passage_id) > MAX_PASSAGE_ID_CHARS:
+        raise InvalidArgument(
+            f"{where} is {len(passage_id)} characters, over the limit of {MAX_PASSAGE_ID_CHARS}"
+        )
+    if not is_key_segment(passage_id):
+        raise InvalidArgument(f"{where} {passage_id!r} may hold only letters, digits and '._=-'")
+    return passage_id
+
+
 def _parse_record(record: object, index: int, source: str) -> Passage:
     if not isinstance(record, dict):
         raise InvalidArgument(f"{_where(source, index, None)}: must be an object, got {_type_name(record)}")
@@ -119,6 +145,10 @@ def _parse_record(record: object, index: int, source: str) -> Passage:
             f"{_where(source, index, None)}: 'title' must be a string, got {_type_name(title)}"
         )
     where = _where(source, index, title)
+    if len(title) > MAX_TITLE_CHARS:
+        raise InvalidArgument(
+            f"{where}: 'title' is {len(title)} characters, over the limit of {MAX_TITLE_CHARS}"
+        )
 
     context = record.get("context")
     if context is None:
@@ -140,7 +170,7 @@ def _parse_record(record: object, index: int, source: str) -> Passage:
     elif not raw_id.strip():
         raise InvalidArgument(f"{where}: 'id' is empty")
     else:
-        passage_id = raw_id
+        passage_id = check_passage_id(raw_id, f"{where}: 'id'")
 
     questions = record.get("questions")
     if questions is None:

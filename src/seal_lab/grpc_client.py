@@ -9,15 +9,17 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from seal_lab.grpc_auth import channel_credentials, token_interceptors
-from seal_lab.grpc_wire import CAUSE_KEY, MAX_MESSAGE_BYTES, STORE_CAUSE
+from seal_lab.grpc_wire import BUSY_CAUSE, CAUSE_KEY, MAX_MESSAGE_BYTES, STORE_CAUSE
 from seal_lab.security import Security
 
-#: Failures worth retrying: the service is down, restarting, overloaded or too slow.
+#: Failures worth retrying: the service is down, restarting or too slow. RESOURCE_EXHAUSTED is not one of
+#: them: it is retried only when the service marks it busy (`is_busy`); a message over the size limit and
+#: any other exhaustion fail the same way every time. So do INVALID_ARGUMENT, FAILED_PRECONDITION,
+#: UNAUTHENTICATED, PERMISSION_DENIED and INTERNAL (a bug, or a refusal the service could not name).
 RETRYABLE_CODES = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.ABORTED,
         grpc.StatusCode.CANCELLED,
         grpc.StatusCode.UNKNOWN,
@@ -72,3 +74,10 @@ def is_store_outage(error: grpc.aio.AioRpcError) -> bool:
     if error.code() != grpc.StatusCode.UNAVAILABLE:
         return False
     return any(key == CAUSE_KEY and value == STORE_CAUSE for key, value in error.trailing_metadata() or ())
+
+
+def is_busy(error: grpc.aio.AioRpcError) -> bool:
+    """True when a service answered RESOURCE_EXHAUSTED because its queue is full (worth waiting for)."""
+    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return False
+    return any(key == CAUSE_KEY and value == BUSY_CAUSE for key, value in error.trailing_metadata() or ())

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -28,9 +29,33 @@ log = logging.getLogger(__name__)
 
 
 def _abort_code(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status and message a caller gets: a domain error's own; for anything else only its type (its
+    text may name files or hold a trace: it is logged here, never sent)."""
     if isinstance(exc, SealError):
         return exc.grpc_code, exc.message
+    transient = _transient_cause(exc)
+    if transient:
+        return grpc.StatusCode.UNAVAILABLE, f"{transient}; try again later"
     return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
+
+
+def _transient_cause(exc: BaseException) -> str:
+    """Out of memory, or a full local disk: the same call can succeed later or on another replica.
+
+    UNAVAILABLE rather than RESOURCE_EXHAUSTED + busy: busy means "queued behind other calls", which a caller
+    waits out; these are failures, retried with backoff within the caller's retry budget (so one that
+    happens every time still ends), and a training job is retried on another trainer where there is one.
+    """
+    seen: BaseException | None = exc
+    for _ in range(5):  # the error itself, or what it was raised from
+        if seen is None:
+            break
+        if isinstance(seen, MemoryError) or type(seen).__name__ == "OutOfMemoryError":  # torch's, by name
+            return "the service ran out of memory"
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "the service's local disk is full"
+        seen = seen.__cause__ or seen.__context__
+    return ""
 
 
 def _trailing_metadata(exc: BaseException) -> tuple[tuple[str, str], ...]:
@@ -67,7 +92,7 @@ def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any
 
 
 def _log_failure(method: str, code: grpc.StatusCode, exc: BaseException) -> None:
-    if code == grpc.StatusCode.INTERNAL:
+    if code == grpc.StatusCode.INTERNAL or not isinstance(exc, SealError):  # the whole story stays here
         log.error("%s failed", method, exc_info=exc)
     else:
         log.warning("%s refused: %s %s", method, code.name, exc)

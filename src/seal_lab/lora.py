@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from seal_lab.adapters import fetch_adapter
+from seal_lab.adapters import DEFAULT_ADAPTER_LIMITS, AdapterLimits, fetch_adapter
 from seal_lab.datasets import TrainingExample
 from seal_lab.directive import Directive
 from seal_lab.grouptrain import GroupJob, TrainOutcome, TrainProgressEvent, train_group
@@ -46,12 +46,15 @@ def train_adapter(
 
 
 @contextmanager
-def adapter_applied(loaded: LoadedModel, store: ObjectStore, key: str) -> Iterator[Any]:
-    """Yield the base model with the stored adapter applied; removed again on exit."""
+def adapter_applied(
+    loaded: LoadedModel, store: ObjectStore, key: str, limits: AdapterLimits = DEFAULT_ADAPTER_LIMITS
+) -> Iterator[Any]:
+    """Yield the base model with the stored adapter applied (its config checked against `limits` before peft
+    reads it); removed again on exit."""
     from peft import PeftModel
 
     with tempfile.TemporaryDirectory(prefix="seal-adapter-") as tmp:
-        fetch_adapter(store, key, Path(tmp), loaded.fingerprint)
+        fetch_adapter(store, key, Path(tmp), loaded.fingerprint, limits)
         peft_model = PeftModel.from_pretrained(loaded.model, tmp, is_trainable=False)
     try:
         peft_model.eval()

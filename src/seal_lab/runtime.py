@@ -1,4 +1,11 @@
-"""What a process runs on, for reproducibility records: Python, platform and the versions of key libraries."""
+"""What a process runs on, for reproducibility records: Python, the CPU architecture and the versions of key
+libraries.
+
+These go to callers (every service's GetInfo, a run's reproducibility record over the coordinator's API), so
+they name versions, never the host: no kernel release, distribution or host name (`platform.platform()`
+gave all but the last). The architecture stays: floating-point results can differ between x86_64 and arm64,
+and it says nothing about which machine, or which patch level, answered.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +45,7 @@ def runtime_versions() -> dict[str, str]:
     versions = {
         "seal-lab": __version__,
         "python": sys.version.split()[0],
-        "platform": platform.platform(),
+        "machine": platform.machine(),
     }
     for package in TRACKED_PACKAGES:
         try:

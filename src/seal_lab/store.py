@@ -27,7 +27,14 @@ from typing import Any
 
 from seal_lab.errors import AlreadyExists, CorruptObject, InvalidArgument, NotFound
 
+#: One part of a key between slashes: letters, digits and `._=-` (portable across S3 servers and filesystems).
+KEY_SEGMENT_PATTERN = re.compile(r"^[A-Za-z0-9_.=-]+$")
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
+#: The longest key, and the longest part of one: a filesystem refuses names over 255 bytes (ENAMETOOLONG), so
+#: every store refuses a part over 200 (room for the local store's and quarantine's suffixes), and says so
+#: itself instead of letting a filesystem error through.
+MAX_KEY_CHARS = 512
+MAX_KEY_SEGMENT_CHARS = 200
 #: `<prefix>/<sha256 hex><suffix>`, the shape `content_key` builds; the suffix does not continue the hex.
 _CONTENT_KEY_PATTERN = re.compile(r"^.+/(?P<digest>[0-9a-f]{64})(?![0-9a-f])[^/]*$")
 #: Bad objects are moved under this prefix, beside the data, never inside `runs/`, `datasets/`...
@@ -35,15 +42,36 @@ QUARANTINE_PREFIX = "quarantine"
 
 
 def validate_key(key: str) -> str:
-    """Refuse keys that could escape the store or are not portable across S3 implementations."""
-    if (
-        not key
-        or len(key) > 512
-        or not _KEY_PATTERN.match(key)
-        or any(p in (".", "..") for p in key.split("/"))
-    ):
-        raise InvalidArgument(f"invalid object key {key!r}: use letters, digits, '._=-' and '/' separators")
+    """Refuse keys that could escape the store, are not portable across S3 implementations, or are too long
+    for a filesystem. The message quotes at most the key's start (a key can be any size a caller sends)."""
+    if len(key) > MAX_KEY_CHARS:
+        raise InvalidArgument(
+            f"object key {_shown(key)} is too long: {len(key)} characters; the limit is {MAX_KEY_CHARS}"
+        )
+    if not key or not _KEY_PATTERN.match(key) or any(p in (".", "..") for p in key.split("/")):
+        raise InvalidArgument(
+            f"invalid object key {_shown(key)}: use letters, digits, '._=-' and '/' separators"
+        )
+    longest = max(key.split("/"), key=len)
+    if len(longest) > MAX_KEY_SEGMENT_CHARS:
+        raise InvalidArgument(
+            f"object key {_shown(key)} is too long: a part of {len(longest)} characters between slashes; "
+            f"the limit is {MAX_KEY_SEGMENT_CHARS}"
+        )
     return key
+
+
+def is_key_segment(text: str) -> bool:
+    """Whether `text` can be one part of a key (a name that ends up inside keys, e.g. an id)."""
+    return (
+        len(text) <= MAX_KEY_SEGMENT_CHARS
+        and text not in (".", "..")
+        and KEY_SEGMENT_PATTERN.match(text) is not None
+    )
+
+
+def _shown(key: str, limit: int = 80) -> str:
+    return repr(key) if len(key) <= limit else repr(key[:limit]) + "..."
 
 
 def sha256_hex(data: bytes) -> str:

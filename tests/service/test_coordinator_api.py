@@ -136,17 +136,32 @@ def test_a_body_that_is_not_json_is_422(client):
     assert response.status_code == 422 and "JSON" in response.json()["detail"]
 
 
-def test_a_refused_job_fails_alone_and_the_run_goes_on(client):
-    body = {
-        "passages": [TINY_PASSAGE],
-        "config": {**TINY_CONFIG, "policy_adapter_key": "adapters/missing-policy"},
-    }
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [("../../etc/passwd", "invalid object key"), ("adapters/missing-policy", "no adapter at key")],
+)
+def test_a_policy_adapter_key_is_checked_when_the_run_is_created(client, key, message):
+    """Refused at once (it used to be accepted with 202, and its generation job failed later)."""
+    body = {"passages": [TINY_PASSAGE], "config": {**TINY_CONFIG, "policy_adapter_key": key}}
+    before = len(client.get("/v1/runs").json())
+    response = client.post("/v1/runs", json=body)
+    assert response.status_code == 422 and message in response.json()["detail"]
+    assert len(client.get("/v1/runs").json()) == before
+
+
+def test_a_refused_job_fails_alone_and_the_run_goes_on(client, coordinator_store):
+    # An adapter that is there but was trained for another base model: only the generator can tell.
+    key = "adapters/foreign-policy"
+    coordinator_store.put_json(f"{key}/adapter_config.json", {"r": 4, "target_modules": ["q_proj"]})
+    coordinator_store.put_bytes(f"{key}/adapter_model.safetensors", b"weights")
+    coordinator_store.put_json(f"{key}/seal_adapter.json", {"base_model_fingerprint": "another-model"})
+    body = {"passages": [TINY_PASSAGE], "config": {**TINY_CONFIG, "policy_adapter_key": key}}
     detail = wait_finished(client, client.post("/v1/runs", json=body).json()["id"])
     assert detail["status"] == "completed_with_errors"
     assert detail["jobs_failed"] == 1
     passage = detail["results"]["passages"][0]
     assert passage["baseline"] is not None  # the baseline job still ran
-    assert any("NOT_FOUND" in e and "missing-policy" in e for e in passage["errors"])
+    assert any("FAILED_PRECONDITION" in e and "foreign-policy" in e for e in passage["errors"])
 
 
 def test_an_unreachable_trainer_fails_the_run_clearly_and_it_can_resume(

@@ -35,12 +35,17 @@ class FakeTeacher:
         self.requests: list[dict] = []
         self.reply = TEACHER_TEXT
         self.status = 200
+        #: Answers to send before `status`, each (status, headers): a teacher that fails, then recovers.
+        self.first: list[tuple[int, dict[str, str]]] = []
         app = FastAPI()
 
         @app.post("/v1/chat/completions")
         async def complete(request: Request) -> JSONResponse:
             body = await request.json()
             self.requests.append({"body": body, "auth": request.headers.get("authorization")})
+            if self.first:
+                status, headers = self.first.pop(0)
+                return JSONResponse({"error": {"message": f"status {status}"}}, status, headers)
             if self.status != 200:
                 return JSONResponse({"error": "overloaded"}, status_code=self.status)
             return JSONResponse(
@@ -77,7 +82,12 @@ def teacher() -> Iterator[FakeTeacher]:
 @pytest.fixture(scope="module")
 def teacher_generator(teacher, shared_store, model_settings) -> Iterator[ServerThread]:
     backend = OpenAIBackend(
-        f"http://127.0.0.1:{teacher.port}/v1", "teacher-model", "sk-test", timeout_seconds=10
+        f"http://127.0.0.1:{teacher.port}/v1",
+        "teacher-model",
+        "sk-test",
+        timeout_seconds=10,
+        max_retries=2,
+        initial_backoff_seconds=0.01,
     )
     servicer = GeneratorServicer(shared_store, ModelHost("generator", model_settings), remote=backend)
     server = serve(servicer, "seal.v1.Generator", generator_pb2_grpc.add_GeneratorServicer_to_server)
@@ -140,6 +150,27 @@ def test_a_failing_teacher_is_unavailable_not_internal(teacher, teacher_generato
         teacher.status = 200
     assert error.value.code() == grpc.StatusCode.UNAVAILABLE  # the coordinator retries these
     assert "503" in error.value.details()
+
+
+def test_a_teacher_that_refuses_the_key_fails_at_once_without_the_key(teacher, teacher_generator):
+    teacher.status = 401
+    teacher.requests.clear()
+    try:
+        with pytest.raises(grpc.RpcError) as error:
+            _generate(teacher_generator, samples=1)
+    finally:
+        teacher.status = 200
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # the coordinator does not retry it
+    assert "HTTP 401" in error.value.details() and "SEAL_GENERATOR_OPENAI_API_KEY" in error.value.details()
+    assert "sk-test" not in error.value.details() and "127.0.0.1" not in error.value.details()
+    assert len(teacher.requests) == 1
+
+
+def test_a_busy_teacher_is_waited_for_as_it_says(teacher, teacher_generator):
+    teacher.first = [(429, {"Retry-After": "0"}), (503, {})]
+    teacher.requests.clear()
+    assert len(_generate(teacher_generator, samples=1).self_edits) == 1
+    assert len(teacher.requests) == 3
 
 
 def test_teacher_generator_reports_its_backend(teacher_generator):
