@@ -74,7 +74,7 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
         self.settings = settings
         self.outage = OutagePolicy(max_seconds=settings.store_outage_seconds)
         self.judge = Judge.from_settings(settings)  # None: SEAL's judge is off
-        self.gate = CallGate(settings.max_queued_calls, "evaluations", "SEAL_EVALUATOR_MAX_QUEUED_CALLS")
+        self.call_gate = CallGate(settings.max_queued_calls, "evaluations", "SEAL_EVALUATOR_MAX_QUEUED_CALLS")
 
     async def load(self) -> None:
         await asyncio.gather(self.host.load(), wait_for_store(self.store.check, "evaluator"))
@@ -158,7 +158,7 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
 
     async def Evaluate(self, request: evaluator_pb2.EvaluateRequest, context: grpc.aio.ServicerContext):
         sets, max_new_tokens = self._validate(request)
-        async with self.gate.admit(context):
+        async with self.call_gate.admit(context):
             return await self._evaluate(request, sets, max_new_tokens)
 
     async def _evaluate(

@@ -134,7 +134,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self._local: LocalBackend | None = None
         self.outage = outage
         # Generate and Import share one bound: both hold their request while they wait or work.
-        self.gate = CallGate(max_queued_calls, "self-edit calls", "SEAL_GENERATOR_MAX_QUEUED_CALLS")
+        self.call_gate = CallGate(max_queued_calls, "self-edit calls", "SEAL_GENERATOR_MAX_QUEUED_CALLS")
 
     async def load(self) -> None:
         waits = [wait_for_store(self.store.check, "generator")]
@@ -172,7 +172,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         fingerprint = self._fingerprint()
         with bind_context(run_id=request.run_id, passage_id=request.passage.passage_id):
             started = time.perf_counter()
-            async with self.gate.admit(context):
+            async with self.call_gate.admit(context):
                 edits = await self.host.worker.run(self._generate, backend, request, sampling, fingerprint)
             seconds = time.perf_counter() - started
             log.info("wrote %d %s self-edits in %.1fs", len(edits), request.format, seconds)
@@ -212,7 +212,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         validate_import(request)
         with bind_context(run_id=request.run_id, passage_id=request.passage.passage_id):
             started = time.perf_counter()
-            async with self.gate.admit(context):
+            async with self.call_gate.admit(context):
                 edits = await asyncio.to_thread(self._import, request)
             seconds = time.perf_counter() - started
             log.info("imported %d %s self-edits from %r", len(edits), request.format, request.source)

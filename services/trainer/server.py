@@ -135,7 +135,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         # A finished adapter is kept in memory while the store is away, up to this long.
         self.outage = OutagePolicy(max_seconds=settings.store_outage_seconds)
         self.batcher: GroupBatcher[_Queued] | None = None
-        self.gate = CallGate(settings.max_queued_jobs, "training jobs", "SEAL_TRAINER_MAX_QUEUED_JOBS")
+        self.call_gate = CallGate(settings.max_queued_jobs, "training jobs", "SEAL_TRAINER_MAX_QUEUED_JOBS")
         #: Jobs stopped mid-training (or before it) because every caller had gone away.
         self.jobs_stopped = 0
 
@@ -145,7 +145,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         self.batcher = GroupBatcher(
             self._run_group, self.shape.max_group_size, self.settings.group_window_seconds
         )
-        if self.gate.limit < self.shape.max_group_size:
+        if self.call_gate.limit < self.shape.max_group_size:
             log.warning("SEAL_TRAINER_MAX_QUEUED_JOBS is below the group size: groups will never be full")
         log.info(
             "training groups of up to %d jobs, %d tokens per forward pass in rows of %d, %.2fs window",
@@ -192,7 +192,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         self, request: trainer_pb2.TrainRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[trainer_pb2.TrainEvent]:
         job = self._validate(request)
-        async with self.gate.admit(context):
+        async with self.call_gate.admit(context):
             async for event in self._train(request, job, context):
                 yield event
 
@@ -282,7 +282,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                 q.examples,
                 q.job.directive,
                 q.job.seed,
-                q.on_progress,
+                # Every caller of a shared job sees its progress (whichever call reached the group first).
+                lambda event, ps=positions: [group[p].on_progress(event) for p in ps],
                 lambda ps=positions: all(group[p].cancelled.is_set() for p in ps),
             )
             for q, positions in zip(firsts, to_train.values(), strict=True)

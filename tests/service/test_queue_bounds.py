@@ -85,7 +85,7 @@ def test_a_generator_at_its_bound_refuses_generate_and_import_as_busy(tmp_path):
             teacher.release.set()
             assert len(first.result(30).self_edits) == 1
             assert len(stub.Import(imported, timeout=30).self_edits) == 1  # admitted once the first is done
-        assert servicer.gate.refused == 2 and servicer.gate.admitted == 0
+        assert servicer.call_gate.refused == 2 and servicer.call_gate.admitted == 0
     finally:
         teacher.release.set()
         server.stop()
@@ -98,11 +98,11 @@ def test_an_evaluator_at_its_bound_refuses_the_next_evaluation_as_busy(tmp_path)
         loaded=SimpleNamespace(fingerprint="sha256:test"), worker=ModelWorker("t")
     )
 
-    def blocking_evaluation(sets: list[Any], max_new_tokens: int) -> list[list[Any]]:
+    def blocking_evaluation(sets: list[Any], max_new_tokens: int) -> tuple[list[list[Any]], list[Any]]:
         entered.set()
         release.wait(30)
         record = {"mean": {}, "answers": [], "mean_gold_logprob": 0.0}
-        return [[(record, False)] * len(s.keys) for s in sets]
+        return [[(record, False)] * len(s.keys) for s in sets], []  # (results, none awaiting a judge)
 
     servicer._evaluate_all = blocking_evaluation  # type: ignore[method-assign]
     server = serve(
@@ -118,7 +118,7 @@ def test_an_evaluator_at_its_bound_refuses_the_next_evaluation_as_busy(tmp_path)
             _refused_as_busy(lambda: stub.Evaluate(request, timeout=30), "SEAL_EVALUATOR_MAX_QUEUED_CALLS")
             release.set()
             assert len(first.result(30).evaluations) == 1
-        assert servicer.gate.refused == 1 and servicer.gate.admitted == 0
+        assert servicer.call_gate.refused == 1 and servicer.call_gate.admitted == 0
     finally:
         release.set()
         server.stop()

@@ -98,7 +98,7 @@ def test_a_cancelled_call_stops_its_job_within_seconds_and_publishes_nothing(tra
         assert next(call).HasField("progress")  # training has started
         call.cancel()
         _until(lambda: servicer.jobs_stopped == 1, 5, "the job stops")
-        _until(lambda: servicer.gate.admitted == 0, 5, "the call leaves the gate")
+        _until(lambda: servicer.call_gate.admitted == 0, 5, "the call leaves the gate")
         # The model worker is free again: a short job is trained at once, not after the endless one.
         started = time.monotonic()
         short = _result(stub, _request(key, steps=2, seed=1))
@@ -173,7 +173,7 @@ def test_identical_calls_share_one_job_that_goes_on_while_one_caller_waits(tmp_p
         with server.channel() as channel:
             stub = trainer_pb2_grpc.TrainerStub(channel)
             first, second = stub.Train(request, timeout=120), stub.Train(request, timeout=120)
-            assert next(first).HasField("progress")  # progress goes to the first caller of a shared job
+            assert next(first).HasField("progress")  # every caller of a shared job sees its progress
             first.cancel()
             result = list(second)[-1].result  # the caller that stayed gets the whole job's adapter
         assert len(result.metrics.step_loss) == 100 and servicer.jobs_stopped == 0
@@ -195,9 +195,9 @@ def test_a_trainer_at_its_queue_bound_refuses_the_next_call_as_busy(tmp_path, ti
             assert (CAUSE_KEY, BUSY_CAUSE) in tuple(refused.value.trailing_metadata())
             assert "SEAL_TRAINER_MAX_QUEUED_JOBS" in refused.value.details()
             busy.cancel()
-            _until(lambda: servicer.gate.admitted == 0, 5, "the cancelled call leaves the gate")
+            _until(lambda: servicer.call_gate.admitted == 0, 5, "the cancelled call leaves the gate")
             assert _result(stub, _request(_dataset(store, 7), 2)).adapter_key  # admitted again
-        assert servicer.gate.refused == 1
+        assert servicer.call_gate.refused == 1
     finally:
         server.stop()
 
