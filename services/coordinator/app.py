@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from seal_lab import __version__
 from seal_lab.errors import SealError
@@ -17,6 +18,21 @@ from .clients import ServiceClients
 from .routers import events, health, results, runs
 from .runner import RunManager
 from .settings import CoordinatorSettings
+
+
+class ErrorDetail(BaseModel):
+    """Every error response's body: one readable line (validation errors: one clause per problem)."""
+
+    detail: str
+
+
+#: Every 4xx of the API has that body: the handlers below, and FastAPI's own (400 for a body that is not
+#: JSON). Declared as one range, it also replaces FastAPI's default 422 schema (a list of error objects, which
+#: `_validation_error` does not send), so the OpenAPI document says what a refusal really holds
+#: (tests/service/test_api_fuzz.py checks every response against it).
+_ERROR_RESPONSES: dict[int | str, dict] = {
+    "4XX": {"model": ErrorDetail, "description": "the request was refused; `detail` says why"}
+}
 
 
 async def _seal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -52,6 +68,7 @@ def create_app(settings: CoordinatorSettings, store: ObjectStore) -> FastAPI:
     )
     app.add_exception_handler(SealError, _seal_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for router in (health.router, runs.router, results.router, events.router):
-        app.include_router(router)
+    app.include_router(health.router)
+    for router in (runs.router, results.router, events.router):
+        app.include_router(router, responses=_ERROR_RESPONSES)
     return app
