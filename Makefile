@@ -10,7 +10,7 @@ LIGHT_BIN := $(LIGHT_VENV)/bin
 TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo test test-light test-compose env lint format protos bench bench-conditions clean
+.PHONY: install demo test test-light test-compose env lock lint format protos bench bench-conditions clean
 
 install: $(VENV)/.installed
 
@@ -51,6 +51,11 @@ test-compose: install
 # .env for `docker compose` with fresh random secrets (refuses to overwrite an existing .env).
 env:
 	deploy/new-env.sh
+
+# deploy/requirements/: the images' lock files with hashes, from pyproject.toml (after changing a dependency;
+# tests/unit/test_lock.py fails until then). Linux x86_64, CPython 3.11: the images' platform.
+lock: install
+	PYTHON=$(BIN)/python deploy/requirements/lock.sh
 
 lint: install
 	$(BIN)/ruff check .

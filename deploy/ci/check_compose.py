@@ -4,7 +4,8 @@ output on stdin (PyYAML: the virtual environment has it, through transformers).
   check_compose.py config ENV_FILE      every image pinned (quay.io/minio/...@sha256:... or a seal-lab image
                                         built here); the root credentials only in the store and store-init;
                                         the seal-lab services with the services' account, no bucket creation,
-                                        and the shared SEAL_AUTH_TOKEN
+                                        the shared SEAL_AUTH_TOKEN; every service hardened (hardening_problems)
+                                        and every model service with its torch threads
   check_compose.py minio-init ENV_FILE  MinIO's store-init script run by sh with a stand-in `mc` that records
                                         its calls: the policy is valid JSON limited to the bucket, a rerun
                                         (policy already attached) succeeds, any other mc error fails the job
@@ -25,6 +26,7 @@ PINNED_MINIO = re.compile(r"quay\.io/minio/(minio|mc):RELEASE\.[0-9T-]+Z@sha256:
 BUILT_HERE = re.compile(r"seal-lab(-[a-z0-9]+)?:[A-Za-z0-9_.-]+")
 STORE_SERVICES = {"store", "store-init"}
 ROOT_VARIABLES = ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD")
+MODEL_PROGRAMS = {"seal-generator", "seal-trainer", "seal-evaluator"}
 
 
 def read_env_file(path: str) -> dict[str, str]:
@@ -43,6 +45,45 @@ def environment(service: dict) -> dict[str, str]:
     return {name: "" if value is None else str(value) for name, value in env.items()}
 
 
+def _as_list(value: object) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(item) for item in value]  # type: ignore[attr-defined]
+
+
+def _positive(value: object) -> bool:
+    """A limit that limits: a count or size above zero (512, `3g`, `1.5GiB`, 3221225472), not 0 or -1."""
+    size = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*(?:[bkmgt]i?b?)?", str(value).strip(), re.IGNORECASE)
+    return size is not None and float(size.group(1)) > 0
+
+
+def hardening_problems(name: str, service: dict) -> list[str]:
+    """What `service` lacks, one line each. Every service: a read-only root filesystem with a tmpfs on /tmp, no
+    capabilities (none added back), no privilege gain through setuid files, memory and process limits; a
+    model service also its torch threads (three of them share a machine's cores)."""
+    problems = []
+    limits = ((service.get("deploy") or {}).get("resources") or {}).get("limits") or {}
+    if service.get("read_only") not in (True, "true"):
+        problems.append("read_only is not true")
+    if "/tmp" not in [entry.split(":", 1)[0] for entry in _as_list(service.get("tmpfs"))]:
+        problems.append("no tmpfs on /tmp")
+    if "ALL" not in [cap.upper() for cap in _as_list(service.get("cap_drop"))]:
+        problems.append("cap_drop lacks ALL")
+    if _as_list(service.get("cap_add")) or service.get("privileged") in (True, "true"):
+        problems.append("adds capabilities back (cap_add or privileged)")
+    if not {"no-new-privileges", "no-new-privileges:true"} & set(_as_list(service.get("security_opt"))):
+        problems.append("security_opt lacks no-new-privileges:true")
+    if not _positive(service.get("mem_limit", limits.get("memory"))):
+        problems.append("no mem_limit")
+    if not _positive(service.get("pids_limit", limits.get("pids"))):
+        problems.append("no pids_limit")
+    if MODEL_PROGRAMS & set(_as_list(service.get("command"))):
+        threads = environment(service).get("SEAL_MODEL_TORCH_THREADS", "")
+        if not threads.isdigit() or int(threads) < 1:
+            problems.append(f"SEAL_MODEL_TORCH_THREADS is {threads!r}, not a count of threads")
+    return [f"{name}: {problem}" for problem in problems]
+
+
 def check_config(env_file: str) -> None:
     values = read_env_file(env_file)
     root_password = values["MINIO_ROOT_PASSWORD"]
@@ -54,6 +95,7 @@ def check_config(env_file: str) -> None:
             problems.append(
                 f"{name}: image {image!r} is neither quay.io/minio/... pinned by digest nor seal-lab's"
             )
+        problems += hardening_problems(name, service)
         if name in STORE_SERVICES:
             continue
         env = environment(service)

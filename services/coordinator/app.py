@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from seal_lab import __version__
@@ -21,6 +22,21 @@ from .routers import events, health, results, runs
 from .routers.deps import require_token
 from .runner import RunManager
 from .settings import CoordinatorSettings
+
+
+class ErrorDetail(BaseModel):
+    """Every error response's body: one readable line (validation errors: one clause per problem)."""
+
+    detail: str
+
+
+#: Every 4xx of the API has that body: the handlers below, and FastAPI's own (400 for a body that is not
+#: JSON). Declared as one range, it also replaces FastAPI's default 422 schema (a list of error objects, which
+#: `_validation_error` does not send), so the OpenAPI document says what a refusal really holds
+#: (tests/service/test_api_fuzz.py checks every response against it).
+_ERROR_RESPONSES: dict[int | str, dict] = {
+    "4XX": {"model": ErrorDetail, "description": "the request was refused; `detail` says why"}
+}
 
 
 async def _seal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -67,5 +83,5 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(health.router)  # open: probes carry no token
     for router in (runs.router, results.router, events.router):  # /v1: the token, when there is one
-        app.include_router(router, dependencies=[Depends(require_token)])
+        app.include_router(router, dependencies=[Depends(require_token)], responses=_ERROR_RESPONSES)
     return app
