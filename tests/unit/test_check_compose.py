@@ -26,6 +26,7 @@ ENV = {
     "MINIO_ROOT_PASSWORD": "r" * 32,
     "SEAL_S3_ACCESS_KEY": "seal-lab-svc",
     "SEAL_S3_SECRET_KEY": "s" * 32,
+    "SEAL_AUTH_TOKEN": "t" * 48,
     "SEAL_TRAINER_ADDRESSES": "gpu-a:50052",
     "SEAL_S3_ENDPOINT": "gpu-a:9000",
 }
