@@ -125,6 +125,19 @@ for service in generator trainer evaluator coordinator; do
 done
 echo "ok"
 
+step "every running container is hardened: read-only root, no capabilities, no new privileges, limits"
+for service in store generator trainer evaluator coordinator; do
+  id=$("${compose[@]}" ps -q "$service")
+  seen=$(docker inspect --format \
+    '{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}} {{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}' "$id")
+  read -r readonly caps opts memory pids <<<"$(echo "$seen" | tr -d '[]')"
+  if [ "$readonly" != true ] || [ "$caps" != ALL ] || [ "${opts#no-new-privileges}" = "$opts" ] \
+      || ! [[ "$memory" =~ ^[1-9][0-9]*$ ]] || ! [[ "$pids" =~ ^[1-9][0-9]*$ ]]; then
+    echo "FAIL: $service runs with: $seen"; exit 1
+  fi
+  echo "$service: $seen"
+done
+
 step "a tiny round over HTTP"
 refused=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/runs")
 [ "$refused" = 401 ] || { echo "FAIL: /v1/runs answered $refused without the token, expected 401"; exit 1; }
