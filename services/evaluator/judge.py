@@ -21,13 +21,12 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from seal_lab.errors import FailedPrecondition, Unavailable
+from seal_lab.httpretry import is_retryable, retry_after_seconds
 
 from .answering import QuestionItem, gold_answer
 from .settings import EvaluatorSettings
@@ -50,7 +49,6 @@ JUDGE_VERSION = "seal-grade-v1"
 _YES = re.compile(r"\b(yes)\b", re.I)
 _NO = re.compile(r"\b(no)\b", re.I)
 #: Statuses worth retrying: the endpoint is overloaded, rate-limited or briefly down.
-_RETRYABLE = frozenset({408, 429})
 
 
 def seal_question(item: QuestionItem) -> str:
@@ -69,23 +67,6 @@ def grade_prompt(item: QuestionItem, answer: str) -> str:
 def parse_yes_no(text: str) -> bool:
     """True for yes; False for no and for anything ambiguous (SEAL's rule)."""
     return bool(_YES.search(text)) and not _NO.search(text)
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds a Retry-After header asks to wait (a number of seconds or an HTTP date); None if absent or bad."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 class Judge:
@@ -175,7 +156,7 @@ class Judge:
                 status = response.status_code
                 if status == 200:
                     return parse_yes_no(self._reply(response))
-                if status not in _RETRYABLE and status < 500:
+                if not is_retryable(status):
                     raise FailedPrecondition(_refusal(response))
                 problem = f"answered {status}"
                 wait = retry_after_seconds(response.headers.get("retry-after"))

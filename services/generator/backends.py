@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import email.utils
 import json
 import logging
-import math
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol
 
 import httpx
@@ -20,6 +17,7 @@ import httpx
 from seal_lab.adapters import AdapterLimits
 from seal_lab.directive import DIRECTIVE_LINE_PREFIX, DirectiveLimits, format_directive
 from seal_lab.errors import ConfigurationError, FailedPrecondition, InvalidArgument, Unavailable
+from seal_lab.httpretry import is_retryable, retry_after_seconds
 from seal_lab.lora import adapter_applied
 from seal_lab.models import LoadedModel, chat_prompt, generate_texts
 from seal_lab.store import ObjectStore
@@ -144,9 +142,6 @@ class LocalBackend:
         ]
 
 
-#: Teacher answers worth another try: timed out, overloaded (429) or failing (5xx). Any other 4xx is the
-#: request's or the configuration's fault: trying again cannot help, so it fails at once.
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: 4xx that say the configuration is wrong (key, base URL, model), not the request.
 _CONFIGURATION_STATUSES = {
     401: "check SEAL_GENERATOR_OPENAI_API_KEY",
@@ -245,7 +240,7 @@ class OpenAIBackend:
             else:
                 if response.status_code == 200:
                     return response
-                if response.status_code not in RETRY_STATUSES:
+                if not is_retryable(response.status_code):
                     raise self._refusal(response)
                 failure = f"answered {_status(response)}: {self._reason(response.text)}"
                 wait = retry_after_seconds(response.headers.get("retry-after"))
@@ -282,21 +277,3 @@ class OpenAIBackend:
 
 def _status(response: httpx.Response) -> str:
     return f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """A `Retry-After` header in seconds (it is a number of seconds or an HTTP date); None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from seal_lab.errors import FailedPrecondition, Unavailable
+from seal_lab.httpretry import retry_after_seconds
 from services.coordinator.launcher import free_ports
 from services.evaluator.answering import QuestionItem, question_set_hash
 from services.evaluator.judge import (
@@ -19,7 +20,6 @@ from services.evaluator.judge import (
     add_verdicts,
     grade_prompt,
     parse_yes_no,
-    retry_after_seconds,
 )
 from services.evaluator.settings import EvaluatorSettings
 from tests.judge_stub import Failure, JudgeStub

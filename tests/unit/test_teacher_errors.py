@@ -13,7 +13,8 @@ import pytest
 
 from seal_lab.directive import DirectiveLimits
 from seal_lab.errors import FailedPrecondition, InvalidArgument, SealError, Unavailable
-from services.generator.backends import OpenAIBackend, Sampling, retry_after_seconds
+from seal_lab.httpretry import retry_after_seconds
+from services.generator.backends import OpenAIBackend, Sampling
 
 KEY = "sk-secret-teacher-key-1234"
 BASE_URL = "https://teacher.example/v1?api-key=query-secret"
