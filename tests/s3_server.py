@@ -84,6 +84,7 @@ class S3ServerInfo:
             "s3_access_key": SecretStr(self.access_key),
             "s3_secret_key": SecretStr(self.secret_key),
             "s3_secure": False,
+            "s3_ca_file": None,  # not SSL_CERT_FILE from the environment
             "s3_region": None,
             "s3_create_bucket": True,
         }
@@ -137,11 +138,29 @@ def _log_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _probe_client(info: S3ServerInfo) -> Minio:
+@dataclass(frozen=True)
+class S3Tls:
+    """TLS for the S3 port: the server's certificate and key (PEM files) and the CA that signed them."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+
+
+def _probe_client(info: S3ServerInfo, tls: S3Tls | None = None) -> Minio:
     # Short timeouts and no retries: the readiness loop does the retrying, within its own deadline.
-    http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=1.0, read=5.0), retries=False)
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=1.0, read=5.0),
+        retries=False,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=str(tls.ca_file) if tls is not None else None,
+    )
     return Minio(
-        info.endpoint, access_key=info.access_key, secret_key=info.secret_key, secure=False, http_client=http
+        info.endpoint,
+        access_key=info.access_key,
+        secret_key=info.secret_key,
+        secure=tls is not None,
+        http_client=http,
     )
 
 
@@ -178,12 +197,17 @@ def identity_keys(identity: dict[str, Any]) -> tuple[str, str]:
 
 class S3Server:
     """SeaweedFS that can be killed and started again on the same ports and data directory, so objects
-    survive a restart (for fault tests). `running_s3_server()` is the usual one-shot way to use it."""
+    survive a restart (for fault tests). `running_s3_server()` is the usual one-shot way to use it. With
+    `tls`, the S3 port speaks HTTPS only (`-s3.cert.file`, `-s3.key.file`)."""
 
     def __init__(
-        self, start_timeout_s: float = START_TIMEOUT_S, extra_identities: list[dict[str, Any]] | None = None
+        self,
+        start_timeout_s: float = START_TIMEOUT_S,
+        extra_identities: list[dict[str, Any]] | None = None,
+        tls: S3Tls | None = None,
     ) -> None:
         self.start_timeout_s = start_timeout_s
+        self.tls = tls
         self.workdir = Path(tempfile.mkdtemp(prefix="seal-weed-"))
         self.proc: subprocess.Popen[bytes] | None = None
         names = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")
@@ -230,6 +254,11 @@ class S3Server:
             "-s3.port.lance=0",
             f"-s3.localSocket={workdir / 's3.sock'}",
             "-s3.config=s3.json",
+            *(
+                [f"-s3.cert.file={self.tls.cert_file}", f"-s3.key.file={self.tls.key_file}"]
+                if self.tls is not None
+                else []
+            ),
         ]
 
     def _remove_sockets(self) -> None:
@@ -258,7 +287,7 @@ class S3Server:
                 start_new_session=True,  # a Ctrl-C in the terminal reaches pytest, which then stops us
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
-        client = _probe_client(self.info)
+        client = _probe_client(self.info, self.tls)
         while not _answers_writes(client):
             if self.proc.poll() is not None:
                 raise RuntimeError(
@@ -311,11 +340,13 @@ class S3Server:
 
 @contextlib.contextmanager
 def running_s3_server(
-    start_timeout_s: float = START_TIMEOUT_S, extra_identities: list[dict[str, Any]] | None = None
+    start_timeout_s: float = START_TIMEOUT_S,
+    extra_identities: list[dict[str, Any]] | None = None,
+    tls: S3Tls | None = None,
 ) -> Iterator[S3ServerInfo]:
-    """Start SeaweedFS with one admin identity (and `extra_identities`), wait until it accepts writes, stop it
-    and delete its data."""
-    with S3Server(start_timeout_s, extra_identities) as server:
+    """Start SeaweedFS with one admin identity (and `extra_identities`; S3 over HTTPS with `tls`), wait until
+    it accepts writes, stop it and delete its data."""
+    with S3Server(start_timeout_s, extra_identities, tls) as server:
         yield server.start()
 
 

@@ -138,6 +138,9 @@ def check_minio_init(env_file: str) -> None:
     (script,) = service["command"]
     script = script.replace("$$", "$")  # `config` prints compose's escape; the container gets one `$`
     bucket = environment(service)["SEAL_BUCKET"]
+    # docker-compose.yml's store is plain HTTP inside its network; the GPU box's speaks HTTPS, and its
+    # store-init then gets the lab CA in mc's CAs folder (v1 prints volumes as strings, v2 as mappings).
+    scheme = "https" if any("/.mc/certs/CAs/" in str(v) for v in service.get("volumes", [])) else "http"
     with tempfile.TemporaryDirectory() as work:
         (Path(work) / "mc").write_text(FAKE_MC)
         (Path(work) / "mc").chmod(0o755)
@@ -165,7 +168,7 @@ def check_minio_init(env_file: str) -> None:
             f"FAIL: store-init exit codes {outcomes}; expected ok and already-attached 0, another error 1"
         )
     expected_calls = [
-        f"alias set store http://store:9000 {values['MINIO_ROOT_USER']} {values['MINIO_ROOT_PASSWORD']}",
+        f"alias set store {scheme}://store:9000 {values['MINIO_ROOT_USER']} {values['MINIO_ROOT_PASSWORD']}",
         f"mb --ignore-existing store/{bucket}",
         "admin policy create store seal-lab-services",
         f"admin user add store {values['SEAL_S3_ACCESS_KEY']} {values['SEAL_S3_SECRET_KEY']}",

@@ -75,8 +75,9 @@ def http_client(settings: StoreSettings) -> urllib3.PoolManager:
         ),
         maxsize=10,
         cert_reqs="CERT_REQUIRED",
-        # As minio's default pool does: OpenSSL's SSL_CERT_FILE convention, else certifi's bundle.
-        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        # The lab's CA from the settings (SEAL_STORE_S3_CA_FILE, or SSL_CERT_FILE as minio's default pool
+        # reads it), else certifi's public CAs.
+        ca_certs=str(settings.s3_ca_file) if settings.s3_ca_file is not None else certifi.where(),
         retries=retry,
     )
 
@@ -349,4 +350,5 @@ def _describe(exc: Exception) -> str:
         return "no answer within the read timeout"
     if isinstance(exc, urllib3.exceptions.ProtocolError) and len(exc.args) > 1:
         return f"connection broken: {exc.args[1]}"
-    return f"{type(exc).__name__}: {exc}"
+    # One line: a server's body (e.g. Go's "Client sent an HTTP request to an HTTPS server.\n") may end in one.
+    return " ".join(f"{type(exc).__name__}: {exc}".split())

