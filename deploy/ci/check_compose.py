@@ -81,7 +81,22 @@ def hardening_problems(name: str, service: dict) -> list[str]:
         threads = environment(service).get("SEAL_MODEL_TORCH_THREADS", "")
         if not threads.isdigit() or int(threads) < 1:
             problems.append(f"SEAL_MODEL_TORCH_THREADS is {threads!r}, not a count of threads")
+    problems += [f"publishes {port} on every interface" for port in unbound_ports(service)]
     return [f"{name}: {problem}" for problem in problems]
+
+
+def unbound_ports(service: dict) -> list[str]:
+    """Published ports without a host address: Docker then listens on every interface of the host. Each
+    port must name one (`127.0.0.1:8000:8000`, `${SEAL_PUBLISH_ADDRESS:-127.0.0.1}:50052:50052`). Short
+    syntax (Compose v1's `config` output) or long (v2's, with `host_ip`)."""
+    unbound = []
+    for port in service.get("ports") or []:
+        if isinstance(port, dict):
+            if port.get("published") and not port.get("host_ip"):
+                unbound.append(str(port.get("published")))
+        elif str(port).count(":") < 2 or str(port).split(":", 1)[0] in ("", "0.0.0.0", "::"):
+            unbound.append(str(port))
+    return unbound
 
 
 def check_config(env_file: str) -> None:

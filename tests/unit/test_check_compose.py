@@ -147,3 +147,17 @@ def test_a_service_without_a_hardening_key_fails_the_check(key):
 def test_a_service_that_is_not_a_model_service_needs_no_torch_threads():
     store = {**HARDENED, "command": ["server", "/data"], "environment": {}}
     assert check_compose.hardening_problems("store", store) == []
+
+
+@pytest.mark.parametrize(
+    ("ports", "unbound"),
+    [
+        (["127.0.0.1:8000:8000"], []),
+        ([{"target": 50052, "published": "50052", "host_ip": "10.0.0.5"}], []),
+        (["8000:8000"], ["8000:8000"]),
+        (["0.0.0.0:9000:9000"], ["0.0.0.0:9000:9000"]),
+        ([{"target": 9000, "published": "9000"}], ["9000"]),
+    ],
+)
+def test_a_published_port_must_name_the_address_it_listens_on(ports, unbound):
+    assert check_compose.unbound_ports({"ports": ports}) == unbound
