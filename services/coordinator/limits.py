@@ -10,10 +10,8 @@ and counts the bytes of a body sent without one (chunked), so nothing past the l
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: A request body: 16 MiB holds the 500 passages a run may have at SQuAD's sizes many times over
@@ -61,7 +59,7 @@ class BodySizeLimit:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await _answer_413(send, self.max_bytes)
+            await _answer_413(scope, receive, send, self.max_bytes)
             return
         received = 0
         started = False
@@ -85,7 +83,7 @@ class BodySizeLimit:
         except BodyTooLarge:
             if started:  # the app answered before reading it all; nothing more can be said
                 raise
-            await _answer_413(send, self.max_bytes)
+            await _answer_413(scope, receive, send, self.max_bytes)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -98,12 +96,8 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _answer_413(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": too_large_message(limit)}).encode()
-    headers: list[Any] = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-    ]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+async def _answer_413(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    response = JSONResponse(
+        {"detail": too_large_message(limit)}, status_code=413, headers={"connection": "close"}
+    )
+    await response(scope, receive, send)

@@ -71,13 +71,16 @@ async def wait_until_serving(
 
 def is_store_outage(error: grpc.aio.AioRpcError) -> bool:
     """True when a service answered UNAVAILABLE because the object store is down, hanging or full."""
-    if error.code() != grpc.StatusCode.UNAVAILABLE:
-        return False
-    return any(key == CAUSE_KEY and value == STORE_CAUSE for key, value in error.trailing_metadata() or ())
+    return _caused_by(error, grpc.StatusCode.UNAVAILABLE, STORE_CAUSE)
 
 
 def is_busy(error: grpc.aio.AioRpcError) -> bool:
     """True when a service answered RESOURCE_EXHAUSTED because its queue is full (worth waiting for)."""
-    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+    return _caused_by(error, grpc.StatusCode.RESOURCE_EXHAUSTED, BUSY_CAUSE)
+
+
+def _caused_by(error: grpc.aio.AioRpcError, code: grpc.StatusCode, cause: str) -> bool:
+    """`error` has status `code` and the service named `cause` in its trailing metadata (grpc_wire.py)."""
+    if error.code() != code:
         return False
-    return any(key == CAUSE_KEY and value == BUSY_CAUSE for key, value in error.trailing_metadata() or ())
+    return any(key == CAUSE_KEY and value == cause for key, value in error.trailing_metadata() or ())

@@ -18,7 +18,6 @@ import ipaddress
 import re
 import ssl
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -26,7 +25,7 @@ from typing import NoReturn
 from pydantic import PrivateAttr, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from seal_lab.settings import refuse_weak_secret, secret_or_file
+from seal_lab.settings import load_or_explain, refuse_weak_secret, secret_or_file
 
 #: A token is guessed over the network one request at a time; 16 characters of `openssl rand -hex` are 64 bits.
 MIN_TOKEN_LENGTH = 16
@@ -113,10 +112,10 @@ class TlsSettings(BaseSettings):
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if self.ca_file is not None:
             ca = self.ca_file
-            _load(f"SEAL_TLS_CA_FILE {str(ca)!r}", lambda: context.load_verify_locations(cafile=ca))
+            load_or_explain(f"SEAL_TLS_CA_FILE {str(ca)!r}", lambda: context.load_verify_locations(cafile=ca))
         if self.cert_file is not None and self.key_file is not None:
             cert, key = self.cert_file, self.key_file
-            _load(
+            load_or_explain(
                 f"SEAL_TLS_CERT_FILE {str(cert)!r} with SEAL_TLS_KEY_FILE {str(key)!r}",
                 lambda: context.load_cert_chain(cert, key, password=_no_password),
             )
@@ -148,17 +147,6 @@ def _no_password() -> bytes:
     raise ValueError(
         "the key file is encrypted; seal-lab needs it unencrypted (protect it by file permissions)"
     )
-
-
-def _load(what: str, load: Callable[[], object]) -> None:
-    try:
-        load()
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError; the reason only, never the contents
-        reason = (exc.strerror if isinstance(exc, OSError) else str(exc)) or type(exc).__name__
-        reason = re.sub(r" \(_ssl\.c:\d+\)$", "", reason)
-        if "PEM lib" in reason:
-            reason = "not a PEM certificate or key"
-        raise ValueError(f"{what}: {reason}") from None
 
 
 def _read(path: Path | None) -> bytes | None:

@@ -5,7 +5,9 @@ Only entry points build settings objects (which reads the environment); library 
 
 from __future__ import annotations
 
+import re
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -167,10 +169,20 @@ class GrpcServiceSettings(BaseSettings):
 
 
 def _check_ca_file(path: Path) -> None:
+    load_or_explain(
+        f"SEAL_STORE_S3_CA_FILE (or SSL_CERT_FILE) {str(path)!r}, the S3 server's CA",
+        lambda: ssl.create_default_context(cafile=path),
+    )
+
+
+def load_or_explain(what: str, load: Callable[[], object]) -> None:
+    """Run `load` (ssl reading a certificate, key or CA file); a failure becomes one ValueError line naming
+    `what` and the reason only, never the file's contents. Shared by the store's CA and the TLS settings."""
     try:
-        ssl.create_default_context(cafile=path)
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
-        raise ValueError(
-            f"SEAL_STORE_S3_CA_FILE (or SSL_CERT_FILE) {str(path)!r} is not a readable PEM CA file: {reason}"
-        ) from None
+        load()
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError; the reason only, never the contents
+        reason = (exc.strerror if isinstance(exc, OSError) else str(exc)) or type(exc).__name__
+        reason = re.sub(r" \(_ssl\.c:\d+\)$", "", reason)
+        if "PEM lib" in reason:
+            reason = "not a PEM certificate or key"
+        raise ValueError(f"{what}: {reason}") from None
