@@ -368,3 +368,36 @@ def scatter_chart(
                 f"<title>{_e(f'{name}: ({_g(x)}, {_g(y)})')}</title></circle>"
             )
     return "\n".join([*parts, *_legend(names, p), "</svg>"])
+
+
+# --- the data behind each chart, as table rows (the report offers them as CSV) --------------------
+
+
+def _cell(v: object) -> float | int | str:
+    """A finite number as is (an integer stays one); anything else (None, NaN) as an empty cell."""
+    f = _num(v)
+    return "" if f is None else v if isinstance(v, int) else f
+
+
+def line_rows(x_label: str, y_label: str, series: list[LineSeries]) -> list[list[object]]:
+    """A header, then one row per point: series, x, y, error half-width."""
+    rows: list[list[object]] = [["series", x_label, y_label, "error (s.e.)"]]
+    for s in series:
+        rows += [[s.name, _cell(x), _cell(y), _cell(err)] for x, y, err in s.points]
+    return rows
+
+
+def bar_rows(y_label: str, bars: list[Bar]) -> list[list[object]]:
+    """A header, then one row per bar: label, value, error half-width, count."""
+    rows: list[list[object]] = [["label", y_label, "error (s.e.)", "n"]]
+    return rows + [
+        [b.label, _cell(b.value), _cell(b.error), "" if b.count is None else b.count] for b in bars
+    ]
+
+
+def scatter_rows(x_label: str, y_label: str, groups: list[ScatterGroup]) -> list[list[object]]:
+    """A header, then one row per point: group, x, y."""
+    rows: list[list[object]] = [["group", x_label, y_label]]
+    for g in groups:
+        rows += [[g.name, _cell(x), _cell(y)] for x, y in g.points]
+    return rows

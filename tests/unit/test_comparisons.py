@@ -103,6 +103,7 @@ def test_retention_on_the_first_heldout_passages_only_counts_and_reports_its_sco
     heldout = build_results(fx.PASSAGES, jobs, fx.config(retention_heldout=1), fx.SPLIT, fx.TEACHERS)
     rows = {c["condition"]: c for c in heldout["heldout"]["conditions"]}
     assert rows["passage"]["retention_n"] == 1 and rows["passage"]["n"] == 2
-    from services.coordinator.report import _retention_scope
+    from services.coordinator.report import render_report
 
-    assert "first 1 held-out passages" in _retention_scope(heldout["heldout"]["conditions"])
+    page = render_report({"id": "run-1", "status": "succeeded", "results": heldout})
+    assert "scored on the first 1 held-out passages of each condition" in page

@@ -13,8 +13,11 @@ from services.coordinator.plots import (
     ScatterGroup,
     _ticks,
     bar_chart,
+    bar_rows,
     line_chart,
+    line_rows,
     scatter_chart,
+    scatter_rows,
 )
 
 NS = "{http://www.w3.org/2000/svg}"
@@ -221,3 +224,27 @@ def test_text_is_escaped_everywhere():
 )
 def test_ticks_are_round_and_cover_the_range(lo, hi, integer, expected):
     assert _ticks(lo, hi, integer) == pytest.approx(expected)
+
+
+# --- the data behind each chart (the report's CSV links) -------------------------------------------
+
+
+def test_chart_rows_hold_every_point_and_leave_missing_values_empty():
+    series = [LineSeries("a", [(0, 0.5, 0.1), (1, None, None)]), LineSeries("b", [(0, math.nan, None)])]
+    assert line_rows("round", "F1", series) == [
+        ["series", "round", "F1", "error (s.e.)"],
+        ["a", 0, 0.5, 0.1],
+        ["a", 1, "", ""],
+        ["b", 0, "", ""],
+    ]
+    assert bar_rows("reward", [Bar("x", 0.25, None, 3), Bar("y", None)]) == [
+        ["label", "reward", "error (s.e.)", "n"],
+        ["x", 0.25, "", 3],
+        ["y", "", "", ""],
+    ]
+    groups = [ScatterGroup("g", [(0.1, 0.9)]), ScatterGroup("h", [(math.inf, 0.2)])]
+    assert scatter_rows("gain", "retention", groups) == [
+        ["group", "gain", "retention"],
+        ["g", 0.1, 0.9],
+        ["h", "", 0.2],
+    ]

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import copy
+import csv
+import fnmatch
+import io
+import json
+import re
+import tomllib
+from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -118,7 +127,7 @@ def test_untrusted_text_is_escaped(finished_results):
     results["rounds"][0]["policy_adapter_key"] = MALICIOUS
     html = render_report(_run(results, name=MALICIOUS))
     assert "<script" not in html
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
     # The title (name), the example's raw output and the policy key are each escaped.
     assert html.count("&lt;script&gt;") >= 3
 
@@ -135,3 +144,99 @@ def test_a_run_without_heldout_passages_has_no_conditions_section():
     assert "Held-out passages" not in html and "<td>no adapter</td>" not in html
     assert "Training rounds" in html and "none scored" in html
     assert html.count("<svg") == 5
+
+
+# --- the Jinja2 template against the old string-built page, CSV links, packaging ----------------------
+
+ROOT = Path(__file__).parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+CSV_LINK = re.compile(r'<a href="data:text/csv;charset=utf-8,([^"]*)" download="([^"]*)">')
+
+
+class _Words(HTMLParser):
+    """The words a reader sees (text and SVG text, not the style sheet), in page order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.words: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        self._in_style = self._in_style or tag == "style"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = self._in_style and tag != "style"
+
+    def handle_data(self, data: str) -> None:
+        if not self._in_style:
+            self.words += data.split()
+
+
+def _words(page: str) -> list[str]:
+    parser = _Words()
+    parser.feed(page)
+    return parser.words
+
+
+def _wide_run() -> dict[str, Any]:
+    """The run that tests/fixtures/report_before_jinja.html was rendered from (by the string-built report)."""
+    return {
+        "id": "run-20261129-050733-9c83ff",
+        "name": "conditions on SQuAD, two teachers",
+        "status": "succeeded",
+        "services": {"evaluator": {"model_name": "HuggingFaceTB/SmolLM2-135M-Instruct"}},
+        "results": json.loads((FIXTURES / "report_results.json").read_text()),
+    }
+
+
+def test_every_number_and_label_of_the_old_report_is_still_there_in_the_same_order():
+    old = _words((FIXTURES / "report_before_jinja.html").read_text())
+    new = _words(render_report(_wide_run()))
+    assert len(old) > 1000
+    rest = iter(new)  # `word in rest` consumes it: old must be a subsequence of new
+    missing = [word for word in old if word not in rest]
+    assert missing == []
+    # What was added: one "data (CSV)" link per chart.
+    assert len(new) - len(old) == 2 * render_report(_wide_run()).count("<svg")
+
+
+def _csv_links(page: str) -> dict[str, list[list[str]]]:
+    """File name -> the rows of its CSV, in page order."""
+    return {name: list(csv.reader(io.StringIO(unquote(data)))) for data, name in CSV_LINK.findall(page)}
+
+
+def test_each_chart_offers_its_data_as_a_csv_download(html):
+    links = _csv_links(html)
+    assert len(links) == html.count("<svg") == 7
+    names = list(links)
+    assert names[:2] == ["held-out-f1-per-round.csv", "seal-s-conditions-on-the-held-out-passages-f1.csv"]
+    conditions = links["seal-s-conditions-on-the-held-out-passages-f1.csv"]
+    assert conditions[0] == ["label", "mean f1", "error (s.e.)", "n"]
+    # passage + self-edits after round 2: mean 0.65 ± 0.15 over two passages; the teacher has no error bar.
+    assert ["passage + round 2", "0.65", "0.15", "2"] in conditions
+    assert ["passage + gpt", "0.6", "", "1"] in conditions
+    per_round = links["held-out-f1-per-round.csv"]
+    assert per_round[0] == ["series", "round (policy updates)", "mean f1", "error (s.e.)"]
+    assert ["self-edits of the round's policy", "2", "0.65", "0.15"] in per_round
+    scatter = links["gain-vs-retention-one-dot-per-adapter.csv"]
+    assert scatter[0] == ["group", "gain on the passage's questions", "retention-set score"]
+    assert len(scatter) - 1 == len(fx.build_run_results()["gain_vs_retention"])
+
+
+def test_csv_values_are_quoted_and_the_link_stays_one_attribute(finished_results):
+    results = copy.deepcopy(finished_results)
+    evil = 'fmt, "quoted"\nnext line <b>&'
+    results["what_worked"]["reward_by_format"] = {evil: {"mean": 0.5, "stderr": None, "n": 3}}
+    page = render_report(_run(results))
+    rows = _csv_links(page)["reward-per-self-edit-format.csv"]
+    assert rows[1] == [evil, "0.5", "", "3"]  # the comma, quotes and newline survive a CSV reader
+    href = next(m for m in CSV_LINK.finditer(page) if m.group(2) == "reward-per-self-edit-format.csv")
+    assert not set(href.group(1)) & set("\"<>&' \n")
+
+
+def test_the_template_ships_as_package_data():
+    template = ROOT / "services" / "coordinator" / "templates" / "report.html.j2"
+    assert template.is_file()
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    patterns = package_data.get("services.coordinator", [])
+    assert any(fnmatch.fnmatch("templates/report.html.j2", p) for p in patterns), package_data
