@@ -5,6 +5,7 @@ it, and every field of the request can be set. The coordinator is the real app i
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, get_args
 
@@ -204,3 +205,14 @@ def test_a_bad_policy_directive_is_refused(coordinator, text):
 
 def test_read_config_reads_json_in_a_yaml_named_file(tmp_path):
     assert read_config(write(tmp_path / "run.yaml", '{"dataset": "demo"}')) == {"dataset": "demo"}
+
+
+def test_the_readmes_example_config_is_a_valid_run(coordinator, tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"```yaml\n(# run\.yaml:.*?)```", readme, re.DOTALL)
+    assert example is not None
+    result = invoke("--config", str(write(tmp_path / "run.yaml", example[1])), "--rounds", "2")
+    assert result.exit_code == 0, result.output
+    request = coordinator.manager.created[0]
+    assert request.config.rounds == 2 and request.config.policy_directive.epochs == 3
+    assert request.config.heldout_format == "self-qa" and request.limit == 6
