@@ -93,6 +93,16 @@ class Coordinator:
         return bodies[0]
 
 
+class NoLifespanClient(TestClient):
+    """`with connect(...)` must not start the app's lifespan: the stand-in is the manager, not a real one."""
+
+    def __enter__(self) -> NoLifespanClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
 @pytest.fixture
 def coordinator(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Coordinator:
     """`seal-lab`'s HTTP client talks to the in-process app."""
@@ -105,7 +115,7 @@ def coordinator(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Coordinator:
         stand_in.requests.append((request.method, request.url.path, json.loads(body) if body else None))
 
     def client(**kwargs: Any) -> httpx.Client:
-        test_client = TestClient(app, base_url=kwargs["base_url"], headers=kwargs.get("headers"))
+        test_client = NoLifespanClient(app, base_url=kwargs["base_url"], headers=kwargs.get("headers"))
         test_client.event_hooks = {"request": [record]}
         return test_client
 
