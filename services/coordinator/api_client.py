@@ -12,11 +12,11 @@ import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from seal_lab.security import Security, security_from_environment
 
 from .display import render_results
+from .progress import progress_view
 
 console = Console(stderr=True)
 out = Console()
@@ -61,19 +61,10 @@ def cancel_run(client: httpx.Client, run_id: str) -> dict[str, Any]:
 
 
 def follow_run(client: httpx.Client, run_id: str, quiet: bool = False) -> dict[str, Any]:
-    """Follow the server-sent events with a progress bar until the run finishes; reconnects if dropped."""
+    """Follow the server-sent events until the run finishes (shown by `progress.progress_view`: a bar on a
+    terminal, plain lines otherwise); reconnects if dropped."""
     last_seq = -1
-    with Progress(
-        TextColumn("[bold]{task.fields[status]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-        disable=quiet,
-        transient=False,
-    ) as progress:
-        task = progress.add_task("starting", total=None, status="queued")
+    with progress_view(console, quiet) as view:
         while True:
             try:
                 with client.stream(
@@ -89,21 +80,14 @@ def follow_run(client: httpx.Client, run_id: str, quiet: bool = False) -> dict[s
                         elif line.startswith("data: "):
                             data = json.loads(line[6:])
                             if event_name == "summary":
-                                progress.update(
-                                    task,
-                                    total=data["jobs_total"],
-                                    completed=data["jobs_done"],
-                                    status=data["status"],
-                                    description=data["current"][:90],
-                                )
+                                view.summary(data)
                                 if data["status"] in FINAL_STATUSES:
                                     return check(client.get(f"/v1/runs/{run_id}"))
                             else:
                                 last_seq = max(last_seq, data["seq"])
-                                if data["kind"] in ("retry", "error", "status"):
-                                    progress.console.print(f"[{data['kind']}] {data['message']}")
+                                view.event(data)
             except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
-                progress.console.print(f"[retry] lost the coordinator ({type(exc).__name__}); reconnecting")
+                view.notice(f"[retry] lost the coordinator ({type(exc).__name__}); reconnecting")
                 time.sleep(2)
 
 
@@ -121,7 +105,7 @@ def finish(detail: dict[str, Any], as_json: bool) -> None:
 
 
 def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {escape(message)}")
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)  # one line, even in a log
     raise typer.Exit(2)
 
 

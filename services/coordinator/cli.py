@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 import typer
@@ -25,10 +25,20 @@ from .api_client import (
     save_report,
     start_run,
 )
-
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="SEAL inner-loop runs on a seal-lab stack."
+from .display import print_json
+from .runbody import (
+    RUN_BODY_PATHS,
+    merge_options,
+    parse_directive_search,
+    parse_policy_directive,
+    parse_teacher_spec,
+    read_config,
 )
+from .schemas import RewardMetric
+
+# add_completion: `seal-lab --install-completion` (bash, zsh, fish, PowerShell) completes commands and options.
+app = typer.Typer(no_args_is_help=True, help="SEAL inner-loop runs on a seal-lab stack.")
+Json = Annotated[bool, typer.Option("--json", help="print machine-readable JSON (only that) on stdout")]
 
 Url = Annotated[
     str,
@@ -55,8 +65,21 @@ def read_dataset(path: Path) -> list[Any]:
     return raw
 
 
+#: Where an option's value comes from when it was not typed: then a config file's value stands. (By name:
+#: typer ships its own copy of click, whose ParameterSource is not `click.core`'s.)
+_NOT_GIVEN = ("DEFAULT", "DEFAULT_MAP")
+
+
 @app.command()
 def run(
+    ctx: typer.Context,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="the run as a file (JSON or YAML): the body of POST /v1/runs; options given here override it",
+        ),
+    ] = None,
     dataset: Annotated[
         Path | None, typer.Option(help="SEAL-format JSON file; default: the built-in demo set")
     ] = None,
@@ -67,18 +90,46 @@ def run(
     seed: int = 0,
     limit: Annotated[int | None, typer.Option(help="only the first N passages")] = None,
     temperature: float = 0.7,
-    max_new_tokens: int = 192,
+    top_p: Annotated[float, typer.Option(help="nucleus sampling of the self-edits")] = 0.95,
+    max_new_tokens: Annotated[int, typer.Option(help="length of one self-edit")] = 192,
     eval_max_new_tokens: Annotated[int, typer.Option(help="length of an answer to a question")] = 32,
-    reward_metric: str = "f1",
+    include_passage: Annotated[
+        bool, typer.Option(help="train on the passage too (SEAL's passage + self-edits)")
+    ] = True,
+    reward_metric: Annotated[
+        RewardMetric, typer.Option(help="score used for the reward and the best self-edit")
+    ] = "f1",
+    reward_seeds: Annotated[
+        int, typer.Option(help="train each self-edit with N seeds and average its reward")
+    ] = 1,
+    policy_adapter_key: Annotated[
+        str, typer.Option(help="the generator's starting policy adapter (a store key); empty = base model")
+    ] = "",
     rounds: Annotated[int, typer.Option(help="ReST-EM rounds (policy updates); 0 = one inner loop")] = 0,
     heldout: Annotated[int, typer.Option(help="hold out N of the passages (seeded) for the conditions")] = 0,
     heldout_dataset: Annotated[
         Path | None, typer.Option(help="held-out passages from their own SEAL-format file")
     ] = None,
+    heldout_format: Annotated[
+        str, typer.Option(help="format of the held-out self-edits; empty = the first of --formats")
+    ] = "",
+    conditions_directive: Annotated[
+        Literal["default", "generated"],
+        typer.Option(
+            help="held-out conditions train with the trainer's default or each self-edit's directive"
+        ),
+    ] = "default",
+    policy_directive: Annotated[
+        str,
+        typer.Option(
+            help="the policy update's training, e.g. 'epochs=3,learning_rate=5e-4' (unset fields: defaults)"
+        ),
+    ] = "",
     teacher: Annotated[
         list[str] | None,
         typer.Option(
-            help="NAME=FILE: imported self-edits in SEAL's format (a `completions` list per passage)"
+            help="NAME=FILE or NAME:FORMAT[:INDEX]=FILE: imported self-edits in SEAL's format (a `completions` "
+            "list per passage), split as FORMAT (implications), training on completion INDEX (0)"
         ),
     ] = None,
     directive_search: Annotated[
@@ -90,6 +141,9 @@ def run(
     retention: Annotated[bool, typer.Option(help="score every adapter on the retention set")] = True,
     retention_questions: Annotated[
         int, typer.Option(help="only this many retention questions, evenly spaced (0 = all 64)")
+    ] = 0,
+    retention_heldout: Annotated[
+        int, typer.Option(help="retention set for only the first N held-out passages per condition (0 = all)")
     ] = 0,
     specificity_control: Annotated[
         bool, typer.Option(help="also ask each held-out adapter the next held-out passage's questions")
@@ -107,40 +161,17 @@ def run(
 ) -> None:
     """Start a run (one inner loop, or ReST-EM rounds with held-out conditions) and follow it to the results."""
     try:
-        body: dict[str, Any] = {
-            "name": name,
-            "limit": limit,
-            "config": {
-                "k": k,
-                "formats": [f.strip() for f in formats.split(",") if f.strip()],
-                "seed": seed,
-                "temperature": temperature,
-                "max_new_tokens": max_new_tokens,
-                "eval_max_new_tokens": eval_max_new_tokens,
-                "reward_metric": reward_metric,
-                "rounds": rounds,
-                "heldout": heldout,
-                "retention": retention,
-                "retention_questions": retention_questions,
-                "specificity_control": specificity_control,
-                "min_reward": min_reward,
-                "directive_search": parse_directive_search(directive_search),
-            },
-            "teachers": [read_teacher(spec) for spec in teacher or []],
-        }
-        if dataset is None:
-            body["dataset"] = "demo"
-        else:
-            body["passages"] = read_dataset(dataset)[:limit]  # every passage sent counts against the cap
-        if heldout_dataset is not None:
-            body["heldout_passages"] = read_dataset(heldout_dataset)
+        body = run_request(ctx, config_file)
         with connect(url, timeout=60) as client:
             created = start_run(client, body)
             console.print(
                 f"run {created['id']}: {created['passages']} passages, {created['jobs_total']} jobs"
             )
             if not follow:
-                out.print(created["id"])
+                if as_json:
+                    print_json(out, created)
+                else:
+                    out.print(created["id"])
                 return
             try:
                 detail = follow_run(client, created["id"], quiet=as_json)
@@ -157,61 +188,91 @@ def run(
         fail(str(exc))
 
 
-def parse_directive_search(text: str) -> list[dict[str, float]]:
-    """'epochs=2;epochs=8,learning_rate=1e-3' -> [{"epochs": 2}, {"epochs": 8, "learning_rate": 0.001}]."""
-    trials = []
-    for chunk in filter(None, (c.strip() for c in text.split(";"))):
-        trial: dict[str, float] = {}
-        for pair in filter(None, (p.strip() for p in chunk.split(","))):
-            key, sep, value = pair.partition("=")
-            try:
-                trial[key.strip()] = float(value)
-            except ValueError:
-                raise CoordinatorError(f"--directive-search: {pair!r} is not FIELD=NUMBER") from None
-            if not sep or not key.strip():
-                raise CoordinatorError(f"--directive-search: {pair!r} is not FIELD=NUMBER")
-        trials.append({k: int(v) if v.is_integer() and k != "learning_rate" else v for k, v in trial.items()})
-    return trials
+def run_request(ctx: typer.Context, config_file: Path | None) -> dict[str, Any]:
+    """The body of POST /v1/runs: the config file's, with the options typed on the command line over it;
+    without a file, every option (their defaults are the coordinator's)."""
+    given = {
+        option: ctx.params[option]
+        for option in RUN_BODY_PATHS
+        if config_file is None or _source(ctx, option) not in _NOT_GIVEN
+    }
+    dataset, heldout_dataset = given.pop("dataset", None), given.pop("heldout_dataset", None)
+    options: dict[str, Any] = {}
+    for option, value in given.items():
+        if option == "formats":
+            value = [f.strip() for f in value.split(",") if f.strip()]
+        elif option == "directive_search":
+            value = parse_directive_search(value)
+        elif option == "policy_directive":
+            value = parse_policy_directive(value)
+        elif option == "teacher":
+            value = [read_teacher(spec) for spec in value or []]
+        if value is not None or option == "limit":
+            options[option] = value
+    body = merge_options(read_config(config_file) if config_file else {}, options)
+    if dataset is not None:
+        body.pop("dataset", None)
+        limit = body.get("limit")  # the coordinator judges a bad one; here it only cuts what is sent
+        cut = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None
+        body["passages"] = read_dataset(dataset)[:cut]  # every passage sent counts against the cap
+    elif "passages" not in body and "dataset" not in body:
+        body["dataset"] = "demo"
+    if heldout_dataset is not None:
+        body["heldout_passages"] = read_dataset(heldout_dataset)
+    return body
+
+
+def _source(ctx: typer.Context, option: str) -> str:
+    source = ctx.get_parameter_source(option)
+    return "DEFAULT" if source is None else source.name
 
 
 def read_teacher(spec: str) -> dict[str, Any]:
-    """NAME=FILE, FILE in SEAL's self-edit format; only the fields the coordinator needs are sent."""
-    name, sep, path = spec.partition("=")
-    if not sep or not name or not path:
-        raise CoordinatorError(f"--teacher {spec!r}: expected NAME=FILE")
-    entries = read_dataset(Path(path))
-    passages = [
+    """NAME[:FORMAT[:INDEX]]=FILE, FILE in SEAL's self-edit format; only the fields the coordinator needs are sent."""
+    teacher, path = parse_teacher_spec(spec)
+    entries = read_dataset(path)
+    teacher["passages"] = [
         {"context": e.get("context"), "completions": e.get("completions")}
         for e in entries
         if isinstance(e, dict)
     ]
-    return {"name": name, "passages": passages}
+    return teacher
 
 
 @app.command("report")
 def report_command(
     run_id: str,
-    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write")] = Path("report.html"),
-    results_json: Annotated[
-        Path | None, typer.Option("--json", help="also save the results JSON here")
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="HTML file to write (default report.html, none with --json)"),
     ] = None,
+    results_file: Annotated[
+        Path | None, typer.Option("--results", help="also save the results JSON here")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the results JSON on stdout (only that)")
+    ] = False,
     url: Url = DEFAULT_URL,
 ) -> None:
-    """Save a run's HTML report (plots, conditions table, examples) and optionally its results JSON."""
+    """Save a run's HTML report (plots, conditions table, examples); its results JSON too, or print it."""
+    if output is None and not as_json:
+        output = Path("report.html")
     try:
         with connect(url, timeout=60) as client:
-            save_report(client, run_id, output)
-            if results_json is not None:
+            if output is not None:
+                save_report(client, run_id, output)
+            if results_file is not None or as_json:
                 results = check(client.get(f"/v1/runs/{run_id}/results"))
-                results_json.write_text(json.dumps(results, indent=1), encoding="utf-8")
+            if results_file is not None:
+                results_file.write_text(json.dumps(results, indent=1), encoding="utf-8")
+            if as_json:
+                print_json(out, results)
     except (CoordinatorError, httpx.TransportError) as exc:
         fail(str(exc))
 
 
 @app.command()
-def status(
-    run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False, url: Url = DEFAULT_URL
-) -> None:
+def status(run_id: str, as_json: Json = False, url: Url = DEFAULT_URL) -> None:
     """Show a run: status, and results when finished."""
     try:
         with connect(url, timeout=30) as client:
@@ -227,10 +288,8 @@ def status(
 
 
 @app.command()
-def follow(
-    run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False, url: Url = DEFAULT_URL
-) -> None:
-    """Follow a running run with a progress bar."""
+def follow(run_id: str, as_json: Json = False, url: Url = DEFAULT_URL) -> None:
+    """Follow a running run: a progress bar on a terminal, a line per finished job otherwise."""
     try:
         with connect(url, timeout=60) as client:
             finish(follow_run(client, run_id, quiet=as_json), as_json)
@@ -238,37 +297,48 @@ def follow(
         fail(str(exc))
 
 
+def runs_of(answer: Any) -> list[dict[str, Any]]:
+    """GET /v1/runs's runs, from a page (`{"runs": [...], "next_page_token": ...}`) or a bare list."""
+    return answer["runs"] if isinstance(answer, dict) else answer
+
+
 @app.command("list")
-def list_runs(url: Url = DEFAULT_URL) -> None:
+def list_runs(as_json: Json = False, url: Url = DEFAULT_URL) -> None:
     """List the coordinator's runs."""
     try:
         with connect(url, timeout=30) as client:
-            runs = check(client.get("/v1/runs"))
+            runs = runs_of(check(client.get("/v1/runs")))
     except (CoordinatorError, httpx.TransportError) as exc:
         fail(str(exc))
+    if as_json:
+        print_json(out, runs)
+        return
     for r in runs:
         out.print(f"{r['id']}  {r['status']:<22} {r['jobs_done']}/{r['jobs_total']} jobs  {r['name']}")
 
 
 @app.command()
-def resume(run_id: str, url: Url = DEFAULT_URL) -> None:
+def resume(run_id: str, as_json: Json = False, url: Url = DEFAULT_URL) -> None:
     """Resume a failed run from its last finished job."""
     try:
         with connect(url, timeout=30) as client:
             check(client.post(f"/v1/runs/{run_id}/resume"))
-            finish(follow_run(client, run_id), False)
+            finish(follow_run(client, run_id, quiet=as_json), as_json)
     except (CoordinatorError, httpx.TransportError) as exc:
         fail(str(exc))
 
 
 @app.command()
-def cancel(run_id: str, url: Url = DEFAULT_URL) -> None:
+def cancel(run_id: str, as_json: Json = False, url: Url = DEFAULT_URL) -> None:
     """Stop a run for good: its jobs on the services are cancelled and no coordinator resumes it."""
     try:
         with connect(url, timeout=30) as client:
             summary = cancel_run(client, run_id)
     except (CoordinatorError, httpx.TransportError) as exc:
         fail(str(exc))
+    if as_json:
+        print_json(out, summary)
+        return
     out.print(
         f"{summary['id']}: {summary['status']} after {summary['jobs_done']}/{summary['jobs_total']} jobs"
     )

@@ -1,12 +1,18 @@
-"""Terminal rendering of run results (rich), shared by the CLI and the demo."""
+"""Terminal rendering of run results (rich), shared by the CLI and the demo, and the CLI's JSON output."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+
+def print_json(console: Console, data: Any) -> None:
+    """`--json`: the data as JSON and nothing else (indented, colored on a terminal only)."""
+    console.print_json(json.dumps(data))
 
 
 def _fmt(value: float | None) -> str:
