@@ -11,6 +11,9 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from seal_lab.data import load_passages, passages_to_json
+from seal_lab.errors import InvalidArgument
+
 from . import local
 from .api_client import (
     CoordinatorError,
@@ -42,8 +45,17 @@ Url = Annotated[
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def read_dataset(path: Path) -> list[Any]:
-    """The file must be JSON (a list in SEAL format); the coordinator validates each record."""
+def read_dataset(path: Path) -> list[dict[str, Any]]:
+    """A passages file in SEAL's format, SQuAD v1.1 JSON or squad JSON lines (`seal_lab.data` tells them
+    apart and checks every record here, naming the record or line), sent as SEAL-format records."""
+    try:
+        return passages_to_json(load_passages(path))
+    except InvalidArgument as exc:
+        raise CoordinatorError(exc.message) from None
+
+
+def read_json_list(path: Path) -> list[Any]:
+    """The file must be a JSON list (teachers' self-edits); the coordinator validates each entry."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -58,7 +70,10 @@ def read_dataset(path: Path) -> list[Any]:
 @app.command()
 def run(
     dataset: Annotated[
-        Path | None, typer.Option(help="SEAL-format JSON file; default: the built-in demo set")
+        Path | None,
+        typer.Option(
+            help="passages: SEAL-format JSON, SQuAD v1.1 JSON or squad JSON lines; default: the demo set"
+        ),
     ] = None,
     k: Annotated[int, typer.Option(help="self-edits per passage")] = 3,
     formats: Annotated[
@@ -73,7 +88,7 @@ def run(
     rounds: Annotated[int, typer.Option(help="ReST-EM rounds (policy updates); 0 = one inner loop")] = 0,
     heldout: Annotated[int, typer.Option(help="hold out N of the passages (seeded) for the conditions")] = 0,
     heldout_dataset: Annotated[
-        Path | None, typer.Option(help="held-out passages from their own SEAL-format file")
+        Path | None, typer.Option(help="held-out passages from their own file (any --dataset format)")
     ] = None,
     teacher: Annotated[
         list[str] | None,
@@ -179,7 +194,7 @@ def read_teacher(spec: str) -> dict[str, Any]:
     name, sep, path = spec.partition("=")
     if not sep or not name or not path:
         raise CoordinatorError(f"--teacher {spec!r}: expected NAME=FILE")
-    entries = read_dataset(Path(path))
+    entries = read_json_list(Path(path))
     passages = [
         {"context": e.get("context"), "completions": e.get("completions")}
         for e in entries
