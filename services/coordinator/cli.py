@@ -1,5 +1,6 @@
 """`seal-lab`: the command-line client of the coordinator (httpx). The commands that run models on this
-machine (`demo`, `prepare-model`) live in `local.py` and need the `model` extra."""
+machine (`demo`, `prepare-model`) live in `local.py`, `up` and `down` in `stack.py`; they need the `model`
+extra (`down` does not)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import typer
 from seal_lab.data import load_passages, passages_to_json
 from seal_lab.errors import InvalidArgument
 
-from . import local
+from . import local, stack
 from .api_client import (
     CoordinatorError,
     cancel_run,
@@ -292,6 +293,8 @@ def cancel(run_id: str, url: Url = DEFAULT_URL) -> None:
 # The commands that need the `model` extra (each says so when it is missing).
 app.command("prepare-model")(local.prepare_model)
 app.command()(local.demo)
+app.command()(stack.up)
+app.command()(stack.down)
 
 
 def main() -> None:
