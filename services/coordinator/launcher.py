@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -105,7 +106,7 @@ class LocalStack:
         self.console = console or Console(stderr=True)
         self.detached = detached
         if coordinator_port is not None and not port_is_free(coordinator_port):
-            raise RuntimeError(f"port {coordinator_port} on 127.0.0.1 is in use: choose another one")
+            raise RuntimeError(f"port {coordinator_port} on 127.0.0.1 is in use")
         names = (*GRPC_SERVICES, "coordinator")
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
         while coordinator_port is not None and coordinator_port in self.ports.values():
@@ -158,12 +159,16 @@ class LocalStack:
     ) -> None:
         self.stop()
 
-    def start(self) -> None:
+    def start(self, on_started: Callable[[], None] | None = None) -> None:
+        """Start the four and wait until all are ready; `on_started` runs once all are started, before the
+        wait (`seal-lab up` records their pids then, so that `down` finds them even if `up` dies waiting)."""
         self.logs.mkdir(parents=True, exist_ok=True)
         self._prepare_model()
         started = time.perf_counter()
         for service in (*GRPC_SERVICES, "coordinator"):
             self.start_service(service, wait=False)
+        if on_started is not None:
+            on_started()
         for service in (*GRPC_SERVICES, "coordinator"):
             self.wait_ready(service)
         self.console.print(

@@ -155,20 +155,23 @@ def up(
     try:
         stack = LocalStack(workdir, console, security=security, coordinator_port=port, detached=True)
     except RuntimeError as exc:
-        fail(str(exc))
+        fail(f"{exc}: choose another one with --port")
+
+    def record() -> None:
+        services = {
+            name: ServiceProcess(pid=process.pid, port=stack.ports[name], log=str(stack.log_path(name)))
+            for name, process in stack.processes.items()
+        }
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        state = StackState(coordinator_url=stack.coordinator_url, services=services, started_at=started)
+        write_state(workdir, state)
+
     try:
-        stack.start()
+        stack.start(on_started=record)
     except (RuntimeError, KeyboardInterrupt) as exc:
         stack.stop()
+        state_path(workdir).unlink(missing_ok=True)
         fail(f"the stack did not start: {exc}" if isinstance(exc, RuntimeError) else "interrupted")
-    services = {
-        name: ServiceProcess(pid=process.pid, port=stack.ports[name], log=str(stack.log_path(name)))
-        for name, process in stack.processes.items()
-    }
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    write_state(
-        workdir, StackState(coordinator_url=stack.coordinator_url, services=services, started_at=started)
-    )
     console.print(f"the stack runs in the background; logs in {stack.logs}; stop it with: seal-lab down")
     out.print(f"coordinator: {stack.coordinator_url}")
     out.print(f"export SEAL_COORDINATOR_URL={stack.coordinator_url}")

@@ -5,6 +5,7 @@ the "services" are sleeping Python processes whose command line names the servic
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -61,15 +62,20 @@ class FakeStack:
         self.coordinator_url = f"http://127.0.0.1:{coordinator_port}"
         FakeStack.instances.append(self)
 
-    def start(self) -> None:
+    def start(self, on_started=None) -> None:
         self.processes = {name: start_sleeper(name) for name in self.ports}
+        if on_started is not None:
+            on_started()
+        if self.ports["coordinator"] == FAILING_PORT:
+            raise RuntimeError("coordinator not ready within 180s")
 
     def log_path(self, service: str) -> Path:
         return self.logs / f"{service}.log"
 
-    def stop(self) -> None:  # pragma: no cover - only on a failed start
+    def stop(self) -> None:
         for process in self.processes.values():
             process.kill()
+            process.wait()
 
 
 @pytest.fixture
@@ -82,6 +88,9 @@ def fake_launcher(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeStack]]:
         for process in fake.processes.values():
             process.kill()
             process.wait()
+
+
+FAILING_PORT = 8199
 
 
 def invoke(*args: str):
@@ -154,3 +163,23 @@ def test_an_unreadable_state_file_is_an_error_not_a_trace(tmp_path: Path):
     result, output = invoke("down", "--workdir", str(tmp_path))
     assert result.exit_code == 2
     assert "not a seal-lab stack state file" in output and "Traceback" not in output
+
+
+def test_a_failed_up_stops_what_it_started_and_leaves_no_state_file(fake_launcher, tmp_path: Path):
+    result, output = invoke("up", "--workdir", str(tmp_path), "--port", str(FAILING_PORT))
+    assert result.exit_code == 2
+    assert "the stack did not start: coordinator not ready within 180s" in output
+    [fake] = fake_launcher
+    assert all(process.poll() is not None for process in fake.processes.values())
+    assert not stack.state_path(tmp_path).exists()
+
+
+def test_up_on_a_busy_port_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setattr(stack, "require_model_extra", lambda command: None)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result, output = invoke("up", "--workdir", str(tmp_path), "--port", str(port))
+    assert result.exit_code == 2
+    assert f"port {port} on 127.0.0.1 is in use: choose another one with --port" in output
