@@ -1,5 +1,6 @@
 """`seal-lab`: the command-line client of the coordinator (httpx). The commands that run models on this
-machine (`demo`, `prepare-model`) live in `local.py` and need the `model` extra."""
+machine (`demo`, `prepare-model`) live in `local.py`, `up` and `down` in `stack.py`; they need the `model`
+extra (`down` does not)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from typing import Annotated, Any, Literal
 import httpx
 import typer
 
-from . import local
+from seal_lab.data import load_passages, passages_to_json
+from seal_lab.errors import InvalidArgument
+
+from . import local, stack
 from .api_client import (
     CoordinatorError,
     cancel_run,
@@ -52,8 +56,17 @@ Url = Annotated[
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def read_dataset(path: Path) -> list[Any]:
-    """The file must be JSON (a list in SEAL format); the coordinator validates each record."""
+def read_dataset(path: Path) -> list[dict[str, Any]]:
+    """A passages file in SEAL's format, SQuAD v1.1 JSON or squad JSON lines (`seal_lab.data` tells them
+    apart and checks every record here, naming the record or line), sent as SEAL-format records."""
+    try:
+        return passages_to_json(load_passages(path))
+    except InvalidArgument as exc:
+        raise CoordinatorError(exc.message) from None
+
+
+def read_json_list(path: Path) -> list[Any]:
+    """The file must be a JSON list (teachers' self-edits); the coordinator validates each entry."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -81,7 +94,10 @@ def run(
         ),
     ] = None,
     dataset: Annotated[
-        Path | None, typer.Option(help="SEAL-format JSON file; default: the built-in demo set")
+        Path | None,
+        typer.Option(
+            help="passages: SEAL-format JSON, SQuAD v1.1 JSON or squad JSON lines; default: the demo set"
+        ),
     ] = None,
     k: Annotated[int, typer.Option(help="self-edits per passage")] = 3,
     formats: Annotated[
@@ -108,7 +124,7 @@ def run(
     rounds: Annotated[int, typer.Option(help="ReST-EM rounds (policy updates); 0 = one inner loop")] = 0,
     heldout: Annotated[int, typer.Option(help="hold out N of the passages (seeded) for the conditions")] = 0,
     heldout_dataset: Annotated[
-        Path | None, typer.Option(help="held-out passages from their own SEAL-format file")
+        Path | None, typer.Option(help="held-out passages from their own file (any --dataset format)")
     ] = None,
     heldout_format: Annotated[
         str, typer.Option(help="format of the held-out self-edits; empty = the first of --formats")
@@ -230,7 +246,7 @@ def _source(ctx: typer.Context, option: str) -> str:
 def read_teacher(spec: str) -> dict[str, Any]:
     """NAME[:FORMAT[:INDEX]]=FILE, FILE in SEAL's self-edit format; only the fields the coordinator needs are sent."""
     teacher, path = parse_teacher_spec(spec)
-    entries = read_dataset(path)
+    entries = read_json_list(path)
     teacher["passages"] = [
         {"context": e.get("context"), "completions": e.get("completions")}
         for e in entries
@@ -347,6 +363,8 @@ def cancel(run_id: str, as_json: Json = False, url: Url = DEFAULT_URL) -> None:
 # The commands that need the `model` extra (each says so when it is missing).
 app.command("prepare-model")(local.prepare_model)
 app.command()(local.demo)
+app.command()(stack.up)
+app.command()(stack.down)
 
 
 def main() -> None:

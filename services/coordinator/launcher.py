@@ -1,4 +1,5 @@
-"""Run the four services as separate local processes on loopback (the demo, and end-to-end tests)."""
+"""Run the four services as separate local processes on loopback: the one owner of starting them, for the
+demo and end-to-end tests (stopped with the stack) and for `seal-lab up` (detached: they outlive the command)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -38,6 +40,15 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def usable_cores() -> int:
@@ -84,14 +95,24 @@ class LocalStack:
         console: Console | None = None,
         extra_env: dict[str, str] | None = None,
         security: Security | None = None,
+        coordinator_port: int | None = None,
+        detached: bool = False,
     ) -> None:
         """`security`: how to reach the services once started (their token and TLS come from the
-        environment they inherit; pass the same)."""
+        environment they inherit; pass the same). `coordinator_port`: a fixed port (default: a free one).
+        `detached`: each service in its own session, so that it outlives this process and its terminal."""
         self.workdir = Path(workdir).resolve()
         self.security = security or Security()
         self.console = console or Console(stderr=True)
+        self.detached = detached
+        if coordinator_port is not None and not port_is_free(coordinator_port):
+            raise RuntimeError(f"port {coordinator_port} on 127.0.0.1 is in use")
         names = (*GRPC_SERVICES, "coordinator")
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
+        while coordinator_port is not None and coordinator_port in self.ports.values():
+            self.ports = dict(zip(names, free_ports(len(names)), strict=True))  # the kernel chose it: again
+        if coordinator_port is not None:
+            self.ports["coordinator"] = coordinator_port
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs = self.workdir / "logs"
         self.env = {
@@ -138,12 +159,16 @@ class LocalStack:
     ) -> None:
         self.stop()
 
-    def start(self) -> None:
+    def start(self, on_started: Callable[[], None] | None = None) -> None:
+        """Start the four and wait until all are ready; `on_started` runs once all are started, before the
+        wait (`seal-lab up` records their pids then, so that `down` finds them even if `up` dies waiting)."""
         self.logs.mkdir(parents=True, exist_ok=True)
         self._prepare_model()
         started = time.perf_counter()
         for service in (*GRPC_SERVICES, "coordinator"):
             self.start_service(service, wait=False)
+        if on_started is not None:
+            on_started()
         for service in (*GRPC_SERVICES, "coordinator"):
             self.wait_ready(service)
         self.console.print(
@@ -171,9 +196,11 @@ class LocalStack:
         self.processes[service] = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}"],
             env=self.service_env(service),
+            stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             cwd=os.getcwd(),
+            start_new_session=self.detached,
         )
         log_file.close()
         threads = f", {self.torch_threads[service]} torch threads" if service in self.torch_threads else ""
@@ -228,6 +255,9 @@ class LocalStack:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    def log_path(self, service: str) -> Path:
+        return self.logs / f"{service}.log"
 
     def log_tail(self, service: str, lines: int = 30) -> str:
         path = self.logs / f"{service}.log"

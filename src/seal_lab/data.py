@@ -1,8 +1,10 @@
 """Passages and questions in SEAL's knowledge-incorporation format (SQuAD passages, one answer each).
 
-The format is a JSON list of ``{title, context, questions: [{question, answer}]}``. Parsing is strict and
-every refusal says where (source, record index, title, field) so that a user can fix a file without
-guessing. Record and question indexes are 0-based: "record 3" is ``data[3]``.
+The format is a JSON list of ``{title, context, questions: [{question, answer}]}``. A passages file may also
+be stock SQuAD (v1.1 JSON, or Hugging Face ``squad`` rows as JSON lines): `parse_passages_bytes` and
+`load_passages` recognise all three (`seal_lab.squad` regroups the stock layouts). Parsing is strict and
+every refusal says where (source, record index or line, title, field) so that a user can fix a file without
+guessing. Record and question indexes are 0-based: "record 3" is ``data[3]``; line numbers are 1-based.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from seal_lab.errors import InvalidArgument
+from seal_lab.squad import Converted, from_squad_rows, from_squad_v1, json_lines
+from seal_lab.squad import type_name as _type_name
 from seal_lab.store import MAX_KEY_SEGMENT_CHARS, is_key_segment
 
 MAX_CONTEXT_CHARS = 20_000
@@ -53,16 +57,12 @@ def derive_passage_id(title: str, context: str) -> str:
     return f"p-{digest[:12]}"
 
 
-def _type_name(value: object) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _where(source: str, index: int, title: str | None) -> str:
+def _where(source: str, label: str, title: str | None) -> str:
     if not title:
-        return f"{source}: record {index}"
+        return f"{source}: {label}"
     if len(title) > _TITLE_IN_MESSAGE_CHARS:
         title = title[: _TITLE_IN_MESSAGE_CHARS - 3] + "..."
-    return f"{source}: record {index} ({title!r})"
+    return f"{source}: {label} ({title!r})"
 
 
 def _parse_answers(q: dict[str, Any], where: str) -> tuple[str, ...]:
@@ -106,7 +106,6 @@ def _parse_answers(q: dict[str, Any], where: str) -> tuple[str, ...]:
 
 
 def _parse_question(q: object, passage_id: str, index: int, where: str) -> Question:
-    where = f"{where}: question {index}"
     if not isinstance(q, dict):
         raise InvalidArgument(f"{where}: must be an object, got {_type_name(q)}")
     text = q.get("question")
@@ -134,17 +133,18 @@ def check_passage_id(passage_id: str, where: str) -> str:
     return passage_id
 
 
-def _parse_record(record: object, index: int, source: str) -> Passage:
+def _parse_record(record: object, label: str, source: str, question_labels: list[str] | None) -> Passage:
+    """`label` names the record ("record 3", "line 7"); `question_labels` its questions ("question N" if None)."""
     if not isinstance(record, dict):
-        raise InvalidArgument(f"{_where(source, index, None)}: must be an object, got {_type_name(record)}")
+        raise InvalidArgument(f"{_where(source, label, None)}: must be an object, got {_type_name(record)}")
     title = record.get("title", "")
     if title is None:
         title = ""
     if not isinstance(title, str):
         raise InvalidArgument(
-            f"{_where(source, index, None)}: 'title' must be a string, got {_type_name(title)}"
+            f"{_where(source, label, None)}: 'title' must be a string, got {_type_name(title)}"
         )
-    where = _where(source, index, title)
+    where = _where(source, label, title)
     if len(title) > MAX_TITLE_CHARS:
         raise InvalidArgument(
             f"{where}: 'title' is {len(title)} characters, over the limit of {MAX_TITLE_CHARS}"
@@ -188,7 +188,12 @@ def _parse_record(record: object, index: int, source: str) -> Passage:
         passage_id=passage_id,
         title=title,
         context=context,
-        questions=tuple(_parse_question(q, passage_id, j, where) for j, q in enumerate(questions)),
+        questions=tuple(
+            _parse_question(
+                q, passage_id, j, f"{where}: {question_labels[j] if question_labels else f'question {j}'}"
+            )
+            for j, q in enumerate(questions)
+        ),
     )
 
 
@@ -198,33 +203,67 @@ def parse_passages(raw: object, source: str) -> list[Passage]:
         raise InvalidArgument(f"{source}: expected a JSON list of passages, got {_type_name(raw)}")
     if not raw:
         raise InvalidArgument(f"{source}: the list of passages is empty")
+    return _parse_converted([Converted(record, f"record {i}") for i, record in enumerate(raw)], source)
+
+
+def _parse_converted(records: list[Converted], source: str) -> list[Passage]:
     passages: list[Passage] = []
-    seen: dict[str, int] = {}
-    for index, record in enumerate(raw):
-        passage = _parse_record(record, index, source)
+    seen: dict[str, str] = {}
+    for item in records:
+        record = item.record
+        passage = _parse_record(record, item.label, source, item.question_labels or None)
         if passage.passage_id in seen:
             field = "'id'" if isinstance(record, dict) and record.get("id") is not None else "passage id"
             raise InvalidArgument(
-                f"{_where(source, index, passage.title)}: {field} {passage.passage_id!r} duplicates "
-                f"record {seen[passage.passage_id]}"
+                f"{_where(source, item.label, passage.title)}: {field} {passage.passage_id!r} duplicates "
+                f"{seen[passage.passage_id]}"
             )
-        seen[passage.passage_id] = index
+        seen[passage.passage_id] = item.label
         passages.append(passage)
     return passages
 
 
+def _looks_like_json_lines(text: str) -> bool:
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    try:
+        return isinstance(json.loads(first), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def _parse_stock(converted: list[Converted], source: str, what: str) -> list[Passage]:
+    if not converted:
+        raise InvalidArgument(f"{source}: {what} holds no passages")
+    return _parse_converted(converted, source)
+
+
 def parse_passages_bytes(data: bytes, source: str) -> list[Passage]:
-    """Decode UTF-8 JSON (a BOM is tolerated) and parse it."""
+    """Decode UTF-8 (a BOM is tolerated) and parse it: SEAL's JSON list, a SQuAD v1.1 document, or
+    Hugging Face ``squad`` rows as JSON lines, told apart by their shape."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidArgument(f"{source}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    if not text.strip():
+        raise InvalidArgument(f"{source}: the file is empty")
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
+        if _looks_like_json_lines(text):
+            return _parse_stock(from_squad_rows(json_lines(text, source), source), source, "the file")
         raise InvalidArgument(
-            f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            f"{source}: not a JSON file (nor JSON lines): {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    if isinstance(raw, dict) and "data" in raw:
+        return _parse_stock(from_squad_v1(raw, source), source, "'data'")
+    if isinstance(raw, dict) and "question" in raw:  # JSON lines of one row
+        return _parse_stock(from_squad_rows([(1, raw)], source), source, "the file")
+    if isinstance(raw, dict):
+        keys = ", ".join(repr(k) for k in list(raw)[:5])
+        raise InvalidArgument(
+            f"{source}: expected a JSON list of passages (SEAL), a SQuAD v1.1 object with 'data', or squad "
+            f"rows as JSON lines; got an object with keys {keys or '(none)'}"
+        )
     return parse_passages(raw, source)
 
 
