@@ -27,6 +27,8 @@ MISSING_TOKEN = b"this endpoint needs the shared token: send 'Authorization: Bea
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 30  # seconds a connection may stay silent: a client that sends nothing holds a thread no longer
+
     def log_message(self, format: str, *args: Any) -> None:  # one line per scrape is noise
         pass
 
@@ -88,7 +90,9 @@ def start_metrics_server(
         if tls.client_auth:
             context.load_verify_locations(cafile=tls.ca_file)
             context.verify_mode = ssl.CERT_REQUIRED
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        # The handshake on each connection's own thread, at its first read: not in accept(), where a client
+        # that never completes one would hold up every other scrape.
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
     thread.start()
     return MetricsServer(server, thread)

@@ -4,6 +4,8 @@ job reports, the queue, and the process's memory; with a token it answers 401 wi
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
 
 import grpc
 import httpx
@@ -16,7 +18,7 @@ from seal_lab.grpc_server import start_server
 from seal_lab.metrics import ServiceMetrics
 from seal_lab.metrics_http import start_metrics_server
 from seal_lab.security import Security
-from tests.tls_fixtures import TOKEN
+from tests.tls_fixtures import TOKEN, make_certificates
 from tests.unit.recording_trainer import RecordingTrainer, trainer_service
 
 SECURITY = Security(token=SecretStr(TOKEN))
@@ -63,3 +65,19 @@ def test_the_metrics_endpoint_counts_calls_tokens_and_the_queue_behind_the_token
     assert 'seal_grpc_calls_in_progress{method="/seal.v1.Trainer/Train"} 0.0' in text
     assert "process_resident_memory_bytes" in text
     assert "Health" not in text  # probes are not counted
+
+
+def test_a_service_serving_tls_serves_its_metrics_over_tls(tmp_path):
+    certificates = make_certificates(tmp_path)
+    endpoint = start_metrics_server(ServiceMetrics().registry, "127.0.0.1", 0, certificates.server())
+    try:
+        url = f"https://127.0.0.1:{endpoint.port}/metrics"
+        verify = ssl.create_default_context(cafile=certificates.ca)
+        silent = socket.create_connection(("127.0.0.1", endpoint.port))  # connects, never shakes hands
+        response = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, verify=verify, timeout=10)
+        assert response.status_code == 200 and "process_resident_memory_bytes" in response.text
+        with pytest.raises(httpx.HTTPError):  # plaintext is not answered
+            httpx.get(url.replace("https", "http"), timeout=5)
+        silent.close()
+    finally:
+        endpoint.stop()
