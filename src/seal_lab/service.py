@@ -72,7 +72,13 @@ def run_grpc_service(
     metrics = None
     if settings.metrics_port:
         metrics = ServiceMetrics()
-        start_metrics_server(metrics.registry, settings.host, settings.metrics_port, security)
+        try:
+            start_metrics_server(metrics.registry, settings.host, settings.metrics_port, security)
+        except OSError as exc:  # the port is taken, or the host is not this machine's: one line, exit 1
+            reason = exc.strerror or type(exc).__name__
+            raise SystemExit(
+                f"seal-{name}: cannot serve metrics on {settings.host}:{settings.metrics_port}: {reason}"
+            ) from None
         log.info(
             "metrics on http%s://%s:%d/metrics",
             "s" * bool(security.tls),

@@ -170,6 +170,14 @@ class GrpcServiceSettings(BaseSettings):
     # `host`; 0: none. Compose publishes none: scrape from inside the network (README, Operating).
     metrics_port: int = Field(default=0, ge=0, le=65535)
 
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> GrpcServiceSettings:
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ValueError(
+                f"metrics_port and port are both {self.port}: the metrics need a port of their own"
+            )
+        return self
+
 
 def _check_ca_file(path: Path) -> None:
     load_or_explain(

@@ -10,7 +10,7 @@ import ssl
 import grpc
 import httpx
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from seal.v1 import trainer_pb2, trainer_pb2_grpc
 from seal_lab.grpc_client import open_channel
@@ -18,6 +18,8 @@ from seal_lab.grpc_server import start_server
 from seal_lab.metrics import ServiceMetrics
 from seal_lab.metrics_http import start_metrics_server
 from seal_lab.security import Security
+from services.generator.settings import GeneratorSettings
+from services.trainer.settings import TrainerSettings
 from tests.tls_fixtures import TOKEN, make_certificates
 from tests.unit.recording_trainer import RecordingTrainer, trainer_service
 
@@ -81,3 +83,12 @@ def test_a_service_serving_tls_serves_its_metrics_over_tls(tmp_path):
         silent.close()
     finally:
         endpoint.stop()
+
+
+def test_each_service_reads_its_metrics_port_which_must_differ_from_its_grpc_port(monkeypatch):
+    monkeypatch.setenv("SEAL_TRAINER_METRICS_PORT", "9102")
+    assert TrainerSettings().metrics_port == 9102
+    assert GeneratorSettings().metrics_port == 0  # off unless set
+    monkeypatch.setenv("SEAL_TRAINER_PORT", "9102")
+    with pytest.raises(ValidationError, match="metrics need a port of their own"):
+        TrainerSettings()
