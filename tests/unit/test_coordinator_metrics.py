@@ -70,6 +70,9 @@ def test_pending_training_jobs_follow_the_train_calls_and_retries_are_counted(tm
             held = scrape()
             assert _value(held, "seal_pending_training_jobs") >= 1
             assert _value(held, 'seal_pending_service_calls{service="trainer"}') >= 1
+            assert _value(held, 'seal_jobs_in_progress{kind="train"}') == _value(
+                held, "seal_pending_training_jobs"
+            )
             assert _value(held, 'seal_runs{status="running"}') == 1
             assert _value(held, f'seal_run_seconds{{run_id="{run.id}"}}') >= 0
             assert _value(held, 'seal_jobs_done{kind="baseline"}') >= 1
@@ -81,6 +84,7 @@ def test_pending_training_jobs_follow_the_train_calls_and_retries_are_counted(tm
             await manager.shutdown()
         done = scrape()
         assert _value(done, "seal_pending_training_jobs") == 0
+        assert _value(done, 'seal_jobs_in_progress{kind="train"}') == 0
         assert _value(done, 'seal_runs{status="succeeded"}') == 1
         assert _value(done, "seal_finished_run_seconds_count") == 1
         assert _value(done, 'seal_service_call_errors_total{code="UNAVAILABLE",service="trainer"}') == 1

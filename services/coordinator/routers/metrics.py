@@ -8,7 +8,8 @@ Read from the run manager at scrape time, into a registry of this app's own (tes
 - `seal_pending_training_jobs`: Train calls started and not finished (waiting for a trainer slot, backing
   off, or training): the trainers' demand, to scale them on, next to `seal_trainer_slots` (the Train calls the
   trainers take at once) and `seal_trainer_slots_busy`;
-- `seal_pending_service_calls{service}`, `seal_service_call_errors_total{service,code}` and
+- `seal_jobs_in_progress{kind}` (jobs with a service call under way or waiting for one),
+  `seal_pending_service_calls{service}`, `seal_service_call_errors_total{service,code}` and
   `seal_service_call_retries_total{service,code}` (callstats.py); `process_*` of this process.
 """
 
@@ -24,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
-from ..jobs import JobName
+from ..callstats import job_kind
 
 router = APIRouter(tags=["metrics"])
 
@@ -58,6 +59,15 @@ class RunsCollector(Collector):
         for service in ("generator", "trainer", "evaluator"):
             pending.add_metric([service], stats.pending[service])
         yield pending
+        in_progress = GaugeMetricFamily(
+            "seal_jobs_in_progress",
+            "Jobs with a service call started and not finished, by kind",
+            labels=["kind"],
+        )
+        for kind, value in sorted(stats.pending_jobs.items()):
+            if kind:
+                in_progress.add_metric([kind], value)
+        yield in_progress
         for name, counts, what in (
             ("seal_service_call_errors", stats.errors, "Failed service call attempts"),
             ("seal_service_call_retries", stats.retries, "Service call attempts after a failed one"),
@@ -90,7 +100,7 @@ def _runs(runs: list[Any]) -> Iterator[Metric]:
         if run.finished or run.unrunnable:
             continue
         for name, record in run.jobs.items():
-            kind = _kind(name)
+            kind = job_kind(name)
             done[kind] += 1
             failed[kind] += "error" in record
         remaining += max(0, run.jobs_total - len(run.jobs))
@@ -111,13 +121,6 @@ def _runs(runs: list[Any]) -> Iterator[Metric]:
         count_value=len(finished),
         sum_value=sum(max(0.0, run.updated_at - run.created_at) for run in finished),
     )
-
-
-def _kind(name: str) -> str:
-    try:
-        return JobName.parse(name).step
-    except ValueError:
-        return "other"
 
 
 def registry_of(request: Request) -> CollectorRegistry:
