@@ -95,7 +95,7 @@ class _Call:
             except grpc.aio.AbortError:
                 code = self.context.code() or grpc.StatusCode.UNKNOWN
                 raise
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, GeneratorExit):  # GeneratorExit: a stream closed before its end
                 code = grpc.StatusCode.CANCELLED
                 raise
             finally:
