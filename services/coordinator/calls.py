@@ -26,6 +26,7 @@ from seal_lab.grpc_client import RETRYABLE_CODES, is_busy, is_store_outage
 from seal_lab.outage import OutagePolicy
 
 from . import convert
+from .callstats import CallStats, counted_call
 from .clients import ServiceClients
 from .events import EventLog, sparse
 from .settings import CoordinatorSettings
@@ -96,6 +97,7 @@ class ServiceCalls:
         self.known_formats: list[str] = []
         #: Service retries each executing run has spent (run id -> retries; reset when it starts executing).
         self._retries_spent: dict[str, int] = {}
+        self.stats = CallStats()  # for /metrics
 
     def _spend_retry(self, run: RunState, service: str, failed: ServiceCallFailed) -> None:
         """Count a retry against the run's budget; RunInterrupted once it is spent."""
@@ -108,6 +110,7 @@ class ServiceCalls:
                 f"last failure: {service}: {failed.status}"
             )
 
+    @counted_call
     async def call(self, run: RunState, service: str, what: str, attempt_fn: Attempt) -> Any:
         """Call a service, retrying while it is unreachable. `attempt_fn(attempt, last_failed_address)`
         raises ServiceCallFailed.

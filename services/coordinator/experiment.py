@@ -16,6 +16,7 @@ from seal.v1 import common_pb2
 from seal_lab.data import Passage, retention_questions
 from seal_lab.directive import Directive, DirectiveLimits, epochs_mean_epochs
 from seal_lab.errors import FailedPrecondition
+from seal_lab.logging import bind_context
 from seal_lab.outage import OutagePolicy, call_async
 from seal_lab.store import ObjectStore
 
@@ -111,7 +112,8 @@ class Experiment:
         run.current = f"round {run.round}, {where}: {job.label}"
         self.events.emit(run, "progress", run.current, passage_id=passage_id, job=name)
         try:
-            record = await work()
+            with bind_context(job_id=name):  # on its log lines, and sent to the services (seal_lab.callids)
+                record = await work()
         except JobFailed as exc:
             record = {"error": str(exc)}
             self.events.emit(run, "error", f"job {name} failed: {exc}", passage_id=passage_id, job=name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
@@ -76,40 +76,54 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(refuse)
 
 
-class _SendsToken:
-    def __init__(self, token: str) -> None:
-        self._value = f"Bearer {token}"
+class _AddsMetadata:
+    """Adds `pairs()` to every call's metadata; `pairs` is asked at each call (in the caller's context)."""
 
-    def _with_token(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    def __init__(self, pairs: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        self._pairs = pairs
+
+    def _with_metadata(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = grpc.aio.Metadata(*(tuple(details.metadata) if details.metadata else ()))
-        metadata.add(AUTHORIZATION_KEY, self._value)
+        for key, value in self._pairs():
+            metadata.add(key, value)
         return details._replace(metadata=metadata)  # a namedtuple
 
 
-class _UnaryUnary(_SendsToken, grpc.aio.UnaryUnaryClientInterceptor):
+class _UnaryUnary(_AddsMetadata, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation: Callable, details: Any, request: Any) -> Any:
-        return await continuation(self._with_token(details), request)
+        return await continuation(self._with_metadata(details), request)
 
 
-class _UnaryStream(_SendsToken, grpc.aio.UnaryStreamClientInterceptor):
+class _UnaryStream(_AddsMetadata, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Callable, details: Any, request: Any) -> Any:
-        return await continuation(self._with_token(details), request)
+        return await continuation(self._with_metadata(details), request)
 
 
-class _StreamUnary(_SendsToken, grpc.aio.StreamUnaryClientInterceptor):
+class _StreamUnary(_AddsMetadata, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation: Callable, details: Any, requests: Any) -> Any:
-        return await continuation(self._with_token(details), requests)
+        return await continuation(self._with_metadata(details), requests)
 
 
-class _StreamStream(_SendsToken, grpc.aio.StreamStreamClientInterceptor):
+class _StreamStream(_AddsMetadata, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation: Callable, details: Any, requests: Any) -> Any:
-        return await continuation(self._with_token(details), requests)
+        return await continuation(self._with_metadata(details), requests)
+
+
+def metadata_interceptors(pairs: Callable[[], Iterable[tuple[str, str]]]) -> list[grpc.aio.ClientInterceptor]:
+    """Client interceptors that add `pairs()` to every call's metadata (gRPC files an interceptor under one
+    kind of call only, hence one per kind)."""
+    return [kind(pairs) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
+
+
+def token_pairs(token: str | None) -> list[tuple[str, str]]:
+    """The metadata that carries `token` (none without one)."""
+    return [] if token is None else [(AUTHORIZATION_KEY, f"Bearer {token}")]
 
 
 def token_interceptors(token: str) -> list[grpc.aio.ClientInterceptor]:
-    """Client interceptors that add the bearer token to every call (gRPC files an interceptor under one
-    kind of call only, hence one per kind)."""
-    return [kind(token) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
+    """Client interceptors that add the bearer token to every call."""
+    pairs = token_pairs(token)
+    return metadata_interceptors(lambda: pairs)
 
 
 def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:

@@ -8,7 +8,8 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from seal_lab.grpc_auth import channel_credentials, token_interceptors
+from seal_lab.callids import outgoing_now
+from seal_lab.grpc_auth import channel_credentials, metadata_interceptors, token_pairs
 from seal_lab.grpc_wire import BUSY_CAUSE, CAUSE_KEY, MAX_MESSAGE_BYTES, STORE_CAUSE
 from seal_lab.security import Security
 
@@ -38,9 +39,11 @@ CHANNEL_OPTIONS = [
 
 def open_channel(address: str, security: Security | None = None) -> grpc.aio.Channel:
     """A channel to `address` that sends the token on every call and speaks TLS when `security` has it
-    (the server checked against the lab CA; this process's certificate presented for mutual TLS)."""
+    (the server checked against the lab CA; this process's certificate presented for mutual TLS). Each call
+    also carries the run and job ids of the caller's log context (`seal_lab.callids`)."""
     security = security or Security()
-    interceptors = token_interceptors(security.token_value) if security.token_value is not None else None
+    token = token_pairs(security.token_value)
+    interceptors = metadata_interceptors(lambda: [*token, *outgoing_now()])
     if security.tls is not None:
         credentials = channel_credentials(security.tls)
         return grpc.aio.secure_channel(address, credentials, CHANNEL_OPTIONS, interceptors=interceptors)

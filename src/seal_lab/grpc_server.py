@@ -2,7 +2,9 @@
 
 - standard `grpc.health.v1` service: NOT_SERVING until the service's model is loaded, then SERVING;
 - with a token, an interceptor that refuses calls without it (health stays open; `seal_lab.grpc_auth`);
-- an interceptor that maps `SealError` to its status code and logs unexpected errors as INTERNAL;
+- an interceptor that maps `SealError` to its status code and logs unexpected errors as INTERNAL, and logs
+  each call with the run and job ids its metadata carries (`seal_lab.callids`), counting it in the metrics;
+- server reflection (grpcurl), behind the token like every method but health;
 - TLS (mutual TLS as an option) when the security settings name a certificate, else plaintext;
 - SIGTERM/SIGINT -> health NOT_SERVING -> `server.stop(grace)` so in-flight calls can finish.
 """
@@ -10,19 +12,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
+from seal_lab.callgate import CallGate
+from seal_lab.callids import incoming
 from seal_lab.errors import SealError, StoreUnavailable
-from seal_lab.grpc_auth import BearerTokenInterceptor, server_credentials
+from seal_lab.grpc_auth import OPEN_METHOD_PREFIX, BearerTokenInterceptor, server_credentials
 from seal_lab.grpc_wire import CAUSE_KEY, MAX_MESSAGE_BYTES, STORE_CAUSE
+from seal_lab.logging import bind_context
+from seal_lab.metrics import ServiceMetrics
 from seal_lab.security import Security
 
 log = logging.getLogger(__name__)
@@ -62,31 +71,78 @@ def _trailing_metadata(exc: BaseException) -> tuple[tuple[str, str], ...]:
     return ((CAUSE_KEY, STORE_CAUSE),) if isinstance(exc, StoreUnavailable) else ()
 
 
-def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+class _Call:
+    """One call of a `seal.v1` method: its run and job ids bound to every log line it writes
+    (`seal_lab.callids`), a line when it starts and one when it is answered, and its metrics."""
+
+    def __init__(
+        self, method: str, context: grpc.aio.ServicerContext, metrics: ServiceMetrics | None
+    ) -> None:
+        self.method = method
+        self.context = context
+        self.metrics = metrics
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[None]:
+        code = grpc.StatusCode.OK
+        with bind_context(**incoming(self.context.invocation_metadata())):
+            log.info("%s started", self.method)
+            if self.metrics:
+                self.metrics.started(self.method)
+            started = time.perf_counter()
+            try:
+                yield
+            except grpc.aio.AbortError:
+                code = self.context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except (asyncio.CancelledError, GeneratorExit):  # GeneratorExit: a stream closed before its end
+                code = grpc.StatusCode.CANCELLED
+                raise
+            finally:
+                seconds = time.perf_counter() - started
+                log.info("%s answered %s in %.2fs", self.method, code.name, seconds)
+                if self.metrics:
+                    self.metrics.finished(self.method, code, seconds)
+
+    def answered(self, message: Any) -> Any:
+        if self.metrics:
+            self.metrics.answered(self.method, message)
+        return message
+
+
+def _wrap_unary(
+    behavior: Callable[..., Awaitable[Any]], method: str, metrics: ServiceMetrics | None
+) -> Callable[..., Awaitable[Any]]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            return await behavior(request, context)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception as exc:
-            code, message = _abort_code(exc)
-            _log_failure(method, code, exc)
-            await context.abort(code, message, _trailing_metadata(exc))
+        call = _Call(method, context, metrics)
+        with call.scope():
+            try:
+                return call.answered(await behavior(request, context))
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception as exc:
+                code, message = _abort_code(exc)
+                _log_failure(method, code, exc)
+                await context.abort(code, message, _trailing_metadata(exc))
 
     return wrapper
 
 
-def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+def _wrap_stream(
+    behavior: Callable[..., Any], method: str, metrics: ServiceMetrics | None
+) -> Callable[..., Any]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            async for item in behavior(request, context):
-                yield item
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception as exc:
-            code, message = _abort_code(exc)
-            _log_failure(method, code, exc)
-            await context.abort(code, message, _trailing_metadata(exc))
+        call = _Call(method, context, metrics)
+        with call.scope():
+            try:
+                async for item in behavior(request, context):
+                    yield call.answered(item)
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception as exc:
+                code, message = _abort_code(exc)
+                _log_failure(method, code, exc)
+                await context.abort(code, message, _trailing_metadata(exc))
 
     return wrapper
 
@@ -99,22 +155,26 @@ def _log_failure(method: str, code: grpc.StatusCode, exc: BaseException) -> None
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    """Turns domain errors into status codes with their message; never leaks a stack trace to the caller."""
+    """Turns domain errors into status codes with their message; never leaks a stack trace to the caller.
+    Every call but health's logs its ids and outcome, and counts in `metrics` when there are some."""
+
+    def __init__(self, metrics: ServiceMetrics | None = None) -> None:
+        self.metrics = metrics
 
     async def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
         method = handler_call_details.method
+        if handler is None or method.startswith(OPEN_METHOD_PREFIX):  # probes: no log line each
+            return handler
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
+                _wrap_unary(handler.unary_unary, method, self.metrics),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
+                _wrap_stream(handler.unary_stream, method, self.metrics),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -150,12 +210,21 @@ class RunningServer:
 
 
 async def start_server(
-    services: list[GrpcService], host: str, port: int, security: Security | None = None
+    services: list[GrpcService],
+    host: str,
+    port: int,
+    security: Security | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> RunningServer:
     """Start serving (health NOT_SERVING) and return; port 0 picks a free port. `security`: the token every
-    call but health must carry, and TLS; none: open and plaintext (loopback only: `refuse_unsafe_start`)."""
+    call but health must carry, and TLS; none: open and plaintext (loopback only: `refuse_unsafe_start`).
+    `metrics`: counts every call, and watches each servicer's `call_gate` (its queue).
+
+    Server reflection (grpcurl, Postman) lists the services and their messages. It needs the token like every
+    method but health: what it tells (the API) is public anyway, but an open method is one more thing an
+    unauthenticated caller reaches, and every client that has the token (grpcurl -H) can send it."""
     security = security or Security()
-    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorMappingInterceptor()]
+    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorMappingInterceptor(metrics)]
     if security.token_value is not None:
         interceptors.insert(0, BearerTokenInterceptor(security.token_value))  # before anything else runs
     server = grpc.aio.server(
@@ -172,6 +241,10 @@ async def start_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in services:
         service.add(service.servicer, server)
+        if metrics is not None and isinstance(gate := getattr(service.servicer, "call_gate", None), CallGate):
+            metrics.watch_gate(gate)
+    names = [s.name for s in services]
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     address = f"{host}:{port}"
     if security.tls is not None:
         bound = server.add_secure_port(address, server_credentials(security.tls))
@@ -179,7 +252,7 @@ async def start_server(
         bound = server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"cannot bind gRPC server to {host}:{port}")
-    running = RunningServer(server, health_servicer, bound, [s.name for s in services])
+    running = RunningServer(server, health_servicer, bound, names)
     await running.set_serving(False)
     await server.start()
     return running
@@ -193,9 +266,10 @@ async def serve_until_signalled(
     load: Callable[[], Awaitable[None]],
     on_ready: Callable[[int], None] | None = None,
     security: Security | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> None:
     """Entry-point loop: start, load the model (health stays NOT_SERVING), serve, drain on SIGTERM."""
-    running = await start_server(services, host, port, security)
+    running = await start_server(services, host, port, security, metrics)
     log.info("listening on %s:%d (NOT_SERVING until loaded)", host, running.port)
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -26,6 +26,12 @@ def bind_context(**fields: str) -> Iterator[None]:
         _context.reset(token)
 
 
+def current_context() -> dict[str, str]:
+    """The fields bound here (`bind_context`): what this task's log lines carry, and what its gRPC calls
+    send on (`seal_lab.callids`)."""
+    return dict(_context.get())
+
+
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.seal_context = _context.get()

@@ -11,6 +11,8 @@ from seal_lab import __version__
 from seal_lab.errors import Unavailable
 from seal_lab.grpc_server import GrpcService, serve_until_signalled
 from seal_lab.logging import configure_logging
+from seal_lab.metrics import ServiceMetrics
+from seal_lab.metrics_http import start_metrics_server
 from seal_lab.models import LoadedModel, ModelWorker, load_model
 from seal_lab.runtime import MODEL_EXTRA_HINT, missing_model_packages, runtime_versions
 from seal_lab.security import Security, refuse_unsafe_start
@@ -61,18 +63,40 @@ def run_grpc_service(
     security: Security,
 ) -> None:
     """Process entry point: refuse an exposed port without a token (exit 2), logging, then build servicers,
-    load, serve until SIGTERM."""
+    serve metrics (`metrics_port`), load, serve until SIGTERM."""
     refuse_unsafe_start(f"seal-{name}", settings.host, security)
     if missing := missing_model_packages():
         raise SystemExit(f"seal-{name} needs {', '.join(missing)}: {MODEL_EXTRA_HINT}")
     configure_logging(logging_settings.level, logging_settings.json_format, service=name)
     services, load = build()
+    metrics = None
+    if settings.metrics_port:
+        metrics = ServiceMetrics()
+        try:
+            start_metrics_server(metrics.registry, settings.host, settings.metrics_port, security)
+        except OSError as exc:  # the port is taken, or the host is not this machine's: one line, exit 1
+            reason = exc.strerror or type(exc).__name__
+            raise SystemExit(
+                f"seal-{name}: cannot serve metrics on {settings.host}:{settings.metrics_port}: {reason}"
+            ) from None
+        log.info(
+            "metrics on http%s://%s:%d/metrics",
+            "s" * bool(security.tls),
+            settings.host,
+            settings.metrics_port,
+        )
 
     async def _load() -> None:
         await load()
 
     asyncio.run(
         serve_until_signalled(
-            services, settings.host, settings.port, settings.grace_seconds, _load, security=security
+            services,
+            settings.host,
+            settings.port,
+            settings.grace_seconds,
+            _load,
+            security=security,
+            metrics=metrics,
         )
     )

@@ -166,6 +166,17 @@ class GrpcServiceSettings(BaseSettings):
     # A call that needs the object store waits this long for it to come back (results computed meanwhile
     # stay in memory), then fails with UNAVAILABLE marked as the store's (the coordinator waits on).
     store_outage_seconds: float = 600.0
+    # Prometheus metrics over HTTP (`GET /metrics`, the token required when there is one) on this port of
+    # `host`; 0: none. Compose publishes none: scrape from inside the network (README, Operating).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> GrpcServiceSettings:
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ValueError(
+                f"metrics_port and port are both {self.port}: the metrics need a port of their own"
+            )
+        return self
 
 
 def _check_ca_file(path: Path) -> None:
