@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from . import local
+from . import cli_adapters, local
 from .api_client import (
     CoordinatorError,
     cancel_run,
@@ -277,6 +277,7 @@ def cancel(run_id: str, url: Url = DEFAULT_URL) -> None:
 # The commands that need the `model` extra (each says so when it is missing).
 app.command("prepare-model")(local.prepare_model)
 app.command()(local.demo)
+app.add_typer(cli_adapters.app, name="adapters")
 
 
 def main() -> None:
