@@ -123,3 +123,10 @@ def test_the_adapter_routes_need_the_token(published):
     for route in ("/v1/adapters", f"/v1/adapters/{digest}", f"/v1/adapters/{digest}/files/README.md"):
         assert bare.get(route).status_code == 401, route
     assert app_for(store, TOKEN).get(f"/v1/adapters/{digest}/files/README.md").status_code == 200
+
+
+def test_an_adapter_with_an_unreadable_config_is_a_409_with_a_message(published):
+    store, keys = published
+    store.put_bytes(f"{keys[0]}/{ADAPTER_CONFIG}", b"{not json", overwrite=True)
+    response = app_for(store).get(f"/v1/adapters/{keys[0].split('/')[1]}")
+    assert response.status_code == 409 and "unreadable adapter_config.json" in response.json()["detail"]

@@ -23,7 +23,7 @@ from seal_lab.adapters import (
     adapter_key,
     list_adapter_keys,
 )
-from seal_lab.errors import CorruptObject, NotFound
+from seal_lab.errors import CorruptObject, FailedPrecondition, NotFound
 from seal_lab.store import ObjectStore
 
 from .deps import Manager
@@ -106,6 +106,8 @@ def show_adapter(adapter: str, store: Store) -> AdapterDetail:
         config = store.get_json(f"{key}/{ADAPTER_CONFIG}")
     except NotFound:
         raise NotFound(f"no adapter {key!r} in the store") from None
+    except (CorruptObject, json.JSONDecodeError):
+        raise FailedPrecondition(f"adapter {key!r} has an unreadable {ADAPTER_CONFIG}") from None
     names = {stored.rsplit("/", 1)[-1] for stored in store.list_keys(f"{key}/")}
     return AdapterDetail(
         key=key,
