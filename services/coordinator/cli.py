@@ -15,7 +15,7 @@ import typer
 from seal_lab.data import load_passages, passages_to_json
 from seal_lab.errors import InvalidArgument
 
-from . import local, stack
+from . import cli_adapters, local, stack
 from .api_client import (
     CoordinatorError,
     cancel_run,
@@ -365,6 +365,7 @@ app.command("prepare-model")(local.prepare_model)
 app.command()(local.demo)
 app.command()(stack.up)
 app.command()(stack.down)
+app.add_typer(cli_adapters.app, name="adapters")
 
 
 def main() -> None:

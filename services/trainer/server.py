@@ -21,7 +21,14 @@ import grpc
 
 from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from seal_lab import __version__
-from seal_lab.adapters import ADAPTER_PREFIX, AdapterFiles, has_weights, publish_adapter
+from seal_lab.adapters import (
+    ADAPTER_PREFIX,
+    AdapterFiles,
+    adapter_meta,
+    base_model_ref,
+    has_weights,
+    publish_adapter,
+)
 from seal_lab.bounds import MAX_ID_CHARS, check_length
 from seal_lab.callgate import CallGate
 from seal_lab.datasets import Dataset, TrainingExample, read_dataset
@@ -318,7 +325,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         assert outcome.adapter is not None
         with tempfile.TemporaryDirectory(prefix="seal-train-") as tmp:
             save_peft_folder(Path(tmp), outcome.adapter, self.target_modules, loaded.model)
-            files = AdapterFiles.from_peft_folder(Path(tmp))
+            base = base_model_ref(loaded.name)  # its loadable id: the config records no path of this machine
+            files = AdapterFiles.from_peft_folder(Path(tmp), base)
         metrics = {
             "step_loss": outcome.step_loss,
             "tokens": outcome.tokens,
@@ -330,19 +338,20 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             "group_size": outcome.group_size,
         }
         adapter_key = files.key
-        meta = {
-            "base_model_name": loaded.name,
-            "base_model_fingerprint": loaded.fingerprint,
-            "dataset_key": job.dataset_key,
-            "directive": job.directive.as_dict(),
-            "seed": job.seed,
-            "target_modules": self.settings.target_modules,
-            "recipe": recipe_from_settings(self.settings),
-            "device": loaded.device,
-            "dtype": loaded.dtype,
-            "seal_lab_version": __version__,
-            "metrics": metrics,
-        }
+        meta = adapter_meta(
+            loaded.name,
+            base,
+            loaded.fingerprint,
+            dataset_key=job.dataset_key,
+            directive=job.directive.as_dict(),
+            seed=job.seed,
+            target_modules=self.settings.target_modules,
+            recipe=recipe_from_settings(self.settings),
+            device=loaded.device,
+            dtype=loaded.dtype,
+            seal_lab_version=__version__,
+            metrics=metrics,
+        )
         record = {"adapter_key": adapter_key, "metrics": metrics}
         # The store may be away now: the trained adapter waits in memory (up to the outage bound) rather than
         # being trained again by a retried call.

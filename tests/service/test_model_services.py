@@ -17,7 +17,7 @@ from seal.v1 import (
     trainer_pb2,
     trainer_pb2_grpc,
 )
-from seal_lab.adapters import ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS
+from seal_lab.adapters import ADAPTER_CARD, ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS
 from seal_lab.data import demo_passages
 from seal_lab.directive import Directive
 from seal_lab.localstore import LocalStore
@@ -271,13 +271,14 @@ def test_trainer_streams_progress_and_stores_a_safetensors_adapter(trainer_serve
     )
     keys = shared_store.list_keys(result.adapter_key + "/")
     assert sorted(k.rsplit("/", 1)[1] for k in keys) == sorted(
-        [ADAPTER_WEIGHTS, ADAPTER_CONFIG, ADAPTER_META]
+        [ADAPTER_WEIGHTS, ADAPTER_CONFIG, ADAPTER_CARD, ADAPTER_META]
     )
     meta = shared_store.get_json(f"{result.adapter_key}/{ADAPTER_META}")
     assert meta["dataset_key"] == self_edits.self_edits[1].dataset_key and meta["directive"]["epochs"] == 1
-    # peft's config names the base checkpoint the adapter was trained on, as peft itself does.
+    # peft's config names the base model by its loadable id (the embedded model's upstream), not a cache path.
     config = shared_store.get_json(f"{result.adapter_key}/{ADAPTER_CONFIG}")
-    assert isinstance(config["base_model_name_or_path"], str) and config["base_model_name_or_path"]
+    assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert meta["base_model"]["source"] == "embedded" and "Q4_1" in meta["base_model"]["weights"]
 
 
 def test_trainer_reuses_a_finished_job_instead_of_training_again(trainer_server, self_edits, trained):

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from seal_lab.adapters import (
+    ADAPTER_CARD,
     ADAPTER_CONFIG,
     ADAPTER_META,
     ADAPTER_WEIGHTS,
     AdapterFiles,
+    base_model_ref,
     canonical_adapter_config,
     fetch_adapter,
     has_weights,
@@ -38,6 +40,7 @@ def _folder(tmp_path: Path, modules: list[str]) -> Path:
     return folder
 
 
+BASE = base_model_ref("tiny")
 META = {"base_model_name": "tiny", "base_model_fingerprint": "fp-1", "metrics": {"steps": 3}}
 
 
@@ -53,20 +56,20 @@ def test_adapter_config_bytes_do_not_depend_on_set_order():
 
 
 def test_the_key_is_the_sha256_of_weights_and_canonical_config(tmp_path: Path):
-    files = AdapterFiles.from_peft_folder(_folder(tmp_path, ["v_proj", "q_proj"]))
+    files = AdapterFiles.from_peft_folder(_folder(tmp_path, ["v_proj", "q_proj"]), BASE)
     assert json.loads(files.config)["target_modules"] == ["q_proj", "v_proj"]
     assert files.key == f"adapters/{sha256_hex(files.weights + files.config)}"
-    again = AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj", "v_proj"]))
+    again = AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj", "v_proj"]), BASE)
     assert again.key == files.key
 
 
 def test_a_published_adapter_is_verified_and_keeps_its_first_metadata(tmp_path: Path):
     store = LocalStore(tmp_path / "store")
-    files = AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj"]))
+    files = AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj"]), BASE)
     key = publish_adapter(store, files, META)
     assert key == files.key and has_weights(store, key)
     assert store.list_keys(f"{key}/") == sorted(
-        f"{key}/{n}" for n in (ADAPTER_WEIGHTS, ADAPTER_CONFIG, ADAPTER_META)
+        f"{key}/{n}" for n in (ADAPTER_WEIGHTS, ADAPTER_CONFIG, ADAPTER_CARD, ADAPTER_META)
     )
     assert store.get_bytes(f"{key}/{ADAPTER_META}") == json.dumps(META, indent=1).encode()
     # The same adapter from another job: the same key, the first job's metadata.
@@ -76,7 +79,7 @@ def test_a_published_adapter_is_verified_and_keeps_its_first_metadata(tmp_path: 
 
 def test_verify_refuses_a_missing_adapter_and_one_for_another_base_model(tmp_path: Path):
     store = LocalStore(tmp_path / "store")
-    key = publish_adapter(store, AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj"])), META)
+    key = publish_adapter(store, AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj"]), BASE), META)
     with pytest.raises(NotFound):
         verify_adapter(store, "adapters/missing", "fp-1")
     with pytest.raises(FailedPrecondition, match="trained for base model 'tiny'"):
@@ -90,7 +93,7 @@ def test_verify_refuses_a_missing_adapter_and_one_for_another_base_model(tmp_pat
 def test_fetch_downloads_the_two_peft_files(tmp_path: Path):
     pytest.importorskip("torch")  # safetensors' check opens the file for torch
     store = LocalStore(tmp_path / "store")
-    key = publish_adapter(store, AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj"])), META)
+    key = publish_adapter(store, AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj"]), BASE), META)
     destination = tmp_path / "fetched"
     assert fetch_adapter(store, key, destination, "fp-1") == META
     assert sorted(p.name for p in destination.iterdir()) == [ADAPTER_CONFIG, ADAPTER_WEIGHTS]
@@ -98,7 +101,7 @@ def test_fetch_downloads_the_two_peft_files(tmp_path: Path):
 
 def test_fetch_quarantines_an_adapter_whose_bytes_do_not_match_its_key(tmp_path: Path):
     store = LocalStore(tmp_path / "store")
-    files = AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj"]))
+    files = AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj"]), BASE)
     key = publish_adapter(store, files, META)
     store.put_bytes(f"{key}/{ADAPTER_CONFIG}", files.config + b" ", overwrite=True)
     with pytest.raises(CorruptObject, match="content hash"):
