@@ -272,6 +272,12 @@ class ServiceCalls:
                 f"generator serves {generator.model_name} ({generator.model_fingerprint}) but the evaluator serves "
                 f"{evaluator.model_name} ({expected}): all services must share one base model"
             )
+        if run.config.reward_metric == "judge" and evaluator.runtime.get("judge") != "on":
+            raise FailedPrecondition(
+                "reward_metric 'judge' needs an evaluator with SEAL's judge, and the evaluator at "
+                f"{settings.evaluator_address} has none: set SEAL_EVALUATOR_JUDGE_BASE_URL and "
+                "SEAL_EVALUATOR_JUDGE_MODEL there, or choose another reward_metric"
+            )
         unknown = [f for f in run.config.formats if f not in generator.formats]
         if unknown:
             raise FailedPrecondition(

@@ -30,7 +30,8 @@ from .limits import (
 RunStatusName = Literal[
     "queued", "running", "paused", "succeeded", "completed_with_errors", "failed", "cancelled"
 ]
-RewardMetric = Literal["f1", "exact_match", "contains", "token_recall", "gold_logprob"]
+#: `judge` (SEAL's own judge) only with an evaluator that has one: the run fails at its start otherwise.
+RewardMetric = Literal["f1", "exact_match", "contains", "token_recall", "gold_logprob", "judge"]
 TEACHER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,39}$"
 FormatName = Annotated[str, StringConstraints(pattern=FORMAT_NAME_PATTERN)]
 #: Every request model: a number must be finite (JSON has no NaN, but Python's json and some clients send it).

@@ -42,6 +42,10 @@ class EvaluatorSettings(GrpcServiceSettings):
 
     @model_validator(mode="after")
     def _judge(self) -> EvaluatorSettings:
+        # An empty variable is unset (compose passes `${SEAL_EVALUATOR_JUDGE_API_KEY:-}` through): a local judge
+        # needs no key, and the _FILE form must not clash with an empty value.
+        if self.judge_api_key is not None and not self.judge_api_key.get_secret_value():
+            self.judge_api_key = None
         self.judge_api_key = secret_or_file(
             self.judge_api_key, self.judge_api_key_file, "SEAL_EVALUATOR_JUDGE_API_KEY"
         )
