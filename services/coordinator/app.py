@@ -82,6 +82,12 @@ def create_app(
     app.add_exception_handler(SealError, _seal_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(health.router)  # open: probes carry no token
-    for router in (runs.router, results.router, events.router, adapters.router, metrics.router):  # the token, when set
+    for router in (
+        runs.router,
+        results.router,
+        events.router,
+        adapters.router,
+        metrics.router,
+    ):  # the token, when set
         app.include_router(router, dependencies=[Depends(require_token)], responses=_ERROR_RESPONSES)
     return app

@@ -21,13 +21,13 @@ import grpc
 
 from seal.v1 import common_pb2
 from seal_lab.data import Passage, Question
-from seal_lab.errors import FailedPrecondition
 from seal_lab.grpc_client import RETRYABLE_CODES, is_busy, is_store_outage
 from seal_lab.outage import OutagePolicy
 
 from . import convert
 from .callstats import CallStats, counted_call
 from .clients import ServiceClients
+from .compat import check_services
 from .events import EventLog, sparse
 from .settings import CoordinatorSettings
 from .state import RunState
@@ -260,29 +260,13 @@ class ServiceCalls:
                 for t, e in zip(trainers, endpoints, strict=True)
             ],
         }
-        expected = evaluator.model_fingerprint
-        for trainer, endpoint in zip(trainers, endpoints, strict=True):
-            if trainer.model_fingerprint != expected:
-                raise FailedPrecondition(
-                    f"trainer at {endpoint.address} serves {trainer.model_name} ({trainer.model_fingerprint}) but the "
-                    f"evaluator serves {evaluator.model_name} ({expected}): all services must share one base model"
-                )
-        if generator.backend == "local" and generator.model_fingerprint != expected:
-            raise FailedPrecondition(
-                f"generator serves {generator.model_name} ({generator.model_fingerprint}) but the evaluator serves "
-                f"{evaluator.model_name} ({expected}): all services must share one base model"
-            )
-        if run.config.reward_metric == "judge" and evaluator.runtime.get("judge") != "on":
-            raise FailedPrecondition(
-                "reward_metric 'judge' needs an evaluator with SEAL's judge, and the evaluator at "
-                f"{settings.evaluator_address} has none: set SEAL_EVALUATOR_JUDGE_BASE_URL and "
-                "SEAL_EVALUATOR_JUDGE_MODEL there, or choose another reward_metric"
-            )
-        unknown = [f for f in run.config.formats if f not in generator.formats]
-        if unknown:
-            raise FailedPrecondition(
-                f"unknown self-edit format(s) {unknown}; the generator knows {list(generator.formats)}"
-            )
+        check_services(
+            run.config,
+            generator,
+            evaluator,
+            settings.evaluator_address,
+            [(t, e.address) for t, e in zip(trainers, endpoints, strict=True)],
+        )
         # A trainer that groups concurrent Train calls gets that many at once; asked again at every run's
         # start (and resume), so a trainer restarted with another group size is taken as it is now.
         for trainer, endpoint in zip(trainers, endpoints, strict=True):

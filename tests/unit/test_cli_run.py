@@ -32,7 +32,13 @@ PASSAGE = {
     "context": "The lamp is red.",
     "questions": [{"question": "Colour?", "answer": "red"}],
 }
+OTHER_PASSAGE = {**PASSAGE, "title": "U", "context": "The door is blue."}
 TEACHER_FILE = [{"context": "The lamp is red.", "completions": ["The lamp is red.", "Red lamp."]}]
+
+
+def without_ids(passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A dataset file's passages as sent: the CLI's loader (seal_lab.data) gives each its derived id."""
+    return [{k: v for k, v in p.items() if k != "id"} for p in passages]
 
 
 def invoke(*args: str) -> Any:
@@ -71,9 +77,9 @@ def test_a_json_config_with_inline_passages_and_an_override(coordinator, tmp_pat
 
 def test_dataset_option_replaces_the_files_dataset(coordinator, tmp_path):
     config = write(tmp_path / "run.yml", "dataset: demo\n")
-    dataset = write(tmp_path / "passages.json", json.dumps([PASSAGE, PASSAGE]))
+    dataset = write(tmp_path / "passages.json", json.dumps([PASSAGE, OTHER_PASSAGE]))
     assert invoke("--config", str(config), "--dataset", str(dataset), "--limit", "1").exit_code == 0
-    assert "dataset" not in coordinator.sent and coordinator.sent["passages"] == [PASSAGE]
+    assert "dataset" not in coordinator.sent and without_ids(coordinator.sent["passages"]) == [PASSAGE]
 
 
 def test_an_unknown_key_in_the_config_gets_the_coordinators_422(coordinator, tmp_path):
@@ -128,7 +134,7 @@ def test_every_field_of_the_request_is_reachable_from_run():
 
 def test_every_option_lands_in_the_request_with_its_value(coordinator, tmp_path):
     teacher = write(tmp_path / "teacher.json", json.dumps(TEACHER_FILE))
-    dataset = write(tmp_path / "passages.json", json.dumps([PASSAGE] * 3))
+    dataset = write(tmp_path / "passages.json", json.dumps([{**PASSAGE, "title": f"T{i}"} for i in range(3)]))
     args = {
         "--name": "all", "--dataset": str(dataset), "--limit": "3", "--k": "2", "--formats": "rewrite,self-qa",
         "--temperature": "0.5", "--top-p": "0.5", "--max-new-tokens": "64", "--seed": "9",
@@ -159,7 +165,7 @@ def test_every_option_lands_in_the_request_with_its_value(coordinator, tmp_path)
 def test_the_held_out_dataset_option_sends_held_out_passages(coordinator, tmp_path):
     heldout = write(tmp_path / "heldout.json", json.dumps([PASSAGE]))
     assert invoke("--heldout-dataset", str(heldout)).exit_code == 0
-    assert coordinator.sent["heldout_passages"] == [PASSAGE]
+    assert without_ids(coordinator.sent["heldout_passages"]) == [PASSAGE]
 
 
 def test_without_a_config_the_options_defaults_are_the_coordinators(coordinator):
