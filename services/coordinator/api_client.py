@@ -64,7 +64,7 @@ def follow_run(client: httpx.Client, run_id: str, quiet: bool = False) -> dict[s
     """Follow the server-sent events until the run finishes (shown by `progress.progress_view`: a bar on a
     terminal, plain lines otherwise); reconnects if dropped."""
     last_seq = -1
-    with progress_view(console, quiet) as view:
+    with progress_view(console, quiet, stdout=out) as view:
         while True:
             try:
                 with client.stream(

@@ -35,10 +35,14 @@ class ProgressView(Protocol):
         """A line of the client's own, e.g. that it lost the coordinator and reconnects."""
 
 
-def progress_view(console: Console, quiet: bool = False) -> ProgressView:
-    """The bar on a terminal, plain lines otherwise; nothing at all when `quiet` (`--json`)."""
+def progress_view(console: Console, quiet: bool = False, stdout: Console | None = None) -> ProgressView:
+    """Nothing at all when `quiet` (`--json`: stdout is for the JSON). Plain lines on `stdout` when it is
+    not a terminal (`make demo | tee log`: the log gets a line per job, not a bar drawn on the terminal), or on
+    `console` (stderr) when that is not one (`2> log`); the bar otherwise."""
     if quiet:
         return QuietView()
+    if stdout is not None and not stdout.is_terminal:
+        return LineView(stdout)
     return BarView(console) if console.is_terminal else LineView(console)
 
 

@@ -72,7 +72,7 @@ def test_follow_without_a_terminal_prints_a_line_per_finished_job_and_status(coo
     coordinator.manager.runs["run-done"].results = None  # only the progress lines, no table after them
     result = CliRunner().invoke(cli.app, ["follow", "run-done"])
     assert result.exit_code == 0, result.output
-    lines = result.stderr.splitlines()
+    lines = result.stdout.splitlines()  # stdout is not a terminal here: the lines go there, as into `| tee log`
     expected = [
         rf"{STAMP} \[status\] running",
         rf"{STAMP} 1/\? round 0, passage 1/1: baseline done",
@@ -89,6 +89,16 @@ def test_the_bar_is_for_terminals_and_json_is_quiet():
     assert isinstance(progress_view(Console(file=io.StringIO(), force_terminal=True)), BarView)
     assert isinstance(progress_view(Console(file=io.StringIO())), LineView)
     assert isinstance(progress_view(Console(file=io.StringIO(), force_terminal=True), quiet=True), QuietView)
+
+
+def test_a_piped_stdout_gets_the_plain_lines_even_when_stderr_is_a_terminal():
+    """`make demo | tee log`: stderr is the terminal, stdout the pipe; the log must get a line per job."""
+    stderr = Console(file=io.StringIO(), force_terminal=True)
+    piped = Console(file=io.StringIO())
+    view = progress_view(stderr, stdout=piped)
+    assert isinstance(view, LineView) and view.console is piped
+    assert isinstance(progress_view(stderr, stdout=Console(file=io.StringIO(), force_terminal=True)), BarView)
+    assert isinstance(progress_view(stderr, quiet=True, stdout=piped), QuietView)
 
 
 def test_a_plain_line_is_never_wrapped_nor_read_as_markup():
