@@ -72,7 +72,8 @@ def test_follow_without_a_terminal_prints_a_line_per_finished_job_and_status(coo
     coordinator.manager.runs["run-done"].results = None  # only the progress lines, no table after them
     result = CliRunner().invoke(cli.app, ["follow", "run-done"])
     assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()  # stdout is not a terminal here: the lines go there, as into `| tee log`
+    # stdout is not a terminal here: the lines go there, as into `| tee log`
+    lines = result.stdout.splitlines()
     expected = [
         rf"{STAMP} \[status\] running",
         rf"{STAMP} 1/\? round 0, passage 1/1: baseline done",
