@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     StringConstraints,
     field_validator,
     model_serializer,
@@ -33,6 +36,27 @@ RunStatusName = Literal[
 RewardMetric = Literal["f1", "exact_match", "contains", "token_recall", "gold_logprob"]
 TEACHER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,39}$"
 FormatName = Annotated[str, StringConstraints(pattern=FORMAT_NAME_PATTERN)]
+
+
+def _seconds(value: Any) -> Any:
+    """An RFC 3339 time (what the API sends) back to seconds since the epoch (what the records keep)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.timestamp() if isinstance(value, datetime) else value
+
+
+def _rfc3339(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+#: A time: seconds since the epoch in memory and in the store's records, RFC 3339 in UTC in every API response
+#: (`2026-11-29T14:05:09.25Z`): converted here, at the boundary.
+Timestamp = Annotated[
+    float,
+    BeforeValidator(_seconds),
+    PlainSerializer(_rfc3339, return_type=datetime, when_used="json"),
+    Field(examples=["2026-11-29T14:05:09.250000Z"]),
+]
 #: Every request model: a number must be finite (JSON has no NaN, but Python's json and some clients send it).
 _INPUT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -249,8 +273,10 @@ class RunCreated(BaseModel):
 
 
 class RunEvent(BaseModel):
-    seq: int
-    ts: float
+    seq: int = Field(
+        description="the event's number in its run; the stream's `id:` (resume with Last-Event-ID)"
+    )
+    ts: Timestamp
     kind: Literal["status", "progress", "job", "retry", "error"]
     message: str
     passage_id: str = ""
@@ -262,8 +288,8 @@ class RunSummary(BaseModel):
     id: str
     name: str
     status: RunStatusName
-    created_at: float
-    updated_at: float
+    created_at: Timestamp
+    updated_at: Timestamp
     passages: int
     jobs_total: int
     jobs_done: int
@@ -322,6 +348,15 @@ class RunResults(BaseModel):
             if name not in self.model_fields_set:
                 data.pop(name, None)
         return data
+
+
+class RunPage(BaseModel):
+    """One page of `GET /v1/runs`, newest first."""
+
+    runs: list[RunSummary]
+    next_page_token: str | None = Field(
+        description="pass as `page_token` for the next page; null on the last page"
+    )
 
 
 class RunDetail(RunSummary):
