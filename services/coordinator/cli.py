@@ -18,9 +18,11 @@ from .api_client import (
     check,
     connect,
     console,
+    delete_run,
     fail,
     finish,
     follow_run,
+    list_runs,
     out,
     save_report,
     start_run,
@@ -239,15 +241,19 @@ def follow(
 
 
 @app.command("list")
-def list_runs(url: Url = DEFAULT_URL) -> None:
-    """List the coordinator's runs."""
+def list_command(
+    status: Annotated[str | None, typer.Option(help="only runs with this status, e.g. failed")] = None,
+    url: Url = DEFAULT_URL,
+) -> None:
+    """List the coordinator's runs, newest first."""
     try:
         with connect(url, timeout=30) as client:
-            runs = check(client.get("/v1/runs"))
+            for r in list_runs(client, status):
+                out.print(
+                    f"{r['id']}  {r['status']:<22} {r['jobs_done']}/{r['jobs_total']} jobs  {r['name']}"
+                )
     except (CoordinatorError, httpx.TransportError) as exc:
         fail(str(exc))
-    for r in runs:
-        out.print(f"{r['id']}  {r['status']:<22} {r['jobs_done']}/{r['jobs_total']} jobs  {r['name']}")
 
 
 @app.command()
@@ -272,6 +278,17 @@ def cancel(run_id: str, url: Url = DEFAULT_URL) -> None:
     out.print(
         f"{summary['id']}: {summary['status']} after {summary['jobs_done']}/{summary['jobs_total']} jobs"
     )
+
+
+@app.command()
+def delete(run_id: str, url: Url = DEFAULT_URL) -> None:
+    """Remove a finished run's records (its adapters and datasets stay); cancel a running one first."""
+    try:
+        with connect(url, timeout=30) as client:
+            delete_run(client, run_id)
+    except (CoordinatorError, httpx.TransportError) as exc:
+        fail(str(exc))
+    out.print(f"{run_id}: deleted")
 
 
 # The commands that need the `model` extra (each says so when it is missing).
