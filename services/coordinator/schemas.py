@@ -13,7 +13,6 @@ from pydantic import (
     PlainSerializer,
     StringConstraints,
     field_validator,
-    model_serializer,
     model_validator,
 )
 
@@ -27,6 +26,7 @@ from .limits import (
     MAX_RUN_NAME_CHARS,
     MAX_TEACHER_PASSAGES,
 )
+from .result_schemas import RunResults as RunResults  # its models live there; routes import it from here
 
 #: "paused": waiting for the object store to come back (the run goes on by itself). "cancelled": stopped on
 #: request for good (POST /v1/runs/{id}/cancel); no coordinator resumes it.
@@ -300,54 +300,6 @@ class RunSummary(BaseModel):
     round: int = 0
     rounds: int = 0
     policy_adapter_key: str = ""
-
-
-class RoundResult(BaseModel):
-    """One training round: every passage's self-edits with their rewards, and the policy update after it."""
-
-    model_config = ConfigDict(extra="allow")
-
-    round: int
-    policy_adapter_key: str | list[str] = Field(
-        description="the generator's policy this round (a list only if passages disagree)"
-    )
-    summary: dict[str, Any] = Field(description="means, retention, reward by format and directive, seconds")
-    policy_update: dict[str, Any] | None = Field(
-        description="the winners, the SFT dataset and the policy adapter (ReST-EM runs)"
-    )
-    passages: list[dict[str, Any]] = Field(description="per passage: baseline, self-edits, best")
-
-
-class RunResults(BaseModel):
-    """A finished run's results (`/v1/runs/{id}/results`), typed to the level a client navigates by.
-
-    Deeper records are plain JSON objects; keys a newer coordinator adds pass through unchanged."""
-
-    model_config = ConfigDict(extra="allow")
-
-    summary: dict[str, Any] = Field(description="round 0's summary plus the run's shape (rounds, held-out)")
-    passages: list[dict[str, Any]] = Field(description="round 0's passages (the inner loop's table)")
-    rounds: list[RoundResult]
-    heldout: dict[str, Any] | None = Field(
-        description="SEAL's conditions table: scores, metrics, comparisons with verdicts, retention"
-    )
-    what_worked: dict[str, Any] = Field(description="reward by format, by directive bucket, directive search")
-    gain_vs_retention: list[dict[str, Any]] = Field(description="one point per adapter")
-    reproducibility: dict[str, Any] | None = None
-    phase_seconds: dict[str, Any] | None = None
-    examples: dict[str, list[dict[str, Any]]] | None = Field(
-        None, description="the best and worst self-edits with their text"
-    )
-
-    @model_serializer(mode="wrap")
-    def _absent_stays_absent(self, handler: Any):
-        """What the run has not written yet (examples come last) is left out, not sent as null. (No return
-        annotation: with one, the schema would be that type's instead of this model's.)"""
-        data = handler(self)
-        for name in ("reproducibility", "phase_seconds", "examples"):
-            if name not in self.model_fields_set:
-                data.pop(name, None)
-        return data
 
 
 class RunPage(BaseModel):
