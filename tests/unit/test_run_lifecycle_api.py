@@ -177,8 +177,11 @@ def test_create_answers_202_with_the_run_s_location_and_delete_removes_its_recor
         )
         run = await run_to_end(manager, manager.runs[created.json()["id"]])
         assert run.status == "succeeded"
+        store.put_bytes(f"quarantine/runs/{run.id}/jobs/x.json.20261129T000000Z", b"{")  # one moved aside
+        store.put_bytes("quarantine/runs/run-other/jobs/x.json.20261129T000000Z", b"{")
         assert (await http.delete(f"/v1/runs/{run.id}")).status_code == 204
         assert store.list_keys(f"runs/{run.id}/") == [] and run.id not in run_ids(store)
+        assert store.list_keys("quarantine/") == ["quarantine/runs/run-other/jobs/x.json.20261129T000000Z"]
         assert store.exists("adapters/shared-by-another-run/adapter_config.json")
         assert store.exists("datasets/shared-by-another-run.jsonl")
         _error(await http.get(f"/v1/runs/{run.id}"), 404, "run_not_found")
