@@ -22,7 +22,7 @@ from .api_client import (
     fail,
     finish,
     follow_run,
-    list_runs,
+    iter_runs,
     out,
     save_report,
     start_run,
@@ -241,19 +241,18 @@ def follow(
 
 
 @app.command("list")
-def list_command(
+def list_runs(
     status: Annotated[str | None, typer.Option(help="only runs with this status, e.g. failed")] = None,
     url: Url = DEFAULT_URL,
 ) -> None:
     """List the coordinator's runs, newest first."""
     try:
         with connect(url, timeout=30) as client:
-            for r in list_runs(client, status):
-                out.print(
-                    f"{r['id']}  {r['status']:<22} {r['jobs_done']}/{r['jobs_total']} jobs  {r['name']}"
-                )
+            runs = list(iter_runs(client, status))
     except (CoordinatorError, httpx.TransportError) as exc:
         fail(str(exc))
+    for r in runs:
+        out.print(f"{r['id']}  {r['status']:<22} {r['jobs_done']}/{r['jobs_total']} jobs  {r['name']}")
 
 
 @app.command()

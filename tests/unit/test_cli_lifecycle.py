@@ -118,9 +118,9 @@ def test_list_pages_through_every_run(coordinator):
     ]
 
 
-def test_list_runs_follows_next_page_token(coordinator):
+def test_iter_runs_follows_next_page_token(coordinator):
     with httpx.Client(base_url="http://c") as client:
-        assert [r["id"] for r in api_client.list_runs(client)] == ["run-3", "run-2", "run-1"]
+        assert [r["id"] for r in api_client.iter_runs(client)] == ["run-3", "run-2", "run-1"]
     tokens = [r.url.params.get("page_token") for r in coordinator]
     assert tokens == [None, "p2"]
 
