@@ -66,7 +66,7 @@ def cancel_run(client: httpx.Client, run_id: str) -> dict[str, Any]:
     return check(client.post(f"/v1/runs/{run_id}/cancel"))
 
 
-def list_runs(
+def iter_runs(
     client: httpx.Client, status: str | None = None, page_size: int = 200
 ) -> Iterator[dict[str, Any]]:
     """Every run (with `status`, if given), newest first, a page at a time."""
