@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from seal_lab.errors import (
     AlreadyExists,
@@ -177,3 +179,30 @@ HANDLERS = {
     RequestValidationError: _validation_error,
     Exception: _unexpected,
 }
+
+
+class HostCheck:
+    """Starlette's TrustedHostMiddleware, its refusal (a plain-text 400) sent as the API's error body
+    (`invalid_host`). No www redirect: a name not allowed is refused, whatever its spelling."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.allowed_hosts = allowed_hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        passed = False
+
+        async def allowed(scope: Scope, receive: Receive, send: Send) -> None:
+            nonlocal passed
+            passed = True
+            await self.app(scope, receive, send)
+
+        async def unless_refused(message: Message) -> None:
+            if passed:  # the middleware's own answer is dropped, and replaced below
+                await send(message)
+
+        check = TrustedHostMiddleware(allowed, allowed_hosts=self.allowed_hosts, www_redirect=False)
+        await check(scope, receive, unless_refused)
+        if not passed:
+            message = "this coordinator does not answer to that Host (SEAL_COORDINATOR_ALLOWED_HOSTS)"
+            await error_response(400, "invalid_host", message)(scope, receive, send)

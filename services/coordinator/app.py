@@ -6,13 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from seal_lab import __version__
 from seal_lab.security import Security
 from seal_lab.store import ObjectStore
 
-from .apierrors import HANDLERS, ApiError
+from .apierrors import HANDLERS, ApiError, HostCheck
 from .clients import ServiceClients
 from .limits import BodySizeLimit
 from .routers import events, health, results, runs
@@ -55,7 +54,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.token = security.token_value
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(HostCheck, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for kind, handler in HANDLERS.items():
         app.add_exception_handler(kind, handler)

@@ -104,7 +104,9 @@ def test_the_host_header_is_checked_against_the_allowed_names(tmp_path):
     for host in ("attacker.example", "attacker.example:8000", "127.0.0.1.attacker.example"):
         client = TestClient(app, base_url=f"http://{host}")
         assert client.get("/healthz").status_code == 400, host
-        assert client.get("/v1/runs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 400
+        refused = client.get("/v1/runs", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert refused.status_code == 400 and refused.json()["code"] == "invalid_host", refused.text
+        assert "SEAL_COORDINATOR_ALLOWED_HOSTS" in refused.json()["message"]
 
 
 def test_allowed_hosts_come_as_a_comma_list_and_bad_wildcards_are_refused(monkeypatch):
