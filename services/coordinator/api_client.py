@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import typer
+from httpx_sse import SSEError, connect_sse
 from rich.console import Console
 from rich.markup import escape
 
@@ -39,13 +41,17 @@ def connect(url: str, timeout: float, security: Security | None = None) -> httpx
 
 
 def check(response: httpx.Response) -> Any:
+    """The response's JSON; CoordinatorError with the coordinator's message (and its code) for a 4xx/5xx."""
     if response.status_code >= 400:
         try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise CoordinatorError(f"coordinator answered {response.status_code}: {detail}")
-    return response.json()
+            body = response.json()
+            code = body.get("code")
+            message = body.get("message", body.get("detail", response.text))  # `detail`: older coordinators
+        except (ValueError, AttributeError):
+            code, message = None, response.text
+        shown = f"{message} [{code}]" if code else message
+        raise CoordinatorError(f"coordinator answered {response.status_code}: {shown}")
+    return None if response.status_code == 204 else response.json()
 
 
 def start_run(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
@@ -60,33 +66,50 @@ def cancel_run(client: httpx.Client, run_id: str) -> dict[str, Any]:
     return check(client.post(f"/v1/runs/{run_id}/cancel"))
 
 
+def iter_runs(
+    client: httpx.Client, status: str | None = None, page_size: int = 200
+) -> Iterator[dict[str, Any]]:
+    """Every run (with `status`, if given), newest first, a page at a time."""
+    params: dict[str, Any] = {"page_size": page_size}
+    if status:
+        params["status"] = status
+    while True:
+        page = check(client.get("/v1/runs", params=params))
+        yield from page["runs"]
+        if not page.get("next_page_token"):
+            return
+        params["page_token"] = page["next_page_token"]
+
+
+def delete_run(client: httpx.Client, run_id: str) -> None:
+    check(client.delete(f"/v1/runs/{run_id}"))
+
+
 def follow_run(client: httpx.Client, run_id: str, quiet: bool = False) -> dict[str, Any]:
     """Follow the server-sent events until the run finishes (shown by `progress.progress_view`: a bar on a
     terminal, plain lines otherwise); reconnects if dropped."""
     last_seq = -1
     with progress_view(console, quiet, stdout=out) as view:
         while True:
+            # After a dropped connection: the standard header, and the coordinator sends what came after it.
+            headers = {"Last-Event-ID": str(last_seq)} if last_seq >= 0 else {}
             try:
-                with client.stream(
-                    "GET", f"/v1/runs/{run_id}/events", params={"after": last_seq}, timeout=60
-                ) as stream:
-                    if stream.status_code >= 400:
-                        stream.read()
-                        check(stream)
-                    event_name = ""
-                    for line in stream.iter_lines():
-                        if line.startswith("event: "):
-                            event_name = line[7:]
-                        elif line.startswith("data: "):
-                            data = json.loads(line[6:])
-                            if event_name == "summary":
-                                view.summary(data)
-                                if data["status"] in FINAL_STATUSES:
-                                    return check(client.get(f"/v1/runs/{run_id}"))
-                            else:
-                                last_seq = max(last_seq, data["seq"])
-                                view.event(data)
-            except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
+                with connect_sse(
+                    client, "GET", f"/v1/runs/{run_id}/events", headers=headers, timeout=60
+                ) as source:
+                    if source.response.status_code >= 400:
+                        source.response.read()
+                        check(source.response)
+                    for sse in source.iter_sse():
+                        data = json.loads(sse.data)
+                        if sse.event == "summary":
+                            view.summary(data)
+                            if data["status"] in FINAL_STATUSES:
+                                return check(client.get(f"/v1/runs/{run_id}"))
+                        elif sse.event == "run":
+                            last_seq = max(last_seq, int(sse.id) if sse.id else data["seq"])
+                            view.event(data)
+            except (httpx.TransportError, SSEError) as exc:
                 view.notice(f"[retry] lost the coordinator ({type(exc).__name__}); reconnecting")
                 time.sleep(2)
 

@@ -5,17 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
-from starlette.middleware.trustedhost import TrustedHostMiddleware
+from fastapi import Depends, FastAPI
 
 from seal_lab import __version__
-from seal_lab.errors import SealError
 from seal_lab.security import Security
 from seal_lab.store import ObjectStore
 
+from .apierrors import HANDLERS, ApiError, HostCheck
 from .clients import ServiceClients
 from .limits import BodySizeLimit
 from .routers import adapters, events, health, metrics, results, runs
@@ -23,32 +19,13 @@ from .routers.deps import require_token
 from .runner import RunManager
 from .settings import CoordinatorSettings
 
-
-class ErrorDetail(BaseModel):
-    """Every error response's body: one readable line (validation errors: one clause per problem)."""
-
-    detail: str
-
-
-#: Every 4xx of the API has that body: the handlers below, and FastAPI's own (400 for a body that is not
-#: JSON). Declared as one range, it also replaces FastAPI's default 422 schema (a list of error objects, which
-#: `_validation_error` does not send), so the OpenAPI document says what a refusal really holds
+#: Every 4xx/5xx of the API has that body (apierrors.py). Declared as ranges, it also replaces FastAPI's default
+#: 422 schema (a list of error objects without `code`), so the OpenAPI document says what a refusal really holds
 #: (tests/service/test_api_fuzz.py checks every response against it).
 _ERROR_RESPONSES: dict[int | str, dict] = {
-    "4XX": {"model": ErrorDetail, "description": "the request was refused; `detail` says why"}
+    "4XX": {"model": ApiError, "description": "the request was refused; `code` and `message` say why"},
+    "5XX": {"model": ApiError, "description": "the coordinator or its store could not serve the request"},
 }
-
-
-async def _seal_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, SealError)
-    return JSONResponse(status_code=exc.http_status, content={"detail": exc.message})
-
-
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """One readable line per problem, without echoing back a possibly huge input."""
-    assert isinstance(exc, RequestValidationError)
-    problems = [f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()]
-    return JSONResponse(status_code=422, content={"detail": "; ".join(problems)})
 
 
 def create_app(
@@ -77,10 +54,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.token = security.token_value
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(HostCheck, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_exception_handler(SealError, _seal_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    for kind, handler in HANDLERS.items():
+        app.add_exception_handler(kind, handler)
     app.include_router(health.router)  # open: probes carry no token
     for router in (
         runs.router,

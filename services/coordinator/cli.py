@@ -22,9 +22,11 @@ from .api_client import (
     check,
     connect,
     console,
+    delete_run,
     fail,
     finish,
     follow_run,
+    iter_runs,
     out,
     save_report,
     start_run,
@@ -313,17 +315,16 @@ def follow(run_id: str, as_json: Json = False, url: Url = DEFAULT_URL) -> None:
         fail(str(exc))
 
 
-def runs_of(answer: Any) -> list[dict[str, Any]]:
-    """GET /v1/runs's runs, from a page (`{"runs": [...], "next_page_token": ...}`) or a bare list."""
-    return answer["runs"] if isinstance(answer, dict) else answer
-
-
 @app.command("list")
-def list_runs(as_json: Json = False, url: Url = DEFAULT_URL) -> None:
-    """List the coordinator's runs."""
+def list_runs(
+    status: Annotated[str | None, typer.Option(help="only runs with this status, e.g. failed")] = None,
+    as_json: Json = False,
+    url: Url = DEFAULT_URL,
+) -> None:
+    """List the coordinator's runs, newest first."""
     try:
         with connect(url, timeout=30) as client:
-            runs = runs_of(check(client.get("/v1/runs")))
+            runs = list(iter_runs(client, status))
     except (CoordinatorError, httpx.TransportError) as exc:
         fail(str(exc))
     if as_json:
@@ -358,6 +359,17 @@ def cancel(run_id: str, as_json: Json = False, url: Url = DEFAULT_URL) -> None:
     out.print(
         f"{summary['id']}: {summary['status']} after {summary['jobs_done']}/{summary['jobs_total']} jobs"
     )
+
+
+@app.command()
+def delete(run_id: str, url: Url = DEFAULT_URL) -> None:
+    """Remove a finished run's records (its adapters and datasets stay); cancel a running one first."""
+    try:
+        with connect(url, timeout=30) as client:
+            delete_run(client, run_id)
+    except (CoordinatorError, httpx.TransportError) as exc:
+        fail(str(exc))
+    out.print(f"{run_id}: deleted")
 
 
 # The commands that need the `model` extra (each says so when it is missing).

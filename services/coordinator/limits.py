@@ -97,7 +97,7 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _answer_413(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-    response = JSONResponse(
-        {"detail": too_large_message(limit)}, status_code=413, headers={"connection": "close"}
-    )
+    message = too_large_message(limit)  # the API's error body (apierrors.py)
+    body = {"code": "payload_too_large", "message": message, "detail": message}
+    response = JSONResponse(body, status_code=413, headers={"connection": "close"})
     await response(scope, receive, send)

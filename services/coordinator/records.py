@@ -7,6 +7,7 @@ Layout under `runs/<id>/`, every record write-once (the store enforces it):
 - `events/<ns>.json`: retries, errors and status changes that must survive a restart;
 - `lease/<epoch>.json`: which coordinator runs it (lease.py);
 - `manifest.json`: written last; its presence means the run finished.
+A finished run's records are removed together on request (`delete_run`, DELETE /v1/runs/{id}).
 A record that cannot be read (a truncated file after a power cut, say) is moved to `quarantine/` with the
 reason; the coordinator says so in the run's events and redoes what the record stood for.
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 from seal_lab.errors import AlreadyExists, StoreUnavailable
 from seal_lab.outage import OnRetry, OutagePolicy, call_async
-from seal_lab.store import ObjectStore, read_record
+from seal_lab.store import QUARANTINE_PREFIX, ObjectStore, read_record
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,18 @@ def write_spec(store: ObjectStore, run_id: str, spec: dict[str, Any]) -> None:
     """The copy first: a spec.json that exists always has its copy."""
     store.put_json(run_key(run_id, SPEC_COPY), spec)
     store.put_json(run_key(run_id, SPEC), spec)
+
+
+def delete_run(store: ObjectStore, run_id: str) -> None:
+    """Blocking. Remove every record under `runs/<id>/` (and those of them moved to quarantine); nothing else (adapters, datasets and the
+    evaluation cache are content-addressed and may be shared with other runs). The specs go first: a deletion
+    cut short leaves either no run (records without a spec are never listed) or the whole run but spec.json,
+    which loads from its copy (never a run without its manifest, that would be resumed)."""
+    first = [run_key(run_id, SPEC), run_key(run_id, SPEC_COPY)]
+    rest = [k for k in store.list_keys(run_key(run_id, "")) if k not in first]
+    moved_aside = store.list_keys(f"{QUARANTINE_PREFIX}/{run_key(run_id, '')}")  # its unreadable records
+    for key in first + rest + moved_aside:
+        store.delete(key)
 
 
 @dataclass

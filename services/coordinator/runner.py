@@ -21,12 +21,13 @@ from functools import partial
 
 from seal_lab.data import demo_passages, parse_passages
 from seal_lab.directive import DirectiveLimits
-from seal_lab.errors import FailedPrecondition, InvalidArgument, NotFound, StoreUnavailable, Unavailable
+from seal_lab.errors import FailedPrecondition, InvalidArgument, StoreUnavailable, Unavailable
 from seal_lab.logging import bind_context
 from seal_lab.outage import ONCE, OutagePolicy, call_async, wait_for_store
 from seal_lab.store import ObjectStore
 
 from . import admission
+from .apierrors import RunCancelled, RunFinished, RunNotFound, RunRunning
 from .budget import Budget
 from .calls import RunInterrupted, ServiceCalls
 from .clients import ServiceClients
@@ -35,7 +36,7 @@ from .examples import attach_examples
 from .experiment import Experiment
 from .lease import Leases, default_owner
 from .policy import match_teacher_completions
-from .records import MANIFEST, LeaseLost, RecordWriter, run_ids, run_key, write_spec
+from .records import MANIFEST, LeaseLost, RecordWriter, delete_run, run_ids, run_key, write_spec
 from .results import build_results
 from .schemas import RunCreate
 from .settings import CoordinatorSettings
@@ -263,7 +264,7 @@ class RunManager:
         try:
             return self.runs[run_id]
         except KeyError:
-            raise NotFound(f"no run {run_id!r}") from None
+            raise RunNotFound(f"no run {run_id!r}") from None
 
     async def resume(self, run_id: str) -> RunState:
         self._require_ready()
@@ -271,11 +272,11 @@ class RunManager:
         if run.unrunnable:
             raise FailedPrecondition(f"run {run_id} {run.error}")
         if run.id in self._tasks:
-            raise FailedPrecondition(f"run {run_id} is already running")
+            raise RunRunning(f"run {run_id} is already running")
         if run.status in ("succeeded", "completed_with_errors"):
-            raise FailedPrecondition(f"run {run_id} has finished ({run.status})")
+            raise RunFinished(f"run {run_id} has finished ({run.status})")
         if run.status == "cancelled":
-            raise FailedPrecondition(f"run {run_id} was cancelled; start a new run to do its work again")
+            raise RunCancelled(f"run {run_id} was cancelled; start a new run to do its work again")
         if await call_async(lambda: self.store.exists(run_key(run.id, MANIFEST)), ONCE, "reading a manifest"):
             raise FailedPrecondition(f"run {run_id} has a manifest already")
         self.budget.check(run, self._executing(), self.limits, new=False)
@@ -301,12 +302,21 @@ class RunManager:
         if run.unrunnable:
             raise FailedPrecondition(f"run {run_id} {run.error}")
         if run.status in ("succeeded", "completed_with_errors"):
-            raise FailedPrecondition(f"run {run_id} has finished ({run.status})")
+            raise RunFinished(f"run {run_id} has finished ({run.status})")
         await call_async(lambda: write_cancel(self.store, run, self.owner), ONCE, "recording a cancellation")
         if run.status in ("succeeded", "completed_with_errors"):  # it finished meanwhile: its manifest counts
-            raise FailedPrecondition(f"run {run_id} has finished ({run.status})")
+            raise RunFinished(f"run {run_id} has finished ({run.status})")
         await self._stop_cancelled(run, "cancelled on request")
         return run
+
+    async def delete(self, run_id: str) -> None:
+        """Remove a finished run's records (the adapters and datasets it made stay: other runs share them)."""
+        self._require_ready()
+        run = self.get(run_id)
+        if run.id in self._tasks or not run.finished:
+            raise RunRunning(f"run {run_id} is {run.status}; cancel it first (POST /v1/runs/{run_id}/cancel)")
+        await call_async(lambda: delete_run(self.store, run_id), ONCE, f"deleting run {run_id}")
+        self.runs.pop(run_id, None)
 
     async def _stop_cancelled(self, run: RunState, reason: str) -> None:
         run.status, run.current, run.error = "cancelled", "", ""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     StringConstraints,
     field_validator,
-    model_serializer,
     model_validator,
 )
 
@@ -24,6 +26,7 @@ from .limits import (
     MAX_RUN_NAME_CHARS,
     MAX_TEACHER_PASSAGES,
 )
+from .result_schemas import RunResults as RunResults  # its models live there; routes import it from here
 
 #: "paused": waiting for the object store to come back (the run goes on by itself). "cancelled": stopped on
 #: request for good (POST /v1/runs/{id}/cancel); no coordinator resumes it.
@@ -34,6 +37,27 @@ RunStatusName = Literal[
 RewardMetric = Literal["f1", "exact_match", "contains", "token_recall", "gold_logprob", "judge"]
 TEACHER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,39}$"
 FormatName = Annotated[str, StringConstraints(pattern=FORMAT_NAME_PATTERN)]
+
+
+def _seconds(value: Any) -> Any:
+    """An RFC 3339 time (what the API sends) back to seconds since the epoch (what the records keep)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.timestamp() if isinstance(value, datetime) else value
+
+
+def _rfc3339(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+#: A time: seconds since the epoch in memory and in the store's records, RFC 3339 in UTC in every API response
+#: (`2026-11-29T14:05:09.25Z`): converted here, at the boundary.
+Timestamp = Annotated[
+    float,
+    BeforeValidator(_seconds),
+    PlainSerializer(_rfc3339, return_type=datetime, when_used="json"),
+    Field(examples=["2026-11-29T14:05:09.250000Z"]),
+]
 #: Every request model: a number must be finite (JSON has no NaN, but Python's json and some clients send it).
 _INPUT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -250,8 +274,10 @@ class RunCreated(BaseModel):
 
 
 class RunEvent(BaseModel):
-    seq: int
-    ts: float
+    seq: int = Field(
+        description="the event's number in its run; the stream's `id:` (resume with Last-Event-ID)"
+    )
+    ts: Timestamp
     kind: Literal["status", "progress", "job", "retry", "error"]
     message: str
     passage_id: str = ""
@@ -263,8 +289,8 @@ class RunSummary(BaseModel):
     id: str
     name: str
     status: RunStatusName
-    created_at: float
-    updated_at: float
+    created_at: Timestamp
+    updated_at: Timestamp
     passages: int
     jobs_total: int
     jobs_done: int
@@ -277,52 +303,13 @@ class RunSummary(BaseModel):
     policy_adapter_key: str = ""
 
 
-class RoundResult(BaseModel):
-    """One training round: every passage's self-edits with their rewards, and the policy update after it."""
+class RunPage(BaseModel):
+    """One page of `GET /v1/runs`, newest first."""
 
-    model_config = ConfigDict(extra="allow")
-
-    round: int
-    policy_adapter_key: str | list[str] = Field(
-        description="the generator's policy this round (a list only if passages disagree)"
+    runs: list[RunSummary]
+    next_page_token: str | None = Field(
+        description="pass as `page_token` for the next page; null on the last page"
     )
-    summary: dict[str, Any] = Field(description="means, retention, reward by format and directive, seconds")
-    policy_update: dict[str, Any] | None = Field(
-        description="the winners, the SFT dataset and the policy adapter (ReST-EM runs)"
-    )
-    passages: list[dict[str, Any]] = Field(description="per passage: baseline, self-edits, best")
-
-
-class RunResults(BaseModel):
-    """A finished run's results (`/v1/runs/{id}/results`), typed to the level a client navigates by.
-
-    Deeper records are plain JSON objects; keys a newer coordinator adds pass through unchanged."""
-
-    model_config = ConfigDict(extra="allow")
-
-    summary: dict[str, Any] = Field(description="round 0's summary plus the run's shape (rounds, held-out)")
-    passages: list[dict[str, Any]] = Field(description="round 0's passages (the inner loop's table)")
-    rounds: list[RoundResult]
-    heldout: dict[str, Any] | None = Field(
-        description="SEAL's conditions table: scores, metrics, comparisons with verdicts, retention"
-    )
-    what_worked: dict[str, Any] = Field(description="reward by format, by directive bucket, directive search")
-    gain_vs_retention: list[dict[str, Any]] = Field(description="one point per adapter")
-    reproducibility: dict[str, Any] | None = None
-    phase_seconds: dict[str, Any] | None = None
-    examples: dict[str, list[dict[str, Any]]] | None = Field(
-        None, description="the best and worst self-edits with their text"
-    )
-
-    @model_serializer(mode="wrap")
-    def _absent_stays_absent(self, handler: Any):
-        """What the run has not written yet (examples come last) is left out, not sent as null. (No return
-        annotation: with one, the schema would be that type's instead of this model's.)"""
-        data = handler(self)
-        for name in ("reproducibility", "phase_seconds", "examples"):
-            if name not in self.model_fields_set:
-                data.pop(name, None)
-        return data
 
 
 class RunDetail(RunSummary):

@@ -89,7 +89,7 @@ def test_a_run_goes_through_the_whole_inner_loop(finished_run, coordinator_store
 
 
 def test_runs_are_listed_and_events_stream_to_the_end(client, finished_run):
-    assert finished_run["id"] in [r["id"] for r in client.get("/v1/runs").json()]
+    assert finished_run["id"] in [r["id"] for r in client.get("/v1/runs").json()["runs"]]
     with client.stream("GET", f"/v1/runs/{finished_run['id']}/events") as stream:
         lines = [line for line in stream.iter_lines() if line.startswith("data: ")]
     events = [json.loads(line[6:]) for line in lines]
@@ -123,17 +123,17 @@ def test_unknown_run_is_404(client):
     ],
 )
 def test_bad_input_gets_a_clear_4xx_and_creates_nothing(client, body, message):
-    before = len(client.get("/v1/runs").json())
+    before = len(client.get("/v1/runs").json()["runs"])
     response = client.post("/v1/runs", json=body)
     assert response.status_code == 422
-    assert message in response.json()["detail"]
+    assert message in response.json()["message"]
     assert "Traceback" not in response.text
-    assert len(client.get("/v1/runs").json()) == before
+    assert len(client.get("/v1/runs").json()["runs"]) == before
 
 
 def test_a_body_that_is_not_json_is_422(client):
     response = client.post("/v1/runs", content=b"{not json", headers={"content-type": "application/json"})
-    assert response.status_code == 422 and "JSON" in response.json()["detail"]
+    assert response.status_code == 422 and "JSON" in response.json()["message"]
 
 
 @pytest.mark.parametrize(
@@ -143,10 +143,10 @@ def test_a_body_that_is_not_json_is_422(client):
 def test_a_policy_adapter_key_is_checked_when_the_run_is_created(client, key, message):
     """Refused at once (it used to be accepted with 202, and its generation job failed later)."""
     body = {"passages": [TINY_PASSAGE], "config": {**TINY_CONFIG, "policy_adapter_key": key}}
-    before = len(client.get("/v1/runs").json())
+    before = len(client.get("/v1/runs").json()["runs"])
     response = client.post("/v1/runs", json=body)
-    assert response.status_code == 422 and message in response.json()["detail"]
-    assert len(client.get("/v1/runs").json()) == before
+    assert response.status_code == 422 and message in response.json()["message"]
+    assert len(client.get("/v1/runs").json()["runs"]) == before
 
 
 def test_a_refused_job_fails_alone_and_the_run_goes_on(client, coordinator_store):
@@ -227,7 +227,7 @@ def test_an_unreachable_trainer_fails_the_run_clearly_and_it_can_resume(
 def test_experiment_requests_are_refused_with_a_message(client, body, message):
     response = client.post("/v1/runs", json=body)
     assert response.status_code == 422, response.text
-    assert message in response.json()["detail"]
+    assert message in response.json()["message"]
 
 
 def test_results_and_report_of_unknown_or_unfinished_runs(client):

@@ -46,11 +46,6 @@ def test_json_prints_only_json_on_stdout(coordinator, tmp_path, monkeypatch, com
     assert list((tmp_path / "cwd").iterdir()) == []
 
 
-def test_list_reads_a_page_of_runs_too():
-    page = {"runs": [{"id": "a"}], "next_page_token": "x"}
-    assert cli.runs_of(page) == [{"id": "a"}] and cli.runs_of([{"id": "b"}]) == [{"id": "b"}]
-
-
 def test_report_saves_the_results_file_it_was_asked_for(coordinator, tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "save_report", lambda client, run_id, path: path.write_text("<html>"))
     result = CliRunner().invoke(

@@ -44,7 +44,7 @@ def client(tmp_path) -> Iterator[TestClient]:
     store.put_bytes("adapters/present/adapter_config.json", b"{}")
     with TestClient(create_app(settings, store)) as test_client:
         yield test_client
-        assert test_client.get("/v1/runs").json() == []  # nothing was created
+        assert test_client.get("/v1/runs").json()["runs"] == []  # nothing was created
 
 
 def refused(client: TestClient, body: dict[str, Any] | str) -> str:
@@ -55,7 +55,7 @@ def refused(client: TestClient, body: dict[str, Any] | str) -> str:
         response = client.post("/v1/runs", json=body)
     assert response.status_code == 422, response.text
     assert "Traceback" not in response.text
-    return response.json()["detail"]
+    return response.json()["message"]
 
 
 @pytest.mark.parametrize(

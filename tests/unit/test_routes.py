@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from seal_lab.data import parse_passages
-from seal_lab.errors import NotFound
 from seal_lab.localstore import LocalStore
+from services.coordinator.apierrors import RunNotFound
 from services.coordinator.app import create_app
 from services.coordinator.routers.deps import get_manager
 from services.coordinator.schemas import RunConfig, RunEvent
@@ -41,7 +41,7 @@ class StandInManager:
 
     def get(self, run_id: str) -> RunState:
         if run_id not in self.runs:
-            raise NotFound(f"no run {run_id!r}")
+            raise RunNotFound(f"no run {run_id!r}")
         return self.runs[run_id]
 
 

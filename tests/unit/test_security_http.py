@@ -93,7 +93,7 @@ def test_health_and_the_api_description_stay_open(tmp_path):
 
 def test_without_a_token_the_api_stays_open_as_before(tmp_path):
     client = TestClient(_app(tmp_path, token=None))
-    assert client.get("/v1/runs").json() == []
+    assert client.get("/v1/runs").json()["runs"] == []
 
 
 def test_the_host_header_is_checked_against_the_allowed_names(tmp_path):
@@ -104,7 +104,9 @@ def test_the_host_header_is_checked_against_the_allowed_names(tmp_path):
     for host in ("attacker.example", "attacker.example:8000", "127.0.0.1.attacker.example"):
         client = TestClient(app, base_url=f"http://{host}")
         assert client.get("/healthz").status_code == 400, host
-        assert client.get("/v1/runs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 400
+        refused = client.get("/v1/runs", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert refused.status_code == 400 and refused.json()["code"] == "invalid_host", refused.text
+        assert "SEAL_COORDINATOR_ALLOWED_HOSTS" in refused.json()["message"]
 
 
 def test_allowed_hosts_come_as_a_comma_list_and_bad_wildcards_are_refused(monkeypatch):
@@ -154,7 +156,7 @@ def mutual_tls_url(tmp_path, certs) -> Iterator[str]:
 
 def test_https_serves_a_client_that_checks_the_lab_ca_and_sends_the_token(https_url, certs):
     with connect(https_url, timeout=10, security=certs.client()) as client:
-        assert client.get("/v1/runs").json() == []
+        assert client.get("/v1/runs").json()["runs"] == []
         assert client.get("/healthz").status_code == 200
     with connect(https_url, timeout=10, security=certs.client(token=None)) as client:
         assert client.get("/v1/runs").status_code == 401
@@ -166,7 +168,7 @@ def test_https_serves_a_client_that_checks_the_lab_ca_and_sends_the_token(https_
 
 def test_https_with_mutual_tls_refuses_a_client_without_a_certificate(mutual_tls_url, certs):
     with connect(mutual_tls_url, timeout=10, security=certs.client(with_cert=True)) as client:
-        assert client.get("/v1/runs").json() == []
+        assert client.get("/v1/runs").json()["runs"] == []
     with pytest.raises(httpx.TransportError), connect(mutual_tls_url, 10, certs.client()) as client:
         client.get("/healthz")
 

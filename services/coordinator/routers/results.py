@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from seal_lab.errors import FailedPrecondition
-
+from ..apierrors import ResultsNotReady, responses
 from ..report import render_report
 from ..schemas import RunResults
 from .deps import Run
@@ -14,16 +13,16 @@ from .deps import Run
 router = APIRouter(prefix="/v1/runs/{run_id}", tags=["results"])
 
 
-@router.get("/results", response_model=RunResults)
+@router.get("/results", response_model=RunResults, responses=responses(404, 409))
 async def get_results(run: Run) -> RunResults:
     """Everything the report shows, as JSON: rounds, held-out conditions with error bars, what worked,
     forgetting, examples and the reproducibility record."""
     if run.results is None:
-        raise FailedPrecondition(f"run {run.id} has no results yet (status {run.status})")
+        raise ResultsNotReady(f"run {run.id} has no results yet (status {run.status})")
     return RunResults.model_validate(run.results)
 
 
-@router.get("/report", response_class=HTMLResponse)
+@router.get("/report", response_class=HTMLResponse, responses=responses(404))
 async def get_report(run: Run) -> HTMLResponse:
     """A self-contained HTML page with plots, SEAL's conditions table and example self-edits."""
     page = render_report(
