@@ -8,6 +8,7 @@ and `event` (one of the run's events: `progress` when a job starts, `job` when i
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -139,9 +140,9 @@ class LineView:
             self.done += 1
             what = self.started.pop(job, job)
             text = f"{what} done" if kind == "job" else f"[error] {data['message']}"
-            self._line(data["ts"], f"{self._count()} {text}")
+            self._line(_when(data), f"{self._count()} {text}")
         elif kind in NOTABLE_KINDS:
-            self._line(data["ts"], f"[{kind}] {data['message']}")
+            self._line(_when(data), f"[{kind}] {data['message']}")
 
     def notice(self, message: str) -> None:
         self._line(time.time(), message)
@@ -157,3 +158,16 @@ class LineView:
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _when(event: dict[str, Any]) -> float:
+    """An event's time (RFC 3339, as the API gives it; float seconds from an older coordinator); now if absent."""
+    ts = event.get("ts")
+    if isinstance(ts, int | float):
+        return float(ts)
+    if isinstance(ts, str):
+        try:
+            return datetime.fromisoformat(ts).timestamp()
+        except ValueError:
+            pass
+    return time.time()
