@@ -101,7 +101,16 @@ def follow_run(client: httpx.Client, run_id: str, quiet: bool = False) -> dict[s
                         source.response.read()
                         check(source.response)
                     for sse in source.iter_sse():
-                        data = json.loads(sse.data)
+                        if sse.event not in ("summary", "run") or not sse.data:
+                            # The coordinator's keep-alive (`: ping` every 15 s): once an event had an id,
+                            # httpx-sse hands it over as an empty message (the spec keeps the last id).
+                            continue
+                        try:
+                            data = json.loads(sse.data)
+                        except json.JSONDecodeError:
+                            raise CoordinatorError(
+                                f"the coordinator's event stream sent a {sse.event!r} event that is not JSON"
+                            ) from None
                         if sse.event == "summary":
                             view.summary(data)
                             if data["status"] in FINAL_STATUSES:

@@ -172,7 +172,8 @@ def up(
         stack.stop()
         state_path(workdir).unlink(missing_ok=True)
         fail(f"the stack did not start: {exc}" if isinstance(exc, RuntimeError) else "interrupted")
-    console.print(f"the stack runs in the background; logs in {stack.logs}; stop it with: seal-lab down")
+    stop = "seal-lab down" if workdir == DEFAULT_WORKDIR else f"seal-lab down --workdir {workdir}"
+    console.print(f"the stack runs in the background; logs in {stack.logs}; stop it with: {stop}")
     out.print(f"coordinator: {stack.coordinator_url}")
     out.print(f"export SEAL_COORDINATOR_URL={stack.coordinator_url}")
 

@@ -141,3 +141,23 @@ def test_delete_deletes_and_a_refusal_shows_the_message_and_code(coordinator):
 def test_an_older_coordinator_s_detail_is_still_shown():
     with pytest.raises(api_client.CoordinatorError, match="404: no such route"):
         api_client.check(httpx.Response(404, json={"detail": "no such route"}))
+
+
+def test_follow_skips_the_keep_alive_that_comes_between_events(monkeypatch):
+    """FastAPI's SSE sends `: ping` every 15 s; after an event with an id, httpx-sse hands it over as an empty
+    message. Before the fix, every run longer than 15 s ended the CLI with a JSONDecodeError traceback."""
+    from fastapi.sse import KEEPALIVE_COMMENT
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            body = run_event(0, "running") + KEEPALIVE_COMMENT + KEEPALIVE_COMMENT + summary("succeeded", 3)
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+        return httpx.Response(200, json=DETAIL)
+
+    real_client = httpx.Client
+    monkeypatch.setattr(
+        cli.httpx, "Client", lambda **kw: real_client(transport=httpx.MockTransport(answer), **kw)
+    )
+    result = CliRunner().invoke(cli.app, ["follow", "run-1"])
+    assert result.exit_code == 0, result.output
+    assert "[status] running" in result.output and "Traceback" not in result.output
