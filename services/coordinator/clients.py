@@ -270,10 +270,10 @@ class ServiceClients:
             interval=settings.discovery_interval_seconds,
             info_timeout=settings.info_timeout_seconds,
         )
-        # One generation and one evaluation at a time: each service runs one model job at a time anyway,
-        # and queueing here keeps deadlines meaningful.
-        self.generator_slot = asyncio.Semaphore(1)
-        self.evaluator_slot = asyncio.Semaphore(1)
+        # One generation and one evaluation at a time per replica: each replica runs one model job at a time
+        # anyway, and queueing here keeps deadlines meaningful.
+        self.generator_slot = asyncio.Semaphore(settings.generator_concurrency)
+        self.evaluator_slot = asyncio.Semaphore(settings.evaluator_concurrency)
 
     async def close(self) -> None:
         await self._generator_channel.close()

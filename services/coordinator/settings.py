@@ -29,6 +29,10 @@ class CoordinatorSettings(BaseSettings):
     trainer_addresses: Annotated[list[str], NoDecode] = ["127.0.0.1:50052"]
     evaluator_address: str = "127.0.0.1:50053"
     discovery_interval_seconds: float = Field(default=10.0, gt=0)
+    # Generate (Evaluate) calls in flight at once. Each service runs one model job at a time, so 1 per
+    # replica: with a `dns:///` address over N replicas, N lets them work together; more only queues there.
+    generator_concurrency: int = Field(default=1, ge=1)
+    evaluator_concurrency: int = Field(default=1, ge=1)
     info_timeout_seconds: float = 10.0
     generate_timeout_seconds: float = 1800.0
     train_timeout_seconds: float = 3600.0

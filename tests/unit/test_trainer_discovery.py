@@ -20,7 +20,7 @@ from seal_lab.grpc_client import channel_options, open_channel
 from seal_lab.grpc_server import RunningServer, start_server
 from seal_lab.localstore import LocalStore
 from seal_lab.security import Security, TlsSettings
-from services.coordinator.clients import TrainerEndpoint, TrainerPool, connect_trainer
+from services.coordinator.clients import ServiceClients, TrainerEndpoint, TrainerPool, connect_trainer
 from services.coordinator.jobs import JobName
 from services.coordinator.runner import RunManager
 from services.coordinator.settings import CoordinatorSettings
@@ -293,3 +293,21 @@ def test_dns_entries_and_plain_addresses_mix_and_the_interval_is_a_setting(monke
     assert config.trainer_addresses == ["gpu-a:50052", TARGET] and config.discovery_interval_seconds == 2.5
     pool = TrainerPool(config.trainer_addresses, lambda a, name="": TrainerEndpoint(a, None, None))  # type: ignore[arg-type]
     assert addresses(pool) == ["gpu-a:50052"]  # the listed one at once; the name's at the first resolution
+
+
+def test_the_generator_and_evaluator_take_as_many_calls_at_once_as_their_replicas():
+    async def main() -> None:
+        config = CoordinatorSettings(
+            generator_address="dns:///generator.test:50051", generator_concurrency=3, evaluator_concurrency=2
+        )
+        clients = ServiceClients(config)
+        try:
+            for slot, replicas in ((clients.generator_slot, 3), (clients.evaluator_slot, 2)):
+                for _ in range(replicas):
+                    assert not slot.locked()
+                    await slot.acquire()
+                assert slot.locked()  # the next call waits for one of them
+        finally:
+            await clients.close()
+
+    _run(main)
