@@ -258,7 +258,12 @@ class TrainerPool:
 class ServiceClients:
     """Channels to every service, each sending the token and speaking TLS as `security` says."""
 
-    def __init__(self, settings: CoordinatorSettings, security: Security | None = None) -> None:
+    def __init__(
+        self,
+        settings: CoordinatorSettings,
+        security: Security | None = None,
+        resolver: Resolver = system_resolver,
+    ) -> None:
         self.settings = settings
         self._generator_channel = open_channel(settings.generator_address, security)
         self._evaluator_channel = open_channel(settings.evaluator_address, security)
@@ -267,9 +272,12 @@ class ServiceClients:
         self.trainers = TrainerPool(
             settings.trainer_addresses,
             functools.partial(connect_trainer, security=security),
+            resolver,
             interval=settings.discovery_interval_seconds,
             info_timeout=settings.info_timeout_seconds,
         )
+        with contextlib.suppress(RuntimeError):  # built in the app's lifespan: discovery starts with it
+            self.trainers.start()
         # One generation and one evaluation at a time per replica: each replica runs one model job at a time
         # anyway, and queueing here keeps deadlines meaningful.
         self.generator_slot = asyncio.Semaphore(settings.generator_concurrency)

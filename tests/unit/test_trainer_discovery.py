@@ -21,6 +21,7 @@ from seal_lab.grpc_server import RunningServer, start_server
 from seal_lab.localstore import LocalStore
 from seal_lab.security import Security, TlsSettings
 from services.coordinator.clients import ServiceClients, TrainerEndpoint, TrainerPool, connect_trainer
+from services.coordinator.discovery import address_of, system_resolver
 from services.coordinator.jobs import JobName
 from services.coordinator.runner import RunManager
 from services.coordinator.settings import CoordinatorSettings
@@ -307,6 +308,30 @@ def test_the_generator_and_evaluator_take_as_many_calls_at_once_as_their_replica
                     assert not slot.locked()
                     await slot.acquire()
                 assert slot.locked()  # the next call waits for one of them
+        finally:
+            await clients.close()
+
+    _run(main)
+
+
+def test_the_system_resolver_lists_a_names_addresses_as_grpc_takes_them():
+    found = asyncio.run(system_resolver("localhost", 50052))
+    assert "127.0.0.1:50052" in found and found == sorted(set(found))
+    assert address_of("::1", 50052) == "[::1]:50052"
+
+
+def test_the_coordinators_clients_start_discovery_with_the_app():
+    resolver = Resolver("127.0.0.1:1")
+
+    async def main() -> None:
+        clients = ServiceClients(
+            CoordinatorSettings(
+                trainer_addresses=[TARGET], discovery_interval_seconds=0.02, info_timeout_seconds=1
+            ),
+            resolver=resolver,
+        )
+        try:
+            await until(lambda: addresses(clients.trainers) == ["127.0.0.1:1"], timeout=5)
         finally:
             await clients.close()
 
