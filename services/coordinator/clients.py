@@ -121,7 +121,7 @@ class TrainerPool:
                     log.warning(
                         "trainer discovery: resolving %s failed (%s); keeping the %d trainer(s) found before",
                         target.text,
-                        exc or type(exc).__name__,
+                        str(exc) or type(exc).__name__,
                         len(self._found[target]),
                     )
             await self._update()

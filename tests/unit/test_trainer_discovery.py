@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -318,6 +319,22 @@ def test_the_system_resolver_lists_a_names_addresses_as_grpc_takes_them():
     found = asyncio.run(system_resolver("localhost", 50052))
     assert "127.0.0.1:50052" in found and found == sorted(set(found))
     assert address_of("::1", 50052) == "[::1]:50052"
+
+
+def test_a_name_that_does_not_exist_has_no_trainer_and_a_failed_lookup_is_an_error():
+    """Kubernetes answers NXDOMAIN for a headless Service scaled to zero: no trainers, not a failure."""
+
+    async def lookup(error: socket.gaierror) -> list[str]:
+        async def getaddrinfo(*args: Any, **kwargs: Any) -> Any:
+            raise error
+
+        asyncio.get_running_loop().getaddrinfo = getaddrinfo  # type: ignore[method-assign]
+        return await system_resolver(NAME, 50052)
+
+    not_found = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert asyncio.run(lookup(not_found)) == []
+    with pytest.raises(socket.gaierror):
+        asyncio.run(lookup(socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")))
 
 
 def test_the_coordinators_clients_start_discovery_with_the_app():
