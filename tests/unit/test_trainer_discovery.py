@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import pytest
 import trustme
+from pydantic import SecretStr
 
 from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from seal_lab.directive import DirectiveLimits
@@ -26,6 +27,7 @@ from services.coordinator.discovery import address_of, system_resolver
 from services.coordinator.jobs import JobName
 from services.coordinator.runner import RunManager
 from services.coordinator.settings import CoordinatorSettings
+from tests.tls_fixtures import TOKEN
 from tests.unit.fake_services import FINGERPRINT, FakeEvaluator, FakeGenerator, FakeTrainer
 from tests.unit.recording_trainer import trainer_service
 from tests.unit.test_orchestrator import REQUEST, run_to_end, settings, until
@@ -254,14 +256,15 @@ def test_a_trainer_found_by_dns_is_checked_against_the_certificate_of_its_name(t
         pem.write_to_path(str(tmp_path / path))
     issued.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
     server_tls = TlsSettings(cert_file=tmp_path / "cert.pem", key_file=tmp_path / "key.pem")
-    client = Security(tls=TlsSettings(ca_file=tmp_path / "ca.pem"))
+    client = Security(token=SecretStr(TOKEN), tls=TlsSettings(ca_file=tmp_path / "ca.pem"))
 
     async def main() -> None:
-        running, address = await serve(Trainer(group=3), Security(tls=server_tls))
+        running, address = await serve(Trainer(group=3), Security(token=SecretStr(TOKEN), tls=server_tls))
         pool = TrainerPool([TARGET], lambda a, name: connect_trainer(a, name, client), Resolver(address))
         try:
             (endpoint,) = await pool.present()
-            assert endpoint.address == address and endpoint.capacity == 3  # GetInfo over TLS answered
+            # GetInfo answered over TLS, with the token: the trainer's group size, not the default of 1
+            assert endpoint.address == address and endpoint.capacity == 3
             async with open_channel(address, client) as by_ip:  # the IP is not what the certificate names
                 with pytest.raises(grpc.aio.AioRpcError) as refused:
                     await trainer_pb2_grpc.TrainerStub(by_ip).GetInfo(common_pb2.GetInfoRequest(), timeout=5)
