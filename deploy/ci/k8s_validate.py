@@ -45,7 +45,9 @@ def render(overlay: Path, kubectl: str) -> list[dict]:
     """`kubectl kustomize OVERLAY` as documents; SystemExit with kustomize's own message when it fails."""
     done = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        sys.exit(f"FAIL: kubectl kustomize {overlay.relative_to(ROOT)}:\n{done.stderr.strip()}")
+        # Without kustomize v5's deprecation notes about the v2-compatible fields (`bases`, `commonLabels`).
+        reason = "\n".join(line for line in done.stderr.splitlines() if not line.startswith("# Warning:"))
+        sys.exit(f"FAIL: kubectl kustomize {overlay.relative_to(ROOT)}:\n{reason.strip()}")
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
