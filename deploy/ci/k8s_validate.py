@@ -214,6 +214,34 @@ def service_problems(docs: list[dict]) -> list[str]:
     return []
 
 
+def api_client_problems(stack: list[dict], doc: dict) -> list[str]:
+    """A Job labelled `seal-lab/api-client` must match the rendered coordinator policy's `from` selector
+    (kustomize adds the overlay's commonLabels to it); else its calls are dropped."""
+    if doc.get("kind") != "Job":
+        return []
+    labels = doc["spec"]["template"]["metadata"].get("labels") or {}
+    if "seal-lab/api-client" not in labels:
+        return []
+    policies = [
+        d
+        for d in stack
+        if d.get("kind") == "NetworkPolicy" and "coordinator" in _selected(d["spec"]["podSelector"])
+    ]
+    peers = [  # pods of this namespace only: a namespaceSelector or an empty `from` is not what this Job needs
+        peer["podSelector"]
+        for p in policies
+        for rule in p["spec"].get("ingress") or []
+        for peer in rule.get("from") or []
+        if "podSelector" in peer and "namespaceSelector" not in peer
+    ]
+    if any(
+        not peer.get("matchExpressions") and (peer.get("matchLabels") or {}).items() <= labels.items()
+        for peer in peers
+    ):
+        return []
+    return [f"{_name(doc)}: its pod's labels match no NetworkPolicy that lets clients reach the coordinator"]
+
+
 def rule_problems(docs: list[dict]) -> list[str]:
     problems = network_problems(docs) + service_problems(docs)
     for doc in docs:
@@ -227,8 +255,10 @@ def main() -> None:
         sys.exit("FAIL: kubectl not found: install it (Debian: apt-get install kubernetes-client)")
     problems: list[str] = []
     summary = []
+    rendered: list[dict] = []
     for overlay in sorted(p.parent for p in (K8S / "overlays").glob("*/kustomization.yaml")):
         docs = render(overlay, kubectl)
+        rendered = rendered or docs
         label = f"overlays/{overlay.name}"
         problems += [f"{label}: {p}" for p in rule_problems(docs)]
         problems += [f"{label}: {p}" for doc in docs for p in schema_problems(doc)]
@@ -241,6 +271,7 @@ def main() -> None:
         docs = read_documents(path)
         label = str(path.relative_to(K8S))
         problems += [f"{label}: {p}" for doc in docs for p in container_problems(doc) + secret_problems(doc)]
+        problems += [f"{label}: {p}" for doc in docs for p in api_client_problems(rendered, doc)]
         problems += [f"{label}: {p}" for doc in docs for p in schema_problems(doc)]
         parsed = [_name(d) for d in docs if (d.get("apiVersion"), d.get("kind")) in CUSTOM_RESOURCES]
         summary.append(

@@ -197,3 +197,31 @@ def test_the_gpu_overlay_asks_each_trainer_for_one_gpu_on_the_cuda_image():
     assert {"name": "SEAL_MODEL_DEVICE", "value": "cuda"} in trainer["env"]
     cpu = yaml.safe_load((K8S / "overlays" / "cpu" / "kustomization.yaml").read_text())
     assert "patchesStrategicMerge" not in cpu  # CPU trainers: base's, no GPU request
+
+
+def _with_common_labels(docs: list[dict]) -> list[dict]:
+    """What kustomize's commonLabels does to NetworkPolicies' pod selectors (base/kustomization.yaml's labels
+    added to every matchLabels it renders, the `from` peers' included)."""
+    common = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())["commonLabels"]
+    docs = copy.deepcopy(docs)
+    for policy in (d for d in docs if d["kind"] == "NetworkPolicy"):
+        selectors = [policy["spec"]["podSelector"]] + [
+            peer["podSelector"]
+            for rule in policy["spec"].get("ingress") or []
+            for peer in rule.get("from") or []
+            if "podSelector" in peer
+        ]
+        for selector in selectors:
+            if selector:
+                selector.setdefault("matchLabels", {}).update(common)
+    return docs
+
+
+def test_the_bench_job_is_let_through_to_the_coordinator_by_the_policy_as_the_overlays_render_it():
+    rendered = _with_common_labels(stack())
+    job = find(v.read_documents(K8S / "jobs" / "bench-conditions.yaml"), "Job", "seal-bench-conditions")
+    assert v.api_client_problems(rendered, job) == []
+    job["spec"]["template"]["metadata"]["labels"].pop("app.kubernetes.io/part-of")
+    assert v.api_client_problems(rendered, job) == [
+        "Job/seal-bench-conditions: its pod's labels match no NetworkPolicy that lets clients reach the coordinator"
+    ]
