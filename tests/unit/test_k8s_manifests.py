@@ -225,3 +225,52 @@ def test_the_bench_job_is_let_through_to_the_coordinator_by_the_policy_as_the_ov
     assert v.api_client_problems(rendered, job) == [
         "Job/seal-bench-conditions: its pod's labels match no NetworkPolicy that lets clients reach the coordinator"
     ]
+
+
+def _setting_names() -> set[str]:
+    """Every environment variable a seal-lab settings class reads (prefix + field, or the field's aliases)."""
+    from pydantic import AliasChoices
+
+    from seal_lab.security import AuthSettings, TlsSettings
+    from seal_lab.settings import LoggingSettings, ModelSettings, StoreSettings
+    from services.coordinator.settings import CoordinatorSettings
+    from services.evaluator.settings import EvaluatorSettings
+    from services.generator.settings import GeneratorSettings
+    from services.trainer.settings import TrainerSettings
+
+    names = set()
+    for settings in (
+        AuthSettings,
+        TlsSettings,
+        LoggingSettings,
+        ModelSettings,
+        StoreSettings,
+        CoordinatorSettings,
+        EvaluatorSettings,
+        GeneratorSettings,
+        TrainerSettings,
+    ):
+        prefix = settings.model_config["env_prefix"]
+        for field, info in settings.model_fields.items():
+            alias = info.validation_alias
+            if isinstance(alias, AliasChoices):
+                names |= {str(choice) for choice in alias.choices}
+            else:
+                names.add(f"{prefix}{field}".upper())
+    return names
+
+
+def test_every_seal_variable_the_manifests_set_is_one_a_service_reads():
+    files = [path for path in K8S.rglob("*.yaml") if path.name != "kustomization.yaml"]
+    docs = [doc for path in files for doc in v.read_documents(path)]
+    set_here = set()
+    for doc in docs:
+        if doc.get("kind") == "ConfigMap":
+            set_here |= set(doc.get("data") or {})
+        spec = v.pod_spec(doc) or {}
+        for container in spec.get("containers", []):
+            if container.get("image", "seal-lab").startswith("seal-lab"):  # not MinIO's own job's variables
+                set_here |= {e["name"] for e in container.get("env") or []}
+    seal = {name for name in set_here if name.startswith("SEAL_")}
+    assert len(seal) >= 15
+    assert sorted(seal - _setting_names()) == []
