@@ -10,7 +10,7 @@ LIGHT_BIN := $(LIGHT_VENV)/bin
 TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo test test-light test-compose env lock lint format protos bench bench-conditions clean
+.PHONY: install demo test test-light test-compose k8s-validate env lock lint format protos bench bench-conditions clean
 
 install: $(VENV)/.installed
 
@@ -47,6 +47,12 @@ $(LIGHT_VENV)/.installed: pyproject.toml
 # The container stack for real (needs root: installs Docker and debootstrap if missing; see deploy/ci/).
 test-compose: install
 	deploy/ci/compose_test.sh
+
+# deploy/k8s/ offline: every overlay rendered by `kubectl kustomize`, every document checked against the
+# Kubernetes schemas and the project's rules (deploy/ci/k8s_validate.py). Needs kubectl (Debian:
+# kubernetes-client); the base package's environment is enough (no torch).
+k8s-validate: $(LIGHT_VENV)/.installed
+	$(LIGHT_BIN)/python deploy/ci/k8s_validate.py
 
 # .env for `docker compose` with fresh random secrets (refuses to overwrite an existing .env).
 env:

@@ -8,7 +8,13 @@ teachers; training passages come from the rest of `squad_val.json` (disjoint by 
     .venv/bin/python benchmarks/conditions.py --preset gpu      # N = 200 (all of SEAL's), K = 5, 2 rounds, teachers
     .venv/bin/python benchmarks/conditions.py --heldout 4 --train 2 --k 2 --rounds 1   # a quick look
 
-Starts the four services (LocalStack) unless --url points at a running coordinator. Prints the table with
+Starts the four services (LocalStack) unless --coordinator-url (or --url) points at a running coordinator:
+then it only posts the run and follows it, with the token from SEAL_AUTH_TOKEN or SEAL_AUTH_TOKEN_FILE (and
+the TLS files from SEAL_TLS_*), as the Kubernetes Job deploy/k8s/jobs/bench-conditions.yaml runs it:
+
+    python benchmarks/conditions.py --coordinator-url http://seal-coordinator:8000 --data-dir /data --out /results
+
+Prints the table with
 N, seeds and wall time, every metric's gain, the training steps of every condition, retention and the
 specificity control, then each planned comparison with its paired tests and a verdict in words, and the
 minimum detectable effect at this N. Writes `conditions_<run id>.json` and `conditions_<run id>.html` (a
@@ -29,6 +35,9 @@ from typing import Any
 import httpx
 from rich.console import Console
 from rich.table import Table
+
+from seal_lab.security import Security, security_from_environment
+from services.coordinator.api_client import connect
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seal"
 TEACHERS = {"gpt4_1": "selfedits_gpt4_1_val.json", "seal_iter2": "selfedits_iter2_val.json"}
@@ -102,7 +111,7 @@ def _follow(client: httpx.Client, run_id: str, console: Console) -> dict[str, An
         time.sleep(5)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -125,10 +134,20 @@ def main() -> None:
         "--teachers", action=argparse.BooleanOptionalAction, default=None, help="GPT-4.1 and SEAL-7B rows"
     )
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
-    parser.add_argument("--url", default="", help="a running coordinator; default: start a local stack")
+    parser.add_argument(
+        "--coordinator-url",
+        "--url",
+        dest="url",
+        default="",
+        help="a running coordinator (its token from SEAL_AUTH_TOKEN); default: start a local stack",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="the local stack's store and logs")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for JSON + HTML")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     for name, value in PRESETS[args.preset].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -153,16 +172,18 @@ def main() -> None:
         },
     }
     started = time.perf_counter()
+    # The token and TLS files of this machine (an entry point: from the environment); none set, none sent.
+    security = security_from_environment("conditions.py")
     if args.url:
-        detail = _run(args.url, body, console, report_dir=args.out)
+        detail = _run(args.url, body, console, report_dir=args.out, security=security)
     else:
         from services.coordinator.launcher import LocalStack
 
         # Kept afterwards: the store holds every self-edit, adapter and job record of the run.
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="seal-conditions-"))
         console.print(f"store and logs in {workdir}")
-        with LocalStack(workdir, console) as stack:
-            detail = _run(stack.coordinator_url, body, console, report_dir=args.out)
+        with LocalStack(workdir, console, security=security) as stack:
+            detail = _run(stack.coordinator_url, body, console, report_dir=args.out, security=security)
     wall = time.perf_counter() - started
     if detail["status"] == "failed":
         console.print(f"[red]run failed: {detail['error']}")
@@ -170,8 +191,10 @@ def main() -> None:
     report(detail, args, wall, console)
 
 
-def _run(url: str, body: dict, console: Console, report_dir: Path | None = None) -> dict[str, Any]:
-    with httpx.Client(base_url=url, timeout=120) as client:
+def _run(
+    url: str, body: dict, console: Console, report_dir: Path | None = None, security: Security | None = None
+) -> dict[str, Any]:
+    with connect(url, 120, security or Security()) as client:
         created = client.post("/v1/runs", json=body)
         if created.status_code >= 400:
             console.print(f"[red]{created.status_code}: {created.text}")

@@ -239,13 +239,15 @@ class ServiceCalls:
             except grpc.aio.AioRpcError as exc:
                 raise ServiceCallFailed.of(exc, address) from None
 
-        settings, endpoints = self.settings, self.clients.trainers.endpoints
+        settings = self.settings
         generator = await self.call(
             run, "generator", "GetInfo", lambda *_: info(self.clients.generator, settings.generator_address)
         )
         evaluator = await self.call(
             run, "evaluator", "GetInfo", lambda *_: info(self.clients.evaluator, settings.evaluator_address)
         )
+        found = self.clients.trainers.present
+        endpoints = await self.call(run, "trainer", "discovery", lambda *_: found(self._waiting(run)))
         trainers = []
         for endpoint in endpoints:
             trainers.append(
@@ -272,6 +274,16 @@ class ServiceCalls:
         for trainer, endpoint in zip(trainers, endpoints, strict=True):
             self.clients.trainers.set_capacity(endpoint.address, trainer.max_group_size)
         return trainers[0].limits
+
+    @staticmethod
+    def _waiting(run: RunState) -> Callable[[str], None]:
+        """For the trainer pool: no trainer is found (`why`); the run's `current` line says it waits."""
+
+        def tell(why: str) -> None:
+            run.current = f"waiting for a trainer: {why}"
+            run.notify()
+
+        return tell
 
     async def generate(
         self,
@@ -336,7 +348,7 @@ class ServiceCalls:
         )
 
         async def attempt(_: int, avoid: str) -> dict[str, Any]:
-            async with self.clients.trainers.acquire(avoid=avoid) as trainer:
+            async with self.clients.trainers.acquire(avoid, self._waiting(run)) as trainer:
                 try:
                     async for event in trainer.stub.Train(
                         request, timeout=self.settings.train_timeout_seconds

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .discovery import parse_target
 from .limits import DEFAULT_MAX_BODY_BYTES, MAX_PASSAGES_PER_REQUEST
 
 
@@ -19,10 +20,19 @@ class CoordinatorSettings(BaseSettings):
     # own name an attacker points at 127.0.0.1 (DNS rebinding) cannot reach it. Comma list: add the names
     # clients use (compose: `coordinator`, a machine's name). `*.example.org` allows subdomains, `*` any name.
     allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1", "[::1]"]
+    # `host:port`, or `dns:///name:port`: gRPC resolves the name and spreads calls over every address it has
+    # (round robin), picking up replicas that appear when it resolves again (after a connection drops).
     generator_address: str = "127.0.0.1:50051"
-    # Comma-separated; jobs are spread over every trainer listed.
+    # Comma-separated; jobs are spread over every trainer listed. A `dns:///name:port` entry is every address
+    # the name resolves to (a Kubernetes headless Service), resolved again every discovery interval: trainers
+    # that appear get jobs, those that go away get none (discovery.py, clients.py's TrainerPool).
     trainer_addresses: Annotated[list[str], NoDecode] = ["127.0.0.1:50052"]
     evaluator_address: str = "127.0.0.1:50053"
+    discovery_interval_seconds: float = Field(default=10.0, gt=0)
+    # Generate (Evaluate) calls in flight at once. Each service runs one model job at a time, so 1 per
+    # replica: with a `dns:///` address over N replicas, N lets them work together; more only queues there.
+    generator_concurrency: int = Field(default=1, ge=1)
+    evaluator_concurrency: int = Field(default=1, ge=1)
     info_timeout_seconds: float = 10.0
     generate_timeout_seconds: float = 1800.0
     train_timeout_seconds: float = 3600.0
@@ -78,6 +88,15 @@ class CoordinatorSettings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("trainer_addresses")
+    @classmethod
+    def _trainer_entries(cls, addresses: list[str]) -> list[str]:
+        if not addresses:
+            raise ValueError("name at least one trainer (`host:port` or `dns:///name:port`)")
+        for address in addresses:
+            parse_target(address)  # a malformed `dns:` entry: ValueError saying the form
+        return addresses
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -37,17 +39,35 @@ CHANNEL_OPTIONS = [
 ]
 
 
-def open_channel(address: str, security: Security | None = None) -> grpc.aio.Channel:
+#: For a `dns:///name:port` address: a connection to every address of the name, calls spread in turn. gRPC
+#: resolves the name again when a connection drops (a replica restarting or going away), not on a timer.
+ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+
+def channel_options(address: str, server_name: str = "", tls: bool = False) -> list[tuple[str, Any]]:
+    """The options of a channel to `address`; `server_name`: the name the server's certificate carries when
+    `address` is one of the name's IP addresses (a trainer found by DNS), checked instead of the IP."""
+    options: list[tuple[str, Any]] = list(CHANNEL_OPTIONS)
+    if address.startswith("dns:"):
+        options.append(("grpc.service_config", ROUND_ROBIN))
+    if tls and server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return options
+
+
+def open_channel(address: str, security: Security | None = None, server_name: str = "") -> grpc.aio.Channel:
     """A channel to `address` that sends the token on every call and speaks TLS when `security` has it
-    (the server checked against the lab CA; this process's certificate presented for mutual TLS). Each call
-    also carries the run and job ids of the caller's log context (`seal_lab.callids`)."""
+    (the server checked against the lab CA, under `server_name` when given; this process's certificate
+    presented for mutual TLS). Each call also carries the run and job ids of the caller's log context
+    (`seal_lab.callids`). A `dns:///name:port` address spreads calls over every address of the name."""
     security = security or Security()
     token = token_pairs(security.token_value)
     interceptors = metadata_interceptors(lambda: [*token, *outgoing_now()])
+    options = channel_options(address, server_name, tls=security.tls is not None)
     if security.tls is not None:
         credentials = channel_credentials(security.tls)
-        return grpc.aio.secure_channel(address, credentials, CHANNEL_OPTIONS, interceptors=interceptors)
-    return grpc.aio.insecure_channel(address, CHANNEL_OPTIONS, interceptors=interceptors)
+        return grpc.aio.secure_channel(address, credentials, options, interceptors=interceptors)
+    return grpc.aio.insecure_channel(address, options, interceptors=interceptors)
 
 
 async def is_serving(channel: grpc.aio.Channel, service: str = "", timeout: float = 2.0) -> bool:
