@@ -143,7 +143,7 @@ refused=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/run
 [ "$refused" = 401 ] || { echo "FAIL: /v1/runs answered $refused without the token, expected 401"; exit 1; }
 echo "without the token: 401"
 auth=(-H "Authorization: Bearer $token")
-body='{"name": "compose-ci", "dataset": "demo", "limit": 1, "config": {"k": 1, "max_new_tokens": 48, "eval_max_new_tokens": 16}}'
+body='{"name": "compose-ci", "dataset": "demo", "limit": 1, "config": {"k": 1, "max_new_tokens": 48, "eval_max_new_tokens": 16, "retention_questions": 8}}'
 run_id=$(curl -fsS "${auth[@]}" -X POST "http://127.0.0.1:$port/v1/runs" -H 'content-type: application/json' -d "$body" \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 echo "run $run_id"
