@@ -8,13 +8,14 @@ and `event` (one of the run's events: `progress` when a job starts, `job` when i
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .schemas import epoch_seconds
 
 #: Events worth a line of their own in either view (jobs starting and finishing are the bar's, or the plain
 #: view's per-job lines).
@@ -162,12 +163,8 @@ class LineView:
 
 def _when(event: dict[str, Any]) -> float:
     """An event's time (RFC 3339, as the API gives it; float seconds from an older coordinator); now if absent."""
-    ts = event.get("ts")
-    if isinstance(ts, int | float):
-        return float(ts)
-    if isinstance(ts, str):
-        try:
-            return datetime.fromisoformat(ts).timestamp()
-        except ValueError:
-            pass
-    return time.time()
+    try:
+        seconds = epoch_seconds(event.get("ts"))  # the API's own reader of its times
+    except ValueError:
+        return time.time()
+    return float(seconds) if isinstance(seconds, int | float) else time.time()

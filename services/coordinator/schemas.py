@@ -39,7 +39,7 @@ TEACHER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,39}$"
 FormatName = Annotated[str, StringConstraints(pattern=FORMAT_NAME_PATTERN)]
 
 
-def _seconds(value: Any) -> Any:
+def epoch_seconds(value: Any) -> Any:
     """An RFC 3339 time (what the API sends) back to seconds since the epoch (what the records keep)."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
@@ -54,7 +54,7 @@ def _rfc3339(seconds: float) -> datetime:
 #: (`2026-11-29T14:05:09.25Z`): converted here, at the boundary.
 Timestamp = Annotated[
     float,
-    BeforeValidator(_seconds),
+    BeforeValidator(epoch_seconds),
     PlainSerializer(_rfc3339, return_type=datetime, when_used="json"),
     Field(examples=["2026-11-29T14:05:09.250000Z"]),
 ]
