@@ -58,6 +58,7 @@ RECIPES = {
     "reference": replace(V1, directive=Directive(epochs=5, learning_rate=1e-3), text_eos=True),  # seed loop
     "new": NEW,
     "new-lr1e-3": replace(NEW, directive=replace(NEW.directive, learning_rate=1e-3)),
+    "new-lr2e-3": replace(NEW, directive=replace(NEW.directive, learning_rate=2e-3)),
     "new-no-eos": replace(NEW, text_eos=False),
     "new-no-title": replace(NEW, title=False),
     "new-qv-r32": replace(
@@ -135,6 +136,13 @@ def main() -> None:
     )
     parser.add_argument("--passages", type=int, default=12)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--passages-file",
+        type=Path,
+        default=None,
+        help="passages in SEAL's format (e.g. the demo set) instead of SQuAD passages outside the held-out pool",
+    )
+    parser.add_argument("--k", type=int, default=1, help="self-edits (and adapters) per passage and recipe")
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--styles", default="raw,chat+topic", help="question prompts: raw, chat, chat+topic")
     parser.add_argument("--retention", type=int, default=16, help="retention questions per adapter")
@@ -145,7 +153,12 @@ def main() -> None:
     console = Console(stderr=True)
     started = time.perf_counter()
     loaded = load_model(ModelSettings())
-    passages = choose(args.data_dir, args.passages, args.seed)
+    if args.passages_file is not None:
+        passages = json.loads(args.passages_file.read_text())[: args.passages]
+    else:
+        passages = choose(args.data_dir, args.passages, args.seed)
+    # K self-edits per passage: each copy of a passage gets its own sampled self-edit and its own adapter.
+    passages = [p for p in passages for _ in range(args.k)]
     edits = self_edits(loaded, passages, args.seed)
     console.print(f"self-edits: {[len(e) for e in edits]} lines ({time.perf_counter() - started:.0f} s)")
     retention = retention_questions()[: args.retention]
@@ -224,7 +237,7 @@ def main() -> None:
     path = args.out / f"recipe_pilot_{stamp}_cpu{os.cpu_count()}.json"
     path.write_text(json.dumps(results, indent=1))
     table = Table(
-        title=f"recipe pilot: {args.passages} passages (not held-out), 1 self-edit each, seed {args.seed}"
+        title=f"recipe pilot: {len(passages)} adapters per recipe ({args.k} self-edit(s) per passage), seed {args.seed}"
     )
     last = styles[-1]
     for column in (
