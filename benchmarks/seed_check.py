@@ -43,8 +43,8 @@ from seal_lab.logging import configure_logging
 from seal_lab.models import LoadedModel, chat_prompt, generate_texts, load_model
 from seal_lab.security import Security
 from seal_lab.settings import ModelSettings
-from seal_lab.textmetrics import clean_answer, score_answer
-from services.evaluator.answering import QUESTION_TEMPLATE
+from seal_lab.textmetrics import Scores, clean_answer, score_answer
+from services.evaluator.answering import QuestionItem, question_prompt
 from services.generator.formats import get_format
 
 HERE = Path(__file__).resolve().parent
@@ -56,24 +56,19 @@ METRICS = ("f1", "contains", "token_recall", "exact_match")
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.):])\s*")
 
 
-def ask(loaded: LoadedModel, items: list[tuple[str, str, tuple[str, ...]]]) -> list[dict[str, float]]:
-    """(topic, question, golds) -> scores; SEAL's question text in the chat template, greedy, 32 tokens."""
+def ask(loaded: LoadedModel, items: list[tuple[str, str, tuple[str, ...]]]) -> list[Scores]:
+    """(topic, question, golds) -> scores; the evaluator's prompt (SEAL's question text in the chat template),
+    greedy, 32 tokens."""
     prompts = [
-        chat_prompt(
-            loaded.tokenizer,
-            QUESTION_TEMPLATE.format(topic=f"Topic: {topic}\n" if topic else "", question=question),
-        )
-        for topic, question, _ in items
+        question_prompt(loaded.tokenizer, QuestionItem("", question, golds, topic or ""))
+        for topic, question, golds in items
     ]
     outs = generate_texts(loaded, prompts, max_new_tokens=32, stop_at_newline=True, batch_size=32)
-    return [
-        asdict(score_answer(clean_answer(o.text), golds))
-        for o, (_, _, golds) in zip(outs, items, strict=True)
-    ]
+    return [score_answer(clean_answer(o.text), golds) for o, (_, _, golds) in zip(outs, items, strict=True)]
 
 
-def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {m: statistics.fmean(r[m] for r in rows) for m in METRICS}
+def mean_scores(rows: list[Scores]) -> dict[str, float]:
+    return asdict(Scores.mean(rows))
 
 
 def seed_loop(passages: list[dict], k: int, seed: int, retention: list, console: Console) -> dict[str, Any]:
