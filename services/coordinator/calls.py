@@ -340,7 +340,8 @@ class ServiceCalls:
     ) -> dict[str, Any]:
         """Train one adapter (a passage's, or the policy's when `passage` is None) on a stored dataset.
 
-        A retry goes to another trainer than the one that failed, when another has a free slot.
+        A retry goes to another trainer than the one that failed, waiting for its slot when there is one
+        (the pool's cooldown); the same trainer again only when it is the only one.
         """
         where = passage.passage_id if passage else "policy"
         request = convert.train_request(
@@ -361,9 +362,15 @@ class ServiceCalls:
                             )
                             run.notify()
                         else:
+                            self.clients.trainers.succeeded(trainer)
                             return convert.train_record(event.result, directive, trainer.address)
                 except grpc.aio.AioRpcError as exc:
-                    raise ServiceCallFailed.of(exc, trainer.address) from None
+                    failed = ServiceCallFailed.of(exc, trainer.address)
+                    if failed.code == grpc.StatusCode.UNAVAILABLE and not (
+                        failed.busy or failed.store_outage
+                    ):
+                        self.clients.trainers.failed(trainer)
+                    raise failed from None
             raise JobFailed(f"trainer at {trainer.address} ended the stream without a result")
 
         return await self.call(run, "trainer", f"training {dataset_key}", attempt)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ class TrainerEndpoint:
     # Jobs this trainer takes at once: its GetInfo `max_group_size` (it trains that many together).
     capacity: int = 1
     in_flight: int = 0
+    #: When (time.monotonic()) a call to it last failed for want of the trainer; None once one succeeds.
+    failed_at: float | None = None
 
     @property
     def load(self) -> float:
@@ -59,6 +62,10 @@ class TrainerPool:
     answer) before it gets a job; one that goes away gets no new job, its running jobs finish or fail (and
     are retried on another), and its channel closes when the last one ends. A failed resolution keeps the
     trainers found before; a name with no address (scaled to zero) leaves jobs waiting for a trainer.
+
+    A trainer whose call just failed (`failed`) gets no job for `cooldown` seconds while another trainer is
+    there: jobs wait for that one's slots instead of spending their attempts on one that is likely down
+    (half-open: after the cooldown one job tries it again). When every trainer failed lately, any is used.
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class TrainerPool:
         resolver: Resolver = system_resolver,
         interval: float = 10.0,
         info_timeout: float = 10.0,
+        cooldown: float = 30.0,
     ) -> None:
         if not addresses:
             raise ValueError("at least one trainer address is needed")
@@ -75,7 +83,7 @@ class TrainerPool:
         self.targets = [target for target in targets if target is not None]
         self._static = [a for a, target in zip(addresses, targets, strict=True) if target is None]
         self._connect, self._resolver = connect, resolver
-        self.interval, self.info_timeout = interval, info_timeout
+        self.interval, self.info_timeout, self.cooldown = interval, info_timeout, cooldown
         self.endpoints = [connect(address) for address in self._static]
         #: The addresses each name had at its last successful resolution.
         self._found: dict[DnsTarget, list[str]] = {target: [] for target in self.targets}
@@ -183,9 +191,29 @@ class TrainerPool:
 
     # ---- slots -----------------------------------------------------------------------------------------
 
+    def failed(self, endpoint: TrainerEndpoint) -> None:
+        """A call to `endpoint` failed for want of the trainer (UNAVAILABLE): cool it down. When the cooldown
+        ends the waiters look again, so a trainer that came back is not left idle behind a long job."""
+        endpoint.failed_at = time.monotonic()
+        with contextlib.suppress(RuntimeError):  # no running loop (a test calling it directly): nobody waits
+            asyncio.get_running_loop().call_later(self.cooldown, self._wake)
+
+    def succeeded(self, endpoint: TrainerEndpoint) -> None:
+        endpoint.failed_at = None
+
+    def _trusted(self, endpoint: TrainerEndpoint, avoid: str, now: float) -> bool:
+        failed_lately = endpoint.failed_at is not None and now - endpoint.failed_at < self.cooldown
+        return endpoint.address != avoid and not failed_lately
+
     def _choose(self, avoid: str) -> TrainerEndpoint | None:
         count = len(self.endpoints)
-        free = [(i, e) for i, e in enumerate(self.endpoints) if e.in_flight < e.capacity]
+        now = time.monotonic()
+        # The trainer that just failed (`avoid`) and those that failed lately wait while another is there:
+        # its slots free up in time (a freed slot wakes the waiters); when none is, any trainer will do.
+        usable = {id(e) for e in self.endpoints if self._trusted(e, avoid, now)} or {
+            id(e) for e in self.endpoints
+        }
+        free = [(i, e) for i, e in enumerate(self.endpoints) if id(e) in usable and e.in_flight < e.capacity]
         if not free:
             return None
         index, chosen = min(
@@ -219,9 +247,10 @@ class TrainerPool:
     async def acquire(
         self, avoid: str = "", on_empty: Callable[[str], None] | None = None
     ) -> AsyncIterator[TrainerEndpoint]:
-        """The least-loaded trainer with a free slot, preferring one other than `avoid` (the one that failed).
+        """The least-loaded trainer with a free slot, other than `avoid` (the one that failed) and those
+        that failed lately, unless no other trainer is there.
 
-        Waits while every trainer is full, or while there is none (`on_empty(why)` is told); a slot freed, a
+        Waits while every trainer it may use is full, or while there is none (`on_empty(why)` is told); a slot freed, a
         capacity raised or a trainer found wakes the waiters. Waiting uses up no attempt of the call.
         """
         self.start()

@@ -142,19 +142,70 @@ def test_jobs_one_after_another_alternate_trainers():
     _run(scenario)
 
 
-def test_a_retry_avoids_the_trainer_that_failed_while_another_has_a_slot():
+def test_a_retry_waits_for_another_trainer_rather_than_the_one_that_failed():
     async def scenario() -> None:
         pool = _pool(2, 2)
         for _ in range(3):
             async with pool.acquire(avoid="t0") as endpoint:
                 assert endpoint.address == "t1"
         jobs = _Holder(pool)
+        first = jobs.start(avoid="t0")
         jobs.start(avoid="t0")
-        jobs.start(avoid="t0")
-        jobs.start(avoid="t0")  # t1 is full: the failed trainer is only a preference, not a ban
+        waiting = jobs.start(avoid="t0")  # t1 is full: it waits for t1's slot instead of retrying t0
         await _settle()
-        assert jobs.got == ["t1", "t1", "t0"]
+        assert jobs.got == ["t1", "t1"] and not jobs.tasks[waiting].done()
+        assert _in_flight(pool) == {"t0": 0, "t1": 2}
+        jobs.release(first)
+        await _settle()
+        assert jobs.got == ["t1", "t1", "t1"]
         await jobs.finish()
+
+    _run(scenario)
+
+
+def test_the_only_trainer_is_retried_even_though_it_failed():
+    async def scenario() -> None:
+        pool = _pool(1)
+        pool.failed(pool.endpoints[0])
+        async with pool.acquire(avoid="t0") as endpoint:
+            assert endpoint.address == "t0"
+
+    _run(scenario)
+
+
+def test_a_trainer_that_failed_lately_gets_no_new_job_until_its_cooldown_ends():
+    async def scenario() -> None:
+        pool = _pool(1, 1)
+        down = pool.endpoints[0]
+        pool.failed(down)
+        jobs = _Holder(pool)
+        first = jobs.start()
+        second = jobs.start()  # t0 has a free slot, but it failed lately and t1 is there: wait for t1
+        await _settle()
+        assert jobs.got == ["t1"] and not jobs.tasks[second].done()
+        jobs.release(first)
+        await _settle()
+        assert jobs.got == ["t1", "t1"]
+        await jobs.finish()
+        # Half-open: once the cooldown has passed, a job may try it again; a success clears the mark.
+        down.failed_at -= pool.cooldown
+        assert {e.address for e in [pool._choose(""), pool._choose("")]} == {"t0", "t1"}
+        pool.failed(down)
+        pool.succeeded(down)
+        assert down.failed_at is None
+
+    _run(scenario)
+
+
+def test_when_every_trainer_failed_lately_any_of_them_is_used():
+    async def scenario() -> None:
+        pool = _pool(1, 1)
+        for endpoint in pool.endpoints:
+            pool.failed(endpoint)
+        async with pool.acquire(avoid="t0") as endpoint:
+            assert endpoint.address == "t1"  # the one that failed last is still avoided first
+        async with pool.acquire() as endpoint:
+            assert endpoint.address in {"t0", "t1"}
 
     _run(scenario)
 
@@ -290,3 +341,21 @@ def test_threads_the_user_chose_win_for_every_service(monkeypatch, tmp_path, whe
         stack = LocalStack(tmp_path, extra_env={TORCH_THREADS_ENV: "3"})
     for service in ("generator", "trainer", "evaluator"):
         assert stack.service_env(service)[TORCH_THREADS_ENV] == "3"
+
+
+def test_a_job_waiting_behind_a_busy_trainer_tries_the_failed_one_when_its_cooldown_ends():
+    async def scenario() -> None:
+        pool = _pool(1, 1)
+        pool.cooldown = 0.05
+        jobs = _Holder(pool)
+        jobs.start(avoid="t0")  # t1, held
+        await _settle()
+        pool.failed(pool.endpoints[0])
+        waiting = jobs.start()
+        await _settle()
+        assert not jobs.tasks[waiting].done() and jobs.got == ["t1"]
+        await asyncio.sleep(0.2)  # t1 is still busy; the cooldown's end wakes the waiter for t0
+        assert jobs.got == ["t1", "t0"]
+        await jobs.finish()
+
+    _run(scenario)
