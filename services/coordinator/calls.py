@@ -53,9 +53,7 @@ class ServiceCallFailed(Exception):
         busy: bool = False,
     ) -> None:
         super().__init__(f"{address}: {code.name}: {details}")
-        self.address = address
-        self.code = code
-        self.details = details
+        self.address, self.code, self.details = address, code, details
         #: The service answered UNAVAILABLE because the object store is away, not because it is.
         self.store_outage = store_outage
         #: The service answered RESOURCE_EXHAUSTED because its queue is full: worth trying again.
@@ -340,8 +338,7 @@ class ServiceCalls:
     ) -> dict[str, Any]:
         """Train one adapter (a passage's, or the policy's when `passage` is None) on a stored dataset.
 
-        A retry goes to another trainer than the one that failed, waiting for its slot when there is one
-        (the pool's cooldown); the same trainer again only when it is the only one.
+        A retry goes to another trainer than the one that failed, waiting for its slot (see TrainerPool).
         """
         where = passage.passage_id if passage else "policy"
         request = convert.train_request(
@@ -362,15 +359,11 @@ class ServiceCalls:
                             )
                             run.notify()
                         else:
-                            self.clients.trainers.succeeded(trainer)
+                            self.clients.trainers.observed(trainer, None)
                             return convert.train_record(event.result, directive, trainer.address)
                 except grpc.aio.AioRpcError as exc:
-                    failed = ServiceCallFailed.of(exc, trainer.address)
-                    if failed.code == grpc.StatusCode.UNAVAILABLE and not (
-                        failed.busy or failed.store_outage
-                    ):
-                        self.clients.trainers.failed(trainer)
-                    raise failed from None
+                    self.clients.trainers.observed(trainer, exc)
+                    raise ServiceCallFailed.of(exc, trainer.address) from None
             raise JobFailed(f"trainer at {trainer.address} ended the stream without a result")
 
         return await self.call(run, "trainer", f"training {dataset_key}", attempt)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import grpc
 
 from seal.v1 import common_pb2, evaluator_pb2_grpc, generator_pb2_grpc, trainer_pb2_grpc
-from seal_lab.grpc_client import open_channel
+from seal_lab.grpc_client import is_store_outage, open_channel
 from seal_lab.security import Security
 
 from .discovery import DnsTarget, Resolver, parse_target, system_resolver
@@ -198,8 +198,13 @@ class TrainerPool:
         with contextlib.suppress(RuntimeError):  # no running loop (a test calling it directly): nobody waits
             asyncio.get_running_loop().call_later(self.cooldown, self._wake)
 
-    def succeeded(self, endpoint: TrainerEndpoint) -> None:
-        endpoint.failed_at = None
+    def observed(self, endpoint: TrainerEndpoint, error: grpc.aio.AioRpcError | None) -> None:
+        """After a Train call on `endpoint`: a success (`error` None) clears its cooldown; UNAVAILABLE from
+        the trainer itself (not its store being away) starts one."""
+        if error is None:
+            endpoint.failed_at = None
+        elif error.code() == grpc.StatusCode.UNAVAILABLE and not is_store_outage(error):
+            self.failed(endpoint)
 
     def _trusted(self, endpoint: TrainerEndpoint, avoid: str, now: float) -> bool:
         failed_lately = endpoint.failed_at is not None and now - endpoint.failed_at < self.cooldown

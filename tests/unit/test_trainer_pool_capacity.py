@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import grpc
 import pytest
 
 from services.coordinator.clients import TrainerEndpoint, TrainerPool
 from services.coordinator.launcher import TORCH_THREADS_ENV, LocalStack, torch_threads
+from tests.unit.fake_services import rpc_error
 
 
 class _Channel:
@@ -191,7 +193,7 @@ def test_a_trainer_that_failed_lately_gets_no_new_job_until_its_cooldown_ends():
         down.failed_at -= pool.cooldown
         assert {e.address for e in [pool._choose(""), pool._choose("")]} == {"t0", "t1"}
         pool.failed(down)
-        pool.succeeded(down)
+        pool.observed(down, None)
         assert down.failed_at is None
 
     _run(scenario)
@@ -359,3 +361,18 @@ def test_a_job_waiting_behind_a_busy_trainer_tries_the_failed_one_when_its_coold
         await jobs.finish()
 
     _run(scenario)
+
+
+def test_only_the_trainer_being_unreachable_starts_a_cooldown():
+    pool = _pool(1, 1)
+    endpoint = pool.endpoints[0]
+    for error in (
+        rpc_error(grpc.StatusCode.UNAVAILABLE, "its store is away", store_outage=True),
+        rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "bad dataset"),
+    ):
+        pool.observed(endpoint, error)
+        assert endpoint.failed_at is None
+    pool.observed(endpoint, rpc_error(grpc.StatusCode.UNAVAILABLE, "connection refused"))
+    assert endpoint.failed_at is not None
+    pool.observed(endpoint, None)
+    assert endpoint.failed_at is None
