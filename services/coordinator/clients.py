@@ -213,12 +213,14 @@ class TrainerPool:
     def _choose(self, avoid: str) -> TrainerEndpoint | None:
         count = len(self.endpoints)
         now = time.monotonic()
-        # The trainer that just failed (`avoid`) and those that failed lately wait while another is there:
-        # its slots free up in time (a freed slot wakes the waiters); when none is, any trainer will do.
-        usable = {id(e) for e in self.endpoints if self._trusted(e, avoid, now)} or {
-            id(e) for e in self.endpoints
-        }
-        free = [(i, e) for i, e in enumerate(self.endpoints) if id(e) in usable and e.in_flight < e.capacity]
+        # The trainer that just failed (`avoid`) and those that failed lately are passed over while another
+        # is there: its slots free up in time (a freed slot wakes the waiters). When none is, any will do.
+        any_trusted = any(self._trusted(e, avoid, now) for e in self.endpoints)
+        free = [
+            (i, e)
+            for i, e in enumerate(self.endpoints)
+            if e.in_flight < e.capacity and (self._trusted(e, avoid, now) or not any_trusted)
+        ]
         if not free:
             return None
         index, chosen = min(
@@ -255,8 +257,9 @@ class TrainerPool:
         """The least-loaded trainer with a free slot, other than `avoid` (the one that failed) and those
         that failed lately, unless no other trainer is there.
 
-        Waits while every trainer it may use is full, or while there is none (`on_empty(why)` is told); a slot freed, a
-        capacity raised or a trainer found wakes the waiters. Waiting uses up no attempt of the call.
+        Waits while every trainer it may use is full, or while there is none (`on_empty(why)` is told); a
+        slot freed, a capacity raised, a cooldown ended or a trainer found wakes the waiters. Waiting uses up
+        no attempt of the call.
         """
         self.start()
         while (chosen := self._choose(avoid)) is None:
