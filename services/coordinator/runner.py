@@ -114,17 +114,23 @@ class RunManager:
             known = await self._load(run_id)
             self.runs[run_id] = known
         if known.finished or known.unrunnable or not self.settings.resume_unfinished_runs:
+            self._tell_problems(known)
             return
         lease = await call_async(lambda: self.leases.acquire(run_id), ONCE, "taking a lease")
         if lease is None:
             known.current = f"running on another coordinator ({await self._holder(run_id)})"
+            self._tell_problems(known)
             return
         try:
             run = await self._load(run_id)
         except BaseException:
+            self._tell_problems(known)
             await asyncio.to_thread(self.leases.release, lease)
             raise
+        # Told on the state kept: this load reads events back from the store, where the first's may not be yet.
+        run.load_problems[:0], known.load_problems = known.load_problems, []
         self.runs[run_id] = run
+        self._tell_problems(run)
         if run.finished or run.unrunnable:
             await asyncio.to_thread(self.leases.release, lease)
             return
@@ -191,12 +197,14 @@ class RunManager:
         await self.writer.flush(timeout=5)
 
     async def _load(self, run_id: str) -> RunState:
-        """Load off the event loop, then tell in the run's events what had to be moved aside."""
-        run = await call_async(lambda: load_run(self.store, run_id), ONCE, f"loading run {run_id}")
+        """Load off the event loop; what had to be moved aside waits in `load_problems` for _tell_problems."""
+        return await call_async(lambda: load_run(self.store, run_id), ONCE, f"loading run {run_id}")
+
+    def _tell_problems(self, run: RunState) -> None:
+        """Tell in the run's events what its loading moved aside (once: the list is emptied)."""
         for problem in run.load_problems:
             self.events.emit(run, "error", f"store: {problem}", data={"quarantine": problem}, persist=True)
         run.load_problems = []
-        return run
 
     # ---- API -------------------------------------------------------------------------------------------
 
