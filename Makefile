@@ -10,7 +10,7 @@ LIGHT_BIN := $(LIGHT_VENV)/bin
 TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo test test-light test-compose k8s-validate env lock lint format protos bench bench-conditions clean
+.PHONY: system-packages-test install demo test test-light test-compose k8s-validate env lock lint format protos bench bench-conditions clean
 
 install: $(VENV)/.installed
 
@@ -25,11 +25,16 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/seal-lab demo
 
-test: install
+# Programs the tests use that pip does not bring (Chromium for the report's browser test), checked first:
+# installed from Debian's packages as root, else one line says what to install and nothing runs.
+test: system-packages-test install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m seal_lab.protogen --check
 	$(BIN)/pytest -q -p no:cacheprovider --durations=10
+
+system-packages-test:
+	deploy/system-packages.sh chromium
 
 # The coordinator and the CLI without the model extra: the base package and the test tools in their own
 # virtual environment, which must hold none of torch, transformers, peft (...), and the unit tests there.
@@ -52,6 +57,7 @@ test-compose: install
 # Kubernetes schemas and the project's rules (deploy/ci/k8s_validate.py). Needs kubectl (Debian:
 # kubernetes-client); the base package's environment is enough (no torch).
 k8s-validate: $(LIGHT_VENV)/.installed
+	deploy/system-packages.sh kubectl
 	$(LIGHT_BIN)/python deploy/ci/k8s_validate.py
 
 # .env for `docker compose` with fresh random secrets (refuses to overwrite an existing .env).

@@ -20,11 +20,8 @@ clean=(env -u MINIO_ROOT_USER -u MINIO_ROOT_PASSWORD -u SEAL_S3_ACCESS_KEY -u SE
 laptop=("SEAL_TRAINER_ADDRESSES=gpu-a:50052,gpu-b:50052" "SEAL_S3_ENDPOINT=gpu-a:9000")
 step() { echo "== [$(( $(date +%s) - started ))s] $*"; }
 
-if ! command -v dockerd >/dev/null || ! command -v docker-compose >/dev/null || ! command -v debootstrap >/dev/null; then
-  step "installing docker.io, docker-compose, debootstrap"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-compose debootstrap >/dev/null
-fi
+step "Docker and debootstrap (installed from Debian's packages when missing)"
+deploy/system-packages.sh dockerd docker-compose debootstrap
 if ! docker info >/dev/null 2>&1; then
   step "starting dockerd"
   (dockerd >/tmp/seal-ci-dockerd.log 2>&1 &)

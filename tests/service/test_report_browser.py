@@ -3,7 +3,7 @@
 The report is rendered from tests/fixtures/report_results.json (long unbroken titles, content-addressed
 adapter keys, eight conditions, six metrics, two rounds). A copy gets a small script that measures the laid-out
 page and writes the numbers into document.title, which `--dump-dom` prints. Chromium comes from Debian's
-packages (`apt-get install chromium`; .ci/run installs it). A missing browser fails the test; set
+packages (`make test` installs it: deploy/system-packages.sh). A missing browser fails the test; set
 SEAL_SKIP_BROWSER_TESTS=1 to skip it on purpose.
 """
 

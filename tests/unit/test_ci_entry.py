@@ -1,0 +1,114 @@
+"""CI takes the README's path: `.ci/run` calls make targets and installs nothing of its own, and the make
+targets install (or name) the programs outside pip that their tests need, before anything else runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CI = ROOT / ".ci" / "run"
+MAKEFILE = ROOT / "Makefile"
+SCRIPT = ROOT / "deploy" / "system-packages.sh"
+BASH = shutil.which("bash") or "/bin/bash"
+
+
+def _ci_commands() -> list[str]:
+    lines = [line.strip() for line in CI.read_text().splitlines()]
+    return [line for line in lines if line and not line.startswith("#") and not line.startswith("#!")]
+
+
+def _make_rules() -> dict[str, tuple[list[str], list[str]]]:
+    """target -> (prerequisites, recipe lines)."""
+    rules: dict[str, tuple[list[str], list[str]]] = {}
+    current: list[str] | None = None
+    for line in MAKEFILE.read_text().splitlines():
+        if line.startswith("\t") and current is not None:
+            current.append(line.strip())
+            continue
+        match = re.match(r"^([A-Za-z0-9_.$()/-]+):(?!=)\s*(.*)$", line)
+        if match:
+            current = []
+            rules[match.group(1)] = (match.group(2).split(), current)
+        elif line and not line.startswith("#"):
+            current = None
+    return rules
+
+
+def test_ci_runs_make_targets_and_installs_nothing_itself():
+    commands = _ci_commands()
+    installs = [c for c in commands if re.search(r"apt-get|apt |pip |curl |wget |dpkg ", c)]
+    assert not installs, f".ci/run installs outside the make targets: {installs}"
+    others = [c for c in commands if not re.fullmatch(r"make [a-z0-9-]+|set -[a-z]+( [a-z]+)*|cd .*", c)]
+    assert not others, f".ci/run does more than call make targets: {others}"
+    rules = _make_rules()
+    targets = [c.split()[1] for c in commands if c.startswith("make ")]
+    assert "test" in targets, ".ci/run must run the README's test command"
+    assert all(t in rules for t in targets), f"unknown make targets in .ci/run: {targets}"
+
+
+def test_make_test_checks_its_system_packages_before_installing_or_testing():
+    rules = _make_rules()
+    prerequisites, _ = rules["test"]
+    assert prerequisites[:2] == ["system-packages-test", "install"], prerequisites
+    _, recipe = rules["system-packages-test"]
+    assert any("deploy/system-packages.sh" in line and "chromium" in line for line in recipe), recipe
+    _, k8s = rules["k8s-validate"]
+    assert "kubectl" in k8s[0], "k8s-validate must get kubectl before it renders anything"
+
+
+def _fake_path(tmp_path: Path, present: list[str]) -> str:
+    """A PATH with only `id` and `date` (what the script uses) and fake `present` programs: no apt-get."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for tool in ("id", "date"):
+        (folder / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    for name in present:
+        (folder / name).write_text("#!/bin/sh\n")
+        (folder / name).chmod(0o755)
+    return str(folder)
+
+
+def _script(path: str, *programs: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [BASH, str(SCRIPT), *programs],
+        env={"PATH": path, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_present_programs_pass_silently(tmp_path):
+    done = _script(_fake_path(tmp_path, ["chromium", "kubectl"]), "chromium", "kubectl")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_a_missing_program_without_apt_is_named_in_one_line_with_its_package(tmp_path):
+    done = _script(_fake_path(tmp_path, ["chromium"]), "chromium", "kubectl", "dockerd")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "missing: kubernetes-client docker.io" in lines[0]
+    assert "apt-get install -y kubernetes-client docker.io" in lines[0]
+
+
+def test_skipping_the_browser_tests_drops_chromium(tmp_path):
+    path = _fake_path(tmp_path, [])
+    assert _script(path, "chromium", SEAL_SKIP_BROWSER_TESTS="1").returncode == 0
+    assert _script(path, "chromium").returncode == 2
+
+
+def test_an_unknown_program_is_refused(tmp_path):
+    done = _script(_fake_path(tmp_path, []), "nonesuch")
+    assert done.returncode == 64
+    assert "no Debian package known for 'nonesuch'" in done.stderr
+
+
+def test_the_script_is_executable():
+    assert os.access(SCRIPT, os.X_OK)
