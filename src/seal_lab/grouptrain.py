@@ -26,6 +26,7 @@ import grpc
 from seal_lab.datasets import TrainingExample
 from seal_lab.directive import Directive
 from seal_lab.errors import InvalidArgument, SealError
+from seal_lab.groupoptim import GroupAdamW
 from seal_lab.models import LoadedModel
 from seal_lab.multilora import AdapterWeights, StackedLora, fresh_adapter, lora_targets
 
@@ -193,8 +194,6 @@ def train_group(
     gradients add up to the same step); `row_tokens` is the length rows are packed to. `schedule`: the
     learning-rate schedule and clipping (default `Schedule()`); `text_eos`: see `tokenize`.
     """
-    import torch
-
     schedule = schedule or Schedule()
     results: list[TrainOutcome | Exception] = [TrainOutcome() for _ in jobs]
     plans: dict[int, _Plan] = {}
@@ -215,10 +214,8 @@ def train_group(
     ]
     stack = StackedLora(model, targets, adapters, trainable=True)
     device = loaded.device
-    optimizer = _GroupAdamW(stack.params(), len(members), device)
-    learning_rates = torch.tensor(
-        [jobs[j].directive.learning_rate for j in members], dtype=torch.float32, device=device
-    )
+    optimizer = GroupAdamW(stack.params(), len(members), device)
+    learning_rates = [jobs[j].directive.learning_rate for j in members]
     for j in members:
         rank = jobs[j].directive.lora_rank
         outcome = results[j]
@@ -252,12 +249,11 @@ def train_group(
                     for i in plans[members[slot]].steps[step]
                 ]
                 losses, tokens = _step(loaded, routing, items, len(members), tokens_per_step, row_tokens)
-                mask = torch.zeros(len(members), dtype=torch.bool, device=device)
-                mask[active] = True
-                factors = torch.tensor(
-                    [schedule.factor(step, len(plans[j].steps)) for j in members], device=device
-                )
-                optimizer.step(learning_rates * factors, mask, schedule.max_grad_norm)
+                rates = [
+                    rate * schedule.factor(step, len(plans[j].steps))
+                    for rate, j in zip(learning_rates, members, strict=True)
+                ]
+                optimizer.step(rates, [s in active for s in range(len(members))], schedule.max_grad_norm)
                 for slot in active:
                     j = members[slot]
                     outcome = results[j]
@@ -353,7 +349,9 @@ def _micro_batches(rows: list[list[tuple[int, list, list]]], tokens_per_step: in
 def _tensors(rows: list[list[tuple[int, list, list]]], device: str) -> tuple[Any, Any, Any, Any]:
     """input ids, restarting positions, next-token targets and adapter slot per token, `[rows, width]`.
 
-    A row's tail padding is a sequence of its own (positions restart) that no adapter or loss sees.
+    A row's tail padding is a sequence of its own (positions restart) that no loss sees. It is routed to the
+    row's last adapter: it comes after every real token of its row, so nothing attends to it, and a group
+    whose tokens all belong to one adapter then needs no gather (`multilora.Routing`).
     """
     import torch
 
@@ -372,47 +370,5 @@ def _tensors(rows: list[list[tuple[int, list, list]]], device: str) -> tuple[Any
             slot_of[r, at : at + n] = slot
             at += n
         positions[r, at:] = torch.arange(width - at)
+        slot_of[r, at:] = row[-1][0]
     return ids.to(device), positions.to(device), target.to(device), slot_of.to(device)
-
-
-class _GroupAdamW:
-    """torch's AdamW (weight decay 0) on stacked `[G, ...]` tensors: a learning rate and a step count per
-    adapter, and adapters outside the step (`active` false) left exactly as they are."""
-
-    def __init__(self, params: list[Any], slots: int, device: str) -> None:
-        import torch
-
-        self.params = params
-        self.exp_avg = [torch.zeros_like(p) for p in params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
-        self.steps = torch.zeros(slots, dtype=torch.float64, device=device)
-        self.beta1, self.beta2, self.eps = 0.9, 0.999, 1e-8
-
-    def step(self, learning_rates: Any, active: Any, max_grad_norm: float = 0.0) -> None:
-        import torch
-
-        if max_grad_norm > 0:  # each adapter's own gradient norm, over all of its tensors (torch's clip)
-            grads = [p.grad for p in self.params if p.grad is not None]
-            if grads:
-                norms = torch.stack([g.reshape(g.shape[0], -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
-                scale = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
-                for g in grads:
-                    g.mul_(scale.view((-1,) + (1,) * (g.dim() - 1)))
-        self.steps += active.to(self.steps.dtype)
-        steps = self.steps.clamp(min=1)
-        bias1 = 1 - self.beta1**steps
-        bias2_sqrt = (1 - self.beta2**steps).sqrt()
-        step_size = (learning_rates.double() / bias1).float()
-        with torch.no_grad():
-            for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
-                if p.grad is None:
-                    continue
-                shape = (-1,) + (1,) * (p.dim() - 1)
-                on = active.view(shape)
-                g = p.grad
-                m.copy_(torch.where(on, torch.lerp(m, g, 1 - self.beta1), m))
-                v.copy_(torch.where(on, v * self.beta2 + (1 - self.beta2) * g * g, v))
-                denom = v.sqrt() / bias2_sqrt.float().view(shape) + self.eps
-                update = m / denom * step_size.view(shape)
-                p.sub_(torch.where(on, update, torch.zeros_like(update)))
-                p.grad = None

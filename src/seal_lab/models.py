@@ -121,13 +121,29 @@ def resolve_device(setting: str) -> str:
     return setting
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX-512 BF16 or AMX), as torch's kernels see it."""
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def resolve_dtype(setting: str, device: str) -> Any:
+    """`auto`: bfloat16 on a GPU that has it; float32 on a CPU. bfloat16 base weights on a CPU are a choice
+    (`SEAL_MODEL_DTYPE=bfloat16`), not a default: where the CPU lacks native BF16 a bfloat16 matmul measured
+    4.4x slower than float32 (README, Speed), and where it has it the learning check is still to be run."""
     import torch
 
     if setting == "auto":
         if device.startswith("cuda") and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
+    if setting == "bfloat16" and device == "cpu" and not cpu_has_native_bf16():
+        log.warning(
+            "SEAL_MODEL_DTYPE=bfloat16 on a CPU without AVX-512 BF16 or AMX: torch emulates it, several "
+            "times slower than float32"
+        )
     return getattr(torch, setting)
 
 

@@ -98,6 +98,8 @@ class Routing:
 
     def __init__(self, slots: int, on_change: Any = None) -> None:
         self.slots = slots
+        #: None: runs on a CPU, the gather on CUDA (see `segments`); True / False forces one (tests).
+        self.use_runs: bool | None = None
         self._token: Any = None
         self._row: Any = None
         self._cache: tuple[tuple[int, int], Any] | None = None
@@ -115,8 +117,15 @@ class Routing:
         if self._on_change:
             self._on_change()
 
-    def segments(self, rows: int, width: int, device: Any) -> tuple[Any, Any] | None:
-        """(index `[G, L]` into the flattened tokens, mask `[G, L]`), or None when no token has an adapter."""
+    def segments(self, rows: int, width: int, device: Any) -> Runs | tuple[Any, Any] | None:
+        """Where each adapter's tokens are, for `StackedLoraLinear`; None when no token has an adapter.
+
+        On a CPU, `Runs` when the flattened tokens fall into few runs of one slot each (a packed training
+        step whose rows hold each job's examples side by side, generation rows grouped by adapter): each run
+        is a plain slice, so the LoRA path is two small matmuls per run with no gather, no scatter and no
+        padding. Otherwise (and always on CUDA, where one batched matmul beats a loop of kernel launches)
+        (index `[G, L]` into the flattened tokens, mask `[G, L]`), every adapter's tokens gathered and padded
+        to the longest."""
         import torch
 
         if self._cache is not None and self._cache[0] == (rows, width):
@@ -135,8 +144,12 @@ class Routing:
         valid = flat >= 0
         counts = torch.bincount(flat[valid], minlength=self.slots)
         longest = int(counts.max()) if counts.numel() else 0
-        result = None
-        if longest:
+        result: Runs | tuple[Any, Any] | None = None
+        use_runs = flat.device.type == "cpu" if self.use_runs is None else self.use_runs
+        runs = _runs(flat) if use_runs and longest else None
+        if runs is not None and (self.use_runs or len(runs.slots) <= 2 * int((counts > 0).sum()) + 1):
+            result = runs
+        elif longest:
             order = torch.argsort(torch.where(valid, flat, self.slots), stable=True)[: int(valid.sum())]
             slot_of = flat[order]
             starts = torch.cumsum(counts, 0) - counts
@@ -148,6 +161,23 @@ class Routing:
             result = (index, mask)
         self._cache = ((rows, width), result)
         return result
+
+
+@dataclass(frozen=True)
+class Runs:
+    """The flattened tokens as consecutive runs: run i is `lengths[i]` tokens of slot `slots[i]` (-1: none)."""
+
+    slots: list[int]
+    lengths: list[int]
+
+
+def _runs(flat: Any) -> Runs:
+    import torch
+
+    change = torch.nonzero(flat[1:] != flat[:-1]).reshape(-1) + 1
+    starts = [0, *change.tolist()]
+    ends = [*starts[1:], flat.numel()]
+    return Runs([int(flat[i]) for i in starts], [e - b for b, e in zip(starts, ends, strict=True)])
 
 
 def _stacked_linear_class() -> Any:
@@ -168,12 +198,36 @@ def _stacked_linear_class() -> Any:
             routed = self.stack.routing.segments(rows, width, x.device)
             if routed is None:
                 return y
-            index, mask = routed
             a, b = self.stack.views(self.name)  # [G, r, in], [G, out, r]
+            if isinstance(routed, Runs):  # each run a slice under one adapter: peft's own two matmuls
+                linear = torch.nn.functional.linear
+                if len(routed.slots) == 1:
+                    slot = routed.slots[0]
+                    low = linear(x.to(a.dtype), a[slot]) * self.stack.scaling[slot]
+                    return y + linear(low, b[slot]).to(y.dtype)
+                # torch.split, not slicing: its backward is one concatenation, not a zeroed copy per slice.
+                xs = torch.split(x.reshape(-1, x.shape[-1]), routed.lengths)
+                ys = torch.split(y.reshape(-1, y.shape[-1]), routed.lengths)
+                pieces = [
+                    part_y
+                    if slot < 0
+                    else part_y
+                    + linear(linear(part_x.to(a.dtype), a[slot]) * self.stack.scaling[slot], b[slot]).to(
+                        y.dtype
+                    )
+                    for slot, part_x, part_y in zip(routed.slots, xs, ys, strict=True)
+                ]
+                return torch.cat(pieces).reshape(y.shape)
+            index, mask = routed
+            groups, length = index.shape
             flat_x = x.reshape(-1, x.shape[-1])
-            gathered = flat_x[index].to(a.dtype)  # [G, L, in]
-            delta = torch.bmm(torch.bmm(gathered, a.transpose(1, 2)), b.transpose(1, 2))
-            delta = delta * (self.stack.scaling[:, None, None] * mask[..., None])  # [G, L, out]; pads zeroed
+            # index_select, not `flat_x[index]`: its backward is an index_add, which on a CPU is several times
+            # faster than the accumulating index_put that advanced indexing needs.
+            gathered = flat_x.index_select(0, index.reshape(-1)).view(groups, length, -1).to(a.dtype)
+            low = torch.bmm(gathered, a.transpose(1, 2))  # [G, L, r]
+            # Scaling and the pad mask on the rank-r product (r columns, not `out`): pads contribute zero.
+            low = low * (self.stack.scaling[:, None, None] * mask[..., None])
+            delta = torch.bmm(low, b.transpose(1, 2))  # [G, L, out]
             flat_y = y.reshape(-1, y.shape[-1])
             flat_y = flat_y.index_add(0, index.reshape(-1), delta.reshape(-1, delta.shape[-1]).to(y.dtype))
             return flat_y.reshape(y.shape)

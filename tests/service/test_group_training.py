@@ -200,3 +200,45 @@ def test_answers_under_stacked_adapters_equal_answers_one_at_a_time(loaded):
         (alone,) = answer_tasks(loaded, [task], targets, max_new_tokens=8, batch_size=64)
         assert [a["answer"] for a in record["answers"]] == [a["answer"] for a in alone["answers"]]
     assert len(together[2]["answers"]) == 2
+
+
+def test_runs_of_tokens_are_found_in_order():
+    import torch
+
+    from seal_lab.multilora import Runs, _runs
+
+    assert _runs(torch.tensor([0, 0, 1, 1, 1, -1, 2])) == Runs([0, 1, -1, 2], [2, 3, 1, 1])
+    assert _runs(torch.tensor([3])) == Runs([3], [1])
+
+
+def test_the_cpu_runs_path_equals_the_batched_gather_path(loaded):
+    """The two ways `StackedLoraLinear` applies a group (slices per run on a CPU, gather + bmm on CUDA) give
+    the same outputs and the same gradients, with pads (-1) and a slot that appears in two runs."""
+    import torch
+
+    model = loaded.model
+    targets = lora_targets(model, "all-linear")
+    adapters = [
+        fresh_adapter(model, targets, rank, 2 * rank, seed) for rank, seed in ((4, 1), (2, 2), (4, 3))
+    ]
+    for adapter in adapters:  # B is zero at the start: give every adapter a path that changes the output
+        for name, (a, b) in adapter.weights.items():
+            adapter.weights[name] = (
+                a,
+                torch.randn(b.shape, generator=torch.Generator().manual_seed(7)) * 0.1,
+            )
+    ids = torch.randint(5, 500, (2, 9), generator=torch.Generator().manual_seed(0))
+    slots = torch.tensor([[0, 0, 0, 1, 1, 2, 2, 2, -1], [2, 2, 1, 1, 1, 0, 0, -1, -1]])
+    results = []
+    for use_runs in (True, False):
+        stack = StackedLora(model, targets, adapters, trainable=True)
+        with stack.applied() as routing:
+            routing.use_runs = use_runs
+            routing.per_token(slots)
+            logits = model(input_ids=ids, use_cache=False).logits
+            logits.square().mean().backward()
+        results.append((logits.detach(), stack.flat.grad.clone()))
+    (logits_runs, grad_runs), (logits_gather, grad_gather) = results
+    assert torch.allclose(logits_runs, logits_gather, atol=1e-5)
+    assert torch.allclose(grad_runs, grad_gather, atol=1e-6, rtol=1e-4)
+    assert grad_runs.abs().sum() > 0
