@@ -26,6 +26,16 @@ def check_services(
                 f"trainer at {address} serves {trainer.model_name} ({trainer.model_fingerprint}) but the "
                 f"evaluator serves {evaluator.model_name} ({expected}): all services must share one base model"
             )
+    # One precision for every trainer of a run: a bfloat16 and a float32 trainer would give one run's adapters
+    # two recipes, with scores that differ for that alone. The evaluator and generator may differ from the
+    # trainers (a bfloat16 GPU trainer beside float32 CPU services is the two-machine split); every service's
+    # dtype is in the run's record (`services`).
+    precisions = {trainer.dtype for trainer, _ in trainers if trainer.dtype}
+    if len(precisions) > 1:
+        named = ", ".join(f"{address} {trainer.dtype}" for trainer, address in trainers)
+        raise FailedPrecondition(
+            f"the trainers train in different precisions ({named}): set one SEAL_MODEL_DTYPE on every trainer"
+        )
     if generator.backend == "local" and generator.model_fingerprint != expected:
         raise FailedPrecondition(
             f"generator serves {generator.model_name} ({generator.model_fingerprint}) but the evaluator serves "

@@ -36,6 +36,7 @@ class FakeService:
     def __init__(self, service: str) -> None:
         self.service = service
         self.fingerprint = FINGERPRINT
+        self.dtype = "float32"
         self.calls: Counter[str] = Counter()
         self.cancelled: Counter[str] = Counter()
         self.requests: list[Any] = []
@@ -83,6 +84,7 @@ class FakeService:
             service=self.service,
             model_name="fake",
             model_fingerprint=self.fingerprint,
+            dtype=self.dtype,
             formats=[FORMAT] if self.service == "generator" else [],
             backend="local",
             limits=DirectiveLimits().to_proto() if self.service == "trainer" else None,

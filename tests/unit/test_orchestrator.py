@@ -216,6 +216,20 @@ def test_a_trainer_with_another_base_model_fails_the_run_before_any_job(tmp_path
     scenario(tmp_path, clients, config, body)
 
 
+def test_trainers_of_two_precisions_fail_the_run_before_any_job(tmp_path):
+    config = settings(["trainer-a:1", "trainer-b:1"])
+    clients = FakeClients(config.trainer_addresses)
+    clients.trainer["trainer-a:1"].dtype = "bfloat16"
+
+    async def body(manager: RunManager, clients: FakeClients, store: LocalStore) -> None:
+        run = await run_to_end(manager, await manager.create(REQUEST))
+        assert run.status == "failed" and not run.jobs
+        assert "trainers train in different precisions" in run.error
+        assert "trainer-a:1 bfloat16" in run.error and "float32" in run.error
+
+    scenario(tmp_path, clients, config, body)
+
+
 def test_a_restarted_coordinator_resumes_the_run_and_redoes_no_finished_job(tmp_path):
     config = settings(max_concurrent_passages=1)
     first, second = FakeClients(config.trainer_addresses), FakeClients(config.trainer_addresses)
