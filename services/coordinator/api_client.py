@@ -3,6 +3,7 @@ their errors, following a run to its end, saving its report, and the terminal th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -38,6 +39,32 @@ def connect(url: str, timeout: float, security: Security | None = None) -> httpx
     headers = {"Authorization": f"Bearer {token}"} if token is not None else None
     verify = security.tls.client_context() if security.tls is not None else True
     return httpx.Client(base_url=url, timeout=timeout, headers=headers, verify=verify)
+
+
+@contextlib.contextmanager
+def session(url: str, timeout: float) -> Iterator[httpx.Client]:
+    """`connect`, for a command: the coordinator's refusals and a coordinator out of reach each end the
+    command with one line (exit 2) that says what to do, never a traceback."""
+    try:
+        with connect(url, timeout=timeout) as client:
+            yield client
+    except CoordinatorError as exc:
+        fail(str(exc))
+    except httpx.TransportError as exc:
+        fail(unreachable(url, exc))
+
+
+def unreachable(url: str, exc: httpx.TransportError) -> str:
+    """One line for a coordinator that cannot be reached: which URL was tried, why, and what to do."""
+    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError):
+        return (
+            f"cannot reach the coordinator at {url} ({reason}). Start a local stack with `seal-lab up` "
+            "(it prints the URL to export), or point SEAL_COORDINATOR_URL (or --url) at a running coordinator"
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return f"the coordinator at {url} did not answer in time ({type(exc).__name__}); try again, or check its logs"
+    return f"lost the connection to the coordinator at {url} ({reason})"
 
 
 def check(response: httpx.Response) -> Any:

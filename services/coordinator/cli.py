@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import httpx
 import typer
 
 from seal_lab.data import load_passages, passages_to_json
@@ -20,7 +19,6 @@ from .api_client import (
     CoordinatorError,
     cancel_run,
     check,
-    connect,
     console,
     delete_run,
     fail,
@@ -29,6 +27,7 @@ from .api_client import (
     iter_runs,
     out,
     save_report,
+    session,
     start_run,
 )
 from .display import print_json
@@ -180,30 +179,28 @@ def run(
     """Start a run (one inner loop, or ReST-EM rounds with held-out conditions) and follow it to the results."""
     try:
         body = run_request(ctx, config_file)
-        with connect(url, timeout=60) as client:
-            created = start_run(client, body)
-            console.print(
-                f"run {created['id']}: {created['passages']} passages, {created['jobs_total']} jobs"
-            )
-            if not follow:
-                if as_json:
-                    print_json(out, created)
-                else:
-                    out.print(created["id"])
-                return
-            try:
-                detail = follow_run(client, created["id"], quiet=as_json)
-            except KeyboardInterrupt:  # stop following, not the run: it goes on on the coordinator
-                console.print(
-                    f"stopped following run {created['id']}; it goes on. "
-                    f"Follow it again: seal-lab follow {created['id']}  Stop it: seal-lab cancel {created['id']}"
-                )
-                raise typer.Exit(130) from None
-            if report is not None:
-                save_report(client, created["id"], report)
-            finish(detail, as_json)
-    except (CoordinatorError, httpx.TransportError) as exc:
+    except CoordinatorError as exc:
         fail(str(exc))
+    with session(url, timeout=60) as client:
+        created = start_run(client, body)
+        console.print(f"run {created['id']}: {created['passages']} passages, {created['jobs_total']} jobs")
+        if not follow:
+            if as_json:
+                print_json(out, created)
+            else:
+                out.print(created["id"])
+            return
+        try:
+            detail = follow_run(client, created["id"], quiet=as_json)
+        except KeyboardInterrupt:  # stop following, not the run: it goes on on the coordinator
+            console.print(
+                f"stopped following run {created['id']}; it goes on. "
+                f"Follow it again: seal-lab follow {created['id']}  Stop it: seal-lab cancel {created['id']}"
+            )
+            raise typer.Exit(130) from None
+        if report is not None:
+            save_report(client, created["id"], report)
+        finish(detail, as_json)
 
 
 def run_request(ctx: typer.Context, config_file: Path | None) -> dict[str, Any]:
@@ -275,28 +272,22 @@ def report_command(
     """Save a run's HTML report (plots, conditions table, examples); its results JSON too, or print it."""
     if output is None and not as_json:
         output = Path("report.html")
-    try:
-        with connect(url, timeout=60) as client:
-            if output is not None:
-                save_report(client, run_id, output)
-            if results_file is not None or as_json:
-                results = check(client.get(f"/v1/runs/{run_id}/results"))
-            if results_file is not None:
-                results_file.write_text(json.dumps(results, indent=1), encoding="utf-8")
-            if as_json:
-                print_json(out, results)
-    except (CoordinatorError, httpx.TransportError) as exc:
-        fail(str(exc))
+    with session(url, timeout=60) as client:
+        if output is not None:
+            save_report(client, run_id, output)
+        if results_file is not None or as_json:
+            results = check(client.get(f"/v1/runs/{run_id}/results"))
+        if results_file is not None:
+            results_file.write_text(json.dumps(results, indent=1), encoding="utf-8")
+        if as_json:
+            print_json(out, results)
 
 
 @app.command()
 def status(run_id: str, as_json: Json = False, url: Url = DEFAULT_URL) -> None:
     """Show a run: status, and results when finished."""
-    try:
-        with connect(url, timeout=30) as client:
-            detail = check(client.get(f"/v1/runs/{run_id}"))
-    except (CoordinatorError, httpx.TransportError) as exc:
-        fail(str(exc))
+    with session(url, timeout=30) as client:
+        detail = check(client.get(f"/v1/runs/{run_id}"))
     if not as_json:
         console.print(
             f"{detail['id']}: {detail['status']} {detail['jobs_done']}/{detail['jobs_total']} jobs, "
@@ -308,11 +299,8 @@ def status(run_id: str, as_json: Json = False, url: Url = DEFAULT_URL) -> None:
 @app.command()
 def follow(run_id: str, as_json: Json = False, url: Url = DEFAULT_URL) -> None:
     """Follow a running run: a progress bar on a terminal, a line per finished job otherwise."""
-    try:
-        with connect(url, timeout=60) as client:
-            finish(follow_run(client, run_id, quiet=as_json), as_json)
-    except (CoordinatorError, httpx.TransportError) as exc:
-        fail(str(exc))
+    with session(url, timeout=60) as client:
+        finish(follow_run(client, run_id, quiet=as_json), as_json)
 
 
 @app.command("list")
@@ -322,11 +310,8 @@ def list_runs(
     url: Url = DEFAULT_URL,
 ) -> None:
     """List the coordinator's runs, newest first."""
-    try:
-        with connect(url, timeout=30) as client:
-            runs = list(iter_runs(client, status))
-    except (CoordinatorError, httpx.TransportError) as exc:
-        fail(str(exc))
+    with session(url, timeout=30) as client:
+        runs = list(iter_runs(client, status))
     if as_json:
         print_json(out, runs)
         return
@@ -337,22 +322,16 @@ def list_runs(
 @app.command()
 def resume(run_id: str, as_json: Json = False, url: Url = DEFAULT_URL) -> None:
     """Resume a failed run from its last finished job."""
-    try:
-        with connect(url, timeout=30) as client:
-            check(client.post(f"/v1/runs/{run_id}/resume"))
-            finish(follow_run(client, run_id, quiet=as_json), as_json)
-    except (CoordinatorError, httpx.TransportError) as exc:
-        fail(str(exc))
+    with session(url, timeout=30) as client:
+        check(client.post(f"/v1/runs/{run_id}/resume"))
+        finish(follow_run(client, run_id, quiet=as_json), as_json)
 
 
 @app.command()
 def cancel(run_id: str, as_json: Json = False, url: Url = DEFAULT_URL) -> None:
     """Stop a run for good: its jobs on the services are cancelled and no coordinator resumes it."""
-    try:
-        with connect(url, timeout=30) as client:
-            summary = cancel_run(client, run_id)
-    except (CoordinatorError, httpx.TransportError) as exc:
-        fail(str(exc))
+    with session(url, timeout=30) as client:
+        summary = cancel_run(client, run_id)
     if as_json:
         print_json(out, summary)
         return
@@ -364,11 +343,8 @@ def cancel(run_id: str, as_json: Json = False, url: Url = DEFAULT_URL) -> None:
 @app.command()
 def delete(run_id: str, url: Url = DEFAULT_URL) -> None:
     """Remove a finished run's records (its adapters and datasets stay); cancel a running one first."""
-    try:
-        with connect(url, timeout=30) as client:
-            delete_run(client, run_id)
-    except (CoordinatorError, httpx.TransportError) as exc:
-        fail(str(exc))
+    with session(url, timeout=30) as client:
+        delete_run(client, run_id)
     out.print(f"{run_id}: deleted")
 
 

@@ -20,7 +20,7 @@ from seal_lab.adapters import (
 )
 from seal_lab.store import content_digest
 
-from .api_client import CoordinatorError, check, connect, console, fail, out
+from .api_client import CoordinatorError, check, console, fail, out, session
 
 app = typer.Typer(
     add_completion=False,
@@ -50,11 +50,8 @@ def list_adapters(
     url: Url = DEFAULT_URL,
 ) -> None:
     """List published adapters: key, base model, dataset."""
-    try:
-        with connect(url, timeout=30) as client:
-            page = check(client.get("/v1/adapters", params={"limit": limit, "after": after}))
-    except (CoordinatorError, httpx.TransportError) as exc:
-        fail(str(exc))
+    with session(url, timeout=30) as client:
+        page = check(client.get("/v1/adapters", params={"limit": limit, "after": after}))
     if as_json:
         out.print_json(json.dumps(page))
         return
@@ -67,11 +64,8 @@ def list_adapters(
 @app.command()
 def show(key: str, url: Url = DEFAULT_URL) -> None:
     """Show an adapter: its peft config, its seal_adapter.json and its files."""
-    try:
-        with connect(url, timeout=30) as client:
-            detail = check(client.get(f"/v1/adapters/{_name(key)}"))
-    except (CoordinatorError, httpx.TransportError) as exc:
-        fail(str(exc))
+    with session(url, timeout=30) as client:
+        detail = check(client.get(f"/v1/adapters/{_name(key)}"))
     out.print_json(json.dumps(detail))
 
 
@@ -88,9 +82,9 @@ def export(
 ) -> None:
     """Write an adapter's files into DIRECTORY (peft's folder: PeftModel.from_pretrained loads it), checked
     against its key; optionally push the folder to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)."""
-    try:
-        with connect(url, timeout=300) as client:
-            detail = check(client.get(f"/v1/adapters/{_name(key)}"))
+    with session(url, timeout=300) as client:
+        detail = check(client.get(f"/v1/adapters/{_name(key)}"))
+        try:
             directory.mkdir(parents=True, exist_ok=True)
             # Into a scratch folder first: DIRECTORY gets the files only once they match the key.
             with tempfile.TemporaryDirectory(prefix=".seal-export-", dir=directory) as scratch:
@@ -100,8 +94,8 @@ def export(
                 _check_digest(detail["key"], Path(scratch))
                 for name in names:
                     Path(scratch, name).replace(directory / name)
-    except (CoordinatorError, httpx.TransportError, OSError) as exc:
-        fail(str(exc))
+        except OSError as exc:
+            fail(str(exc))
     console.print(f"adapter {detail['key']} written to {directory} ({', '.join(detail['files'])})")
     if push_to_hub:
         url_pushed = push_folder(directory, push_to_hub, private, f"seal-lab adapter {detail['key']}")

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from seal_lab.data import parse_passages
 from seal_lab.errors import NotFound
 from seal_lab.localstore import LocalStore
-from services.coordinator import cli
+from services.coordinator import api_client
 from services.coordinator.app import create_app
 from services.coordinator.routers.deps import get_manager
 from services.coordinator.schemas import RunConfig, RunCreate, RunEvent
@@ -119,5 +119,5 @@ def coordinator(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Coordinator:
         test_client.event_hooks = {"request": [record]}
         return test_client
 
-    monkeypatch.setattr(cli.httpx, "Client", client)
+    monkeypatch.setattr(api_client.httpx, "Client", client)
     return stand_in

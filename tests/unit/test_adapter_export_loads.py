@@ -22,7 +22,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from seal_lab.adapters import AdapterFiles, adapter_meta, base_model_ref, publish_adapter  # noqa: E402
 from seal_lab.localstore import LocalStore  # noqa: E402
-from services.coordinator import cli, cli_adapters  # noqa: E402
+from services.coordinator import api_client, cli  # noqa: E402
 from services.coordinator.app import create_app  # noqa: E402
 from services.coordinator.routers.deps import get_manager  # noqa: E402
 from services.coordinator.settings import CoordinatorSettings  # noqa: E402
@@ -85,7 +85,7 @@ def test_an_exported_adapter_loads_in_a_fresh_process_on_its_recorded_base(tmp_p
 
     app = create_app(CoordinatorSettings(), store)
     app.dependency_overrides[get_manager] = lambda: SimpleNamespace(store=store)
-    monkeypatch.setattr(cli_adapters, "connect", lambda url, timeout: TestClient(app))
+    monkeypatch.setattr(api_client, "connect", lambda url, timeout: TestClient(app))
     exported = tmp_path / "exported"
     result = CliRunner().invoke(cli.app, ["adapters", "export", key, str(exported)])
     assert result.exit_code == 0, result.output

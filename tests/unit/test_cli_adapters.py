@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from seal_lab.adapters import ADAPTER_CONFIG
 from seal_lab.localstore import LocalStore
-from services.coordinator import cli, cli_adapters
+from services.coordinator import api_client, cli
 from services.coordinator.app import create_app
 from services.coordinator.routers.deps import get_manager
 from services.coordinator.settings import CoordinatorSettings
@@ -32,7 +32,7 @@ def coordinator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[LocalS
     key = publish(store, tmp_path / "peft", 1.0, 7)
     app = create_app(CoordinatorSettings(), store)
     app.dependency_overrides[get_manager] = lambda: SimpleNamespace(store=store)
-    monkeypatch.setattr(cli_adapters, "connect", lambda url, timeout: TestClient(app))
+    monkeypatch.setattr(api_client, "connect", lambda url, timeout: TestClient(app))
     return store, key
 
 

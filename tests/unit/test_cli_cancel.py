@@ -10,7 +10,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from services.coordinator import cli
+from services.coordinator import api_client, cli
 
 SUMMARY = {"id": "run-1", "status": "cancelled", "jobs_done": 3, "jobs_total": 10}
 
@@ -37,7 +37,7 @@ def requests(monkeypatch: pytest.MonkeyPatch) -> list[httpx.Request]:
     def client(**kwargs: Any) -> httpx.Client:
         return real_client(transport=httpx.MockTransport(answer), **kwargs)
 
-    monkeypatch.setattr(cli.httpx, "Client", client)
+    monkeypatch.setattr(api_client.httpx, "Client", client)
     return seen
 
 

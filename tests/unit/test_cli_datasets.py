@@ -12,7 +12,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from services.coordinator import cli
+from services.coordinator import api_client, cli
 from tests.unit.test_stock_datasets import CONTEXT_A, CONTEXT_B, rows_text, squad_row, squad_v1
 
 
@@ -27,7 +27,7 @@ def bodies(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     real_client = httpx.Client
     monkeypatch.setattr(
-        cli.httpx, "Client", lambda **kw: real_client(transport=httpx.MockTransport(answer), **kw)
+        api_client.httpx, "Client", lambda **kw: real_client(transport=httpx.MockTransport(answer), **kw)
     )
     return seen
 

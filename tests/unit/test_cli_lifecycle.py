@@ -86,7 +86,7 @@ def coordinator(monkeypatch: pytest.MonkeyPatch) -> list[httpx.Request]:
     def client(**kwargs: Any) -> httpx.Client:
         return real_client(transport=httpx.MockTransport(answer), **kwargs)
 
-    monkeypatch.setattr(cli.httpx, "Client", client)
+    monkeypatch.setattr(api_client.httpx, "Client", client)
     monkeypatch.setattr(api_client.time, "sleep", lambda _: None)
     return seen
 
@@ -156,8 +156,31 @@ def test_follow_skips_the_keep_alive_that_comes_between_events(monkeypatch):
 
     real_client = httpx.Client
     monkeypatch.setattr(
-        cli.httpx, "Client", lambda **kw: real_client(transport=httpx.MockTransport(answer), **kw)
+        api_client.httpx, "Client", lambda **kw: real_client(transport=httpx.MockTransport(answer), **kw)
     )
     result = CliRunner().invoke(cli.app, ["follow", "run-1"])
     assert result.exit_code == 0, result.output
     assert "[status] running" in result.output and "Traceback" not in result.output
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:  # bound, never listening: a connection is refused at once
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["list"], ["status", "run-1"], ["cancel", "run-1"], ["adapters", "list"], ["run", "--no-follow"]],
+)
+def test_a_coordinator_out_of_reach_is_one_line_naming_the_url_and_what_to_do(command):
+    url = f"http://127.0.0.1:{_closed_port()}"
+    result = CliRunner().invoke(cli.app, [*command, "--url", url], env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f"cannot reach the coordinator at {url}" in lines[0]
+    assert "seal-lab up" in lines[0] and "SEAL_COORDINATOR_URL" in lines[0]
+    assert "Traceback" not in result.output
