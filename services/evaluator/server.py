@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from seal.v1 import common_pb2, evaluator_pb2, evaluator_pb2_grpc
-from seal_lab.adapters import fetch_adapter, verify_adapter
+from seal_lab.adapters import base_model_ref, fetch_adapter, verify_adapter
 from seal_lab.bounds import MAX_ID_CHARS, check_length
 from seal_lab.callgate import CallGate
 from seal_lab.data import MAX_ANSWER_CHARS, MAX_ANSWERS_PER_QUESTION, MAX_QUESTION_CHARS, MAX_TITLE_CHARS
@@ -24,7 +24,7 @@ from seal_lab.logging import bind_context
 from seal_lab.multilora import AdapterWeights, load_peft_folder, lora_targets
 from seal_lab.outage import OutagePolicy, call_async, call_sync, wait_for_store
 from seal_lab.service import ModelHost
-from seal_lab.store import ObjectStore, read_record, validate_key
+from seal_lab.store import ObjectStore, json_bytes, read_record, sha256_hex, validate_key
 from seal_lab.textmetrics import Scores
 
 from .answering import AnswerTask, QuestionItem, answer_tasks, question_set_hash
@@ -38,6 +38,20 @@ BASELINE = ""
 SCORE_FIELDS = tuple(f.name for f in fields(Scores))
 #: (set index, position in the set, cache key, record): an evaluation answered now, not yet cached.
 Fresh = tuple[int, int, str, dict[str, Any]]
+
+
+def evaluation_cache_key(fingerprint: str, adapter_key: str, question_hash: str) -> str:
+    """Where the evaluation of `adapter_key` (BASELINE: the base model) on a question set is cached.
+
+    The name hashes the exact adapter key and the question set's hash as canonical JSON, so two keys never
+    share a file (a name made by replacing '/' with '-' gave `adapters/x` and `adapters-x` one file, and the
+    adapter key `baseline` the base model's). Entries of that earlier scheme were
+    `<fingerprint>/<questions>/<name>.json`; these are one level shallower, so none of them is ever read under
+    the new meaning: they are only recomputed."""
+    identity = json_bytes(
+        {"adapter": None if adapter_key == BASELINE else adapter_key, "questions": question_hash}
+    )
+    return f"{CACHE_PREFIX}/{fingerprint}/{sha256_hex(identity)}.json"
 
 
 def _to_proto(key: str, record: dict[str, Any], cached: bool) -> evaluator_pb2.AdapterEvaluation:
@@ -165,11 +179,13 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
         self, request: evaluator_pb2.EvaluateRequest, sets: list[_Set], max_new_tokens: int
     ) -> evaluator_pb2.EvaluateResponse:
         loaded = self.host.loaded
-        # Refuse unknown or foreign adapters before spending any compute on the others (off the event loop).
+        base_id = self._base_id()
+        # Refuse unknown or foreign adapters before spending any compute on the others (off the event loop),
+        # and before the cache is read: an evaluation cached before a check existed is not served either.
         for key in dict.fromkeys(key for s in sets for key in s.keys):
             if key != BASELINE:
                 await call_async(
-                    lambda k=key: verify_adapter(self.store, k, loaded.fingerprint),
+                    lambda k=key: verify_adapter(self.store, k, loaded.fingerprint, base_id=base_id),
                     self.outage,
                     "checking an adapter",
                 )
@@ -195,10 +211,6 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
                 )
         return response
 
-    def _cache_key(self, adapter_key: str, question_hash: str) -> str:
-        name = "baseline" if adapter_key == BASELINE else adapter_key.replace("/", "-")
-        return f"{CACHE_PREFIX}/{self.host.loaded.fingerprint}/{question_hash}/{name}.json"
-
     def _evaluate_all(
         self, sets: list[_Set], max_new_tokens: int
     ) -> tuple[list[list[tuple[dict[str, Any], bool]]], list[Fresh]]:
@@ -214,7 +226,7 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
         for set_index, question_set in enumerate(sets):
             question_hash = question_set_hash(question_set.questions, max_new_tokens, judge)
             for position, key in enumerate(question_set.keys):
-                cache_key = self._cache_key(key, question_hash)
+                cache_key = evaluation_cache_key(self.host.loaded.fingerprint, key, question_hash)
                 cached = call_sync(
                     lambda c=cache_key: self._cached(c), self.outage, "reading the evaluation cache"
                 )
@@ -252,6 +264,10 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
             )
             results[s][p] = (saved, False)
 
+    def _base_id(self) -> str:
+        """This evaluator's base model as adapters name it (`base_model_ref`: a loadable id, never a path)."""
+        return base_model_ref(self.host.loaded.name).id
+
     def _targets(self) -> list[str]:
         return lora_targets(self.host.loaded.model, "all-linear")
 
@@ -260,7 +276,7 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
         adapters = {}
         for key in keys:
             with tempfile.TemporaryDirectory(prefix="seal-adapter-") as tmp:
-                fetch_adapter(self.store, key, Path(tmp), loaded.fingerprint)
+                fetch_adapter(self.store, key, Path(tmp), loaded.fingerprint, base_id=self._base_id())
                 try:
                     adapters[key] = load_peft_folder(Path(tmp), self._targets())
                 except FailedPrecondition as exc:

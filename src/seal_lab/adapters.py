@@ -245,10 +245,12 @@ def has_weights(store: ObjectStore, key: str) -> bool:
     return store.exists(f"{key}/{ADAPTER_WEIGHTS}")
 
 
-def verify_adapter(store: ObjectStore, key: str, base_fingerprint: str) -> dict[str, Any]:
+def verify_adapter(store: ObjectStore, key: str, base_fingerprint: str, *, base_id: str) -> dict[str, Any]:
     """Check a stored adapter without downloading its weights: it exists, is safetensors, fits this base.
 
-    Returns the adapter's metadata.
+    `base_fingerprint` and `base_id` are this service's base model (`LoadedModel.fingerprint`, and
+    `base_model_ref(name).id`: never a path). Every service that applies or evaluates a stored adapter checks it
+    here, so the rule has one owner. Returns the adapter's metadata.
     """
     validate_key(key)
     if not store.exists(f"{key}/{ADAPTER_CONFIG}"):
@@ -266,13 +268,41 @@ def verify_adapter(store: ObjectStore, key: str, base_fingerprint: str) -> dict[
         ) from None
     except (json.JSONDecodeError, CorruptObject):
         raise FailedPrecondition(f"adapter {key!r} has an unreadable {ADAPTER_META}") from None
+    if not isinstance(meta, dict):
+        raise FailedPrecondition(f"adapter {key!r} has an unreadable {ADAPTER_META}")
     trained_on = meta.get("base_model_fingerprint")
     if trained_on != base_fingerprint:
         raise FailedPrecondition(
             f"adapter {key!r} was trained for base model {meta.get('base_model_name')!r} "
-            f"(fingerprint {trained_on}), not this one (fingerprint {base_fingerprint})"
+            f"(fingerprint {trained_on}), not this service's {base_id!r} (fingerprint {base_fingerprint})"
+        )
+    # The fingerprint is ours, but the config is what peft and the Hub read: one that names another model
+    # (say `gpt2`) contradicts the record beside it, and such an adapter is refused rather than applied.
+    # Compared without case: the Hub resolves an id spelt with other capitals to the same model.
+    named = _config_base_id(store.get_bytes(f"{key}/{ADAPTER_CONFIG}"))
+    if named is not None and named.casefold() != base_id.casefold():
+        raise FailedPrecondition(
+            f"adapter {key!r} is for base model {named!r} (its {ADAPTER_CONFIG} says so), "
+            f"not this service's {base_id!r}"
         )
     return meta
+
+
+def _config_base_id(data: bytes) -> str | None:
+    """The loadable id an adapter's config names as its base model (`base_model_name_or_path`), if it names one.
+
+    None when it names none, or names a filesystem path (peft's default for a model loaded from a folder, as in
+    adapters published before configs named an id): a path on another machine identifies no model, and the
+    fingerprint in `seal_adapter.json`, already checked, decides. A config that is not a JSON object is left to
+    `check_adapter_config`, which says what is wrong with it."""
+    try:
+        config = json.loads(data)
+    except ValueError:
+        return None
+    named = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    if not isinstance(named, str) or not _HUB_ID.match(named) or named.startswith("."):
+        return None
+    return named
 
 
 def fetch_adapter(
@@ -281,12 +311,14 @@ def fetch_adapter(
     destination: Path,
     base_fingerprint: str,
     limits: AdapterLimits = DEFAULT_ADAPTER_LIMITS,
+    *,
+    base_id: str,
 ) -> dict[str, Any]:
     """Verify, then download an adapter folder for peft; its config is checked against `limits` first.
 
     Only the two peft files are fetched, so peft can never find a pickle to load.
     """
-    meta = verify_adapter(store, key, base_fingerprint)
+    meta = verify_adapter(store, key, base_fingerprint, base_id=base_id)
     # The config first, checked as peft will read it, before the (larger) weights are downloaded.
     store.get_file(f"{key}/{ADAPTER_CONFIG}", destination / ADAPTER_CONFIG)
     check_adapter_config((destination / ADAPTER_CONFIG).read_bytes(), key, limits)

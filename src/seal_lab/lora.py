@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from seal_lab.adapters import DEFAULT_ADAPTER_LIMITS, AdapterLimits, fetch_adapter
+from seal_lab.adapters import DEFAULT_ADAPTER_LIMITS, AdapterLimits, base_model_ref, fetch_adapter
 from seal_lab.datasets import TrainingExample
 from seal_lab.directive import Directive
 from seal_lab.grouptrain import GroupJob, TrainOutcome, TrainProgressEvent, train_group
@@ -54,7 +54,8 @@ def adapter_applied(
     from peft import PeftModel
 
     with tempfile.TemporaryDirectory(prefix="seal-adapter-") as tmp:
-        fetch_adapter(store, key, Path(tmp), loaded.fingerprint, limits)
+        base_id = base_model_ref(loaded.name).id
+        fetch_adapter(store, key, Path(tmp), loaded.fingerprint, limits, base_id=base_id)
         peft_model = PeftModel.from_pretrained(loaded.model, tmp, is_trainable=False)
     try:
         peft_model.eval()

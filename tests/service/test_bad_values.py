@@ -76,7 +76,14 @@ class StandInTeacher:
         if policy_adapter_key:
             with tempfile.TemporaryDirectory() as folder:
                 adapter_limits = AdapterLimits.from_directive_limits(limits)
-                fetch_adapter(self.store, policy_adapter_key, Path(folder), self.fingerprint, adapter_limits)
+                fetch_adapter(
+                    self.store,
+                    policy_adapter_key,
+                    Path(folder),
+                    self.fingerprint,
+                    adapter_limits,
+                    base_id=self.model_name,
+                )
         text = "1. The Vellum Bell is red.\nTraining: epochs=1 learning_rate=0.001 lora_rank=2"
         return [RawSelfEdit(text, text, 12)] * num_samples
 

@@ -77,7 +77,7 @@ def test_fetching_an_adapter_refuses_its_config_before_downloading_its_weights(t
     key = publish_adapter(store, files, META)
     destination = tmp_path / "adapter"
     with pytest.raises(InvalidArgument, match="r=1000000 must be"):
-        fetch_adapter(store, key, destination, META["base_model_fingerprint"])
+        fetch_adapter(store, key, destination, META["base_model_fingerprint"], base_id="tiny")
     assert not (destination / ADAPTER_WEIGHTS).exists()
     assert (destination / ADAPTER_CONFIG).exists()  # what was checked: the copy peft would have read
 
@@ -87,5 +87,10 @@ def test_weights_over_the_size_limit_are_refused(tmp_path: Path):
     key = publish_adapter(store, AdapterFiles(_safetensors(), config()), META)
     with pytest.raises(InvalidArgument, match=r"adapter_model\.safetensors is 73 bytes; the limit is 10"):
         fetch_adapter(
-            store, key, tmp_path / "a", META["base_model_fingerprint"], AdapterLimits(max_weights_bytes=10)
+            store,
+            key,
+            tmp_path / "a",
+            META["base_model_fingerprint"],
+            AdapterLimits(max_weights_bytes=10),
+            base_id="tiny",
         )

@@ -74,20 +74,43 @@ def test_a_published_adapter_is_verified_and_keeps_its_first_metadata(tmp_path: 
     assert store.get_bytes(f"{key}/{ADAPTER_META}") == json.dumps(META, indent=1).encode()
     # The same adapter from another job: the same key, the first job's metadata.
     assert publish_adapter(store, files, {**META, "metrics": {"steps": 9}}) == key
-    assert verify_adapter(store, key, "fp-1") == META
+    assert verify_adapter(store, key, "fp-1", base_id="tiny") == META
 
 
 def test_verify_refuses_a_missing_adapter_and_one_for_another_base_model(tmp_path: Path):
     store = LocalStore(tmp_path / "store")
     key = publish_adapter(store, AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj"]), BASE), META)
     with pytest.raises(NotFound):
-        verify_adapter(store, "adapters/missing", "fp-1")
+        verify_adapter(store, "adapters/missing", "fp-1", base_id="tiny")
     with pytest.raises(FailedPrecondition, match="trained for base model 'tiny'"):
-        verify_adapter(store, key, "fp-2")
+        verify_adapter(store, key, "fp-2", base_id="tiny")
     store.delete(f"{key}/{ADAPTER_WEIGHTS}")
     assert not has_weights(store, key)
     with pytest.raises(FailedPrecondition, match="only safetensors adapters"):
-        verify_adapter(store, key, "fp-1")
+        verify_adapter(store, key, "fp-1", base_id="tiny")
+
+
+def test_verify_refuses_an_adapter_whose_config_names_another_base_model(tmp_path: Path):
+    """The fingerprint in seal_adapter.json is this model's, but the config (what peft and the Hub read) names
+    another: refused, naming both. A config naming a path (peft's default) or nothing is left to the
+    fingerprint; an id spelt with other capitals is the same model."""
+    store = LocalStore(tmp_path / "store")
+    files = AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj"]), BASE)
+
+    def published(named: object) -> str:
+        config = {**json.loads(files.config), "base_model_name_or_path": named}
+        return publish_adapter(store, AdapterFiles(files.weights, json.dumps(config).encode()), META)
+
+    with pytest.raises(FailedPrecondition) as refused:
+        verify_adapter(store, published("gpt2"), "fp-1", base_id="tiny")
+    assert "'gpt2'" in refused.value.message and "'tiny'" in refused.value.message
+    for named in (None, "/home/someone/models/gpt2", "./gpt2", "TINY"):
+        assert verify_adapter(store, published(named), "fp-1", base_id="tiny") == META
+    # A fingerprint that differs is refused first, naming both models too.
+    with pytest.raises(
+        FailedPrecondition, match=r"trained for base model 'tiny' .* not this service's 'other'"
+    ):
+        verify_adapter(store, published("tiny"), "fp-2", base_id="other")
 
 
 def test_fetch_downloads_the_two_peft_files(tmp_path: Path):
@@ -95,7 +118,7 @@ def test_fetch_downloads_the_two_peft_files(tmp_path: Path):
     store = LocalStore(tmp_path / "store")
     key = publish_adapter(store, AdapterFiles.from_peft_folder(_folder(tmp_path, ["q_proj"]), BASE), META)
     destination = tmp_path / "fetched"
-    assert fetch_adapter(store, key, destination, "fp-1") == META
+    assert fetch_adapter(store, key, destination, "fp-1", base_id="tiny") == META
     assert sorted(p.name for p in destination.iterdir()) == [ADAPTER_CONFIG, ADAPTER_WEIGHTS]
 
 
@@ -105,5 +128,5 @@ def test_fetch_quarantines_an_adapter_whose_bytes_do_not_match_its_key(tmp_path:
     key = publish_adapter(store, files, META)
     store.put_bytes(f"{key}/{ADAPTER_CONFIG}", files.config + b" ", overwrite=True)
     with pytest.raises(CorruptObject, match="content hash"):
-        fetch_adapter(store, key, tmp_path / "fetched", "fp-1")
+        fetch_adapter(store, key, tmp_path / "fetched", "fp-1", base_id="tiny")
     assert not store.exists(f"{key}/{ADAPTER_CONFIG}") and store.list_keys("quarantine/")
