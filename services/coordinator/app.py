@@ -14,7 +14,7 @@ from seal_lab.store import ObjectStore
 from .apierrors import HANDLERS, ApiError, HostCheck
 from .clients import ServiceClients
 from .limits import BodySizeLimit
-from .routers import adapters, events, health, metrics, results, runs
+from .routers import adapters, docs, events, health, metrics, results, runs
 from .routers.deps import require_token
 from .runner import RunManager
 from .settings import CoordinatorSettings
@@ -52,6 +52,10 @@ def create_app(
         version=__version__,
         description="Runs SEAL's inner loop over the generator, trainer and evaluator services.",
         lifespan=lifespan,
+        # Served by routers/docs.py instead, where the token can guard them.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.token = security.token_value
     app.add_middleware(HostCheck, allowed_hosts=settings.allowed_hosts)
@@ -59,6 +63,9 @@ def create_app(
     for kind, handler in HANDLERS.items():
         app.add_exception_handler(kind, handler)
     app.include_router(health.router)  # open: probes carry no token
+    # The description holds no data, but it maps every route for whoever reaches the port: behind the token
+    # (when there is one) unless opened on purpose.
+    app.include_router(docs.router, dependencies=[] if settings.public_docs else [Depends(require_token)])
     for router in (
         runs.router,
         results.router,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import types
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -12,11 +13,13 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from seal_lab.data import retention_set_size
+from seal_lab.data import retention_set_size, unencodable_text
 from seal_lab.errors import InvalidArgument
 from seal_lab.store import MAX_KEY_CHARS, validate_key
 
@@ -58,14 +61,70 @@ Timestamp = Annotated[
     PlainSerializer(_rfc3339, return_type=datetime, when_used="json"),
     Field(examples=["2026-11-29T14:05:09.250000Z"]),
 ]
-#: Every request model: a number must be finite (JSON has no NaN, but Python's json and some clients send it).
-_INPUT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class DirectiveOverride(BaseModel):
+def _members(annotation: Any) -> tuple[Any, ...]:
+    """The types a field's annotation allows: `int | None` -> (int, NoneType); `int` -> (int,)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return get_args(annotation)
+    return (annotation,)
+
+
+def _unencodable_in(value: Any) -> str | None:
+    """Where in a field's value (a string, or the lists and dicts of a free-form field) a string cannot be
+    encoded as UTF-8, and why; None if nowhere. Request models inside it have checked their own fields. A
+    loop, not recursion: the JSON may be nested deep."""
+    pending: list[tuple[str, Any]] = [("", value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, str):
+            if (problem := unencodable_text(item)) is not None:
+                return f"{path or 'the text'} {problem}"
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if isinstance(key, str) and (problem := unencodable_text(key)) is not None:
+                    return f"a key in {path or 'the object'} {problem}"
+                pending.append((f"{path}.{key}" if path else str(key), inner))
+        elif isinstance(item, list | tuple):
+            pending.extend((f"{path}[{i}]", inner) for i, inner in enumerate(item))
+    return None
+
+
+class RequestModel(BaseModel):
+    """Every request body's model. A field not declared is refused, and a number must be finite (JSON has no
+    NaN, but Python's json and some clients send it). Two checks on every field of every subclass, for what
+    pydantic lets through:
+
+    - text that cannot be encoded as UTF-8 (a lone surrogate, which JSON's `"\\ud800"` gives): it would fail
+      where the text is hashed, stored or tokenized, a 500 in the middle of creating a run. Pydantic refuses
+      it only in a string it measures (`max_length`, `pattern`); this checks every string, and searches the
+      free-form fields (the passages) through, after the field's own checks (a list's length first).
+    - `true`/`false` where a number is meant, before the field's validation: lax mode reads `true` as 1. Lax
+      mode stays otherwise: YAML config files give `1e-3` as a string, and a client's `2.0` is the integer
+      it means.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _encodable_text(cls, value: Any) -> Any:
+        if (problem := _unencodable_in(value)) is not None:
+            raise PydanticCustomError("string_unicode", "{problem}", {"problem": problem})
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name is not None:
+            allowed = _members(cls.model_fields[info.field_name].annotation)
+            if bool not in allowed and (int in allowed or float in allowed):
+                raise PydanticCustomError("number_type", "Input should be a number, not true or false")
+        return value
+
+
+class DirectiveOverride(RequestModel):
     """Some directive fields; the rest come from the directive it is applied to."""
-
-    model_config = _INPUT
 
     epochs: int | None = Field(None, ge=1)
     learning_rate: float | None = Field(None, gt=0.0)
@@ -85,10 +144,8 @@ class DirectiveOverride(BaseModel):
         return self
 
 
-class PolicyDirective(BaseModel):
+class PolicyDirective(RequestModel):
     """How the generator's policy adapter is fine-tuned on the winning self-edits (ReST-EM's SFT step)."""
-
-    model_config = _INPUT
 
     epochs: int = Field(2, ge=1)
     learning_rate: float = Field(1e-3, gt=0.0)
@@ -101,10 +158,8 @@ class PolicyDirective(BaseModel):
     steps: int = Field(0, ge=0, description="a budget in optimizer steps instead of epochs; 0 = epochs")
 
 
-class RunConfig(BaseModel):
+class RunConfig(RequestModel):
     """How one round of the inner loop runs. Every field has a documented default."""
-
-    model_config = _INPUT
 
     k: int = Field(3, ge=1, le=16, description="self-edits per passage and format")
     formats: list[FormatName] = Field(
@@ -210,10 +265,8 @@ class RunConfig(BaseModel):
         return self.heldout_format or self.formats[0]
 
 
-class TeacherImport(BaseModel):
+class TeacherImport(RequestModel):
     """Self-edits written by another model, in SEAL's format: per passage its `context` and `completions`."""
-
-    model_config = _INPUT
 
     name: str = Field(pattern=TEACHER_NAME_PATTERN, description="row name, e.g. gpt4_1")
     format: FormatName = Field("implications", description="how each completion is split into training texts")
@@ -225,9 +278,7 @@ class TeacherImport(BaseModel):
     )
 
 
-class RunCreate(BaseModel):
-    model_config = _INPUT
-
+class RunCreate(RequestModel):
     name: str = Field("", max_length=MAX_RUN_NAME_CHARS)
     dataset: Literal["demo"] | None = Field(None, description="a built-in dataset instead of `passages`")
     # `max_length` stops validation at the count, before any record is looked at.

@@ -22,6 +22,9 @@ class CoordinatorSettings(BaseSettings):
     allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1", "[::1]"]
     # `host:port`, or `dns:///name:port`: gRPC resolves the name and spreads calls over every address it has
     # (round robin), picking up replicas that appear when it resolves again (after a connection drops).
+    # `/docs`, `/redoc` and `/openapi.json` without the token. Off: they need the token like `/v1` (open
+    # anyway when no SEAL_AUTH_TOKEN is set). A browser sends no bearer token, so set it to read `/docs` there.
+    public_docs: bool = False
     generator_address: str = "127.0.0.1:50051"
     # Comma-separated; jobs are spread over every trainer listed. A `dns:///name:port` entry is every address
     # the name resolves to (a Kubernetes headless Service), resolved again every discovery interval: trainers

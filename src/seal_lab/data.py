@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from seal_lab.errors import InvalidArgument
 from seal_lab.squad import Converted, from_squad_rows, from_squad_v1, json_lines
@@ -31,6 +31,12 @@ MAX_ANSWERS_PER_QUESTION = 20
 MAX_ANSWER_CHARS = 1_000
 #: A passage id names the passage in job ids, question ids and store keys: one key part, shorter than most.
 MAX_PASSAGE_ID_CHARS = min(128, MAX_KEY_SEGMENT_CHARS)
+
+#: The fields of a SEAL record and of one of its questions; `parse_passages` refuses others unless told to
+#: ignore them (`extra`), so that a misspelt field (`"titel"`) is not silently dropped.
+PASSAGE_FIELDS = ("id", "title", "context", "questions")
+QUESTION_FIELDS = ("question", "answer", "answers")
+Extra = Literal["forbid", "ignore"]
 
 _DEMO_RESOURCE = "data/demo_passages.json"
 _TITLE_IN_MESSAGE_CHARS = 60
@@ -49,6 +55,34 @@ class Passage:
     title: str
     context: str
     questions: tuple[Question, ...]
+
+
+def unencodable_text(text: str) -> str | None:
+    """What makes `text` impossible to encode as UTF-8, for a message, or None. Only a lone surrogate
+    (U+D800 to U+DFFF) does: JSON's `"\\ud800"` decodes to one (Python's json allows it), and it would fail
+    later, where the text is hashed (the passage id), stored or tokenized."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"holds a lone surrogate (U+{ord(text[exc.start]):04X}) at character {exc.start}: "
+            "not text that can be encoded as UTF-8"
+        )
+    return None
+
+
+def _encodable(text: str, where: str) -> None:
+    """InvalidArgument, saying where (`where` names the field), if `text` cannot be encoded as UTF-8."""
+    if (problem := unencodable_text(text)) is not None:
+        raise InvalidArgument(f"{where} {problem}")
+
+
+def _known_fields(record: dict[str, Any], fields: tuple[str, ...], what: str, where: str) -> None:
+    unknown = [key for key in record if key not in fields]
+    if unknown:
+        raise InvalidArgument(
+            f"{where}: unknown field {unknown[0]!r} ({what} has {', '.join(repr(f) for f in fields)})"
+        )
 
 
 def derive_passage_id(title: str, context: str) -> str:
@@ -92,6 +126,7 @@ def _parse_answers(q: dict[str, Any], where: str) -> tuple[str, ...]:
             text = item.get("text") if isinstance(item, dict) else item
             if not isinstance(text, str):
                 raise InvalidArgument(f"{where}: {key!r}[{j}] must be a string, got {_type_name(item)}")
+            _encodable(text, f"{where}: {key!r}[{j}]")
             if not text.strip():
                 raise InvalidArgument(f"{where}: {key!r}[{j}] is empty")
             if len(text) > MAX_ANSWER_CHARS:
@@ -105,14 +140,17 @@ def _parse_answers(q: dict[str, Any], where: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _parse_question(q: object, passage_id: str, index: int, where: str) -> Question:
+def _parse_question(q: object, passage_id: str, index: int, where: str, extra: Extra) -> Question:
     if not isinstance(q, dict):
         raise InvalidArgument(f"{where}: must be an object, got {_type_name(q)}")
+    if extra == "forbid":
+        _known_fields(q, QUESTION_FIELDS, "a question", where)
     text = q.get("question")
     if text is None:
         raise InvalidArgument(f"{where}: 'question' is missing")
     if not isinstance(text, str):
         raise InvalidArgument(f"{where}: 'question' must be a string, got {_type_name(text)}")
+    _encodable(text, f"{where}: 'question'")
     if not text.strip():
         raise InvalidArgument(f"{where}: 'question' is empty")
     if len(text) > MAX_QUESTION_CHARS:
@@ -133,10 +171,14 @@ def check_passage_id(passage_id: str, where: str) -> str:
     return passage_id
 
 
-def _parse_record(record: object, label: str, source: str, question_labels: list[str] | None) -> Passage:
+def _parse_record(
+    record: object, label: str, source: str, question_labels: list[str] | None, extra: Extra
+) -> Passage:
     """`label` names the record ("record 3", "line 7"); `question_labels` its questions ("question N" if None)."""
     if not isinstance(record, dict):
         raise InvalidArgument(f"{_where(source, label, None)}: must be an object, got {_type_name(record)}")
+    if extra == "forbid":
+        _known_fields(record, PASSAGE_FIELDS, "a passage", _where(source, label, None))
     title = record.get("title", "")
     if title is None:
         title = ""
@@ -144,6 +186,7 @@ def _parse_record(record: object, label: str, source: str, question_labels: list
         raise InvalidArgument(
             f"{_where(source, label, None)}: 'title' must be a string, got {_type_name(title)}"
         )
+    _encodable(title, f"{_where(source, label, None)}: 'title'")
     where = _where(source, label, title)
     if len(title) > MAX_TITLE_CHARS:
         raise InvalidArgument(
@@ -155,6 +198,7 @@ def _parse_record(record: object, label: str, source: str, question_labels: list
         raise InvalidArgument(f"{where}: 'context' is missing")
     if not isinstance(context, str):
         raise InvalidArgument(f"{where}: 'context' must be a string, got {_type_name(context)}")
+    _encodable(context, f"{where}: 'context'")
     if not context.strip():
         raise InvalidArgument(f"{where}: 'context' is empty")
     if len(context) > MAX_CONTEXT_CHARS:
@@ -190,28 +234,34 @@ def _parse_record(record: object, label: str, source: str, question_labels: list
         context=context,
         questions=tuple(
             _parse_question(
-                q, passage_id, j, f"{where}: {question_labels[j] if question_labels else f'question {j}'}"
+                q,
+                passage_id,
+                j,
+                f"{where}: {question_labels[j] if question_labels else f'question {j}'}",
+                extra,
             )
             for j, q in enumerate(questions)
         ),
     )
 
 
-def parse_passages(raw: object, source: str) -> list[Passage]:
-    """Validate decoded JSON in SEAL/SQuAD format; ``source`` names the data in error messages."""
+def parse_passages(raw: object, source: str, *, extra: Extra = "forbid") -> list[Passage]:
+    """Validate decoded JSON in SEAL/SQuAD format; ``source`` names the data in error messages. A field a
+    passage or question does not have is refused, or with `extra="ignore"` skipped (files: other tools write
+    fields of their own)."""
     if not isinstance(raw, list):
         raise InvalidArgument(f"{source}: expected a JSON list of passages, got {_type_name(raw)}")
     if not raw:
         raise InvalidArgument(f"{source}: the list of passages is empty")
-    return _parse_converted([Converted(record, f"record {i}") for i, record in enumerate(raw)], source)
+    return _parse_converted([Converted(record, f"record {i}") for i, record in enumerate(raw)], source, extra)
 
 
-def _parse_converted(records: list[Converted], source: str) -> list[Passage]:
+def _parse_converted(records: list[Converted], source: str, extra: Extra) -> list[Passage]:
     passages: list[Passage] = []
     seen: dict[str, str] = {}
     for item in records:
         record = item.record
-        passage = _parse_record(record, item.label, source, item.question_labels or None)
+        passage = _parse_record(record, item.label, source, item.question_labels or None, extra)
         if passage.passage_id in seen:
             field = "'id'" if isinstance(record, dict) and record.get("id") is not None else "passage id"
             raise InvalidArgument(
@@ -234,12 +284,14 @@ def _looks_like_json_lines(text: str) -> bool:
 def _parse_stock(converted: list[Converted], source: str, what: str) -> list[Passage]:
     if not converted:
         raise InvalidArgument(f"{source}: {what} holds no passages")
-    return _parse_converted(converted, source)
+    return _parse_converted(converted, source, "ignore")  # SQuAD's questions carry ids and more
 
 
 def parse_passages_bytes(data: bytes, source: str) -> list[Passage]:
     """Decode UTF-8 (a BOM is tolerated) and parse it: SEAL's JSON list, a SQuAD v1.1 document, or
-    Hugging Face ``squad`` rows as JSON lines, told apart by their shape."""
+    Hugging Face ``squad`` rows as JSON lines, told apart by their shape. Fields SEAL records do not have are
+    skipped: files written by SEAL's scripts and other tools carry fields of their own (the CLI sends only
+    SEAL's fields, `passages_to_json`)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -264,7 +316,7 @@ def parse_passages_bytes(data: bytes, source: str) -> list[Passage]:
             f"{source}: expected a JSON list of passages (SEAL), a SQuAD v1.1 object with 'data', or squad "
             f"rows as JSON lines; got an object with keys {keys or '(none)'}"
         )
-    return parse_passages(raw, source)
+    return parse_passages(raw, source, extra="ignore")
 
 
 def load_passages(path: Path) -> list[Passage]:

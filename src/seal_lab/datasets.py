@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from seal_lab.data import unencodable_text
 from seal_lab.errors import InvalidArgument
 from seal_lab.store import ObjectStore, content_digest, jsonl_bytes
 
@@ -157,6 +158,9 @@ def parse_dataset(data: bytes, key: str) -> Dataset:
             prompt, completion = record.get("prompt", ""), record.get("completion")
         if not isinstance(completion, str) or not isinstance(prompt, str):
             raise InvalidArgument(f"dataset {key!r} line {number}: needs a string 'text' or 'completion'")
+        for name, text in (("prompt", prompt), ("text" if "text" in record else "completion", completion)):
+            if (problem := unencodable_text(text)) is not None:  # it would fail in the tokenizer
+                raise InvalidArgument(f"dataset {key!r} line {number}: {name!r} {problem}")
         if completion.strip():
             examples.append(TrainingExample(prompt, completion))
     return Dataset(meta or {}, tuple(examples))

@@ -363,3 +363,54 @@ def test_retention_subset_is_evenly_spaced_fixed_and_bounded() -> None:
     assert len({q.question_id for q in retention_questions(63)}) == 63
     with pytest.raises(ValueError, match="has 64 questions; asked for 65"):
         retention_questions(65)
+
+
+# --- text UTF-8 cannot encode, and fields a passage does not have (issue 34) -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("record", "where"),
+    [
+        ('{"title": "Foo\\ud800", "context": "C.", "questions": []}', "demo.json: record 0: 'title'"),
+        (
+            '{"title": "Foo", "context": "C\\udfff", "questions": []}',
+            "demo.json: record 0 ('Foo'): 'context'",
+        ),
+        (
+            '{"title": "Foo", "context": "C.", "questions": [{"question": "\\ud800?", "answer": "A"}]}',
+            "demo.json: record 0 ('Foo'): question 0: 'question'",
+        ),
+        (
+            '{"title": "Foo", "context": "C.", "questions": [{"question": "Q?", "answers": ["A", "\\ud800"]}]}',
+            "demo.json: record 0 ('Foo'): question 0: 'answers'[1]",
+        ),
+    ],
+)
+def test_a_file_whose_text_utf8_cannot_encode_is_refused_where_it_is(record: str, where: str) -> None:
+    """JSON's escapes decode to a lone surrogate, which failed later, hashing the passage id or storing it."""
+    with pytest.raises(InvalidArgument) as info:
+        parse_passages_bytes(f"[{record}]".encode(), "demo.json")
+    assert info.value.message.startswith(f"{where} holds a lone surrogate (U+D"), info.value.message
+
+
+def test_a_stock_squad_file_with_a_lone_surrogate_is_refused_by_its_line() -> None:
+    row = '{"title": "Foo", "context": "C.", "question": "Q?", "answers": {"text": ["A\\ud800"]}}'
+    with pytest.raises(InvalidArgument) as info:
+        parse_passages_bytes(f"{row}\n{row}\n".encode(), "rows.jsonl")
+    assert info.value.message.startswith("rows.jsonl: line 1 ('Foo'): line 1: 'answers'[0] holds a lone")
+
+
+def test_fields_a_passage_does_not_have_are_refused_but_skipped_in_files() -> None:
+    record = _record(titel="typo")
+    record["questions"][1]["hint"] = "x"
+    assert _refusal([record]) == (
+        "demo.json: record 0: unknown field 'titel' (a passage has 'id', 'title', 'context', 'questions')"
+    )
+    del record["titel"]
+    assert _refusal([record]).endswith(
+        "question 1: unknown field 'hint' (a question has 'question', 'answer', 'answers')"
+    )
+    # A file may carry fields of other tools (SEAL's scripts, SQuAD's ids): the CLI reads it, sends SEAL's.
+    record["completions"] = ["a self-edit"]
+    [passage] = parse_passages_bytes(json.dumps([record]).encode(), "seal.json")
+    assert passage == parse_passages([_record()], "demo.json")[0]

@@ -104,3 +104,13 @@ def test_a_dataset_whose_bytes_do_not_match_its_key_is_corrupt(store):
     with pytest.raises(CorruptObject):
         read_dataset(store, key)
     assert not store.exists(key)
+
+
+@pytest.mark.parametrize(
+    ("line", "where"),
+    [(b'{"text": "a\\ud800"}', "'text'"), (b'{"prompt": "\\udfff", "completion": "b"}', "'prompt'")],
+)
+def test_text_utf8_cannot_encode_is_refused_before_it_reaches_a_tokenizer(line, where):
+    with pytest.raises(InvalidArgument) as info:
+        parse_dataset(b'{"type": "meta"}\n' + line + b"\n", "datasets/x.jsonl")
+    assert info.value.message.startswith(f"dataset 'datasets/x.jsonl' line 2: {where} holds a lone surrogate")

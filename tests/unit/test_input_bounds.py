@@ -152,3 +152,129 @@ def test_a_streamed_body_over_the_limit_is_413_by_counting(client):
     response = client.post("/v1/runs", content=chunks(), headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert "SEAL_COORDINATOR_MAX_BODY_BYTES" in response.json()["detail"]
+
+
+# --- What pydantic's lax mode let through (issue 34, item 2) -----------------------------------------------
+
+LONE = "\ud800"  # a lone surrogate: JSON's "\ud800", which Python's json decodes; UTF-8 cannot encode it
+HELD_OUT = passage(context="Another passage, held out from training.")
+
+
+def teacher(**changes: Any) -> dict[str, Any]:
+    return {
+        "name": "gpt",
+        "passages": [{"context": HELD_OUT["context"], "completions": ["a fact"]}],
+        **changes,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"passages": [passage(context=f"The bell {LONE} rang.")]}, "body.passages: [0].context"),
+        ({"passages": [passage(title=LONE)]}, "body.passages: [0].title"),
+        (
+            {"passages": [passage(questions=[question(question=LONE)])]},
+            "body.passages: [0].questions[0].question",
+        ),
+        (
+            {"passages": [passage(questions=[question(answer="Pell" + LONE)])]},
+            "body.passages: [0].questions[0].answer",
+        ),
+        (
+            {"passages": [passage(questions=[question(answer=None, answers=["x", "\udfff"])])]},
+            "body.passages: [0].questions[0].answers[1]",
+        ),
+        ({"passages": [passage(**{LONE: "x"})]}, "body.passages: a key in [0]"),
+        (
+            {"passages": [PASSAGE], "heldout_passages": [passage(context=LONE)]},
+            "body.heldout_passages: [0].context",
+        ),
+        (
+            {
+                "passages": [PASSAGE],
+                "heldout_passages": [HELD_OUT],
+                "teachers": [teacher(passages=[{"context": HELD_OUT["context"], "completions": [LONE]}])],
+            },
+            "body.teachers.0.passages: [0].completions[0]",
+        ),
+        ({"dataset": "demo", "name": LONE}, "body.name"),
+        ({"dataset": "demo", "config": {"formats": [LONE]}}, "body.config.formats.0"),
+        ({"dataset": "demo", "config": {"policy_adapter_key": LONE}}, "body.config.policy_adapter_key"),
+    ],
+)
+def test_text_utf8_cannot_encode_is_a_422_that_names_the_field(client, body, where):
+    """It was a 500 from hashing the passage id (or writing the run's spec), which also dropped the
+    connection; now the schema refuses it, wherever in the body it is."""
+    message = refused(client, json.dumps(body))  # ASCII: the surrogate as the escape a client sends
+    assert message.startswith(where), message
+    assert "\\ud800" not in message and "\\udfff" not in message  # the input is not echoed
+    assert client.get("/v1/runs").status_code == 200
+
+
+def test_the_surrogate_refusal_has_the_validation_error_body(client):
+    body = json.dumps({"passages": [passage(context=LONE)]})
+    response = client.post("/v1/runs", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json() == {
+        "code": "validation_error",
+        "message": "body.passages: [0].context holds a lone surrogate (U+D800) at character 0: not text "
+        "that can be encoded as UTF-8",
+        "detail": [
+            {
+                "loc": ["body", "passages"],
+                "msg": "[0].context holds a lone surrogate (U+D800) at character 0: not text that can be "
+                "encoded as UTF-8",
+                "type": "string_unicode",
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"dataset": "demo", "limit": 1, "config": {"k": True}}, "body.config.k"),
+        ({"dataset": "demo", "limit": 1, "config": {"temperature": False}}, "body.config.temperature"),
+        ({"dataset": "demo", "limit": True}, "body.limit"),
+        (
+            {"dataset": "demo", "limit": 1, "config": {"policy_directive": {"lora_rank": True}}},
+            "body.config.policy_directive.lora_rank",
+        ),
+        (
+            {"dataset": "demo", "limit": 1, "config": {"directive_search": [{"epochs": True}]}},
+            "body.config.directive_search.0.epochs",
+        ),
+        (
+            {
+                "passages": [PASSAGE],
+                "heldout_passages": [HELD_OUT],
+                "teachers": [teacher(completion_index=True)],
+            },
+            "body.teachers.0.completion_index",
+        ),
+    ],
+)
+def test_true_or_false_where_a_number_is_meant_is_refused(client, body, where):
+    assert f"{where}: Input should be a number, not true or false" in refused(client, body)
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        (
+            passage(titel="A typo"),
+            "request body 'passages': record 0: unknown field 'titel' (a passage has 'id', 'title', "
+            "'context', 'questions')",
+        ),
+        (
+            passage(questions=[question(hint="bells")]),
+            "question 0: unknown field 'hint' (a question has 'question', 'answer', 'answers')",
+        ),
+    ],
+)
+def test_a_field_a_passage_does_not_have_is_refused(client, record, message):
+    assert message in refused(client, {"passages": [record]})
+    assert message.replace("'passages'", "'heldout_passages'") in refused(
+        client, {"passages": [PASSAGE], "heldout_passages": [record]}
+    )

@@ -213,3 +213,21 @@ def test_retention_questions_beyond_the_set_is_refused_with_its_size():
     assert RunConfig(retention_questions=16).retention_questions == 16
     with pytest.raises(ValidationError, match="more than the retention set's 64 questions"):
         RunConfig(retention_questions=65)
+
+
+def test_booleans_are_refused_only_where_a_number_is_meant():
+    with pytest.raises(ValidationError) as info:
+        RunConfig.model_validate({"min_reward": True})
+    assert (
+        info.value.errors()[0]["loc"] == ("min_reward",) and info.value.errors()[0]["type"] == "number_type"
+    )
+    # Boolean fields take booleans, and lax mode stays for numbers: PyYAML reads `1e-3` as a string.
+    config = RunConfig.model_validate(
+        {
+            "include_passage": False,
+            "retention": False,
+            "policy_directive": {"learning_rate": "1e-3", "epochs": 2.0},
+        }
+    )
+    assert config.include_passage is False and config.policy_directive.learning_rate == 0.001
+    assert config.policy_directive.epochs == 2

@@ -45,8 +45,15 @@ class NoRuns:
         return unknown
 
 
-def _app(tmp_path: Path, token: str | None = TOKEN, allowed_hosts: list[str] | None = None):
-    settings = CoordinatorSettings(allowed_hosts=allowed_hosts or [*LOOPBACK_HOSTS, "testserver"])
+def _app(
+    tmp_path: Path,
+    token: str | None = TOKEN,
+    allowed_hosts: list[str] | None = None,
+    public_docs: bool = False,
+):
+    settings = CoordinatorSettings(
+        allowed_hosts=allowed_hosts or [*LOOPBACK_HOSTS, "testserver"], public_docs=public_docs
+    )
     security = Security(token=SecretStr(token) if token else None)
     app = create_app(settings, LocalStore(tmp_path / "store"), security)
     app.dependency_overrides[get_manager] = NoRuns
@@ -84,16 +91,42 @@ def test_every_v1_route_needs_the_token(tmp_path):
     assert client.post("/v1/runs", content=b"{not json").status_code == 401
 
 
-def test_health_and_the_api_description_stay_open(tmp_path):
+DOCS = ["/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"]
+
+
+def test_health_stays_open_and_the_api_description_needs_the_token(tmp_path):
     client = TestClient(_app(tmp_path))
     assert client.get("/healthz").status_code == 200
-    schema = client.get("/openapi.json").json()
+    for path in DOCS:
+        response = client.get(path)
+        assert response.status_code == 401, path
+        assert (
+            response.json()["code"] == "unauthenticated"
+            and "Authorization: Bearer" in response.json()["message"]
+        )
+        wrong = client.get(path, headers={"Authorization": f"Bearer {WRONG_TOKEN}"})
+        assert wrong.status_code == 401, path
+        assert client.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200, path
+    schema = client.get("/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert not set(DOCS) & set(schema["paths"])  # the description does not describe itself
+
+
+def test_public_docs_open_the_api_description_and_nothing_else(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEAL_COORDINATOR_PUBLIC_DOCS", "true")
+    assert CoordinatorSettings().public_docs is True
+    assert CoordinatorSettings.model_fields["public_docs"].default is False
+    client = TestClient(_app(tmp_path, public_docs=True))
+    for path in DOCS:
+        assert client.get(path).status_code == 200, path
+    assert "url: '/openapi.json'" in client.get("/docs").text  # the page loads the description from here
+    assert client.get("/v1/runs").status_code == 401
 
 
 def test_without_a_token_the_api_stays_open_as_before(tmp_path):
     client = TestClient(_app(tmp_path, token=None))
     assert client.get("/v1/runs").json()["runs"] == []
+    assert all(client.get(path).status_code == 200 for path in DOCS)
 
 
 def test_the_host_header_is_checked_against_the_allowed_names(tmp_path):
