@@ -37,7 +37,7 @@ class BlockingTeacher:
     def __init__(self) -> None:
         self.entered, self.release = threading.Event(), threading.Event()
 
-    def write(self, prompt: str, num_samples: int, *_: Any) -> list[RawSelfEdit]:
+    def write(self, prompt: str, num_samples: int, *_: Any, **__: Any) -> list[RawSelfEdit]:
         self.entered.set()
         self.release.wait(30)
         return [RawSelfEdit("Training: epochs=1", "Training: epochs=1", 3)] * num_samples
