@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from seal_lab.callend import IsCancelled, check_cancelled
 from seal_lab.models import LoadedModel, chat_prompt, generate_texts
 from seal_lab.multilora import AdapterWeights, StackedLora, with_all_targets
 from seal_lab.store import json_bytes, sha256_hex
@@ -91,12 +92,14 @@ def answer_tasks(
     targets: list[str],
     max_new_tokens: int,
     batch_size: int,
+    cancelled: IsCancelled | None = None,
 ) -> list[dict[str, Any]]:
     """Greedy answers for every task in one batched generate, and each row's gold log-likelihood
     (`gold_logprobs`, same batches): each row runs under its own task's adapter (stacked, see `multilora`),
     base-model rows under none. Returns a JSON-ready record per task: `mean` scores, `mean_gold_logprob`,
     and per answer `question_id`, `answer`, `scores` and `gold_logprob`. Every question needs a non-empty
-    gold answer."""
+    gold answer. `cancelled` is asked before every batch and at every decoding step: once it says yes,
+    `CallCancelled` is raised and no record is made."""
     import torch
 
     slot_of: dict[int, int] = {}  # id(adapter) -> its slot in the stack; the same object shares one
@@ -119,10 +122,13 @@ def answer_tasks(
             stop_at_newline=True,
             batch_size=batch_size,
             before_batch=before_batch,
+            cancelled=cancelled,
         )
 
     def likelihoods(before_batch: Any = None) -> list[float]:
-        return gold_logprobs(loaded, prompts, golds, batch_size=batch_size, before_batch=before_batch)
+        return gold_logprobs(
+            loaded, prompts, golds, batch_size=batch_size, before_batch=before_batch, cancelled=cancelled
+        )
 
     if adapters:
         used = [name for name in targets if any(name in a.weights for a in adapters)]
@@ -152,6 +158,7 @@ def gold_logprobs(
     *,
     batch_size: int,
     before_batch: Callable[[int, int], None] | None = None,
+    cancelled: IsCancelled | None = None,
 ) -> list[float]:
     """Mean log-probability per token (nats) of each answer right after its prompt, by teacher forcing.
 
@@ -161,6 +168,7 @@ def gold_logprobs(
     from each row's first real token (as `generate` does); every row then ends at the same column, so only the
     last columns' logits are computed (`logits_to_keep`) and log-softmaxed, in float32.
     `before_batch(start, end)` is called before each forward (per-row adapter routing, as for generation).
+    `cancelled` is asked before each forward: once it says yes, `CallCancelled` is raised.
     """
     import torch
 
@@ -169,6 +177,7 @@ def gold_logprobs(
     keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
     results: list[float] = []
     for start in range(0, len(prompts), batch_size):
+        check_cancelled(cancelled, f"before the gold log-likelihoods of row {start + 1} of {len(prompts)}")
         rows: list[tuple[list[int], int]] = []  # (ids, answer length)
         chunk = slice(start, start + batch_size)
         for prompt, answer in zip(prompts[chunk], answers[chunk], strict=True):

@@ -1,5 +1,10 @@
 """Evaluator servicer: answers question sets under several adapters (and none), all in one batched generate,
-and scores them."""
+and scores them.
+
+A call's work lasts as long as its call: when the call ends first (the caller cancelled, its deadline passed,
+the connection dropped), answering stops after the decoding step or forward under way, the model worker takes
+the next call, and nothing is cached. Calls are not shared (an identical later call finds the cache, it
+does not join a running one), so each one's end stops only its own work."""
 
 from __future__ import annotations
 
@@ -17,9 +22,10 @@ import grpc
 from seal.v1 import common_pb2, evaluator_pb2, evaluator_pb2_grpc
 from seal_lab.adapters import base_model_ref, fetch_adapter, verify_adapter
 from seal_lab.bounds import MAX_ID_CHARS, check_length
+from seal_lab.callend import IsCancelled, call_end, check_cancelled
 from seal_lab.callgate import CallGate
 from seal_lab.data import MAX_ANSWER_CHARS, MAX_ANSWERS_PER_QUESTION, MAX_QUESTION_CHARS, MAX_TITLE_CHARS
-from seal_lab.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from seal_lab.errors import AlreadyExists, CallCancelled, FailedPrecondition, InvalidArgument
 from seal_lab.logging import bind_context
 from seal_lab.multilora import AdapterWeights, load_peft_folder, lora_targets
 from seal_lab.outage import OutagePolicy, call_async, call_sync, wait_for_store
@@ -89,6 +95,8 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
         self.outage = OutagePolicy(max_seconds=settings.store_outage_seconds)
         self.judge = Judge.from_settings(settings)  # None: SEAL's judge is off
         self.call_gate = CallGate(settings.max_queued_calls, "evaluations", "SEAL_EVALUATOR_MAX_QUEUED_CALLS")
+        #: Calls whose answering stopped part-way because the call had ended (written on the worker thread only).
+        self.calls_stopped = 0
 
     async def load(self) -> None:
         await asyncio.gather(self.host.load(), wait_for_store(self.store.check, "evaluator"))
@@ -173,10 +181,15 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
     async def Evaluate(self, request: evaluator_pb2.EvaluateRequest, context: grpc.aio.ServicerContext):
         sets, max_new_tokens = self._validate(request)
         async with self.call_gate.admit(context):
-            return await self._evaluate(request, sets, max_new_tokens)
+            with call_end(context) as ended:
+                return await self._evaluate(request, sets, max_new_tokens, ended.is_set)
 
     async def _evaluate(
-        self, request: evaluator_pb2.EvaluateRequest, sets: list[_Set], max_new_tokens: int
+        self,
+        request: evaluator_pb2.EvaluateRequest,
+        sets: list[_Set],
+        max_new_tokens: int,
+        cancelled: IsCancelled,
     ) -> evaluator_pb2.EvaluateResponse:
         loaded = self.host.loaded
         base_id = self._base_id()
@@ -191,9 +204,11 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
                 )
         with bind_context(run_id=request.run_id):
             started = time.perf_counter()
-            results, unjudged = await self.host.worker.run(self._evaluate_all, sets, max_new_tokens)
+            results, unjudged = await self.host.worker.run(
+                self._evaluate_all, sets, max_new_tokens, cancelled
+            )
             if unjudged:  # the judge is an HTTP endpoint: asked off the model worker, which stays free
-                await asyncio.to_thread(self._judge_and_save, sets, results, unjudged)
+                await asyncio.to_thread(self._judge_and_save, sets, results, unjudged, cancelled)
             seconds = time.perf_counter() - started
             pairs = sum(len(s.keys) for s in sets)
             log.info("evaluated %d (adapter, question set) pairs in %.1fs", pairs, seconds)
@@ -212,7 +227,17 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
         return response
 
     def _evaluate_all(
-        self, sets: list[_Set], max_new_tokens: int
+        self, sets: list[_Set], max_new_tokens: int, cancelled: IsCancelled
+    ) -> tuple[list[list[tuple[dict[str, Any], bool]]], list[Fresh]]:
+        try:
+            return self._answer_and_save(sets, max_new_tokens, cancelled)
+        except CallCancelled as stopped:
+            self.calls_stopped += 1
+            log.info("%s; nothing cached", stopped.message)
+            raise
+
+    def _answer_and_save(
+        self, sets: list[_Set], max_new_tokens: int, cancelled: IsCancelled
     ) -> tuple[list[list[tuple[dict[str, Any], bool]]], list[Fresh]]:
         """Blocking, on the model worker. Adapters are content-addressed, so their results are cached too;
         everything not cached is answered in one batched generate (every adapter and the base model).
@@ -242,22 +267,31 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
             adapters = call_sync(lambda: self._fetch(needed), self.outage, "loading adapters")
             tasks = [AnswerTask(sets[s].questions, adapters.get(sets[s].keys[p])) for s, p, _ in missing]
             records = answer_tasks(
-                self.host.loaded, tasks, self._targets(), max_new_tokens, self.settings.batch_size
+                self.host.loaded,
+                tasks,
+                self._targets(),
+                max_new_tokens,
+                self.settings.batch_size,
+                cancelled=cancelled,
             )
             fresh = [(s, p, c, record) for (s, p, c), record in zip(missing, records, strict=True)]
             if self.judge is not None:
                 return results, fresh
-            self._save_all(results, fresh)
+            self._save_all(results, fresh, cancelled)
         return results, []
 
-    def _judge_and_save(self, sets: list[_Set], results: list[list[Any]], fresh: list[Fresh]) -> None:
+    def _judge_and_save(
+        self, sets: list[_Set], results: list[list[Any]], fresh: list[Fresh], cancelled: IsCancelled
+    ) -> None:
         """Blocking: SEAL's judge's verdicts on the fresh evaluations, then cached. A judge that fails fails
         the request (its status says why); nothing unjudged is cached under a judged key."""
         add_verdicts(self.judge, [(sets[s].questions, record) for s, _, _, record in fresh])
-        self._save_all(results, fresh)
+        self._save_all(results, fresh, cancelled)
 
-    def _save_all(self, results: list[list[Any]], fresh: list[Fresh]) -> None:
+    def _save_all(self, results: list[list[Any]], fresh: list[Fresh], cancelled: IsCancelled) -> None:
         for s, p, cache_key, record in fresh:
+            # A call that has ended caches nothing more: what it asked for goes to nobody.
+            check_cancelled(cancelled, "before caching its evaluations")
             # The answers wait in memory while the store is away, instead of being computed again.
             saved = call_sync(
                 lambda c=cache_key, r=record: self._save(c, r), self.outage, "caching an evaluation"

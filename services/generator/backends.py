@@ -15,6 +15,7 @@ from typing import Protocol
 import httpx
 
 from seal_lab.adapters import AdapterLimits
+from seal_lab.callend import IsCancelled, check_cancelled
 from seal_lab.directive import DIRECTIVE_LINE_PREFIX, DirectiveLimits, format_directive
 from seal_lab.errors import ConfigurationError, FailedPrecondition, InvalidArgument, Unavailable
 from seal_lab.httpretry import is_retryable, retry_after_seconds
@@ -65,6 +66,9 @@ class RawSelfEdit:
 
 
 class Backend(Protocol):
+    """`write` asks `cancelled` between its steps (and the local model at every decoding step): once the call
+    has ended it raises `CallCancelled` instead of writing on for nobody."""
+
     name: str
     model_name: str
 
@@ -75,6 +79,7 @@ class Backend(Protocol):
         sampling: Sampling,
         policy_adapter_key: str,
         limits: DirectiveLimits,
+        cancelled: IsCancelled | None = None,
     ) -> list[RawSelfEdit]: ...
 
 
@@ -95,18 +100,24 @@ class LocalBackend:
         sampling: Sampling,
         policy_adapter_key: str,
         limits: DirectiveLimits,
+        cancelled: IsCancelled | None = None,
     ) -> list[RawSelfEdit]:
         if not policy_adapter_key:
-            return self._write(self.loaded, prompt, num_samples, sampling, limits)
+            return self._write(self.loaded, prompt, num_samples, sampling, limits, cancelled)
         # The policy was trained by the trainer whose limits came with the request: its config stays within them.
         adapter_limits = AdapterLimits.from_directive_limits(limits)
         with adapter_applied(self.loaded, self.store, policy_adapter_key, adapter_limits) as policy_model:
             with_policy = dataclasses.replace(self.loaded, model=policy_model)
-            return self._write(with_policy, prompt, num_samples, sampling, limits)
+            return self._write(with_policy, prompt, num_samples, sampling, limits, cancelled)
 
     @staticmethod
     def _write(
-        model: LoadedModel, prompt: str, num_samples: int, sampling: Sampling, limits: DirectiveLimits
+        model: LoadedModel,
+        prompt: str,
+        num_samples: int,
+        sampling: Sampling,
+        limits: DirectiveLimits,
+        cancelled: IsCancelled | None,
     ) -> list[RawSelfEdit]:
         chat = chat_prompt(model.tokenizer, prompt)
         edits = generate_texts(
@@ -117,6 +128,7 @@ class LocalBackend:
             top_p=sampling.top_p,
             seed=sampling.seed,
             num_return_sequences=num_samples,
+            cancelled=cancelled,
         )
         # The directive is written as a continuation of the self-edit: a small model asked for it inside the
         # main prompt mixes it into the self-edit; prefilled, it does not.
@@ -130,6 +142,7 @@ class LocalBackend:
             top_p=sampling.top_p,
             seed=sampling.seed + 1,
             stop_at_newline=True,
+            cancelled=cancelled,
         )
         return [
             RawSelfEdit(
@@ -198,6 +211,7 @@ class OpenAIBackend:
         sampling: Sampling,
         policy_adapter_key: str,
         limits: DirectiveLimits,
+        cancelled: IsCancelled | None = None,
     ) -> list[RawSelfEdit]:
         if policy_adapter_key:
             raise InvalidArgument(
@@ -210,6 +224,7 @@ class OpenAIBackend:
         )
         results = []
         for index in range(num_samples):  # one request per sample: not every server supports `n`
+            check_cancelled(cancelled, f"before sample {index + 1} of {num_samples}")
             body = {
                 "model": self.model_name,
                 "messages": [{"role": "user", "content": prompt + instruction}],

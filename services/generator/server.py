@@ -1,4 +1,8 @@
-"""Generator servicer: K self-edits for a passage, stored as JSONL datasets."""
+"""Generator servicer: K self-edits for a passage, stored as JSONL datasets.
+
+A call's work lasts as long as its call: when the call ends first (the caller cancelled, its deadline passed,
+the connection dropped), generation stops after the decoding step under way, the model worker takes the next
+call, and nothing is stored. Calls are not shared, so each one's end stops only its own work."""
 
 from __future__ import annotations
 
@@ -13,10 +17,11 @@ import grpc
 from seal.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from seal_lab import __version__
 from seal_lab.bounds import MAX_FORMAT_CHARS, MAX_ID_CHARS, MAX_LABEL_CHARS, check_length
+from seal_lab.callend import IsCancelled, call_end, check_cancelled
 from seal_lab.callgate import CallGate
 from seal_lab.data import MAX_CONTEXT_CHARS, MAX_TITLE_CHARS, check_passage_id
 from seal_lab.directive import Directive, DirectiveLimits
-from seal_lab.errors import InvalidArgument
+from seal_lab.errors import CallCancelled, InvalidArgument
 from seal_lab.logging import bind_context
 from seal_lab.outage import OutagePolicy, call_sync, wait_for_store
 from seal_lab.runtime import runtime_versions
@@ -135,6 +140,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self.outage = outage
         # Generate and Import share one bound: both hold their request while they wait or work.
         self.call_gate = CallGate(max_queued_calls, "self-edit calls", "SEAL_GENERATOR_MAX_QUEUED_CALLS")
+        #: Calls whose work stopped part-way because the call had ended (written on the worker thread only).
+        self.calls_stopped = 0
 
     async def load(self) -> None:
         waits = [wait_for_store(self.store.check, "generator")]
@@ -173,7 +180,10 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         with bind_context(run_id=request.run_id, passage_id=request.passage.passage_id):
             started = time.perf_counter()
             async with self.call_gate.admit(context):
-                edits = await self.host.worker.run(self._generate, backend, request, sampling, fingerprint)
+                with call_end(context) as ended:
+                    edits = await self.host.worker.run(
+                        self._generate, backend, request, sampling, fingerprint, ended.is_set
+                    )
             seconds = time.perf_counter() - started
             log.info("wrote %d %s self-edits in %.1fs", len(edits), request.format, seconds)
         return generator_pb2.GenerateResponse(
@@ -181,7 +191,28 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         )
 
     def _generate(
-        self, backend: Backend, request: generator_pb2.GenerateRequest, sampling: Sampling, fingerprint: str
+        self,
+        backend: Backend,
+        request: generator_pb2.GenerateRequest,
+        sampling: Sampling,
+        fingerprint: str,
+        cancelled: IsCancelled,
+    ) -> list[generator_pb2.SelfEdit]:
+        """Blocking, on the model worker."""
+        try:
+            return self._generate_and_store(backend, request, sampling, fingerprint, cancelled)
+        except CallCancelled as stopped:
+            self.calls_stopped += 1
+            log.info("%s; nothing stored", stopped.message)
+            raise
+
+    def _generate_and_store(
+        self,
+        backend: Backend,
+        request: generator_pb2.GenerateRequest,
+        sampling: Sampling,
+        fingerprint: str,
+        cancelled: IsCancelled,
     ) -> list[generator_pb2.SelfEdit]:
         edit_format = get_format(request.format)
         limits = DirectiveLimits.from_proto(request.limits)
@@ -190,7 +221,9 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         # A policy adapter comes from the store, which may be away for a while (without one, nothing here
         # touches the store and this is a single call).
         raws = call_sync(
-            lambda: backend.write(prompt, request.num_samples, sampling, request.policy_adapter_key, limits),
+            lambda: backend.write(
+                prompt, request.num_samples, sampling, request.policy_adapter_key, limits, cancelled=cancelled
+            ),
             self.outage,
             "loading the policy adapter",
         )
@@ -206,19 +239,24 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 "seed": sampling.seed,
             },
         }
-        return self._store(raws, edit_format, limits, passage, prompt, request.include_passage, provenance)
+        return self._store(
+            raws, edit_format, limits, passage, prompt, request.include_passage, provenance, cancelled
+        )
 
     async def Import(self, request: generator_pb2.ImportRequest, context: grpc.aio.ServicerContext):
         validate_import(request)
         with bind_context(run_id=request.run_id, passage_id=request.passage.passage_id):
             started = time.perf_counter()
             async with self.call_gate.admit(context):
-                edits = await asyncio.to_thread(self._import, request)
+                with call_end(context) as ended:
+                    edits = await asyncio.to_thread(self._import, request, ended.is_set)
             seconds = time.perf_counter() - started
             log.info("imported %d %s self-edits from %r", len(edits), request.format, request.source)
         return generator_pb2.ImportResponse(self_edits=edits, seconds=seconds)
 
-    def _import(self, request: generator_pb2.ImportRequest) -> list[generator_pb2.SelfEdit]:
+    def _import(
+        self, request: generator_pb2.ImportRequest, cancelled: IsCancelled
+    ) -> list[generator_pb2.SelfEdit]:
         edit_format = get_format(request.format)
         for index, output in enumerate(request.outputs):
             if not request.include_passage and not edit_format.training_texts(output):
@@ -230,7 +268,9 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         provenance = {"backend": "import", "source": request.source}
         prompt = edit_format.prompt(passage.title, passage.context)
         limits = DirectiveLimits.from_proto(request.limits)
-        return self._store(raws, edit_format, limits, passage, prompt, request.include_passage, provenance)
+        return self._store(
+            raws, edit_format, limits, passage, prompt, request.include_passage, provenance, cancelled
+        )
 
     def _store(
         self,
@@ -241,9 +281,12 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         prompt: str,
         include_passage: bool,
         provenance: dict[str, Any],
+        cancelled: IsCancelled,
     ) -> list[generator_pb2.SelfEdit]:
         messages = []
         for index, raw in enumerate(raws):
+            # A call that has ended stores nothing more (what it asked for goes to nobody).
+            check_cancelled(cancelled, f"before storing self-edit {index + 1} of {len(raws)}")
             # Written content-addressed (idempotent), waiting out a store outage with the texts in memory.
             stored = call_sync(
                 lambda i=index, r=raw: store_self_edit(

@@ -42,6 +42,15 @@ class Unavailable(SealError):
     http_status = 503
 
 
+class CallCancelled(SealError):
+    """Work stopped because its call ended first (the caller cancelled, its deadline passed, the connection
+    dropped): nothing of it is published. Its status rarely reaches anyone (the caller has gone); 499 is
+    the HTTP status proxies use for a client that closed its request."""
+
+    grpc_code = grpc.StatusCode.CANCELLED
+    http_status = 499
+
+
 class ConfigurationError(SealError):
     """Settings that cannot work (missing secret, unknown backend); raised at start-up."""
 

@@ -21,11 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
-
 from seal_lab.datasets import TrainingExample
 from seal_lab.directive import Directive
-from seal_lab.errors import InvalidArgument, SealError
+from seal_lab.errors import CallCancelled, InvalidArgument
 from seal_lab.groupoptim import GroupAdamW
 from seal_lab.models import LoadedModel
 from seal_lab.multilora import AdapterWeights, StackedLora, fresh_adapter, lora_targets
@@ -54,10 +52,8 @@ class GroupJob:
     cancelled: Callable[[], bool] | None = None
 
 
-class TrainingCancelled(SealError):
+class TrainingCancelled(CallCancelled):
     """A job stopped before its last step because nobody waits for it any more: it has no adapter."""
-
-    grpc_code = grpc.StatusCode.CANCELLED
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from seal_lab.callend import IsCancelled, check_cancelled
 from seal_lab.errors import ConfigurationError
 from seal_lab.settings import EMBEDDED_MODEL, ModelSettings
 
@@ -241,10 +242,13 @@ def generate_texts(
     stop_at_newline: bool = False,
     batch_size: int = 16,
     before_batch: Callable[[int, int], None] | None = None,
+    cancelled: IsCancelled | None = None,
 ) -> list[GeneratedText]:
     """Generate for a batch of prompts (left-padded). Output order: prompt-major, then sample.
 
     `before_batch(start, end)` is called before prompts[start:end] are generated (per-row adapter routing).
+    `cancelled` is asked before each batch and after every decoding step: once it says yes, generation
+    stops there and `CallCancelled` is raised (the partial texts are nobody's).
     """
     import torch
 
@@ -254,6 +258,7 @@ def generate_texts(
     outputs: list[GeneratedText] = []
     torch.manual_seed(seed)
     for start in range(0, len(prompts), batch_size):
+        check_cancelled(cancelled, f"before generating for prompt {start + 1} of {len(prompts)}")
         chunk = prompts[start : start + batch_size]
         encoded = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(
             loaded.device
@@ -266,6 +271,9 @@ def generate_texts(
             kwargs.update(temperature=temperature, top_p=top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        criteria = [_first_line_done(tokenizer, prompt_length)] if stop_at_newline else []
+        if cancelled is not None:
+            criteria.append(_call_ended(cancelled))
         with torch.inference_mode():
             generated = model.generate(
                 **encoded,
@@ -273,9 +281,10 @@ def generate_texts(
                 num_return_sequences=num_return_sequences,
                 eos_token_id=eos_ids,
                 pad_token_id=tokenizer.pad_token_id,
-                stopping_criteria=[_first_line_done(tokenizer, prompt_length)] if stop_at_newline else None,
+                stopping_criteria=criteria or None,
                 **kwargs,
             )
+        check_cancelled(cancelled, "while generating")
         new_tokens = generated[:, prompt_length:]
         for row in new_tokens:
             ids = [int(t) for t in row if int(t) != tokenizer.pad_token_id]
@@ -298,3 +307,15 @@ def _first_line_done(tokenizer: Any, prompt_length: int) -> Any:
             return torch.tensor([("\n" in t.lstrip()) for t in texts], device=input_ids.device)
 
     return FirstLineDone()
+
+
+def _call_ended(cancelled: IsCancelled) -> Any:
+    """Stops every sequence after the decoding step during which the call ended (the caller is gone)."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class CallEnded(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), cancelled(), dtype=torch.bool, device=input_ids.device)
+
+    return CallEnded()

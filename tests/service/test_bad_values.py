@@ -71,7 +71,13 @@ class StandInTeacher:
         self.fingerprint = ""
 
     def write(
-        self, prompt: str, num_samples: int, sampling: Any, policy_adapter_key: str, limits: DirectiveLimits
+        self,
+        prompt: str,
+        num_samples: int,
+        sampling: Any,
+        policy_adapter_key: str,
+        limits: DirectiveLimits,
+        cancelled: Any = None,
     ) -> list[RawSelfEdit]:
         if policy_adapter_key:
             with tempfile.TemporaryDirectory() as folder:

@@ -37,7 +37,7 @@ class BlockingTeacher:
     def __init__(self) -> None:
         self.entered, self.release = threading.Event(), threading.Event()
 
-    def write(self, prompt: str, num_samples: int, *_: Any) -> list[RawSelfEdit]:
+    def write(self, prompt: str, num_samples: int, *_: Any, **__: Any) -> list[RawSelfEdit]:
         self.entered.set()
         self.release.wait(30)
         return [RawSelfEdit("Training: epochs=1", "Training: epochs=1", 3)] * num_samples
@@ -98,7 +98,9 @@ def test_an_evaluator_at_its_bound_refuses_the_next_evaluation_as_busy(tmp_path)
         loaded=SimpleNamespace(fingerprint="sha256:test"), worker=ModelWorker("t")
     )
 
-    def blocking_evaluation(sets: list[Any], max_new_tokens: int) -> tuple[list[list[Any]], list[Any]]:
+    def blocking_evaluation(
+        sets: list[Any], max_new_tokens: int, *_: Any
+    ) -> tuple[list[list[Any]], list[Any]]:
         entered.set()
         release.wait(30)
         record = {"mean": {}, "answers": [], "mean_gold_logprob": 0.0}
