@@ -95,7 +95,7 @@ def test_an_evaluator_at_its_bound_refuses_the_next_evaluation_as_busy(tmp_path)
     entered, release = threading.Event(), threading.Event()
     servicer = EvaluatorServicer(LocalStore(tmp_path), None, EvaluatorSettings(max_queued_calls=1))  # type: ignore[arg-type]
     servicer.host = SimpleNamespace(
-        loaded=SimpleNamespace(fingerprint="sha256:test"), worker=ModelWorker("t")
+        loaded=SimpleNamespace(fingerprint="sha256:test", name="test-model"), worker=ModelWorker("t")
     )
 
     def blocking_evaluation(
