@@ -137,9 +137,9 @@ def build_results(
                 "round": round_index,
                 "policy_adapter_key": policy_keys.pop() if len(policy_keys) == 1 else sorted(policy_keys),
                 "summary": summary,
-                "policy_update": None
-                if policy is None
-                else {k: v for k, v in policy.items() if k not in ("directive",)},
+                # With the directive it trained with: the config's policy_directive, its defaulted fields
+                # clamped to the trainer's limits.
+                "policy_update": policy,
                 "passages": passage_results,
             }
         )

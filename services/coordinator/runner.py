@@ -20,7 +20,6 @@ import time
 from functools import partial
 
 from seal_lab.data import demo_passages, parse_passages
-from seal_lab.directive import DirectiveLimits
 from seal_lab.errors import FailedPrecondition, InvalidArgument, StoreUnavailable, Unavailable
 from seal_lab.logging import bind_context
 from seal_lab.outage import ONCE, OutagePolicy, call_async, wait_for_store
@@ -31,6 +30,7 @@ from .apierrors import RunCancelled, RunFinished, RunNotFound, RunRunning
 from .budget import Budget
 from .calls import RunInterrupted, ServiceCalls
 from .clients import ServiceClients
+from .compat import TrainerLimits
 from .events import EventLog
 from .examples import attach_examples
 from .experiment import Experiment
@@ -73,8 +73,7 @@ class RunManager:
         self.events = EventLog(self.writer)
         self.calls = ServiceCalls(clients, settings, self.outage, self.events)
         self.budget = Budget(settings)
-        #: What a run's trainings are planned with: the limits a trainer published at the last run's start.
-        self.limits = DirectiveLimits().with_clamped_default()
+        self.limits = TrainerLimits(settings.info_timeout_seconds)  # plans trainings, checks directives
         #: False until the store answered and every recorded run was loaded (/healthz says 503 until then).
         self.ready = False
         self._background: list[asyncio.Task] = []
@@ -238,6 +237,7 @@ class RunManager:
             t.name: (t.format, match_teacher_completions(t.name, t.passages, t.completion_index, heldout))
             for t in body.teachers
         }
+        await self.limits.check_creation(body.config, self.clients.trainers)
         await admission.check_store_keys(self.store, body)
         now = time.time()
         run = RunState(
@@ -250,7 +250,7 @@ class RunManager:
             heldout_ids=frozenset(p.passage_id for p in heldout),
             teachers=teachers,
         )
-        self.budget.check(run, self._executing(), self.limits)
+        self.budget.check(run, self._executing(), self.limits.limits)
         admission.check_message_sizes(run, self.settings.evaluate_max_adapters_per_call)
         # One try, bounded by the store's own timeouts: while the store is away the request gets a 503 and
         # nothing was created. The lease is taken before anyone else can see the spec's run as free.
@@ -287,7 +287,7 @@ class RunManager:
             raise RunCancelled(f"run {run_id} was cancelled; start a new run to do its work again")
         if await call_async(lambda: self.store.exists(run_key(run.id, MANIFEST)), ONCE, "reading a manifest"):
             raise FailedPrecondition(f"run {run_id} has a manifest already")
-        self.budget.check(run, self._executing(), self.limits, new=False)
+        self.budget.check(run, self._executing(), self.limits.limits, new=False)
         lease = await call_async(lambda: self.leases.acquire(run_id), ONCE, "taking a lease")
         if lease is None:
             raise FailedPrecondition(
@@ -353,7 +353,7 @@ class RunManager:
             self.events.emit(run, "status", "running")
             try:
                 limits = await self.calls.check(run)
-                self.limits = DirectiveLimits.from_proto(limits)
+                self.limits.publish(limits)
                 experiment = Experiment(
                     run,
                     self.calls,

@@ -20,7 +20,7 @@ from seal_lab.bounds import MAX_FORMAT_CHARS, MAX_ID_CHARS, MAX_LABEL_CHARS, che
 from seal_lab.callend import IsCancelled, call_end, check_cancelled
 from seal_lab.callgate import CallGate
 from seal_lab.data import MAX_CONTEXT_CHARS, MAX_TITLE_CHARS, check_passage_id
-from seal_lab.directive import Directive, DirectiveLimits
+from seal_lab.directive import DIRECTIVE_CEILING, Directive, DirectiveLimits
 from seal_lab.errors import CallCancelled, InvalidArgument
 from seal_lab.logging import bind_context
 from seal_lab.outage import OutagePolicy, call_sync, wait_for_store
@@ -58,13 +58,20 @@ def validate_passage(passage: generator_pb2.Passage) -> None:
 
 
 def validate_limits(message: common_pb2.DirectiveLimits) -> DirectiveLimits:
-    """The trainer's limits as the caller passed them: every bound finite, low <= high, and the default
+    """The trainer's limits as the caller passed them: every bound finite, low <= high, within the bounds no
+    trainer may exceed (DIRECTIVE_CEILING: a `max_epochs 1e6` is refused, not recorded), and the default
     directive inside them (directives are clamped to them and they are shown to the model)."""
     limits = DirectiveLimits.from_proto(message)
     for name in Directive.__dataclass_fields__:
         low, high = limits.bounds(name)
         if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
             raise InvalidArgument(f"limits: min_{name}={low:g} and max_{name}={high:g} are not a range")
+    problems = limits.beyond(DIRECTIVE_CEILING)
+    if problems:
+        raise InvalidArgument(
+            "limits: outside the generator's bounds (DIRECTIVE_CEILING; no trainer publishes more): "
+            + "; ".join(problems)
+        )
     problems = limits.violations(limits.default)
     if problems:
         raise InvalidArgument("limits: the default directive is outside them: " + "; ".join(problems))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from seal_lab.directive import DIRECTIVE_CEILING
 from seal_lab.settings import GrpcServiceSettings
 
 
@@ -16,14 +17,15 @@ class TrainerSettings(GrpcServiceSettings):
     port: int = 50052
     # peft's "all-linear" = every linear layer but the output head; a comma list (q_proj,v_proj) also works.
     target_modules: str = "all-linear"
-    max_epochs: int = 10
-    max_lora_rank: int = 64
-    max_max_length: int = 1024
-    max_batch_size: int = 16
+    # The directive limits this trainer publishes; each within DIRECTIVE_CEILING (what a generator accepts).
+    max_epochs: int = Field(default=10, ge=1, le=DIRECTIVE_CEILING.max_epochs)
+    max_lora_rank: int = Field(default=64, ge=1, le=DIRECTIVE_CEILING.max_lora_rank)
+    max_max_length: int = Field(default=1024, ge=32, le=DIRECTIVE_CEILING.max_max_length)
+    max_batch_size: int = Field(default=16, ge=1, le=DIRECTIVE_CEILING.max_batch_size)
     max_dataset_examples: int = 2000
     # The most optimizer steps a directive may ask for: 10 epochs of 20 examples at batch size 1. A model may
     # write `steps=1000` (the embedded one does); on a laptop that is a quarter of an hour per adapter.
-    max_steps: int = Field(default=200, ge=1, le=100_000)
+    max_steps: int = Field(default=200, ge=1, le=DIRECTIVE_CEILING.max_steps)
     # The recipe's schedule (HF Trainer's, as SEAL trained): linear warmup over this share of a job's steps,
     # then linear decay to zero; each adapter's gradient clipped to this norm (0 = no clipping).
     warmup_ratio: float = Field(default=0.1, ge=0.0, le=0.5)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from typing import Any
@@ -93,13 +94,64 @@ class DirectiveLimits:
 
     def violations(self, directive: Directive) -> list[str]:
         """Human-readable reasons a directive is outside the limits (empty when it is fine)."""
+        return self.check(directive.as_dict())
+
+    def check(self, values: Mapping[str, Any], where: str = "") -> list[str]:
+        """The one limit rule: for each directive field in `values` (some or all of them) outside these
+        limits, `<where><field>=<value> is outside [<min>, <max>]` (empty when all fit). What a caller sets is
+        refused with these; only a directive a model wrote is clamped (`clamp`, `parse_directive`)."""
+        problems = []
+        for field in fields(Directive):
+            if field.name not in values:
+                continue
+            low, high = self.bounds(field.name)
+            value = values[field.name]
+            if not (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and low <= value <= high
+            ):
+                problems.append(f"{where}{field.name}={_number(value)} is outside [{low:g}, {high:g}]")
+        return problems
+
+    def beyond(self, ceiling: DirectiveLimits) -> list[str]:
+        """Where these limits reach outside `ceiling` (a minimum below its minimum, a maximum above its
+        maximum), as `max_<field>=<value> is above <bound>`; empty when they lie within it."""
         problems = []
         for field in fields(Directive):
             low, high = self.bounds(field.name)
-            value = getattr(directive, field.name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and low <= value <= high):
-                problems.append(f"{field.name}={value} is outside [{low:g}, {high:g}]")
+            floor, top = ceiling.bounds(field.name)
+            if low < floor:
+                problems.append(f"min_{field.name}={_number(low)} is below {_number(floor)}")
+            if high > top:
+                problems.append(f"max_{field.name}={_number(high)} is above {_number(top)}")
         return problems
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+#: The widest limits any trainer may publish (its `SEAL_TRAINER_MAX_*` settings are bounded by these) and a
+#: generator accepts from a caller: a caller's `max_epochs 1e6` is refused, not shown to the model and recorded.
+#: The rank and alpha ceilings are those of an adapter any reader accepts (seal_lab.adapters.AdapterLimits).
+DIRECTIVE_CEILING = DirectiveLimits(
+    min_epochs=1,
+    max_epochs=100,
+    min_learning_rate=1e-8,
+    max_learning_rate=1.0,
+    min_lora_rank=1,
+    max_lora_rank=512,
+    min_lora_alpha=1,
+    max_lora_alpha=4096,
+    min_batch_size=1,
+    max_batch_size=256,
+    min_max_length=1,
+    max_max_length=32768,
+    min_steps=0,
+    max_steps=100_000,
+)
 
 
 class DirectiveSource(Enum):

@@ -19,7 +19,7 @@ from seal.v1 import (
 )
 from seal_lab.adapters import ADAPTER_CARD, ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS
 from seal_lab.data import demo_passages
-from seal_lab.directive import Directive
+from seal_lab.directive import Directive, DirectiveLimits
 from seal_lab.localstore import LocalStore
 
 PASSAGE = demo_passages()[1]
@@ -188,6 +188,20 @@ def test_generator_requires_the_trainer_limits(generator_server):
         stub.Generate(request, timeout=30)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "limits" in error.value.details()
+
+
+def test_generator_refuses_caller_limits_beyond_its_bounds(generator_server):
+    """A caller's `max_epochs 1e6` is refused, not shown to the model and recorded (issue 34, item 4)."""
+    huge = DirectiveLimits(max_epochs=1_000_000).to_proto()
+    stub = generator_pb2_grpc.GeneratorStub(generator_server.channel())
+    imported = generator_pb2.ImportRequest(
+        passage=_passage(), format="implications", outputs=["The bell is red."], source="t", limits=huge
+    )
+    for call in (lambda: _generate(generator_server, huge), lambda: stub.Import(imported, timeout=30)):
+        with pytest.raises(grpc.RpcError) as error:
+            call()
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "max_epochs=1000000 is above 100" in error.value.details()
 
 
 def test_generator_unknown_policy_adapter_is_not_found(generator_server, limits):

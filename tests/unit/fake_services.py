@@ -37,6 +37,8 @@ class FakeService:
         self.service = service
         self.fingerprint = FINGERPRINT
         self.dtype = "float32"
+        #: A trainer's published directive limits.
+        self.limits = DirectiveLimits()
         self.calls: Counter[str] = Counter()
         self.cancelled: Counter[str] = Counter()
         self.requests: list[Any] = []
@@ -87,7 +89,7 @@ class FakeService:
             dtype=self.dtype,
             formats=[FORMAT] if self.service == "generator" else [],
             backend="local",
-            limits=DirectiveLimits().to_proto() if self.service == "trainer" else None,
+            limits=self.limits.to_proto() if self.service == "trainer" else None,
             max_group_size=1,
         )
 

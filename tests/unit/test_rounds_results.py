@@ -150,7 +150,8 @@ def test_forgetting_per_trial(results):
 def test_the_policy_update_is_recorded_per_round(results):
     update = _round(results, 0)["policy_update"]
     assert update["adapter_key"] == "adapters/policy1" and update["examples"] == 4
-    assert "directive" not in update
+    # The directive it trained with (the config's, defaulted fields clamped to the trainer's limits).
+    assert update["directive"] == {"epochs": 2}
     assert _round(results, 1)["policy_update"]["adapter_key"] == "adapters/policy2"
 
 

@@ -63,6 +63,10 @@ def test_a_valid_generate_request_passes():
         ({"limits__max_lora_rank": -5}, "are not a range"),
         ({"limits__min_steps": 500}, "min_steps=500 and max_steps=200 are not a range"),
         ({"limits__default_directive__epochs": 99}, "the default directive is outside them: epochs=99"),
+        # Beyond what any trainer may publish: refused, not shown to the model nor recorded (issue 34, item 4).
+        ({"limits__max_epochs": 1_000_000}, "max_epochs=1000000 is above 100"),
+        ({"limits__max_lora_rank": 100_000}, "max_lora_rank=100000 is above 512"),
+        ({"limits__max_learning_rate": 1e9}, "max_learning_rate=1e+09 is above 1"),
     ],
 )
 def test_generate_refuses_each_bad_value(changes, message):
