@@ -129,8 +129,8 @@ class CountingGenerator(GeneratorServicer):
         super().__init__(*args, **kwargs)
         self.generated: collections.Counter[str] = collections.Counter()
 
-    def _generate(self, backend, request, sampling, fingerprint):  # type: ignore[override]
-        edits = super()._generate(backend, request, sampling, fingerprint)
+    def _generate(self, backend, request, sampling, fingerprint, cancelled):  # type: ignore[override]
+        edits = super()._generate(backend, request, sampling, fingerprint, cancelled)
         self.generated[f"{request.passage.passage_id}/{request.format}/{sampling.seed}"] += 1
         return edits
 

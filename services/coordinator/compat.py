@@ -72,16 +72,22 @@ def check_services(
 def directive_problems(config: RunConfig, limits: DirectiveLimits) -> list[str]:
     """Each directive value the run's config sets that a trainer's `limits` do not allow, naming the field,
     the value and the limits (DirectiveLimits.check): every field of each `directive_search` entry, and the
-    `policy_directive` fields the request gave when the run has rounds. Refused rather than clamped, so that
-    what the results say was asked is what trained. The policy directive's defaulted fields are clamped to
-    the limits (a trainer with `max_max_length 128` trains the default 1024 as 128), and the policy update's
-    record keeps the directive used."""
+    `policy_directive` fields the request set to other values than their defaults, when the run has rounds.
+    Refused rather than clamped, so that what the results say was asked is what trained. A policy directive
+    field at its default is clamped to the limits (a trainer with `max_max_length 128` trains the default
+    1024 as 128), whether the request named it or not: a run's recorded config, which names every field,
+    can be sent again as it is. The policy update's record keeps the directive used."""
     problems = []
     for index, override in enumerate(config.directive_search):
         problems += limits.check(override.fields_set(), f"config.directive_search[{index}].")
     if config.rounds:
         policy = config.policy_directive
-        given = {name: getattr(policy, name) for name in policy.model_fields_set}
+        defaults = type(policy).model_fields
+        given = {
+            name: getattr(policy, name)
+            for name in policy.model_fields_set
+            if getattr(policy, name) != defaults[name].default
+        }
         problems += limits.check(given, "config.policy_directive.")
     return problems
 

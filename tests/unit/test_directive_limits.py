@@ -104,12 +104,16 @@ def test_with_no_trainer_to_ask_at_creation_the_run_fails_at_its_start_naming_th
     scenario(tmp_path, clients, settings(), body)
 
 
-def test_only_the_policy_directive_fields_given_are_refused_the_defaulted_ones_are_clamped():
+def test_only_the_policy_directive_fields_set_off_their_defaults_are_refused_the_defaults_are_clamped():
     tight = DirectiveLimits(max_max_length=128)
-    # The default policy directive's max_length (1024) is over 128: clamped when trained, not refused.
+    # The default policy directive's max_length (1024) is over 128: clamped when trained, not refused, also
+    # when the request names it (a run's recorded config names every field and must be accepted again).
     assert directive_problems(RunConfig(rounds=1), tight) == []
-    assert directive_problems(RunConfig(rounds=1, policy_directive={"max_length": 1024}), tight) == [
-        "config.policy_directive.max_length=1024 is outside [32, 128]"
+    recorded = RunConfig(rounds=1).model_dump(mode="json")
+    assert directive_problems(RunConfig(**recorded), tight) == []
+    assert directive_problems(RunConfig(rounds=1, policy_directive={"max_length": 1024}), tight) == []
+    assert directive_problems(RunConfig(rounds=1, policy_directive={"max_length": 2048}), tight) == [
+        "config.policy_directive.max_length=2048 is outside [32, 128]"
     ]
     # Without rounds the policy directive is never trained: nothing to refuse.
     assert directive_problems(RunConfig(policy_directive={"lora_rank": 100_000}), tight) == []
