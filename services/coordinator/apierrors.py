@@ -145,7 +145,8 @@ def code_of(exc: SealError) -> str:
 
 async def _seal_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SealError)
-    return error_response(exc.http_status, code_of(exc), exc.message)
+    headers = getattr(exc, "headers", None)  # RateLimited's Retry-After
+    return error_response(exc.http_status, code_of(exc), exc.message, headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

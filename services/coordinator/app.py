@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
@@ -14,6 +15,7 @@ from seal_lab.store import ObjectStore
 from .apierrors import HANDLERS, ApiError, HostCheck
 from .clients import ServiceClients
 from .limits import BodySizeLimit
+from .ratelimit import RateLimiter
 from .routers import adapters, docs, events, health, metrics, results, runs
 from .routers.deps import require_token
 from .runner import RunManager
@@ -29,10 +31,14 @@ _ERROR_RESPONSES: dict[int | str, dict] = {
 
 
 def create_app(
-    settings: CoordinatorSettings, store: ObjectStore, security: Security | None = None
+    settings: CoordinatorSettings,
+    store: ObjectStore,
+    security: Security | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     """`security`: the token `/v1` requires and the coordinator sends to the services, and TLS to them
-    (HTTPS itself is uvicorn's: `__main__.py`). None: open, plaintext (loopback only)."""
+    (HTTPS itself is uvicorn's: `__main__.py`). None: open, plaintext (loopback only). `clock`: the run-start
+    rate limit's (tests move it)."""
     security = security or Security()
 
     @asynccontextmanager
@@ -58,6 +64,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.token = security.token_value
+    app.state.run_limiter = RateLimiter(settings.run_start_burst, settings.run_start_rate_per_second, clock)
     app.add_middleware(HostCheck, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for kind, handler in HANDLERS.items():

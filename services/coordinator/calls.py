@@ -346,18 +346,17 @@ class ServiceCalls:
         )
 
         async def attempt(_: int, avoid: str) -> dict[str, Any]:
+            waits = 0
             async with self.clients.trainers.acquire(avoid, self._waiting(run)) as trainer:
                 try:
                     async for event in trainer.stub.Train(
                         request, timeout=self.settings.train_timeout_seconds
                     ):
                         if event.HasField("progress"):
-                            p = event.progress
-                            run.current = (
-                                f"training {where} {label} on {trainer.address}: "
-                                f"step {p.step}/{p.total_steps} loss {p.loss:.3f} (round {run.round})"
+                            waits += bool(event.progress.waiting_for)
+                            self.events.train_progress(
+                                run, f"{where} {label}", trainer.address, event.progress, waits
                             )
-                            run.notify()
                         else:
                             self.clients.trainers.observed(trainer, None)
                             return convert.train_record(event.result, directive, trainer.address)

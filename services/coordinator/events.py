@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+from seal.v1 import trainer_pb2
 from seal_lab.errors import StoreUnavailable
 from seal_lab.outage import OnRetry
 
@@ -77,6 +78,38 @@ class EventLog:
             )
 
         return on_retry
+
+    def train_progress(
+        self, run: RunState, what: str, address: str, progress: trainer_pb2.TrainProgress, waits: int
+    ) -> None:
+        """A training's progress in the run's `current` line. A trainer that holds its trained job back (its
+        store is away: the adapter waits in its memory) says so in `waiting_for`, at each of its retries: the
+        run shows as paused, saying for what, with an event per notice (stored sparsely, as the store's
+        retries); `waits` counts them in this call."""
+        if not progress.waiting_for:
+            run.current = (
+                f"training {what} on {address}: step {progress.step}/{progress.total_steps} "
+                f"loss {progress.loss:.3f} (round {run.round})"
+            )
+            run.notify()
+            return
+        run.status = "paused"  # running again once the call returns (ServiceCalls.call)
+        run.current = (
+            f"paused: training {what} on {address} (step {progress.step}/{progress.total_steps}) is waiting "
+            f"for {progress.waiting_for}"
+        )
+        self.emit(
+            run,
+            "retry",
+            f"training {what}: trainer at {address} is waiting for {progress.waiting_for}",
+            data={
+                "service": "store",
+                "via": "trainer",
+                "address": address,
+                "waiting_for": progress.waiting_for,
+            },
+            persist=sparse(waits),
+        )
 
     async def persist(self, run: RunState, key: str, record: dict[str, Any], what: str) -> None:
         """Write one of the run's records write-once, waiting out store outages."""

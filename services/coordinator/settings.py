@@ -61,6 +61,11 @@ class CoordinatorSettings(BaseSettings):
     max_train_tokens_per_run: int = Field(default=2_000_000_000, ge=1)
     max_active_jobs: int = Field(default=50_000, ge=1)
     max_active_train_tokens: int = Field(default=10_000_000_000, ge=1)
+    # Runs one client may start (create or resume) at once, then how many a second (ratelimit.py): beyond
+    # them 429 `rate_limited` with Retry-After. A client is the bearer token when there is one (all its
+    # holders together), else the client's address.
+    run_start_burst: int = Field(default=20, ge=1)
+    run_start_rate_per_second: float = Field(default=1.0, gt=0)
     # Checked before any passage is parsed, `limit` or not (admission.py); at most limits.py's ceiling.
     max_passages_per_run: int = Field(default=500, ge=1, le=MAX_PASSAGES_PER_REQUEST)
     # A request body over this many bytes is refused (413) before it is read (limits.py).

@@ -44,7 +44,7 @@ from seal_lab.grouptrain import (
 )
 from seal_lab.logging import bind_context
 from seal_lab.multilora import save_peft_folder
-from seal_lab.outage import OutagePolicy, call_async, call_sync, wait_for_store
+from seal_lab.outage import OutagePolicy, call_async, call_sync, telling, wait_for_store
 from seal_lab.service import ModelHost
 from seal_lab.store import ObjectStore, json_bytes, read_record, sha256_hex, validate_key
 
@@ -255,6 +255,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                                 total_steps=event.total_steps,
                                 epoch=event.epoch,
                                 loss=event.loss,
+                                waiting_for=event.waiting_for,
                             )
                         )
             finally:
@@ -304,14 +305,16 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             schedule=schedule_from_settings(self.settings),
             text_eos=self.settings.text_eos,
         )
-        for queued, positions, outcome in zip(firsts, to_train.values(), outcomes, strict=True):
+        for queued, positions, grouped, outcome in zip(
+            firsts, to_train.values(), jobs, outcomes, strict=True
+        ):
             try:
                 if isinstance(outcome, TrainingCancelled):
                     self.jobs_stopped += 1
                     log.info("stopped %s (%s): nothing published", queued.job_key, outcome.message)
                 if isinstance(outcome, Exception):
                     raise outcome
-                result: tuple[dict[str, Any], bool] | Exception = self._store_outcome(queued, outcome)
+                result: tuple[dict, bool] | Exception = self._store_outcome(queued, outcome, grouped)
             except Exception as exc:
                 result = exc
             for rank, position in enumerate(positions):
@@ -319,8 +322,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                 results[position] = (result[0], True) if duplicate else result  # type: ignore[index]
         return [r if r is not None else RuntimeError("job lost in its group") for r in results]
 
-    def _store_outcome(self, queued: _Queued, outcome: TrainOutcome) -> tuple[dict[str, Any], bool]:
-        """Save a trained adapter as a peft folder under its content key, then its job record."""
+    def _store_outcome(self, queued: _Queued, outcome: TrainOutcome, grouped: GroupJob) -> tuple[dict, bool]:
+        """Save a trained adapter as a peft folder under its content key, then its job record. While the store
+        is away, the job's callers hear so (a progress event saying what it waits for)."""
         job, job_key, loaded = queued.job, queued.job_key, self.host.loaded
         assert outcome.adapter is not None
         with tempfile.TemporaryDirectory(prefix="seal-train-") as tmp:
@@ -355,11 +359,12 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         record = {"adapter_key": adapter_key, "metrics": metrics}
         # The store may be away now: the trained adapter waits in memory (up to the outage bound) rather than
         # being trained again by a retried call.
-        stored = call_sync(
-            lambda: self._save(files, meta, job_key, record),
-            self.outage,
-            "saving an adapter",
+        steps, loss, notify = len(outcome.step_loss), outcome.step_loss[-1], grouped.on_progress
+        on_retry = telling(  # every caller of the job hears what it waits for (TrainProgress.waiting_for)
+            "saving the trained adapter, kept in memory meanwhile",
+            lambda why: notify and notify(TrainProgressEvent(steps, steps, 0, loss, waiting_for=why)),
         )
+        stored = call_sync(lambda: self._save(files, meta, job_key, record), self.outage, "saving", on_retry)
         if stored is not record:  # another trainer recorded the same job first: its adapter is the one
             return stored, True
         log.info(

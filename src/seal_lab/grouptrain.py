@@ -39,6 +39,8 @@ class TrainProgressEvent:
     total_steps: int
     epoch: int
     loss: float
+    #: Set while the job is held up after (or besides) training: what it waits for and why (TrainProgress).
+    waiting_for: str = ""
 
 
 @dataclass

@@ -58,6 +58,17 @@ def _default_on_retry(what: str) -> OnRetry:
     return on_retry
 
 
+def telling(what: str, tell: Callable[[str], None]) -> OnRetry:
+    """on_retry that logs as the default one and tells someone (a caller waiting on the work) for what it
+    waits: `the store: <why> (<what>; retry <n> in <s>s)`."""
+
+    def on_retry(error: StoreUnavailable, delay: float, attempt: int) -> None:
+        _default_on_retry(what)(error, delay, attempt)
+        tell(f"the store: {error.message} ({what}; retry {attempt} in {delay:.0f}s)")
+
+    return on_retry
+
+
 def call_sync(fn: Callable[[], T], policy: OutagePolicy, what: str, on_retry: OnRetry | None = None) -> T:
     """Blocking: for worker threads (a trainer keeping its finished adapter until the store takes it)."""
     on_retry = on_retry or _default_on_retry(what)

@@ -47,6 +47,9 @@ def fuzzed_app(store: LocalStore, token: str | None) -> FastAPI:
         initial_backoff_seconds=0.0,
         max_backoff_seconds=0.0,
         max_attempts=2,
+        # The fuzzer creates and resumes runs as fast as it can: past a person's rate limit, so that its
+        # requests reach the run manager (tests/unit/test_run_rate_limit.py checks the limit).
+        run_start_burst=100_000,
     )
     app = create_app(config, store, Security(SecretStr(token) if token else None))
 

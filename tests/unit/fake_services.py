@@ -8,6 +8,7 @@ Each fake answers at once with small deterministic records. `fail(rpc, code, tim
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -131,10 +132,23 @@ class FakeGenerator(FakeService):
 class FakeTrainer(FakeService):
     def __init__(self) -> None:
         super().__init__("trainer")
+        #: Set: after its last step each call says it waits for this (as a trainer whose store is away while
+        #: it saves the adapter), again every 50 ms while "Save" is held (`hold("Save")`), then answers.
+        self.waiting_for = ""
 
     async def Train(self, request: trainer_pb2.TrainRequest, timeout: float) -> AsyncIterator[Any]:
         await self._enter("Train", request)
         yield trainer_pb2.TrainEvent(progress=trainer_pb2.TrainProgress(step=1, total_steps=2, loss=1.5))
+        while self.waiting_for:  # a notice per retry, as the trainer's, until the store takes the adapter
+            yield trainer_pb2.TrainEvent(
+                progress=trainer_pb2.TrainProgress(
+                    step=2, total_steps=2, loss=1.0, waiting_for=self.waiting_for
+                )
+            )
+            if "Save" not in self._held:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._held["Save"].wait(), 0.05)
         job = trainer_pb2.TrainRequest(
             dataset_key=request.dataset_key, directive=request.directive, seed=request.seed
         )

@@ -258,3 +258,33 @@ def test_a_restarted_coordinator_resumes_the_run_and_redoes_no_finished_job(tmp_
             await restarted.shutdown()
 
     asyncio.run(main())
+
+
+def test_a_trainer_waiting_for_the_store_to_save_an_adapter_shows_in_the_run(tmp_path):
+    """A trained adapter the trainer cannot save yet (its store is full or away): the run does not read
+    "running, step 2/2" for as long as that lasts, but paused, saying what it waits for, with an event."""
+    config = settings(max_concurrent_passages=1)
+    clients = FakeClients(config.trainer_addresses)
+    trainer = clients.trainer["trainer-a:1"]
+    reason = "the store: bucket quota exceeded (saving the trained adapter, kept in memory meanwhile; retry 1 in 1s)"
+    trainer.waiting_for = reason
+    trainer.hold("Save")
+
+    async def body(manager: RunManager, clients: FakeClients, store: LocalStore) -> None:
+        run = await manager.create(REQUEST)
+        # Every training of the passage reaches the wait (`current` is the latest word of any of them).
+        # Another job's start may take `current` a moment; the trainer's next notice (each retry) takes it back.
+        await until(lambda: run.current.startswith("paused: training "))
+        summary = run.summary()
+        assert summary.status == "paused"
+        assert "(step 2/2)" in summary.current
+        assert summary.current.endswith(f"is waiting for {reason}")
+        waiting = [e for e in run.events if e.data.get("via") == "trainer"]
+        assert waiting[0].kind == "retry" and waiting[0].data["service"] == "store"
+        assert "trainer at trainer-a:1 is waiting for the store: bucket quota exceeded" in waiting[0].message
+        trainer.waiting_for = ""  # the store is back: the jobs save and the run goes on
+        trainer.release("Save")
+        finished = await run_to_end(manager, run)
+        assert finished.status == "succeeded" and not finished.current.startswith("paused")
+
+    scenario(tmp_path, clients, config, body)

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from seal_lab import outage
 from seal_lab.errors import InvalidArgument, StoreFull, StoreUnavailable
 from seal_lab.outage import OutagePolicy, call_async, call_sync
 
@@ -79,3 +80,25 @@ def test_async_calls_run_off_the_event_loop():
         return ticks
 
     assert asyncio.run(main()) >= 10
+
+
+def test_telling_says_what_a_call_waits_for_at_each_retry(monkeypatch):
+    """The trainer's save while its store is away: each retry tells its callers (TrainProgress.waiting_for)."""
+    monkeypatch.setattr(outage.time, "sleep", lambda seconds: None)
+    told: list[str] = []
+    failures = iter([StoreFull("bucket quota exceeded"), StoreFull("bucket quota exceeded")])
+
+    def save() -> str:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return "saved"
+
+    policy = OutagePolicy(max_seconds=60, initial_backoff_seconds=0.0, max_backoff_seconds=0.0)
+    assert (
+        outage.call_sync(save, policy, "saving", outage.telling("saving the adapter", told.append)) == "saved"
+    )
+    assert told == [
+        "the store: bucket quota exceeded (saving the adapter; retry 1 in 0s)",
+        "the store: bucket quota exceeded (saving the adapter; retry 2 in 0s)",
+    ]

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from ..apierrors import responses
 from ..paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, page
+from ..ratelimit import limit_run_starts
 from ..schemas import RunCreate, RunCreated, RunDetail, RunPage, RunStatusName, RunSummary
 from .deps import Manager, Run
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
 
-@router.post("", status_code=202, response_model=RunCreated, responses=responses(413, 422, 429, 503))
+@router.post(
+    "",
+    status_code=202,
+    response_model=RunCreated,
+    responses=responses(413, 422, 429, 503),
+    dependencies=[Depends(limit_run_starts)],
+)
 async def create_run(body: RunCreate, manager: Manager, response: Response) -> RunCreated:
     """Start a round of the inner loop on a dataset (inline SEAL-format passages or `demo`). 202 with
-    `Location: /v1/runs/{id}`; 429 (`budget_exceeded`) when the coordinator's budget is spent."""
+    `Location: /v1/runs/{id}`; 429 `budget_exceeded` when the coordinator's budget is spent, 429
+    `rate_limited` (with `Retry-After`) when this client starts runs faster than the coordinator allows."""
     run = await manager.create(body)
     response.headers["Location"] = f"/v1/runs/{run.id}"
     return RunCreated(id=run.id, status=run.status, passages=len(run.passages), jobs_total=run.jobs_total)
@@ -52,9 +60,15 @@ async def delete_run(run_id: str, manager: Manager) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/{run_id}/resume", response_model=RunSummary, responses=responses(404, 409, 429, 503))
+@router.post(
+    "/{run_id}/resume",
+    response_model=RunSummary,
+    responses=responses(404, 409, 429, 503),
+    dependencies=[Depends(limit_run_starts)],
+)
 async def resume_run(run_id: str, manager: Manager) -> RunSummary:
-    """Continue a failed run from its last finished job (409 for a finished or cancelled run)."""
+    """Continue a failed run from its last finished job (409 for a finished or cancelled run; 429 as for a
+    new run: the coordinator's budget, or this client's rate of run starts)."""
     return (await manager.resume(run_id)).summary()
 
 

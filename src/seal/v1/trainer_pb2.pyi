@@ -20,16 +20,18 @@ class TrainRequest(_message.Message):
     def __init__(self, dataset_key: _Optional[str] = ..., directive: _Optional[_Union[_common_pb2.Directive, _Mapping]] = ..., seed: _Optional[int] = ..., job_id: _Optional[str] = ...) -> None: ...
 
 class TrainProgress(_message.Message):
-    __slots__ = ("step", "total_steps", "epoch", "loss")
+    __slots__ = ("step", "total_steps", "epoch", "loss", "waiting_for")
     STEP_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
     step: int
     total_steps: int
     epoch: int
     loss: float
-    def __init__(self, step: _Optional[int] = ..., total_steps: _Optional[int] = ..., epoch: _Optional[int] = ..., loss: _Optional[float] = ...) -> None: ...
+    waiting_for: str
+    def __init__(self, step: _Optional[int] = ..., total_steps: _Optional[int] = ..., epoch: _Optional[int] = ..., loss: _Optional[float] = ..., waiting_for: _Optional[str] = ...) -> None: ...
 
 class TrainMetrics(_message.Message):
     __slots__ = ("step_loss", "tokens", "seconds", "tokens_per_second", "steps", "trainable_parameters", "group_size")
