@@ -34,8 +34,8 @@ class TrainerSettings(GrpcServiceSettings):
     # End plain knowledge text with EOS (SEAL pads with EOS and learns it); chosen by the recipe pilot.
     text_eos: bool = True
     # Concurrent Train calls trained together in one group (adapters stacked, one forward/backward per step).
-    # Unset: 32 on CUDA; 1 on a CPU. On two CPU cores a group of 4 one-example jobs trains 1.75x as many
-    # tokens per second as one job (160 against 91, README, Speed), but grouped results depend on the group
+    # Unset: 32 on CUDA; 1 on a CPU. On two CPU cores a group of 4 one-example jobs trains 1.4x as many
+    # tokens per second as one job (135 against 97, README, Speed), but grouped results depend on the group
     # in the last float bits, and a run with groups of one is reproducible bit for bit: set 4 for speed.
     max_group_size: int | None = Field(default=None, ge=1, le=256)
     # A job waits at most this long for companions before its group starts (arrivals during a group's
