@@ -3,7 +3,6 @@ its own learning rate, step count and moments, as if it had its own `torch.optim
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,8 +12,8 @@ class GroupAdamW:
     adapter, and adapters outside the step (`active` false) left exactly as they are.
 
     Each active adapter's row goes through torch's fused AdamW kernel (`torch._fused_adamw_`, what
-    `torch.optim.AdamW(fused=True)` runs: one pass over the weights instead of ten), one call per distinct
-    learning rate; where a torch build lacks it, the same update in place, row by row."""
+    `torch.optim.AdamW(fused=True)` runs, on CPUs since torch 2.4: one pass over the weights instead of ten),
+    one call per distinct learning rate."""
 
     def __init__(self, params: list[Any], slots: int, device: str) -> None:
         import torch
@@ -44,7 +43,6 @@ class GroupAdamW:
         by_rate: dict[float, list[int]] = {}
         for s in slots:
             by_rate.setdefault(learning_rates[s], []).append(s)
-        fused = getattr(torch, "_fused_adamw_", None)
         with torch.no_grad():
             for p, m, v, steps in zip(self.params, self.exp_avg, self.exp_avg_sq, self.steps, strict=True):
                 if p.grad is None:
@@ -53,11 +51,7 @@ class GroupAdamW:
                 for s in slots:
                     steps[s] += 1
                 for rate, group in by_rate.items():
-                    if fused is None:
-                        for s in group:
-                            self._update(p[s], m[s], v[s], g[s], steps[s], rate)
-                        continue
-                    fused(
+                    torch._fused_adamw_(
                         [p[s] for s in group],
                         [g[s] for s in group],
                         [m[s] for s in group],
@@ -73,10 +67,3 @@ class GroupAdamW:
                         maximize=False,
                     )
                 p.grad = None
-
-    def _update(self, p: Any, m: Any, v: Any, g: Any, step: Any, rate: float) -> None:
-        count = int(step.item())
-        m.lerp_(g, 1 - self.beta1)
-        v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-        denom = v.sqrt().div_(math.sqrt(1 - self.beta2**count)).add_(self.eps)
-        p.addcdiv_(m, denom, value=-rate / (1 - self.beta1**count))

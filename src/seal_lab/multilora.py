@@ -177,7 +177,7 @@ def _runs(flat: Any) -> Runs:
     change = torch.nonzero(flat[1:] != flat[:-1]).reshape(-1) + 1
     starts = [0, *change.tolist()]
     ends = [*starts[1:], flat.numel()]
-    return Runs([int(flat[i]) for i in starts], [e - b for b, e in zip(starts, ends, strict=True)])
+    return Runs(flat[starts].tolist(), [e - b for b, e in zip(starts, ends, strict=True)])
 
 
 def _stacked_linear_class() -> Any:
@@ -200,21 +200,19 @@ def _stacked_linear_class() -> Any:
                 return y
             a, b = self.stack.views(self.name)  # [G, r, in], [G, out, r]
             if isinstance(routed, Runs):  # each run a slice under one adapter: peft's own two matmuls
-                linear = torch.nn.functional.linear
-                if len(routed.slots) == 1:
-                    slot = routed.slots[0]
-                    low = linear(x.to(a.dtype), a[slot]) * self.stack.scaling[slot]
-                    return y + linear(low, b[slot]).to(y.dtype)
+
+                def lora(part: Any, slot: int) -> Any:
+                    linear = torch.nn.functional.linear
+                    low = linear(part.to(a.dtype), a[slot]) * self.stack.scaling[slot]
+                    return linear(low, b[slot]).to(y.dtype)
+
+                if len(routed.slots) == 1:  # every token under one adapter: no split, no concatenation
+                    return y + lora(x, routed.slots[0])
                 # torch.split, not slicing: its backward is one concatenation, not a zeroed copy per slice.
                 xs = torch.split(x.reshape(-1, x.shape[-1]), routed.lengths)
                 ys = torch.split(y.reshape(-1, y.shape[-1]), routed.lengths)
                 pieces = [
-                    part_y
-                    if slot < 0
-                    else part_y
-                    + linear(linear(part_x.to(a.dtype), a[slot]) * self.stack.scaling[slot], b[slot]).to(
-                        y.dtype
-                    )
+                    part_y if slot < 0 else part_y + lora(part_x, slot)
                     for slot, part_x, part_y in zip(routed.slots, xs, ys, strict=True)
                 ]
                 return torch.cat(pieces).reshape(y.shape)
