@@ -10,7 +10,7 @@ LIGHT_BIN := $(LIGHT_VENV)/bin
 TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 
-.PHONY: system-packages-test install demo test test-light test-compose k8s-validate env lock lint format protos bench bench-conditions clean
+.PHONY: system-packages-test install demo test test-light test-compose k8s-validate docs settings-doc env lock lint format protos bench bench-conditions clean
 
 install: $(VENV)/.installed
 
@@ -59,6 +59,19 @@ test-compose: install
 k8s-validate: $(LIGHT_VENV)/.installed
 	deploy/system-packages.sh kubectl
 	$(LIGHT_BIN)/python deploy/ci/k8s_validate.py
+
+# The documentation site (mkdocs.yml, docs/) into site/, warnings as errors: a broken link or anchor fails it, the
+# HTTP API page is rendered from the coordinator's OpenAPI, and a settings page that differs from the settings
+# classes fails it too (`make settings-doc` rewrites that page). The docs extra goes into .venv.
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+settings-doc: install
+	$(BIN)/python docs/hooks/reference.py
+
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install -q -e '.[docs]'
+	touch $@
 
 # .env for `docker compose` with fresh random secrets (refuses to overwrite an existing .env).
 env:

@@ -56,7 +56,7 @@ for name in MINIO_ROOT_PASSWORD SEAL_S3_SECRET_KEY SEAL_AUTH_TOKEN; do
   [ "${#value}" -ge 24 ] || { echo "FAIL: $name has ${#value} characters"; exit 1; }
 done
 token=$(sed -n 's/^SEAL_AUTH_TOKEN=//p' "$work/ci.env")  # the API wants it: Authorization: Bearer
-# The SeaweedFS variant, selected the way README says: one COMPOSE_FILE line in the env file.
+# The SeaweedFS variant, selected the way docs/deployment/store.md says: one COMPOSE_FILE line in the env file.
 { echo "COMPOSE_FILE=docker-compose.yml:deploy/docker-compose.seaweedfs.yml"
   echo "SEAL_COORDINATOR_PUBLISHED_PORT=$port"; } >>"$work/ci.env"
 

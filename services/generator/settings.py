@@ -13,13 +13,26 @@ from seal_lab.settings import GrpcServiceSettings
 class GeneratorSettings(GrpcServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SEAL_GENERATOR_", extra="ignore")
 
-    port: int = 50051
-    backend: Literal["local", "openai"] = "local"
+    port: int = Field(default=50051, description="gRPC port.")
+    backend: Literal["local", "openai"] = Field(
+        default="local",
+        description="`local` (the base model, optionally with a policy adapter from the store) or `openai` (an OpenAI-compatible teacher).",
+    )
     # An OpenAI-compatible teacher (only with backend=openai). The key has no default on purpose.
-    openai_base_url: str = ""
-    openai_model: str = ""
-    openai_api_key: SecretStr | None = None
-    openai_timeout_seconds: float = 120.0
+    openai_base_url: str = Field(
+        default="",
+        description="The teacher's OpenAI-compatible endpoint (with `backend=openai`), e.g. `http://host:8001/v1` (vLLM, llama.cpp server, a hosted API).",
+    )
+    openai_model: str = Field(default="", description="The teacher's model name.")
+    openai_api_key: SecretStr | None = Field(
+        default=None, description="The teacher's API key (no default on purpose)."
+    )
+    openai_timeout_seconds: float = Field(default=120.0, description="Per request to the teacher.")
     # Generate and Import calls admitted at once (in progress or waiting for the model); more are refused
     # with RESOURCE_EXHAUSTED (cause "busy").
-    max_queued_calls: int = Field(default=64, ge=1, le=100_000)
+    max_queued_calls: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="Generate and Import calls admitted at once (running or waiting for the model); more are refused with RESOURCE_EXHAUSTED marked busy, which the coordinator waits out.",
+    )

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from pydantic import PrivateAttr, SecretStr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seal_lab.settings import load_or_explain, refuse_weak_secret, secret_or_file
@@ -42,8 +42,14 @@ class AuthSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SEAL_AUTH_", extra="ignore", hide_input_in_errors=True)
 
-    token: SecretStr | None = None
-    token_file: Path | None = None
+    token: SecretStr | None = Field(
+        default=None,
+        description="The bearer token shared by every service, the coordinator and the CLI: servers require it beyond loopback, clients send it. Example values and tokens under 16 characters are refused; `openssl rand -hex 24` makes one.",
+    )
+    token_file: Path | None = Field(
+        default=None,
+        description="Read the token from this file instead (Docker or Kubernetes secrets); set the token or its file, not both.",
+    )
 
     @model_validator(mode="after")
     def _token(self) -> AuthSettings:
@@ -87,14 +93,24 @@ class TlsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SEAL_TLS_", extra="ignore")
 
     #: This process's certificate (PEM, then any intermediates): what it serves, and its client certificate.
-    cert_file: Path | None = None
+    cert_file: Path | None = Field(
+        default=None,
+        description="This process's certificate (PEM, then any intermediates): what it serves, and its client certificate under mutual TLS. Any `SEAL_TLS_*` file set: every hop of the process speaks TLS.",
+    )
     #: The certificate's private key (PEM, not encrypted).
-    key_file: Path | None = None
+    key_file: Path | None = Field(
+        default=None, description="The certificate's private key (PEM, not encrypted)."
+    )
     #: The lab CA (PEM): clients check servers against it, and servers check clients under mutual TLS.
     #: Unset: clients trust the system's CAs.
-    ca_file: Path | None = None
+    ca_file: Path | None = Field(
+        default=None,
+        description="The lab CA (PEM): clients check servers against it, and servers check clients under mutual TLS. Unset: clients trust the system's CAs.",
+    )
     #: Servers require a client certificate signed by `ca_file` (mutual TLS).
-    client_auth: bool = False
+    client_auth: bool = Field(
+        default=False, description="Servers require a client certificate signed by the CA (mutual TLS)."
+    )
 
     _pem: TlsPem = PrivateAttr(default_factory=lambda: TlsPem(None, None, None))
 

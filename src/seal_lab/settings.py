@@ -34,27 +34,54 @@ class StoreSettings(BaseSettings):
         env_prefix="SEAL_STORE_", extra="ignore", hide_input_in_errors=True, populate_by_name=True
     )
 
-    kind: Literal["local", "s3"] = "local"
-    local_root: Path = Path(".seal/store")
-    s3_endpoint: str = "localhost:9000"
-    s3_bucket: str = "seal-lab"
-    s3_access_key: SecretStr | None = None
-    s3_secret_key: SecretStr | None = None
-    s3_access_key_file: Path | None = None
-    s3_secret_key_file: Path | None = None
-    s3_secure: bool = False
+    kind: Literal["local", "s3"] = Field(
+        default="local", description="`local` (a directory) or `s3` (MinIO, SeaweedFS, AWS)."
+    )
+    local_root: Path = Field(default=Path(".seal/store"), description="The local store's directory.")
+    s3_endpoint: str = Field(default="localhost:9000", description="The S3 server, `host:port`.")
+    s3_bucket: str = Field(default="seal-lab", description="The bucket every key lives in.")
+    s3_access_key: SecretStr | None = Field(
+        default=None,
+        description="S3 access key, required for `s3`. Compose passes the services' account, never root.",
+    )
+    s3_secret_key: SecretStr | None = Field(
+        default=None,
+        description="S3 secret key, required for `s3`. Well-known example secrets and secrets under 8 characters are refused.",
+    )
+    s3_access_key_file: Path | None = Field(
+        default=None,
+        description="Read the access key from this file instead (Docker or Kubernetes secrets); set the key or its file, not both.",
+    )
+    s3_secret_key_file: Path | None = Field(
+        default=None,
+        description="Read the secret key from this file instead (Docker or Kubernetes secrets); set the key or its file, not both.",
+    )
+    s3_secure: bool = Field(default=False, description="Speak HTTPS to the S3 server.")
     #: The CA that signed the S3 server's certificate (PEM), for `s3_secure`. An alias bypasses env_prefix,
     #: so both names are spelled out; the first one set wins. None: certifi's bundle (public CAs).
     s3_ca_file: Path | None = Field(
-        None, validation_alias=AliasChoices("SEAL_STORE_S3_CA_FILE", "SSL_CERT_FILE")
+        None,
+        validation_alias=AliasChoices("SEAL_STORE_S3_CA_FILE", "SSL_CERT_FILE"),
+        description="The CA (PEM) that signed the S3 server's certificate, with `SEAL_STORE_S3_SECURE=true`; the first of the two variables set wins. Unset: certifi's bundle (public CAs). Checked at start-up for an S3 store.",
     )
-    s3_region: str | None = None
-    s3_create_bucket: bool = True
-    s3_connect_timeout_seconds: float = Field(5.0, gt=0)
+    s3_region: str | None = Field(default=None, description="The S3 region, for servers that want one.")
+    s3_create_bucket: bool = Field(
+        default=True,
+        description="Create the bucket when it is missing. Compose sets `false`: `store-init` creates the bucket, and the services' account may not.",
+    )
+    s3_connect_timeout_seconds: float = Field(5.0, gt=0, description="Per S3 call: the connect timeout.")
     #: Longest wait for the next bytes of a response (not for a whole transfer).
-    s3_read_timeout_seconds: float = Field(60.0, gt=0)
+    s3_read_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Per S3 call: the longest wait for the next bytes of a response (not for a whole transfer).",
+    )
     #: Retries after a failed connect, a read timeout or a 500/502/503/504; 0 tries once.
-    s3_max_retries: int = Field(2, ge=0)
+    s3_max_retries: int = Field(
+        2,
+        ge=0,
+        description="Per S3 call: retries after a failed connect, a read timeout or a 500/502/503/504; 0 tries once.",
+    )
 
     @model_validator(mode="after")
     def _s3_keys(self) -> StoreSettings:
@@ -140,12 +167,26 @@ class ModelSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SEAL_MODEL_", extra="ignore", protected_namespaces=())
 
-    name: str = EMBEDDED_MODEL
+    name: str = Field(
+        default=EMBEDDED_MODEL,
+        description="The base model: `embedded:smollm2-135m-instruct` (the embedded one), any Hugging Face id, or a local path. The same on every service: the coordinator refuses to run when the services' model fingerprints differ.",
+    )
     # Shared by every checkout and service on the machine, like the Hugging Face cache.
-    cache_dir: Path = Path.home() / ".cache" / "seal-lab" / "models"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    torch_threads: int | None = None
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "seal-lab" / "models",
+        description="Where the embedded GGUF is converted once (safetensors); shared by every checkout and service on the machine.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="`auto`: `cuda` if visible, else `cpu`."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description="`auto`: bfloat16 on CUDA where supported, else float32 (on every CPU). A run refuses trainers of different dtypes, and records every service's.",
+    )
+    torch_threads: int | None = Field(
+        default=None,
+        description="CPU threads per service. Unset: torch's default; `seal-lab demo` and the local stack split the cores between the services that work at the same time.",
+    )
 
 
 class LoggingSettings(BaseSettings):
@@ -153,22 +194,39 @@ class LoggingSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SEAL_LOG_", extra="ignore")
 
-    level: str = "INFO"
-    json_format: bool = False
+    level: str = Field(default="INFO", description="Log level: `DEBUG`, `INFO`, `WARNING`, `ERROR`.")
+    json_format: bool = Field(
+        default=False,
+        description="One JSON object per line, with the run and job ids as fields, instead of text lines.",
+    )
 
 
 class GrpcServiceSettings(BaseSettings):
     """Fields every gRPC service has; subclasses set the env prefix."""
 
-    host: str = "127.0.0.1"
-    port: int = 0
-    grace_seconds: float = 10.0
+    host: str = Field(
+        default="127.0.0.1",
+        description="gRPC bind address. Anything but loopback needs `SEAL_AUTH_TOKEN`: without it the service exits with code 2.",
+    )
+    port: int = Field(default=0, description="gRPC port (0: any free port).")
+    grace_seconds: float = Field(
+        default=10.0,
+        description="On SIGTERM (health NOT_SERVING first), how long calls in flight may finish before the server stops.",
+    )
     # A call that needs the object store waits this long for it to come back (results computed meanwhile
     # stay in memory), then fails with UNAVAILABLE marked as the store's (the coordinator waits on).
-    store_outage_seconds: float = 600.0
+    store_outage_seconds: float = Field(
+        default=600.0,
+        description="How long a call keeps its finished result in memory waiting for the object store to come back; then it fails with UNAVAILABLE marked as the store's.",
+    )
     # Prometheus metrics over HTTP (`GET /metrics`, the token required when there is one) on this port of
-    # `host`; 0: none. Compose publishes none: scrape from inside the network (README, Operating).
-    metrics_port: int = Field(default=0, ge=0, le=65535)
+    # `host`; 0: none. Compose publishes none: scrape from inside the network (docs/operating.md).
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Prometheus metrics (`GET /metrics`) on this port of the service's host, with the token when there is one; 0: off.",
+    )
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> GrpcServiceSettings:

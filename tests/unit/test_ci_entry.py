@@ -47,6 +47,7 @@ def test_ci_runs_make_targets_and_installs_nothing_itself():
     rules = _make_rules()
     targets = [c.split()[1] for c in commands if c.startswith("make ")]
     assert "test" in targets, ".ci/run must run the README's test command"
+    assert "docs" in targets, ".ci/run must build the docs site (warnings as errors)"
     assert all(t in rules for t in targets), f"unknown make targets in .ci/run: {targets}"
 
 

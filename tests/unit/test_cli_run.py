@@ -213,9 +213,9 @@ def test_read_config_reads_json_in_a_yaml_named_file(tmp_path):
     assert read_config(write(tmp_path / "run.yaml", '{"dataset": "demo"}')) == {"dataset": "demo"}
 
 
-def test_the_readmes_example_config_is_a_valid_run(coordinator, tmp_path):
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    example = re.search(r"```yaml\n(# run\.yaml:.*?)```", readme, re.DOTALL)
+def test_the_docs_example_config_is_a_valid_run(coordinator, tmp_path):
+    page = Path(__file__).resolve().parents[2] / "docs" / "getting-started" / "cli.md"
+    example = re.search(r"```yaml\n(# run\.yaml:.*?)```", page.read_text(encoding="utf-8"), re.DOTALL)
     assert example is not None
     result = invoke("--config", str(write(tmp_path / "run.yaml", example[1])), "--rounds", "2")
     assert result.exit_code == 0, result.output
