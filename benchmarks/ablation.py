@@ -41,7 +41,7 @@ questions about 20 s, and as long for the 16 retention questions and for each ba
 adapter, more for self-edits with many lines (5 epochs over every line) and for `steps` (24 steps). A full
 run trains one adapter per passage, self-edit and distinct variant: the 9 default variants are 7 distinct
 trainings (`question` shares the plain adapters, `eos` equals the plain loop), 24 passages x K 2 x 7 = 336
-adapters, i.e. roughly 8-10 hours here and perhaps a third of that on an idle machine with both cores;
+adapters, i.e. roughly 8-10 hours here (an idle machine with both cores should be faster: not measured);
 `--k 1` halves it. Plan the later session's runs accordingly (in parts: `--variants`).
 
 `benchmarks/data/invented_final_20261207.json` is held out for issue 28's final check and refused here (by
@@ -213,6 +213,14 @@ def cached_self_edit(
     return text
 
 
+def trainings_of(chosen: dict[str, Yardstick]) -> dict[Yardstick, list[str]]:
+    """What each adapter is trained with -> the variants that ask it (they differ only in the question)."""
+    trainings: dict[Yardstick, list[str]] = {}
+    for name, y in chosen.items():
+        trainings.setdefault(replace(y, question="plain"), []).append(name)
+    return trainings
+
+
 def run_variants(
     loaded: LoadedModel,
     passages: list[Passage],
@@ -227,17 +235,14 @@ def run_variants(
     self_edits}]}). One adapter per distinct training; the question styles it is asked in are its variants'."""
     kept = [(None, q.question, tuple(q.answers)) for q in retention]
     base_retention = mean_scores(ask(loaded, kept, "plain"))  # no topic: both styles ask the same prompt
-    trainings: dict[str, tuple[Yardstick, list[str]]] = {}  # by repr: a Schedule is not hashable
-    for name, y in chosen.items():
-        training = replace(y, question="plain")
-        trainings.setdefault(repr(training), (training, []))[1].append(name)
+    trainings = trainings_of(chosen)
     loops = {name: {"base_retention": base_retention, "passages": []} for name in chosen}
     for pi, passage in enumerate(passages):
         questions = questions_of(passage)
         styles = {y.question for y in chosen.values()}
         baseline = {style: mean_scores(ask(loaded, questions, style)) for style in styles}
         edits: dict[str, list] = {name: [] for name in chosen}
-        for training, names in trainings.values():
+        for training, names in trainings.items():
             for j in range(k):
                 t0 = time.perf_counter()
                 text = cached_self_edit(loaded, training, passage, seed + j, cache)

@@ -82,6 +82,13 @@ def test_a_variant_equal_to_an_earlier_one_is_trained_once(every):
     assert ablation.same_as_earlier(chosen) == {"eos": "plain"}
 
 
+def test_only_the_question_variant_shares_the_plain_adapters(every):
+    chosen = {name: every[name] for name in ablation.DEFAULT_VARIANTS if name != "eos"}
+    shared = [names for names in ablation.trainings_of(chosen).values() if len(names) > 1]
+    assert shared == [["plain", "question"]]
+    assert len(ablation.trainings_of(chosen)) == 7
+
+
 def test_the_plain_loop_cuts_lines_crudely():
     output = "1. Fellisford was chartered in 1264.\n- short one\n\n* The tower leans 80 centimetres.\n2."
     assert seed_check.ISSUE28.lines(output) == [
