@@ -21,7 +21,6 @@ from .api_client import (
     check,
     console,
     delete_run,
-    fail,
     finish,
     follow_run,
     iter_runs,
@@ -122,12 +121,8 @@ def run(
     **config: Any,  # one option per field of RunConfig (runbody.with_config_options)
 ) -> None:
     """Start a run (one inner loop, or ReST-EM rounds with held-out conditions) and follow it to the results."""
-    try:
-        body = run_request(ctx, config_file)
-    except CoordinatorError as exc:
-        fail(str(exc))
-    with session(url, timeout=60) as client:
-        created = start_run(client, body)
+    with session(url, timeout=60) as client:  # no request yet: a bad option or file fails first
+        created = start_run(client, run_request(ctx, config_file))
         console.print(f"run {created['id']}: {created['passages']} passages, {created['jobs_total']} jobs")
         if not follow:
             if as_json:
