@@ -42,16 +42,19 @@ def connect(url: str, timeout: float, security: Security | None = None) -> httpx
 
 
 @contextlib.contextmanager
-def session(url: str, timeout: float) -> Iterator[httpx.Client]:
-    """`connect`, for a command: the coordinator's refusals and a coordinator out of reach each end the
-    command with one line (exit 2) that says what to do, never a traceback."""
+def session(url: str, timeout: float, security: Security | None = None) -> Iterator[httpx.Client]:
+    """`connect`, for a command, and the one place the commands' errors are handled: the coordinator's
+    refusals, bad input (CoordinatorError), a coordinator out of reach and a file that cannot be read or
+    written each end the command with one line (exit 2) that says what to do, never a traceback."""
     try:
-        with connect(url, timeout=timeout) as client:
+        with connect(url, timeout=timeout, security=security) as client:
             yield client
     except CoordinatorError as exc:
         fail(str(exc))
     except httpx.TransportError as exc:
         fail(unreachable(url, exc))
+    except OSError as exc:  # a report or an adapter's files written where they cannot be
+        fail(str(exc))
 
 
 def unreachable(url: str, exc: httpx.TransportError) -> str:
@@ -115,7 +118,7 @@ def delete_run(client: httpx.Client, run_id: str) -> None:
 def follow_run(client: httpx.Client, run_id: str, quiet: bool = False) -> dict[str, Any]:
     """Follow the server-sent events until the run finishes (shown by `progress.progress_view`: a bar on a
     terminal, plain lines otherwise); reconnects if dropped."""
-    last_seq = -1
+    last_seq, connected = -1, False
     with progress_view(console, quiet, stdout=out) as view:
         while True:
             # After a dropped connection: the standard header, and the coordinator sends what came after it.
@@ -127,6 +130,7 @@ def follow_run(client: httpx.Client, run_id: str, quiet: bool = False) -> dict[s
                     if source.response.status_code >= 400:
                         source.response.read()
                         check(source.response)
+                    connected = True
                     for sse in source.iter_sse():
                         if sse.event not in ("summary", "run") or not sse.data:
                             # The coordinator's keep-alive (`: ping` every 15 s): once an event had an id,
@@ -146,6 +150,8 @@ def follow_run(client: httpx.Client, run_id: str, quiet: bool = False) -> dict[s
                             last_seq = max(last_seq, int(sse.id) if sse.id else data["seq"])
                             view.event(data)
             except (httpx.TransportError, SSEError) as exc:
+                if not connected and isinstance(exc, httpx.ConnectError):
+                    raise  # never reached: no coordinator there (`session` says so), not a dropped stream
                 view.notice(f"[retry] lost the coordinator ({type(exc).__name__}); reconnecting")
                 time.sleep(2)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
@@ -21,7 +21,6 @@ from .api_client import (
     check,
     console,
     delete_run,
-    fail,
     finish,
     follow_run,
     iter_runs,
@@ -32,14 +31,14 @@ from .api_client import (
 )
 from .display import print_json
 from .runbody import (
+    CONFIG_OPTIONS,
     RUN_BODY_PATHS,
+    config_value,
     merge_options,
-    parse_directive_search,
-    parse_policy_directive,
     parse_teacher_spec,
     read_config,
+    with_config_options,
 )
-from .schemas import RewardMetric
 
 # add_completion: `seal-lab --install-completion` (bash, zsh, fish, PowerShell) completes commands and options.
 app = typer.Typer(no_args_is_help=True, help="SEAL inner-loop runs on a seal-lab stack.")
@@ -85,6 +84,7 @@ _NOT_GIVEN = ("DEFAULT", "DEFAULT_MAP")
 
 
 @app.command()
+@with_config_options()
 def run(
     ctx: typer.Context,
     config_file: Annotated[
@@ -100,48 +100,10 @@ def run(
             help="passages: SEAL-format JSON, SQuAD v1.1 JSON or squad JSON lines; default: the demo set"
         ),
     ] = None,
-    k: Annotated[int, typer.Option(help="self-edits per passage")] = 3,
-    formats: Annotated[
-        str, typer.Option(help="comma-separated: implications,rewrite,self-qa")
-    ] = "implications",
-    seed: int = 0,
     limit: Annotated[int | None, typer.Option(help="only the first N passages")] = None,
-    temperature: float = 0.7,
-    top_p: Annotated[float, typer.Option(help="nucleus sampling of the self-edits")] = 0.95,
-    max_new_tokens: Annotated[int, typer.Option(help="length of one self-edit")] = 192,
-    eval_max_new_tokens: Annotated[int, typer.Option(help="length of an answer to a question")] = 32,
-    include_passage: Annotated[
-        bool, typer.Option(help="train on the passage too (SEAL's passage + self-edits)")
-    ] = True,
-    reward_metric: Annotated[
-        RewardMetric, typer.Option(help="score used for the reward and the best self-edit")
-    ] = "f1",
-    reward_seeds: Annotated[
-        int, typer.Option(help="train each self-edit with N seeds and average its reward")
-    ] = 1,
-    policy_adapter_key: Annotated[
-        str, typer.Option(help="the generator's starting policy adapter (a store key); empty = base model")
-    ] = "",
-    rounds: Annotated[int, typer.Option(help="ReST-EM rounds (policy updates); 0 = one inner loop")] = 0,
-    heldout: Annotated[int, typer.Option(help="hold out N of the passages (seeded) for the conditions")] = 0,
     heldout_dataset: Annotated[
         Path | None, typer.Option(help="held-out passages from their own file (any --dataset format)")
     ] = None,
-    heldout_format: Annotated[
-        str, typer.Option(help="format of the held-out self-edits; empty = the first of --formats")
-    ] = "",
-    conditions_directive: Annotated[
-        Literal["default", "generated"],
-        typer.Option(
-            help="held-out conditions train with the trainer's default or each self-edit's directive"
-        ),
-    ] = "default",
-    policy_directive: Annotated[
-        str,
-        typer.Option(
-            help="the policy update's training, e.g. 'epochs=3,learning_rate=5e-4' (unset fields: defaults)"
-        ),
-    ] = "",
     teacher: Annotated[
         list[str] | None,
         typer.Option(
@@ -149,25 +111,6 @@ def run(
             "list per passage), split as FORMAT (implications), training on completion INDEX (0)"
         ),
     ] = None,
-    directive_search: Annotated[
-        str,
-        typer.Option(
-            help="directives to also try per self-edit, e.g. 'epochs=2;epochs=8,learning_rate=1e-3'"
-        ),
-    ] = "",
-    retention: Annotated[bool, typer.Option(help="score every adapter on the retention set")] = True,
-    retention_questions: Annotated[
-        int, typer.Option(help="only this many retention questions, evenly spaced (0 = all 64)")
-    ] = 0,
-    retention_heldout: Annotated[
-        int, typer.Option(help="retention set for only the first N held-out passages per condition (0 = all)")
-    ] = 0,
-    specificity_control: Annotated[
-        bool, typer.Option(help="also ask each held-out adapter the next held-out passage's questions")
-    ] = True,
-    min_reward: Annotated[
-        float, typer.Option(help="a passage's best self-edit trains the policy if its reward exceeds this")
-    ] = 0.0,
     report: Annotated[
         Path | None, typer.Option(help="save the HTML report here when the run finishes")
     ] = None,
@@ -175,14 +118,11 @@ def run(
     follow: bool = True,
     as_json: Annotated[bool, typer.Option("--json", help="print the machine-readable result")] = False,
     url: Url = DEFAULT_URL,
+    **config: Any,  # one option per field of RunConfig (runbody.with_config_options)
 ) -> None:
     """Start a run (one inner loop, or ReST-EM rounds with held-out conditions) and follow it to the results."""
-    try:
-        body = run_request(ctx, config_file)
-    except CoordinatorError as exc:
-        fail(str(exc))
-    with session(url, timeout=60) as client:
-        created = start_run(client, body)
+    with session(url, timeout=60) as client:  # no request yet: a bad option or file fails first
+        created = start_run(client, run_request(ctx, config_file))
         console.print(f"run {created['id']}: {created['passages']} passages, {created['jobs_total']} jobs")
         if not follow:
             if as_json:
@@ -214,12 +154,8 @@ def run_request(ctx: typer.Context, config_file: Path | None) -> dict[str, Any]:
     dataset, heldout_dataset = given.pop("dataset", None), given.pop("heldout_dataset", None)
     options: dict[str, Any] = {}
     for option, value in given.items():
-        if option == "formats":
-            value = [f.strip() for f in value.split(",") if f.strip()]
-        elif option == "directive_search":
-            value = parse_directive_search(value)
-        elif option == "policy_directive":
-            value = parse_policy_directive(value)
+        if option in CONFIG_OPTIONS:
+            value = config_value(option, value)
         elif option == "teacher":
             value = [read_teacher(spec) for spec in value or []]
         if value is not None or option == "limit":

@@ -84,18 +84,15 @@ def export(
     against its key; optionally push the folder to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)."""
     with session(url, timeout=300) as client:
         detail = check(client.get(f"/v1/adapters/{_name(key)}"))
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            # Into a scratch folder first: DIRECTORY gets the files only once they match the key.
-            with tempfile.TemporaryDirectory(prefix=".seal-export-", dir=directory) as scratch:
-                names = [name for name in detail["files"] if name in ADAPTER_FILES]  # no made-up name
-                for name in names:
-                    _download(client, f"/v1/adapters/{_name(key)}/files/{name}", Path(scratch, name))
-                _check_digest(detail["key"], Path(scratch))
-                for name in names:
-                    Path(scratch, name).replace(directory / name)
-        except OSError as exc:
-            fail(str(exc))
+        directory.mkdir(parents=True, exist_ok=True)  # an OSError: one line from `session`
+        # Into a scratch folder first: DIRECTORY gets the files only once they match the key.
+        with tempfile.TemporaryDirectory(prefix=".seal-export-", dir=directory) as scratch:
+            names = [name for name in detail["files"] if name in ADAPTER_FILES]  # no made-up name
+            for name in names:
+                _download(client, f"/v1/adapters/{_name(key)}/files/{name}", Path(scratch, name))
+            _check_digest(detail["key"], Path(scratch))
+            for name in names:
+                Path(scratch, name).replace(directory / name)
     console.print(f"adapter {detail['key']} written to {directory} ({', '.join(detail['files'])})")
     if push_to_hub:
         url_pushed = push_folder(directory, push_to_hub, private, f"seal-lab adapter {detail['key']}")

@@ -13,14 +13,13 @@ import typer
 from seal_lab.runtime import MODEL_EXTRA_HINT, missing_model_packages
 
 from .api_client import (
-    CoordinatorError,
-    connect,
     console,
     fail,
     finish,
     follow_run,
     out,
     save_report,
+    session,
     start_run,
 )
 
@@ -69,17 +68,12 @@ def demo(
     config = {"k": k, "rounds": rounds, "heldout": heldout, "retention_questions": retention_questions}
     with (
         LocalStack(workdir, console, security=security) as stack,
-        connect(stack.coordinator_url, timeout=60, security=security) as client,
+        session(stack.coordinator_url, timeout=60, security=security) as client,
     ):
-        try:
-            created = start_run(client, {"dataset": "demo", "limit": limit, "config": config, "name": "demo"})
-            console.print(
-                f"run {created['id']}: {created['passages']} passages, {created['jobs_total']} jobs"
-            )
-            detail = follow_run(client, created["id"], quiet=as_json)
-            if detail.get("results"):
-                save_report(client, created["id"], workdir / f"report-{created['id']}.html")
-        except CoordinatorError as exc:
-            fail(str(exc))
+        created = start_run(client, {"dataset": "demo", "limit": limit, "config": config, "name": "demo"})
+        console.print(f"run {created['id']}: {created['passages']} passages, {created['jobs_total']} jobs")
+        detail = follow_run(client, created["id"], quiet=as_json)
+        if detail.get("results"):
+            save_report(client, created["id"], workdir / f"report-{created['id']}.html")
     console.print(f"demo finished in {time.perf_counter() - started:.0f}s; store and logs in {workdir}/")
     finish(detail, as_json)

@@ -29,7 +29,7 @@ from .limits import (
     MAX_RUN_NAME_CHARS,
     MAX_TEACHER_PASSAGES,
 )
-from .result_schemas import RunResults as RunResults  # its models live there; routes import it from here
+from .result_schemas import RunResults
 
 #: "paused": waiting for the object store to come back (the run goes on by itself). "cancelled": stopped on
 #: request for good (POST /v1/runs/{id}/cancel); no coordinator resumes it.
@@ -63,7 +63,7 @@ Timestamp = Annotated[
 ]
 
 
-def _members(annotation: Any) -> tuple[Any, ...]:
+def annotation_members(annotation: Any) -> tuple[Any, ...]:
     """The types a field's annotation allows: `int | None` -> (int, NoneType); `int` -> (int,)."""
     if get_origin(annotation) in (Union, types.UnionType):
         return get_args(annotation)
@@ -117,7 +117,7 @@ class RequestModel(BaseModel):
     @classmethod
     def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, bool) and info.field_name is not None:
-            allowed = _members(cls.model_fields[info.field_name].annotation)
+            allowed = annotation_members(cls.model_fields[info.field_name].annotation)
             if bool not in allowed and (int in allowed or float in allowed):
                 raise PydanticCustomError("number_type", "Input should be a number, not true or false")
         return value
@@ -165,10 +165,12 @@ class RunConfig(RequestModel):
     formats: list[FormatName] = Field(
         ["implications"], min_length=1, max_length=8, description="self-edit formats"
     )
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature of the self-edits")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling of the self-edits")
     max_new_tokens: int = Field(192, ge=16, le=2048, description="length of one self-edit")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    seed: int = Field(
+        0, ge=0, le=2**31 - 1, description="base seed of the sampling, the training and the held-out split"
+    )
     include_passage: bool = Field(True, description="train on the passage too (SEAL's passage + self-edits)")
     reward_metric: RewardMetric = Field("f1", description="score used for the reward and the best self-edit")
     reward_seeds: int = Field(
@@ -178,7 +180,7 @@ class RunConfig(RequestModel):
         description="train every training self-edit with this many seeds and average its reward (the report "
         "splits the reward's variance into the self-edit's share and seed noise)",
     )
-    eval_max_new_tokens: int = Field(32, ge=1, le=256)
+    eval_max_new_tokens: int = Field(32, ge=1, le=256, description="length of an answer to a question")
     policy_adapter_key: str = Field(
         "",
         max_length=MAX_KEY_CHARS,
@@ -221,7 +223,10 @@ class RunConfig(RequestModel):
         description="held-out conditions train with the trainer's default directive (compares the data only, "
         "as SEAL's table does) or with each self-edit's own directive",
     )
-    policy_directive: PolicyDirective = Field(default_factory=PolicyDirective)
+    policy_directive: PolicyDirective = Field(
+        default_factory=PolicyDirective,
+        description="how the policy update (each ReST-EM round) trains on the winning self-edits",
+    )
     specificity_control: bool = Field(
         True,
         description="also score each held-out adapter on the next held-out passage's questions: a gain there "

@@ -4,29 +4,24 @@ SEAL scored knowledge incorporation with GPT-4.1 and this prompt, which lets an 
 as it conveys the gold answer; a small model that answers in a sentence is judged fairly by it. The judge is
 off unless `SEAL_EVALUATOR_JUDGE_BASE_URL` is set; then every answer gets `judge` = 1.0 (yes) or 0.0 (no).
 
-A judge that cannot be asked fails the evaluation with a clear status, never with a silent 0: after bounded
-retries on 408/429/5xx, timeouts and refused connections (honouring Retry-After) it is `Unavailable`; a
-request the endpoint refuses (401, 404 for an unknown model, ...) is `FailedPrecondition`.
-
-The HTTP call resembles the generator's OpenAI teacher (`services/generator/backends.py`): services share no
-Python code, and this one adds retries and concurrency, so it is written here with httpx.
+A judge that cannot be asked fails the evaluation with a clear status, never with a silent 0. It is asked
+through the shared client (`seal_lab.openai_client`, the generator's teacher's too): after bounded retries on
+408/429/5xx, timeouts and refused connections (honouring Retry-After) it is `Unavailable`; a key, URL or model
+the endpoint refuses (401, 403, 404) is `FailedPrecondition`, another refused request `InvalidArgument`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
-
-from seal_lab.errors import FailedPrecondition, Unavailable
-from seal_lab.httpretry import is_retryable, retry_after_seconds
+from seal_lab.errors import FailedPrecondition
+from seal_lab.openai_client import ChatClient, Endpoint, RetryRule
 
 from .answering import QuestionItem, gold_answer
 from .settings import EvaluatorSettings
@@ -48,7 +43,6 @@ JUDGE_VERSION = "seal-grade-v1"
 #: SEAL's `parse_yes_no`: yes only if the reply has the word "yes" and not the word "no" (case-insensitive).
 _YES = re.compile(r"\b(yes)\b", re.I)
 _NO = re.compile(r"\b(no)\b", re.I)
-#: Statuses worth retrying: the endpoint is overloaded, rate-limited or briefly down.
 
 
 def seal_question(item: QuestionItem) -> str:
@@ -67,6 +61,10 @@ def grade_prompt(item: QuestionItem, answer: str) -> str:
 def parse_yes_no(text: str) -> bool:
     """True for yes; False for no and for anything ambiguous (SEAL's rule)."""
     return bool(_YES.search(text)) and not _NO.search(text)
+
+
+#: How the judge's errors name it and its settings.
+JUDGE = Endpoint("judge", "SEAL_EVALUATOR_JUDGE_")
 
 
 class Judge:
@@ -88,17 +86,17 @@ class Judge:
         self.model = model
         self.max_tokens = max_tokens
         self.concurrency = concurrency
-        self.max_retries = max_retries
-        self.max_retry_wait_seconds = max_retry_wait_seconds
-        self._sleep = sleep
         # One pool per judge, shared by concurrent evaluations: at most `concurrency` requests in flight in all.
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers=headers,
-            timeout=timeout_seconds,
-            limits=httpx.Limits(max_connections=concurrency),
+        self._chat = ChatClient(
+            base_url,
+            model,
+            api_key,
+            JUDGE,
+            timeout_seconds=timeout_seconds,
+            retry=RetryRule(max_retries, max_retry_wait_seconds),
+            max_connections=concurrency,
+            sleep=sleep,
         )
 
     @classmethod
@@ -140,66 +138,21 @@ class Judge:
             raise
 
     def ask(self, prompt: str) -> bool:
-        body = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": 0,
-            "max_tokens": self.max_tokens,
-        }
-        tries = self.max_retries + 1
-        for attempt in range(tries):
-            try:
-                response = self._client.post("/chat/completions", json=body)
-            except httpx.TransportError as exc:  # timeouts, refused or dropped connections
-                problem, wait = f"could not be reached ({type(exc).__name__})", None
-            else:
-                status = response.status_code
-                if status == 200:
-                    return parse_yes_no(self._reply(response))
-                if not is_retryable(status):
-                    raise FailedPrecondition(_refusal(response))
-                problem = f"answered {status}"
-                wait = retry_after_seconds(response.headers.get("retry-after"))
-                if wait is not None and wait > self.max_retry_wait_seconds:
-                    raise Unavailable(
-                        f"judge endpoint answered {status} and asks to wait {wait:.0f}s, more than "
-                        f"SEAL_EVALUATOR_JUDGE_MAX_RETRY_WAIT_SECONDS={self.max_retry_wait_seconds:g}"
-                    )
-            if attempt + 1 == tries:
-                break
-            if wait is None:  # exponential back-off with jitter, so that parallel requests spread out
-                wait = min(self.max_retry_wait_seconds, 0.5 * 2**attempt * random.uniform(0.5, 1.0))
-            log.warning("judge endpoint %s; retry %d/%d in %.1fs", problem, attempt + 1, tries - 1, wait)
-            self._sleep(wait)
-        raise Unavailable(f"judge endpoint {problem} ({tries} tries)")
-
-    @staticmethod
-    def _reply(response: httpx.Response) -> str:
-        try:
-            choice = response.json()["choices"][0]
-            text = choice["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise Unavailable(
-                f"judge endpoint sent an unexpected response: {response.text[:200]!r}"
-            ) from None
-        if not isinstance(text, str) or not text.strip():
+        # SEAL sends the prompt as the only user message, at temperature 0.
+        reply = self._chat.complete(
+            [{"role": "user", "content": prompt}], temperature=0, max_tokens=self.max_tokens
+        )
+        if not reply.text or not reply.text.strip():
             # A reasoning model can spend a small budget before it writes anything: that is no verdict.
             raise FailedPrecondition(
-                f"judge replied with no text (finish_reason={choice.get('finish_reason')!r}); "
+                f"judge replied with no text (finish_reason={reply.finish_reason!r}); "
                 "raise SEAL_EVALUATOR_JUDGE_MAX_TOKENS or use another model"
             )
-        return text
+        return parse_yes_no(reply.text)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._client.close()
-
-
-def _refusal(response: httpx.Response) -> str:
-    status = response.status_code
-    if status in (401, 403):  # the body may quote part of the key: leave it out
-        return f"judge endpoint refused the API key ({status}); check SEAL_EVALUATOR_JUDGE_API_KEY"
-    return f"judge endpoint refused the request ({status}): {response.text[:200]!r}"
+        self._chat.close()
 
 
 def add_verdicts(judge: Judge, graded: Sequence[tuple[Sequence[QuestionItem], dict[str, Any]]]) -> None:

@@ -22,7 +22,12 @@ def build_servicer(
     if settings.backend == "openai":
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
         remote = OpenAIBackend(
-            settings.openai_base_url, settings.openai_model, key, settings.openai_timeout_seconds
+            settings.openai_base_url,
+            settings.openai_model,
+            key,
+            settings.openai_timeout_seconds,
+            max_retries=settings.openai_max_retries,
+            max_retry_wait_seconds=settings.openai_max_retry_wait_seconds,
         )
     return GeneratorServicer(
         open_store(store_settings),

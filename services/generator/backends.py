@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,10 +14,10 @@ import httpx
 from seal_lab.adapters import AdapterLimits
 from seal_lab.callend import IsCancelled, check_cancelled
 from seal_lab.directive import DIRECTIVE_LINE_PREFIX, DirectiveLimits, format_directive
-from seal_lab.errors import ConfigurationError, FailedPrecondition, InvalidArgument, Unavailable
-from seal_lab.httpretry import is_retryable, retry_after_seconds
+from seal_lab.errors import ConfigurationError, InvalidArgument
 from seal_lab.lora import adapter_applied
 from seal_lab.models import LoadedModel, chat_prompt, generate_texts
+from seal_lab.openai_client import ChatClient, Endpoint, RetryRule
 from seal_lab.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -155,24 +152,15 @@ class LocalBackend:
         ]
 
 
-#: 4xx that say the configuration is wrong (key, base URL, model), not the request.
-_CONFIGURATION_STATUSES = {
-    401: "check SEAL_GENERATOR_OPENAI_API_KEY",
-    403: "check SEAL_GENERATOR_OPENAI_API_KEY and the model's access",
-    404: "check SEAL_GENERATOR_OPENAI_BASE_URL and SEAL_GENERATOR_OPENAI_MODEL",
-}
-_REASON_CHARS = 200
+#: How the teacher's errors name it and its settings.
+TEACHER = Endpoint("teacher", "SEAL_GENERATOR_OPENAI_")
 
 
 class OpenAIBackend:
-    """Any OpenAI-compatible `/chat/completions` endpoint (vLLM, llama.cpp server, a hosted API).
-
-    A 429 or 5xx (or no answer) is tried again up to `max_retries` times, after the teacher's `Retry-After`
-    (seconds or an HTTP date, at most `max_retry_after_seconds`) or a jittered backoff; then UNAVAILABLE,
-    which the coordinator retries within its own budget. Any other 4xx fails the call at once: 401, 403 and
-    404 as FAILED_PRECONDITION (the settings are wrong), the rest as INVALID_ARGUMENT. Messages carry the
-    HTTP status and a short reason, never the key or the URL.
-    """
+    """Any OpenAI-compatible `/chat/completions` endpoint (vLLM, llama.cpp server, a hosted API), asked through
+    the shared client (`seal_lab.openai_client`): its retry rule and errors are the judge's too. A teacher
+    that stays unavailable is UNAVAILABLE, which the coordinator retries within its own budget; a refusal
+    fails the call at once (FAILED_PRECONDITION for the key, URL or model, INVALID_ARGUMENT otherwise)."""
 
     name = "openai"
 
@@ -184,7 +172,7 @@ class OpenAIBackend:
         timeout_seconds: float,
         *,
         max_retries: int = 4,
-        max_retry_after_seconds: float = 60.0,
+        max_retry_wait_seconds: float = 60.0,
         initial_backoff_seconds: float = 1.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -194,14 +182,16 @@ class OpenAIBackend:
                 "the openai backend needs SEAL_GENERATOR_OPENAI_BASE_URL and _OPENAI_MODEL"
             )
         self.model_name = model
-        self.max_retries = max_retries
-        self.max_retry_after_seconds = max_retry_after_seconds
-        self.initial_backoff_seconds = initial_backoff_seconds
-        self._sleep = sleep
-        self._secret = api_key
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_seconds, transport=transport
+        rule = RetryRule(max_retries, max_retry_wait_seconds, initial_backoff_seconds)
+        self._chat = ChatClient(
+            base_url,
+            model,
+            api_key,
+            TEACHER,
+            timeout_seconds=timeout_seconds,
+            retry=rule,
+            transport=transport,
+            sleep=sleep,
         )
 
     def write(
@@ -225,70 +215,16 @@ class OpenAIBackend:
         results = []
         for index in range(num_samples):  # one request per sample: not every server supports `n`
             check_cancelled(cancelled, f"before sample {index + 1} of {num_samples}")
-            body = {
-                "model": self.model_name,
-                "messages": [{"role": "user", "content": prompt + instruction}],
-                "temperature": sampling.temperature,
-                "top_p": sampling.top_p,
-                "max_tokens": sampling.max_new_tokens,
-                "seed": sampling.seed + index,
-            }
-            response = self._post(body)
-            try:
-                payload = response.json()
-                text = payload["choices"][0]["message"]["content"] or ""
-                tokens = int(payload.get("usage", {}).get("completion_tokens", 0))
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
-                raise Unavailable(
-                    f"teacher endpoint sent an unexpected response: {self._reason(response.text)}"
-                ) from exc
-            results.append(RawSelfEdit(text, text, tokens))
+            reply = self._chat.complete(
+                [{"role": "user", "content": prompt + instruction}],
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_new_tokens,
+                seed=sampling.seed + index,
+            )
+            text = reply.text or ""
+            results.append(RawSelfEdit(text, text, reply.completion_tokens))
         return results
 
-    def _post(self, body: dict[str, object]) -> httpx.Response:
-        """One completion, tried again on 429/5xx/no answer; a refusal raises at once."""
-        for attempt in range(self.max_retries + 1):
-            try:
-                response = self._client.post("/chat/completions", json=body)
-            except httpx.HTTPError as exc:  # str(exc) may name the URL: the type says enough
-                failure, wait = f"unreachable ({type(exc).__name__})", None
-            else:
-                if response.status_code == 200:
-                    return response
-                if not is_retryable(response.status_code):
-                    raise self._refusal(response)
-                failure = f"answered {_status(response)}: {self._reason(response.text)}"
-                wait = retry_after_seconds(response.headers.get("retry-after"))
-            if attempt == self.max_retries:
-                break
-            if wait is None:  # full jitter, so generators that failed together do not retry in lockstep
-                wait = random.uniform(0, self.initial_backoff_seconds * 2**attempt)
-            delay = min(wait, self.max_retry_after_seconds)
-            log.warning("teacher endpoint %s; retry %d in %.1fs", failure, attempt + 1, delay)
-            self._sleep(delay)
-        raise Unavailable(f"teacher endpoint {failure} (after {self.max_retries + 1} tries)")
-
-    def _refusal(self, response: httpx.Response) -> InvalidArgument | FailedPrecondition:
-        status = response.status_code
-        message = f"teacher endpoint refused the request: {_status(response)}: {self._reason(response.text)}"
-        if status in _CONFIGURATION_STATUSES:
-            return FailedPrecondition(f"{message} ({_CONFIGURATION_STATUSES[status]})")
-        return InvalidArgument(message)
-
-    def _reason(self, text: str) -> str:
-        """A short reason from an error body (OpenAI's `{"error": {"message"}}` or the text), the key masked."""
-        reason = text
-        with contextlib.suppress(ValueError, AttributeError, TypeError):
-            error = json.loads(text).get("error")
-            reason = error.get("message") if isinstance(error, dict) else error
-        reason = " ".join(str(reason or "no reason given").split())
-        if self._secret:
-            reason = reason.replace(self._secret, "***")
-        return reason[:_REASON_CHARS] + ("..." if len(reason) > _REASON_CHARS else "")
-
     def close(self) -> None:
-        self._client.close()
-
-
-def _status(response: httpx.Response) -> str:
-    return f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+        self._chat.close()

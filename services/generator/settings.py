@@ -28,6 +28,19 @@ class GeneratorSettings(GrpcServiceSettings):
         default=None, description="The teacher's API key (no default on purpose)."
     )
     openai_timeout_seconds: float = Field(default=120.0, description="Per request to the teacher.")
+    # Retries after a 429, a 5xx, a timeout or a refused connection (the judge's rule: seal_lab.openai_client);
+    # a Retry-After longer than `openai_max_retry_wait_seconds` fails the call at once (UNAVAILABLE).
+    openai_max_retries: int = Field(
+        4,
+        ge=0,
+        le=20,
+        description="Retries of a teacher request after a 429, a 5xx, a timeout or a refused connection.",
+    )
+    openai_max_retry_wait_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="The longest Retry-After the generator waits out; a longer one fails the call at once.",
+    )
     # Generate and Import calls admitted at once (in progress or waiting for the model); more are refused
     # with RESOURCE_EXHAUSTED (cause "busy").
     max_queued_calls: int = Field(

@@ -120,12 +120,6 @@ def token_pairs(token: str | None) -> list[tuple[str, str]]:
     return [] if token is None else [(AUTHORIZATION_KEY, f"Bearer {token}")]
 
 
-def token_interceptors(token: str) -> list[grpc.aio.ClientInterceptor]:
-    """Client interceptors that add the bearer token to every call."""
-    pairs = token_pairs(token)
-    return metadata_interceptors(lambda: pairs)
-
-
 def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
     """This server's certificate; with `client_auth`, callers must present one signed by the CA."""
     pem = tls.pem

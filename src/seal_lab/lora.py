@@ -21,8 +21,6 @@ from seal_lab.models import LoadedModel
 from seal_lab.multilora import save_peft_folder
 from seal_lab.store import ObjectStore
 
-__all__ = ["TrainOutcome", "TrainProgressEvent", "train_adapter"]
-
 
 def train_adapter(
     loaded: LoadedModel,

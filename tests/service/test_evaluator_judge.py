@@ -150,7 +150,7 @@ def test_a_failing_judge_fails_the_request_with_a_clear_status_and_caches_nothin
         with pytest.raises(grpc.RpcError) as down:
             _evaluate(servers["on"], questions, max_new_tokens=3)
         assert down.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert "judge endpoint answered 503" in down.value.details()
+        assert "judge endpoint answered HTTP 503" in down.value.details()
     finally:
         stub.always = None
     evaluation = _evaluate(servers["on"], questions, max_new_tokens=3)

@@ -85,7 +85,7 @@ def test_an_exported_adapter_loads_in_a_fresh_process_on_its_recorded_base(tmp_p
 
     app = create_app(CoordinatorSettings(), store)
     app.dependency_overrides[get_manager] = lambda: SimpleNamespace(store=store)
-    monkeypatch.setattr(api_client, "connect", lambda url, timeout: TestClient(app))
+    monkeypatch.setattr(api_client, "connect", lambda url, timeout, security=None: TestClient(app))
     exported = tmp_path / "exported"
     result = CliRunner().invoke(cli.app, ["adapters", "export", key, str(exported)])
     assert result.exit_code == 0, result.output

@@ -32,7 +32,7 @@ def coordinator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[LocalS
     key = publish(store, tmp_path / "peft", 1.0, 7)
     app = create_app(CoordinatorSettings(), store)
     app.dependency_overrides[get_manager] = lambda: SimpleNamespace(store=store)
-    monkeypatch.setattr(api_client, "connect", lambda url, timeout: TestClient(app))
+    monkeypatch.setattr(api_client, "connect", lambda url, timeout, security=None: TestClient(app))
     return store, key
 
 

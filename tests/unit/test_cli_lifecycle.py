@@ -173,9 +173,24 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize(
     "command",
-    [["list"], ["status", "run-1"], ["cancel", "run-1"], ["adapters", "list"], ["run", "--no-follow"]],
+    [
+        ["list"],
+        ["status", "run-1"],
+        ["follow", "run-1"],  # before the fix: "[retry] lost the coordinator" every 2 s, for ever
+        ["resume", "run-1"],
+        ["cancel", "run-1"],
+        ["delete", "run-1"],
+        ["report", "run-1", "--json"],
+        ["adapters", "list"],
+        ["adapters", "show", "adapters/abc"],
+        ["adapters", "export", "adapters/abc", "exported"],
+        ["run", "--no-follow"],
+        ["run"],
+    ],
+    ids=" ".join,
 )
-def test_a_coordinator_out_of_reach_is_one_line_naming_the_url_and_what_to_do(command):
+def test_a_coordinator_out_of_reach_is_one_line_naming_the_url_and_what_to_do(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     url = f"http://127.0.0.1:{_closed_port()}"
     result = CliRunner().invoke(cli.app, [*command, "--url", url], env={"COLUMNS": "300"})
     assert result.exit_code == 2
@@ -184,3 +199,23 @@ def test_a_coordinator_out_of_reach_is_one_line_naming_the_url_and_what_to_do(co
     assert f"cannot reach the coordinator at {url}" in lines[0]
     assert "seal-lab up" in lines[0] and "SEAL_COORDINATOR_URL" in lines[0]
     assert "Traceback" not in result.output
+
+
+def test_the_url_tried_is_the_one_seal_coordinator_url_names(monkeypatch):
+    url = f"http://127.0.0.1:{_closed_port()}"
+    result = CliRunner().invoke(cli.app, ["list"], env={"COLUMNS": "300", "SEAL_COORDINATOR_URL": url})
+    assert result.exit_code == 2 and f"error: cannot reach the coordinator at {url} (" in result.output
+    assert "Connection refused" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_file_that_cannot_be_written_is_one_line_too(monkeypatch, tmp_path):
+    real_client = httpx.Client
+    answer = lambda request: httpx.Response(200, text="<html></html>")  # noqa: E731
+    monkeypatch.setattr(
+        api_client.httpx, "Client", lambda **kw: real_client(transport=httpx.MockTransport(answer), **kw)
+    )
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = CliRunner().invoke(cli.app, ["report", "run-1", "-o", str(blocker / "report.html")])
+    assert result.exit_code == 2 and result.output.startswith("error: ") and "a-file" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

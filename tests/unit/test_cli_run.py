@@ -11,6 +11,7 @@ from typing import Any, get_args
 
 import pytest
 import typer
+from pydantic import Field
 from typer.testing import CliRunner
 
 from services.coordinator import cli
@@ -18,8 +19,10 @@ from services.coordinator.runbody import (
     CONFIG_FILE_ONLY,
     CONFIG_OPTIONS,
     RUN_BODY_PATHS,
-    parse_policy_directive,
+    config_options,
+    config_value,
     read_config,
+    with_config_options,
 )
 from services.coordinator.schemas import PolicyDirective, RunConfig, RunCreate, TeacherImport
 
@@ -128,8 +131,49 @@ def test_every_field_of_the_request_is_reachable_from_run():
     assert set(RUN_BODY_PATHS) <= _run_command_options()
     # --teacher NAME:FORMAT:INDEX=FILE and --policy-directive reach every field of theirs.
     every = {name: 64 if name != "learning_rate" else 1e-4 for name in PolicyDirective.model_fields}
-    policy = parse_policy_directive(",".join(f"{k}={v}" for k, v in every.items()))
+    policy = config_value("policy_directive", ",".join(f"{k}={v}" for k, v in every.items()))
     assert PolicyDirective(**policy).model_fields_set == set(PolicyDirective.model_fields)
+
+
+def test_every_runconfig_field_is_an_option_whose_help_is_the_fields_description():
+    command = typer.main.get_command(cli.app).commands["run"]  # type: ignore[attr-defined]
+    params = {param.name: param for param in command.params}
+    for name, field in RunConfig.model_fields.items():
+        assert field.description, f"RunConfig.{name} needs a description: it is the help of --{name}"
+        option = params[name]
+        assert f"--{name.replace('_', '-')}" in option.opts
+        assert option.help.startswith(field.description.rstrip(".")), (name, option.help)
+
+
+def test_a_new_runconfig_field_is_an_option_without_touching_the_cli():
+    class Grown(RunConfig):
+        warmup_steps: int = Field(5, ge=0, description="optimizer steps before the full learning rate")
+        tags: list[str] = Field(["a", "b"], description="labels of the run")
+
+    app, options = typer.Typer(), config_options(Grown)
+    seen: dict[str, Any] = {}
+
+    @app.command()
+    @with_config_options(options)
+    def go(**config: Any) -> None:
+        seen.update({name: options[name].to_value(value) for name, value in config.items()})
+
+    shown = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert (
+        "--warmup-steps" in shown.output and "optimizer steps before the full learning rate" in shown.output
+    )
+    result = CliRunner().invoke(app, ["--warmup-steps", "7", "--tags", "x, y", "--no-retention"])
+    assert result.exit_code == 0, result.output
+    assert (seen["warmup_steps"], seen["tags"], seen["retention"], seen["k"]) == (7, ["x", "y"], False, 3)
+    assert Grown(**{k: v for k, v in seen.items() if v is not None}).warmup_steps == 7
+
+
+def test_a_field_with_no_command_line_form_is_refused_by_name():
+    class Odd(RunConfig):
+        weights: dict[str, float] = Field({}, description="per-format weights")
+
+    with pytest.raises(TypeError, match=r"Odd\.weights: no command-line form"):
+        config_options(Odd)
 
 
 def test_every_option_lands_in_the_request_with_its_value(coordinator, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from seal_lab.errors import FailedPrecondition, Unavailable
-from seal_lab.httpretry import retry_after_seconds
+from seal_lab.openai_client import retry_after_seconds
 from services.coordinator.launcher import free_ports
 from services.evaluator.answering import QuestionItem, question_set_hash
 from services.evaluator.judge import (
@@ -118,7 +118,7 @@ def test_a_retry_after_beyond_the_limit_fails_at_once_as_unavailable(stub, make_
 def test_server_errors_are_retried_a_bounded_number_of_times_then_unavailable(stub, make_judge):
     stub.always = Failure(503)
     judge, sleeps = make_judge(max_retries=2)
-    with pytest.raises(Unavailable, match=r"answered 503 \(3 tries\)"):
+    with pytest.raises(Unavailable, match=r"answered HTTP 503 Service Unavailable: .*\(after 3 tries\)"):
         judge.verdicts([grade_prompt(PARIS, "Paris")])
     assert len(stub.requests) == 3 and len(sleeps) == 2 and all(0 < s <= 30 for s in sleeps)
 
@@ -150,7 +150,7 @@ def test_an_unreachable_endpoint_is_unavailable_after_its_retries():
     (port,) = free_ports(1)
     sleeps: list[float] = []
     judge = Judge(f"http://127.0.0.1:{port}/v1", "m", max_retries=1, sleep=sleeps.append)
-    with pytest.raises(Unavailable, match="could not be reached"):
+    with pytest.raises(Unavailable, match=r"unreachable \(ConnectError\) \(after 2 tries\)"):
         judge.verdicts([grade_prompt(PARIS, "Paris")])
     judge.close()
     assert len(sleeps) == 1

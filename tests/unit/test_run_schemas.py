@@ -10,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.coordinator.api_client import CoordinatorError
-from services.coordinator.cli import parse_directive_search, read_teacher
+from services.coordinator.cli import read_teacher
+from services.coordinator.runbody import config_value
 from services.coordinator.schemas import DirectiveOverride, RunConfig, RunCreate, TeacherImport
 
 PASSAGE = {
@@ -18,6 +19,11 @@ PASSAGE = {
     "context": "The lamp is red.",
     "questions": [{"question": "Colour?", "answer": "red"}],
 }
+
+
+def parse_directive_search(text: str) -> list[dict[str, float]]:
+    """What `seal-lab run --directive-search TEXT` sends."""
+    return config_value("directive_search", text)
 
 
 def _teacher(name: str = "gpt") -> dict[str, Any]:

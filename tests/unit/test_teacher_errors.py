@@ -13,7 +13,7 @@ import pytest
 
 from seal_lab.directive import DirectiveLimits
 from seal_lab.errors import FailedPrecondition, InvalidArgument, SealError, Unavailable
-from seal_lab.httpretry import retry_after_seconds
+from seal_lab.openai_client import retry_after_seconds
 from services.generator.backends import OpenAIBackend, Sampling
 
 KEY = "sk-secret-teacher-key-1234"
@@ -85,10 +85,14 @@ def test_a_429_waits_the_teachers_retry_after_then_succeeds():
     assert len(teacher.requests) == 3 and teacher.slept == [7.0, 2.0]
 
 
-def test_a_retry_after_is_capped():
+def test_a_retry_after_beyond_the_limit_fails_at_once_as_unavailable():
+    # The judge's rule too (seal_lab.openai_client): asking again sooner than the teacher said gets another 429.
     teacher = Teacher(error(429, **{"Retry-After": "86400"}))
-    write(teacher.backend(max_retry_after_seconds=30))
-    assert teacher.slept == [30]
+    with pytest.raises(Unavailable) as failed:
+        write(teacher.backend(max_retry_wait_seconds=30))
+    assert "asks to wait 86400s" in failed.value.message
+    assert "SEAL_GENERATOR_OPENAI_MAX_RETRY_WAIT_SECONDS=30" in failed.value.message
+    assert len(teacher.requests) == 1 and teacher.slept == []
 
 
 def test_5xx_without_a_retry_after_backs_off_with_jitter_then_gives_up_unavailable():

@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse
 
 from ..apierrors import ResultsNotReady, responses
 from ..report import render_report
-from ..schemas import RunResults
+from ..result_schemas import RunResults
 from .deps import Run
 
 router = APIRouter(prefix="/v1/runs/{run_id}", tags=["results"])
