@@ -7,8 +7,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .discovery import parse_target
-from .limits import DEFAULT_MAX_BODY_BYTES, MAX_PASSAGES_PER_REQUEST
+from .engine.discovery import parse_target
+from .run.limits import DEFAULT_MAX_BODY_BYTES, MAX_PASSAGES_PER_REQUEST
 
 
 class CoordinatorSettings(BaseSettings):

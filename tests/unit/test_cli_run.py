@@ -13,15 +13,15 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from services.coordinator import cli
-from services.coordinator.runbody import (
+from services.coordinator.cli import main as cli
+from services.coordinator.cli.runbody import (
     CONFIG_FILE_ONLY,
     CONFIG_OPTIONS,
     RUN_BODY_PATHS,
     parse_policy_directive,
     read_config,
 )
-from services.coordinator.schemas import PolicyDirective, RunConfig, RunCreate, TeacherImport
+from services.coordinator.run.schemas import PolicyDirective, RunConfig, RunCreate, TeacherImport
 
 from . import cli_coordinator
 

@@ -11,8 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from seal_lab.localstore import LocalStore
-from services.coordinator import admission, limits
-from services.coordinator.app import create_app
+from services.coordinator.api.app import create_app
+from services.coordinator.engine import admission
+from services.coordinator.run import limits
 from services.coordinator.settings import CoordinatorSettings
 
 PASSAGE = {
