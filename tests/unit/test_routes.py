@@ -11,7 +11,7 @@ from seal_lab.data import parse_passages
 from seal_lab.localstore import LocalStore
 from services.coordinator.api.app import create_app
 from services.coordinator.api.deps import get_manager
-from services.coordinator.api.errors import RunNotFound
+from services.coordinator.engine.errors import RunNotFound
 from services.coordinator.engine.state import RunState
 from services.coordinator.run.schemas import RunConfig, RunEvent
 from services.coordinator.settings import CoordinatorSettings

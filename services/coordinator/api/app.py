@@ -12,10 +12,9 @@ from seal_lab import __version__
 from seal_lab.security import Security
 from seal_lab.store import ObjectStore
 
-from ..engine.clients import ServiceClients
-from ..engine.manager import RunManager
-from ..run.limits import BodySizeLimit
+from ..engine import RunManager, ServiceClients
 from ..settings import CoordinatorSettings
+from .bodylimit import BodySizeLimit
 from .deps import require_token
 from .errors import HANDLERS, ApiError, HostCheck
 from .ratelimit import RateLimiter

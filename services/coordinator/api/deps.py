@@ -9,8 +9,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..engine.manager import RunManager
-from ..engine.state import RunState
+from ..engine import RunManager, RunState
 
 _bearer = HTTPBearer(
     auto_error=False,

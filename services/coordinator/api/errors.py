@@ -1,5 +1,6 @@
-"""The API's errors: the coordinator's own error types with their machine-readable codes, the one body every
-4xx/5xx carries, and the FastAPI handlers that send it.
+"""The API's errors: its own error types (a bad page token, results not ready), the one body every 4xx/5xx
+carries, and the FastAPI handlers that send it; the engine's errors (engine/errors.py) reach it as domain
+errors and get their status and code here.
 
 Body: `{"code": "run_not_found", "message": "no run 'x'", "detail": ...}`. `code` is for programs (stable,
 snake_case), `message` for people (one line, never a trace or a path); `detail` is the message again (what
@@ -29,27 +30,9 @@ from seal_lab.errors import (
     Unavailable,
 )
 
-from ..engine.budget import BudgetExhausted
+from ..engine import BudgetExhausted
 
 log = logging.getLogger(__name__)
-
-
-class RunNotFound(NotFound):
-    code = "run_not_found"
-
-
-class RunRunning(FailedPrecondition):
-    """The run is queued, running or paused (here or on another coordinator): cancel it first."""
-
-    code = "run_running"
-
-
-class RunFinished(FailedPrecondition):
-    code = "run_finished"
-
-
-class RunCancelled(FailedPrecondition):
-    code = "run_cancelled"
 
 
 class ResultsNotReady(FailedPrecondition):

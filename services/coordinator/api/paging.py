@@ -11,7 +11,7 @@ import binascii
 import json
 from collections.abc import Iterable
 
-from ..engine.state import RunState
+from ..engine import RunState
 from .errors import InvalidPageToken
 
 DEFAULT_PAGE_SIZE = 50

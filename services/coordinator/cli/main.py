@@ -1,5 +1,5 @@
 """`seal-lab`: the command-line client of the coordinator (httpx). The commands that run models on this
-machine (`demo`, `prepare-model`) live in `local.py`, `up` and `down` in `stack.py`; they need the `model`
+machine (`demo`, `prepare-model`) live in `demo.py`, `up` and `down` in `updown.py`; they need the `model`
 extra (`down` does not)."""
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from seal_lab.data import load_passages, passages_to_json
 from seal_lab.errors import InvalidArgument
 
 from ..run.schemas import RewardMetric
-from . import adapters as cli_adapters
-from . import demo as local
-from . import updown as stack
+from . import adapters, demo, updown
 from .api_client import (
     CoordinatorError,
     cancel_run,
@@ -351,11 +349,11 @@ def delete(run_id: str, url: Url = DEFAULT_URL) -> None:
 
 
 # The commands that need the `model` extra (each says so when it is missing).
-app.command("prepare-model")(local.prepare_model)
-app.command()(local.demo)
-app.command()(stack.up)
-app.command()(stack.down)
-app.add_typer(cli_adapters.app, name="adapters")
+app.command("prepare-model")(demo.prepare_model)
+app.command()(demo.demo)
+app.command()(updown.up)
+app.command()(updown.down)
+app.add_typer(adapters.app, name="adapters")
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ from seal.v1 import common_pb2, evaluator_pb2_grpc, generator_pb2_grpc, trainer_
 from seal_lab.grpc_client import is_store_outage, open_channel
 from seal_lab.security import Security
 
-from ..settings import CoordinatorSettings
-from .discovery import DnsTarget, Resolver, parse_target, system_resolver
+from ..settings import CoordinatorSettings, DnsTarget, parse_target
+from .discovery import Resolver, system_resolver
 
 log = logging.getLogger(__name__)
 

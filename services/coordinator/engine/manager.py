@@ -25,7 +25,6 @@ from seal_lab.logging import bind_context
 from seal_lab.outage import ONCE, OutagePolicy, call_async, wait_for_store
 from seal_lab.store import ObjectStore
 
-from ..api.errors import RunCancelled, RunFinished, RunNotFound, RunRunning
 from ..results.build import build_results
 from ..run.schemas import RunCreate
 from ..run.split import choose_heldout
@@ -34,6 +33,7 @@ from . import admission
 from .budget import Budget
 from .calls import RunInterrupted, ServiceCalls
 from .clients import ServiceClients
+from .errors import RunCancelled, RunFinished, RunNotFound, RunRunning
 from .events import EventLog
 from .examples import attach_examples
 from .experiment import Experiment

@@ -29,7 +29,7 @@ from .limits import (
     MAX_RUN_NAME_CHARS,
     MAX_TEACHER_PASSAGES,
 )
-from .result_schemas import RunResults as RunResults  # its models live there; routes import it from here
+from .result_schemas import RunResults
 
 #: "paused": waiting for the object store to come back (the run goes on by itself). "cancelled": stopped on
 #: request for good (POST /v1/runs/{id}/cancel); no coordinator resumes it.

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from ...report.render import render_report
-from ...run.schemas import RunResults
+from ...run.result_schemas import RunResults
 from ..deps import Run
 from ..errors import ResultsNotReady, responses
 
