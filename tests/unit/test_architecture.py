@@ -269,3 +269,15 @@ def test_the_cli_speaks_http_and_never_the_engine():
 
 def test_run_results_and_report_are_pure():
     assert _offenders(PURE_WINGS, INPUT_OUTPUT, _graph(COORDINATOR)) == []
+
+
+def test_the_coordinators_map_names_every_module():
+    """services/coordinator/README.md has one line per module: a new module goes on the map with its job."""
+    readme = (COORDINATOR / "README.md").read_text()
+    missing = sorted(
+        relative
+        for path in COORDINATOR.rglob("*.py")
+        if path.name != "__init__.py"
+        and f"`{(relative := path.relative_to(COORDINATOR).as_posix())}`" not in readme
+    )
+    assert missing == []

@@ -1,4 +1,4 @@
-"""The coordinator's HTTP API (FastAPI): the app, its lifespan and error mapping; routes live in `routers/`."""
+"""The coordinator's HTTP API (FastAPI): the app, its lifespan and error mapping; routes live in `routes/`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from .errors import HANDLERS, ApiError, HostCheck
 from .ratelimit import RateLimiter
 from .routes import adapters, docs, events, health, metrics, results, runs
 
-#: Every 4xx/5xx of the API has that body (apierrors.py). Declared as ranges, it also replaces FastAPI's default
+#: Every 4xx/5xx of the API has that body (errors.py). Declared as ranges, it also replaces FastAPI's default
 #: 422 schema (a list of error objects without `code`), so the OpenAPI document says what a refusal really holds
 #: (tests/service/test_api_fuzz.py checks every response against it).
 _ERROR_RESPONSES: dict[int | str, dict] = {
@@ -57,7 +57,7 @@ def create_app(
         version=__version__,
         description="Runs SEAL's inner loop over the generator, trainer and evaluator services.",
         lifespan=lifespan,
-        # Served by routers/docs.py instead, where the token can guard them.
+        # Served by routes/docs.py instead, where the token can guard them.
         openapi_url=None,
         docs_url=None,
         redoc_url=None,

@@ -1,5 +1,5 @@
 """`seal-lab adapters list | show KEY | export KEY DIR [--push-to-hub REPO]`: the coordinator's published
-adapters, read through its API (`routers/adapters.py`), exported as a folder peft, vLLM and LoRAX load."""
+adapters, read through its API (`api/routes/adapters.py`), exported as a folder peft, vLLM and LoRAX load."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ app = typer.Typer(
     help="Published adapters: list them, show one, export one to a folder or the Hugging Face Hub.",
 )
 
-# The same option as the other commands' (cli.py): the token comes from the same settings (api_client.connect).
+# The same option as the other commands' (main.py): the token comes from the same settings (api_client.connect).
 Url = Annotated[
     str,
     typer.Option("--url", envvar="SEAL_COORDINATOR_URL", help="coordinator base URL"),

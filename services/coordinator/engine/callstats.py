@@ -1,4 +1,4 @@
-"""What the coordinator's service calls did since it started, for `GET /metrics` (routers/metrics.py).
+"""What the coordinator's service calls did since it started, for `GET /metrics` (api/routes/metrics.py).
 
 Plain counters on the run manager's `ServiceCalls`, read at scrape time: the calls know nothing of Prometheus.
 """

@@ -1,6 +1,6 @@
 """Whether the services a run found can serve it: one base model everywhere, the formats it asks for, SEAL's
 judge when the judge is the reward, and the directives it sets within every trainer's limits. Checked at every
-run's start (and resume), before any job; the formats and the directives also at creation (runner.py), against
+run's start (and resume), before any job; the formats and the directives also at creation (manager.py), against
 what the services said last."""
 
 from __future__ import annotations
