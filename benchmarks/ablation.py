@@ -104,7 +104,7 @@ class HeldOutSetError(ValueError):
 
 def seal_lab_choices() -> dict[str, Any]:
     """seal-lab's current defaults for each difference, read from the code that applies them."""
-    from services.coordinator.schemas import RunConfig
+    from services.coordinator.run.schemas import RunConfig
     from services.trainer.settings import TrainerSettings
 
     run = RunConfig.model_fields

@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seal_lab.security import Security, security_from_environment
-from services.coordinator.api_client import connect
+from services.coordinator.cli.api_client import connect
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seal"
 TEACHERS = {"gpt4_1": "selfedits_gpt4_1_val.json", "seal_iter2": "selfedits_iter2_val.json"}
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.url:
         detail = _run(args.url, body, console, report_dir=args.out, security=security)
     else:
-        from services.coordinator.launcher import LocalStack
+        from services.coordinator.cli.launcher import LocalStack
 
         # Kept afterwards: the store holds every self-edit, adapter and job record of the run.
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="seal-conditions-"))

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from seal_lab.data import demo_passages, passages_to_json
-from services.coordinator.launcher import LocalStack
+from services.coordinator.cli.launcher import LocalStack
 
 
 def compare(old: Path, new: Path) -> None:

@@ -284,8 +284,8 @@ def seal_lab_loop(
     passages: list[Passage], k: int, seed: int, retention_count: int, console: Console, workdir: Path
 ) -> dict[str, Any]:
     """seal-lab's default loop as a user runs it: the four services, one run, every other setting default."""
-    from services.coordinator.api_client import connect
-    from services.coordinator.launcher import LocalStack
+    from services.coordinator.cli.api_client import connect
+    from services.coordinator.cli.launcher import LocalStack
 
     body = {
         "name": "seed check",

@@ -23,7 +23,7 @@ from seal_lab.outage import OutagePolicy
 from seal_lab.service import ModelHost
 from seal_lab.settings import ModelSettings
 from seal_lab.store import ObjectStore
-from services.coordinator.app import create_app
+from services.coordinator.api.app import create_app
 from services.coordinator.settings import CoordinatorSettings
 from services.evaluator.server import EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings

@@ -176,7 +176,7 @@ def openapi_schema() -> dict[str, Any]:
     """The coordinator's OpenAPI document, as `/openapi.json` serves it (nothing started, no store written)."""
     _importable()
     from seal_lab.localstore import LocalStore
-    from services.coordinator.app import create_app
+    from services.coordinator.api.app import create_app
     from services.coordinator.settings import CoordinatorSettings
 
     with tempfile.TemporaryDirectory() as folder:

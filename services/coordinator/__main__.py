@@ -12,7 +12,7 @@ from seal_lab.openstore import open_store
 from seal_lab.security import Security, refuse_unsafe_start, security_from_environment
 from seal_lab.settings import LoggingSettings, StoreSettings
 
-from .app import create_app
+from .api.app import create_app
 from .settings import CoordinatorSettings
 
 

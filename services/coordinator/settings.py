@@ -1,14 +1,49 @@
-"""Coordinator settings: `SEAL_COORDINATOR_*`."""
+"""Coordinator settings: `SEAL_COORDINATOR_*`, and the forms their values take (a trainer address is
+`host:port` or a `dns:///name:port` target, which engine/discovery.py resolves)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .discovery import parse_target
-from .limits import DEFAULT_MAX_BODY_BYTES, MAX_PASSAGES_PER_REQUEST
+from .run.limits import DEFAULT_MAX_BODY_BYTES, MAX_PASSAGES_PER_REQUEST
+
+#: gRPC's own form of a DNS target (https://github.com/grpc/grpc/blob/master/doc/naming.md).
+DNS_PREFIX = "dns:///"
+
+
+@dataclass(frozen=True)
+class DnsTarget:
+    """A `dns:///host:port` entry: the trainers are every address `host` resolves to, on `port`."""
+
+    host: str
+    port: int
+
+    @property
+    def text(self) -> str:
+        return f"{DNS_PREFIX}{self.host}:{self.port}"
+
+
+def parse_target(entry: str) -> DnsTarget | None:
+    """The DNS target an address list entry names; None for a plain `host:port` (used as it is).
+
+    Raises ValueError for a `dns:` entry that is not `dns:///host:port` (the settings validator shows it).
+    """
+    if not entry.startswith("dns:"):
+        return None
+    rest = entry.removeprefix(DNS_PREFIX)
+    host, _, port = rest.rpartition(":")
+    if not entry.startswith(DNS_PREFIX) or not host or "/" in host or not port.isdigit():
+        raise ValueError(
+            f"{entry!r}: a DNS entry is `dns:///name:port` (gRPC's form, three slashes, a port), "
+            "e.g. dns:///trainer.seal.svc.cluster.local:50052"
+        )
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"{entry!r}: port {port} is out of range")
+    return DnsTarget(host.strip("[]"), int(port))
 
 
 class CoordinatorSettings(BaseSettings):

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.coordinator.launcher import LocalStack
+from services.coordinator.cli.launcher import LocalStack
 
 pytestmark = pytest.mark.e2e
 

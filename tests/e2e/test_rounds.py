@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from seal_lab.data import demo_passages, passages_to_json
-from services.coordinator.launcher import LocalStack
+from services.coordinator.cli.launcher import LocalStack
 
 pytestmark = pytest.mark.e2e
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from services.coordinator import stack
-from services.coordinator.launcher import free_ports
+from services.coordinator.cli import updown as stack
+from services.coordinator.cli.launcher import free_ports
 from tests.tiny_model import tiny_llama
 from tests.unit.test_stock_datasets import rows_text, squad_row, squad_v1
 

@@ -25,8 +25,8 @@ from schemathesis.python.asgi import get_client, shutdown_lifespans
 
 from seal_lab.localstore import LocalStore
 from seal_lab.security import Security
-from services.coordinator.app import create_app
-from services.coordinator.runner import RunManager
+from services.coordinator.api.app import create_app
+from services.coordinator.engine.manager import RunManager
 from services.coordinator.settings import CoordinatorSettings
 from tests.unit.fake_services import FakeClients
 

@@ -18,7 +18,7 @@ from seal_lab.lora import train_adapter
 from seal_lab.models import load_model
 from seal_lab.service import ModelHost
 from seal_lab.settings import ModelSettings
-from services.coordinator.app import create_app
+from services.coordinator.api.app import create_app
 from services.coordinator.settings import CoordinatorSettings
 from services.evaluator.server import EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings

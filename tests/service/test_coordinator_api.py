@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from seal_lab.localstore import LocalStore
-from services.coordinator.app import create_app
+from services.coordinator.api.app import create_app
 from services.coordinator.settings import CoordinatorSettings
 
 TINY_PASSAGE = {

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from services.coordinator.report import render_report
+from services.coordinator.report.render import render_report
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "report_results.json"
 WIDTH = 1280

@@ -29,8 +29,8 @@ from seal_lab.s3store import S3Store
 from seal_lab.service import ModelHost
 from seal_lab.settings import ModelSettings
 from seal_lab.store import ObjectStore
-from services.coordinator.app import create_app
-from services.coordinator.records import RecordWriter
+from services.coordinator.api.app import create_app
+from services.coordinator.engine.records import RecordWriter
 from services.coordinator.settings import CoordinatorSettings
 from services.evaluator.server import EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from seal.v1 import common_pb2, trainer_pb2_grpc
 from seal_lab.service import ModelHost
-from services.coordinator.app import create_app
+from services.coordinator.api.app import create_app
 from services.coordinator.settings import CoordinatorSettings
 from services.trainer.server import TrainerServicer
 from tests.grpc_harness import ServerThread, serve

@@ -19,7 +19,7 @@ import grpc
 from seal.v1 import common_pb2, evaluator_pb2, generator_pb2, trainer_pb2
 from seal_lab.directive import DEFAULT_DIRECTIVE, DirectiveLimits
 from seal_lab.grpc_wire import CAUSE_KEY, STORE_CAUSE
-from services.coordinator.clients import TrainerEndpoint, TrainerPool
+from services.coordinator.engine.clients import TrainerEndpoint, TrainerPool
 
 FINGERPRINT = "sha256:fake-model"
 FORMAT = "implications"

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from seal_lab.data import Passage, Question
-from services.coordinator.jobs import JobName, trial_suffix
-from services.coordinator.results import build_results
-from services.coordinator.schemas import RunConfig
-from services.coordinator.split import Split
+from services.coordinator.results.build import build_results
+from services.coordinator.run.jobs import JobName, trial_suffix
+from services.coordinator.run.schemas import RunConfig
+from services.coordinator.run.split import Split
 
 FORMAT = "implications"
 BASE_RETENTION = 0.8

@@ -22,9 +22,10 @@ from typer.testing import CliRunner  # noqa: E402
 
 from seal_lab.adapters import AdapterFiles, adapter_meta, base_model_ref, publish_adapter  # noqa: E402
 from seal_lab.localstore import LocalStore  # noqa: E402
-from services.coordinator import api_client, cli  # noqa: E402
-from services.coordinator.app import create_app  # noqa: E402
-from services.coordinator.routers.deps import get_manager  # noqa: E402
+from services.coordinator.api.app import create_app  # noqa: E402
+from services.coordinator.api.deps import get_manager  # noqa: E402
+from services.coordinator.cli import api_client  # noqa: E402
+from services.coordinator.cli import main as cli  # noqa: E402
 from services.coordinator.settings import CoordinatorSettings  # noqa: E402
 from tests.tiny_model import tiny_llama  # noqa: E402
 

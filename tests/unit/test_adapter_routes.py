@@ -23,8 +23,8 @@ from seal_lab.adapters import (
 from seal_lab.localstore import LocalStore
 from seal_lab.security import Security
 from seal_lab.settings import EMBEDDED_MODEL
-from services.coordinator.app import create_app
-from services.coordinator.routers.deps import get_manager
+from services.coordinator.api.app import create_app
+from services.coordinator.api.deps import get_manager
 from services.coordinator.settings import CoordinatorSettings
 
 TOKEN = "a-token-for-the-adapter-routes-1234"

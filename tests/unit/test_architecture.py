@@ -2,18 +2,22 @@
 
 Services talk to each other over gRPC and the object store only, never through Python imports; the shared
 library (`src/seal_lab`) serves every service and imports none; its own modules import each other without
-loops. Imports inside functions count too: a loop deferred to call time is still a loop.
+loops. The coordinator is built in wings, each answering one question, that import each other only along
+the arrows of `MAY_IMPORT` (services/coordinator/README.md draws them). Imports inside functions count too:
+a loop deferred to call time is still a loop. A module is as long as its one job needs: no line count here.
 """
 
 from __future__ import annotations
 
 import ast
+import graphlib
 from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "src" / "seal_lab"
 SERVICES = ROOT / "services"
+COORDINATOR = SERVICES / "coordinator"
 
 
 def _module_name(path: Path) -> str:
@@ -22,21 +26,28 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> Iterator[str]:
-    """Every module a file imports, relative imports resolved to absolute names."""
+def _statements(path: Path) -> Iterator[tuple[str, list[str]]]:
+    """Every import statement of a file as (module, names taken from it), relative imports resolved to
+    absolute names; `import a.b` is ("a.b", [])."""
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
+            yield from ((alias.name, []) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
-            yield base
-            # `from package import module` imports the module.
-            yield from (f"{base}.{alias.name}" for alias in node.names)
+            yield base, [alias.name for alias in node.names]
+
+
+def _imports(path: Path) -> Iterator[str]:
+    """Every module a file imports, relative imports resolved to absolute names."""
+    for base, names in _statements(path):
+        yield base
+        # `from package import module` imports the module.
+        yield from (f"{base}.{name}" for name in names)
 
 
 def _graph(folder: Path) -> dict[str, set[str]]:
@@ -73,9 +84,12 @@ def test_the_shared_library_imports_no_service():
     assert offenders == []
 
 
-def test_the_shared_library_has_no_import_loops():
-    graph = _graph(LIBRARY)
-    edges = {module: {t for t in targets if t in graph and t != module} for module, targets in graph.items()}
+def _loops(graph: dict[str, set[str]]) -> list[list[str]]:
+    # A module's own packages are imported before it (`from . import sibling` names one): not a loop.
+    edges = {
+        module: {t for t in targets if t in graph and t != module and not module.startswith(f"{t}.")}
+        for module, targets in graph.items()
+    }
     loops: list[list[str]] = []
     done: set[str] = set()
 
@@ -91,22 +105,179 @@ def test_the_shared_library_has_no_import_loops():
 
     for module in sorted(edges):
         visit(module, [])
-    assert loops == [], "import loops: " + "; ".join(" -> ".join(loop) for loop in loops)
+    return loops
+
+
+def test_the_shared_library_and_the_coordinator_have_no_import_loops():
+    for folder in (LIBRARY, COORDINATOR):
+        loops = _loops(_graph(folder))
+        assert loops == [], "import loops: " + "; ".join(" -> ".join(loop) for loop in loops)
 
 
 def test_the_grpc_client_does_not_load_the_server_bootstrap():
     assert "seal_lab.grpc_server" not in set(_imports(LIBRARY / "grpc_client.py"))
 
 
-#: "Modules with one job each, under about 400 lines" (the style guide); the bound leaves that "about".
-MAX_MODULE_LINES = 420
+# The coordinator's wings. `settings` (the settings every wing is configured by) and `__main__` (the server's
+# entry point, which puts the app together) are the two modules at its top; each counts as a wing of its own.
+PACKAGE = "services.coordinator"
+#: wing -> the wings it may import (services/coordinator/README.md draws these arrows).
+MAY_IMPORT: dict[str, set[str]] = {
+    "run": set(),  # what a run is: the vocabulary every other wing speaks
+    "settings": {"run"},
+    "results": {"run"},  # what a run found
+    "report": {"run", "results"},  # how the results look
+    "engine": {"run", "results", "settings"},  # how a run executes
+    "api": {"run", "results", "report", "engine", "settings"},  # how it is served
+    "cli": {"run"},  # how it is driven: over HTTP
+    "__main__": {"api", "settings"},
+}
+#: The one module beyond its wing's arrows: the local-stack launcher starts the coordinator as a process
+#: and reads the default it will run with (passages in flight) to split the cores between the services.
+ALSO_MAY_IMPORT = {f"{PACKAGE}.cli.launcher": {"settings"}}
+#: The engine is driven by the API and by tests; it serves no HTTP and parses no command line.
+SERVER_AND_COMMAND_LINE = ("fastapi", "starlette", "uvicorn", "typer", "click")
+#: What a pure wing (run, results, report) never imports: the network, the store's backends, processes.
+INPUT_OUTPUT = (
+    "grpc",
+    "seal.v1",
+    "httpx",
+    "httpx_sse",
+    "requests",
+    "urllib.request",
+    "http.client",
+    "boto3",
+    "botocore",
+    "minio",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "typer",
+    "socket",
+    "subprocess",
+    "seal_lab.grpc_client",
+    "seal_lab.grpc_server",
+    "seal_lab.grpc_wire",
+    "seal_lab.s3store",
+    "seal_lab.localstore",
+    "seal_lab.openstore",
+    "seal_lab.httpretry",
+    "seal_lab.healthcheck",
+    "seal_lab.metrics_http",
+)
+PURE_WINGS = ("run", "results", "report")
 
 
-def test_no_module_of_the_services_or_the_library_is_over_about_400_lines():
-    files = [*SERVICES.rglob("*.py"), *LIBRARY.rglob("*.py")]
-    too_long = {
-        str(path.relative_to(ROOT)): lines
-        for path in files
-        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
-    }
-    assert len(files) > 40 and not too_long, too_long
+def _wing(module: str) -> str | None:
+    """The coordinator's wing a module belongs to (None: outside the coordinator, or its package itself)."""
+    parts = module.split(".")
+    return parts[2] if parts[:2] == PACKAGE.split(".") and len(parts) > 2 else None
+
+
+def _names(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == package or module.startswith(f"{package}.") for package in packages)
+
+
+def _offenders(wings: tuple[str, ...], forbidden: tuple[str, ...], graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if _wing(module) in wings
+        for target in targets
+        if _names(target, forbidden)
+    )
+
+
+def _engine_face() -> set[str]:
+    """The names `services/coordinator/engine/__init__.py` lists in `__all__`."""
+    tree = ast.parse((COORDINATOR / "engine" / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__all__" for t in node.targets):
+            return set(ast.literal_eval(node.value))
+    raise AssertionError("services/coordinator/engine/__init__.py has no __all__")
+
+
+def test_the_import_parser_resolves_imports_from_a_parent_package():
+    statements = list(_statements(COORDINATOR / "api" / "deps.py"))
+    assert (f"{PACKAGE}.engine", ["RunManager", "RunState"]) in statements
+
+
+def test_every_coordinator_module_is_in_a_wing():
+    strays = sorted(m for m in _graph(COORDINATOR) if m != PACKAGE and _wing(m) not in MAY_IMPORT)
+    assert strays == [], f"{strays}: put each in a wing (or add a wing to MAY_IMPORT and the README)"
+
+
+def test_the_coordinator_wings_import_only_along_their_arrows():
+    crossings = sorted(
+        f"{module} imports {target}"
+        for module, targets in _graph(COORDINATOR).items()
+        for target in targets
+        if (wing := _wing(module)) is not None
+        and (other := _wing(target)) not in (None, wing)
+        and other not in MAY_IMPORT[wing] | ALSO_MAY_IMPORT.get(module, set())
+    )
+    assert crossings == []
+
+
+def test_the_coordinator_wings_import_each_other_without_loops():
+    wings: dict[str, set[str]] = {}
+    for module, targets in _graph(COORDINATOR).items():
+        if (wing := _wing(module)) is not None:
+            wings.setdefault(wing, set()).update(w for t in targets if (w := _wing(t)) not in (None, wing))
+    for graph in (wings, MAY_IMPORT):  # neither the imports nor the rules make a loop
+        try:
+            graphlib.TopologicalSorter(graph).prepare()
+        except graphlib.CycleError as loop:
+            raise AssertionError(f"wings importing in a loop: {' -> '.join(loop.args[1])}") from None
+    assert set(wings) == set(MAY_IMPORT)
+
+
+def test_the_engine_serves_no_http_and_parses_no_command_line():
+    assert _offenders(("engine",), SERVER_AND_COMMAND_LINE, _graph(COORDINATOR)) == []
+
+
+def test_the_api_reaches_the_engine_only_through_its_public_face():
+    face = _engine_face()
+    offenders = []
+    for path in sorted(COORDINATOR.rglob("*.py")):
+        module = _module_name(path)
+        if _wing(module) == "engine":
+            continue
+        for base, names in _statements(path):
+            if _wing(base) != "engine":
+                continue
+            if base != f"{PACKAGE}.engine":
+                offenders.append(f"{module} imports {base}")
+            offenders.extend(
+                f"{module} imports {name}, not in engine.__all__" for name in names if name not in face
+            )
+    assert offenders == []
+
+
+def test_the_cli_speaks_http_and_never_the_engine():
+    graph = _graph(COORDINATOR)
+    # Its wings: covered by MAY_IMPORT ("cli" -> run only; the launcher also reads the settings).
+    assert MAY_IMPORT["cli"] == {"run"}
+    assert _offenders(("cli",), ("fastapi", "starlette", "uvicorn"), graph) == []
+    # It reaches the coordinator over HTTP; only the launcher touches gRPC, to wait for the services it starts.
+    grpc = ("grpc", "seal.v1", "seal_lab.grpc_client", "seal_lab.grpc_server")
+    assert [
+        o for o in _offenders(("cli",), grpc, graph) if not o.startswith(f"{PACKAGE}.cli.launcher ")
+    ] == []
+    assert any(_names(target, ("httpx",)) for target in graph[f"{PACKAGE}.cli.api_client"])
+
+
+def test_run_results_and_report_are_pure():
+    assert _offenders(PURE_WINGS, INPUT_OUTPUT, _graph(COORDINATOR)) == []
+
+
+def test_the_coordinators_map_names_every_module():
+    """services/coordinator/README.md has one line per module: a new module goes on the map with its job."""
+    readme = (COORDINATOR / "README.md").read_text()
+    missing = sorted(
+        relative
+        for path in COORDINATOR.rglob("*.py")
+        if path.name != "__init__.py"
+        and f"`{(relative := path.relative_to(COORDINATOR).as_posix())}`" not in readme
+    )
+    assert missing == []

@@ -91,7 +91,7 @@ def test_with_a_coordinator_url_it_starts_no_stack_and_sends_the_token_on_every_
     coordinator, seal_data, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("SEAL_AUTH_TOKEN", TOKEN)
-    monkeypatch.setattr("services.coordinator.launcher.LocalStack", None)  # any use would fail loudly
+    monkeypatch.setattr("services.coordinator.cli.launcher.LocalStack", None)  # any use would fail loudly
     args = ["--coordinator-url", coordinator, "--data-dir", str(seal_data), "--out", str(tmp_path / "out")]
     with pytest.raises(SystemExit) as stopped:
         conditions.main([*args, "--heldout", "1", "--train", "1", "--k", "1", "--rounds", "0"])

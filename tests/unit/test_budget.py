@@ -14,11 +14,16 @@ from seal_lab.data import parse_passages
 from seal_lab.directive import Directive, DirectiveLimits
 from seal_lab.errors import InvalidArgument
 from seal_lab.localstore import LocalStore
-from services.coordinator.budget import BudgetExhausted, plan_run, training_tokens, worst_training_tokens
-from services.coordinator.runner import RunManager
-from services.coordinator.schemas import RunConfig, RunCreate
+from services.coordinator.engine.budget import (
+    BudgetExhausted,
+    plan_run,
+    training_tokens,
+    worst_training_tokens,
+)
+from services.coordinator.engine.manager import RunManager
+from services.coordinator.engine.state import RunState
+from services.coordinator.run.schemas import RunConfig, RunCreate
 from services.coordinator.settings import CoordinatorSettings
-from services.coordinator.state import RunState
 from tests.unit.fake_services import FakeClients
 from tests.unit.test_orchestrator import REQUEST, scenario, settings, until
 from tests.unit.test_run_cancel import with_api

@@ -11,9 +11,9 @@ import pytest
 from seal.v1 import evaluator_pb2, generator_pb2
 from seal_lab.grpc_wire import BUSY_CAUSE, CAUSE_KEY
 from seal_lab.localstore import LocalStore
-from services.coordinator import calls
-from services.coordinator.runner import RunManager
-from services.coordinator.schemas import RunConfig, RunCreate
+from services.coordinator.engine import calls
+from services.coordinator.engine.manager import RunManager
+from services.coordinator.run.schemas import RunConfig, RunCreate
 from tests.unit.fake_services import FakeClients, FakeService
 from tests.unit.test_orchestrator import REQUEST, retry_events, run_to_end, scenario, settings
 

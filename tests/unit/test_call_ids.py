@@ -14,8 +14,8 @@ from seal_lab.callids import JOB_ID_KEY, RUN_ID_KEY, incoming, outgoing
 from seal_lab.grpc_server import start_server
 from seal_lab.localstore import LocalStore
 from seal_lab.logging import _ContextFilter, bind_context, current_context
-from services.coordinator.clients import ServiceClients
-from services.coordinator.runner import RunManager
+from services.coordinator.engine.clients import ServiceClients
+from services.coordinator.engine.manager import RunManager
 from services.coordinator.settings import CoordinatorSettings
 from tests.unit.fake_services import FakeClients
 from tests.unit.recording_trainer import RecordingTrainer, trainer_service

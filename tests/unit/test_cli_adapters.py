@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 
 from seal_lab.adapters import ADAPTER_CONFIG
 from seal_lab.localstore import LocalStore
-from services.coordinator import api_client, cli
-from services.coordinator.app import create_app
-from services.coordinator.routers.deps import get_manager
+from services.coordinator.api.app import create_app
+from services.coordinator.api.deps import get_manager
+from services.coordinator.cli import api_client
+from services.coordinator.cli import main as cli
 from services.coordinator.settings import CoordinatorSettings
 
 from .test_adapter_routes import publish

@@ -10,7 +10,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from services.coordinator import api_client, cli
+from services.coordinator.cli import api_client
+from services.coordinator.cli import main as cli
 
 SUMMARY = {"id": "run-1", "status": "cancelled", "jobs_done": 3, "jobs_total": 10}
 

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from services.coordinator import api_client, cli
+from services.coordinator.cli import api_client
+from services.coordinator.cli import main as cli
 from tests.unit.test_stock_datasets import CONTEXT_A, CONTEXT_B, rows_text, squad_row, squad_v1
 
 

@@ -13,7 +13,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from services.coordinator import api_client, cli
+from services.coordinator.cli import api_client
+from services.coordinator.cli import main as cli
 
 DETAIL = {"id": "run-1", "status": "succeeded", "results": None, "error": ""}
 

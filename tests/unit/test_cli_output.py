@@ -12,8 +12,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from services.coordinator import cli
-from services.coordinator.progress import BarView, LineView, QuietView, progress_view
+from services.coordinator.cli import main as cli
+from services.coordinator.cli.progress import BarView, LineView, QuietView, progress_view
 
 from . import cli_coordinator
 from .cli_coordinator import RESULTS, event, finished_run

@@ -14,8 +14,8 @@ import typer
 from pydantic import Field
 from typer.testing import CliRunner
 
-from services.coordinator import cli
-from services.coordinator.runbody import (
+from services.coordinator.cli import main as cli
+from services.coordinator.cli.runbody import (
     CONFIG_FILE_ONLY,
     CONFIG_OPTIONS,
     RUN_BODY_PATHS,
@@ -24,7 +24,7 @@ from services.coordinator.runbody import (
     read_config,
     with_config_options,
 )
-from services.coordinator.schemas import PolicyDirective, RunConfig, RunCreate, TeacherImport
+from services.coordinator.run.schemas import PolicyDirective, RunConfig, RunCreate, TeacherImport
 
 from . import cli_coordinator
 

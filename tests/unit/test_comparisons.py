@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
-from services.coordinator.comparisons import METRICS, planned_comparisons
-from services.coordinator.jobs import JobName
-from services.coordinator.results import build_results
+from services.coordinator.results.build import build_results
+from services.coordinator.results.comparisons import METRICS, planned_comparisons
+from services.coordinator.run.jobs import JobName
 from tests.unit import rounds_fixtures as fx
 
 
@@ -75,7 +75,7 @@ def test_steps_per_condition_and_the_specificity_control():
 
 
 def test_retention_on_the_first_heldout_passages_only_counts_and_reports_its_scope():
-    from services.coordinator.state import RunState
+    from services.coordinator.engine.state import RunState
 
     def state(**overrides) -> RunState:
         return RunState(
@@ -103,7 +103,7 @@ def test_retention_on_the_first_heldout_passages_only_counts_and_reports_its_sco
     heldout = build_results(fx.PASSAGES, jobs, fx.config(retention_heldout=1), fx.SPLIT, fx.TEACHERS)
     rows = {c["condition"]: c for c in heldout["heldout"]["conditions"]}
     assert rows["passage"]["retention_n"] == 1 and rows["passage"]["n"] == 2
-    from services.coordinator.report import render_report
+    from services.coordinator.report.render import render_report
 
     page = render_report({"id": "run-1", "status": "succeeded", "results": heldout})
     assert "scored on the first 1 held-out passages of each condition" in page

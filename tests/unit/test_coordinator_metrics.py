@@ -14,9 +14,9 @@ from pydantic import SecretStr
 
 from seal_lab.localstore import LocalStore
 from seal_lab.security import Security
-from services.coordinator.app import create_app
-from services.coordinator.routers.metrics import RunsCollector
-from services.coordinator.runner import RunManager
+from services.coordinator.api.app import create_app
+from services.coordinator.api.routes.metrics import RunsCollector
+from services.coordinator.engine.manager import RunManager
 from services.coordinator.settings import CoordinatorSettings
 from tests.tls_fixtures import TOKEN
 from tests.unit.fake_services import FakeClients

@@ -34,7 +34,7 @@ class Recorder:
 sys.meta_path.insert(0, Recorder())
 import services.coordinator
 
-modules = [f"services.coordinator.{m.name}" for m in pkgutil.iter_modules(services.coordinator.__path__)]
+modules = [m.name for m in pkgutil.walk_packages(services.coordinator.__path__, "services.coordinator.")]
 for module in modules:
     importlib.import_module(module)
 loaded = {m for m in sys.modules if m.partition(".")[0] in MODEL_PACKAGES}
@@ -52,7 +52,7 @@ for package in json.loads(sys.argv[1]):
 
 from typer.testing import CliRunner
 
-from services.coordinator.cli import app
+from services.coordinator.cli.main import app
 
 results = {command: CliRunner().invoke(app, [command]) for command in ("demo", "prepare-model")}
 print(json.dumps({command: [r.exit_code, " ".join(r.output.split())] for command, r in results.items()}))
@@ -74,9 +74,11 @@ def run_python(script: str) -> dict:
 
 def test_no_coordinator_module_imports_a_model_package():
     found = run_python(IMPORT_EVERY_COORDINATOR_MODULE)
-    assert {"services.coordinator.app", "services.coordinator.cli", "services.coordinator.__main__"} <= set(
-        found["modules"]
-    )
+    assert {
+        "services.coordinator.api.app",
+        "services.coordinator.cli.main",
+        "services.coordinator.__main__",
+    } <= set(found["modules"])
     assert found["model_imports"] == []
 
 

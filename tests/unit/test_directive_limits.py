@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from seal_lab.directive import DIRECTIVE_CEILING, DirectiveLimits, DirectiveSource, parse_directive
 from seal_lab.errors import InvalidArgument
 from seal_lab.localstore import LocalStore
-from services.coordinator.app import create_app
-from services.coordinator.compat import directive_problems
-from services.coordinator.runner import RunManager
-from services.coordinator.schemas import RunConfig, RunCreate
+from services.coordinator.api.app import create_app
+from services.coordinator.engine.manager import RunManager
+from services.coordinator.engine.servicecheck import directive_problems
+from services.coordinator.run.schemas import RunConfig, RunCreate
 from services.coordinator.settings import CoordinatorSettings
 from services.trainer.settings import TrainerSettings
 from tests.unit.fake_services import FakeClients

@@ -11,8 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from seal_lab.localstore import LocalStore
-from services.coordinator import admission, limits
-from services.coordinator.app import create_app
+from services.coordinator.api import bodylimit
+from services.coordinator.api.app import create_app
+from services.coordinator.engine import admission
+from services.coordinator.run import limits
 from services.coordinator.settings import CoordinatorSettings
 
 PASSAGE = {
@@ -139,7 +141,7 @@ def test_a_body_over_the_limit_is_413_by_its_declared_length(client):
     records = [passage(context="x" * 20_000) for _ in range(4)]
     response = client.post("/v1/runs", json={"passages": records})
     assert response.status_code == 413
-    assert response.json()["detail"] == limits.too_large_message(MAX_BODY)
+    assert response.json()["detail"] == bodylimit.too_large_message(MAX_BODY)
 
 
 def test_a_streamed_body_over_the_limit_is_413_by_counting(client):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.coordinator.jobs import JobName, policy_condition, teacher_condition
+from services.coordinator.run.jobs import JobName, policy_condition, teacher_condition
 
 # Every kind of name a run writes, as stored records of earlier runs hold them.
 STORED = [

@@ -12,7 +12,7 @@ import pytest
 
 from seal_lab.errors import FailedPrecondition, Unavailable
 from seal_lab.openai_client import retry_after_seconds
-from services.coordinator.launcher import free_ports
+from services.coordinator.cli.launcher import free_ports
 from services.evaluator.answering import QuestionItem, question_set_hash
 from services.evaluator.judge import (
     SEAL_GRADE_TEMPLATE,

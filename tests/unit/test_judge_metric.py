@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from seal.v1 import evaluator_pb2
-from services.coordinator.comparisons import METRICS
-from services.coordinator.convert import evaluation_record
-from services.coordinator.report import render_report
-from services.coordinator.results import build_results
+from services.coordinator.engine.convert import evaluation_record
+from services.coordinator.report.render import render_report
+from services.coordinator.results.build import build_results
+from services.coordinator.results.comparisons import METRICS
 from tests.unit import rounds_fixtures as fx
 
 

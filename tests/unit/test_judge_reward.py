@@ -12,8 +12,8 @@ import yaml
 
 from seal.v1 import common_pb2, evaluator_pb2
 from seal_lab.localstore import LocalStore
-from services.coordinator.runner import RunManager
-from services.coordinator.schemas import RunConfig, RunCreate
+from services.coordinator.engine.manager import RunManager
+from services.coordinator.run.schemas import RunConfig, RunCreate
 from services.evaluator.settings import EvaluatorSettings
 from tests.unit.fake_services import ADAPTED_F1, BASE_F1, FakeClients, FakeEvaluator
 from tests.unit.test_orchestrator import run_to_end, scenario, settings

@@ -12,8 +12,8 @@ import pytest
 
 from seal_lab.errors import AlreadyExists
 from seal_lab.localstore import LocalStore
-from services.coordinator.lease import Leases, default_owner, lease_key
-from services.coordinator.records import LeaseLost
+from services.coordinator.engine.lease import Leases, default_owner, lease_key
+from services.coordinator.engine.records import LeaseLost
 
 
 @pytest.fixture

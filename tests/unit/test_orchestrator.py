@@ -10,12 +10,12 @@ from typing import Any
 import grpc
 
 from seal_lab.localstore import LocalStore
-from services.coordinator.jobs import JobName
-from services.coordinator.records import MANIFEST, job_key, run_key
-from services.coordinator.runner import RunManager
-from services.coordinator.schemas import RunConfig, RunCreate
+from services.coordinator.engine.manager import RunManager
+from services.coordinator.engine.records import MANIFEST, job_key, run_key
+from services.coordinator.engine.state import RunState
+from services.coordinator.run.jobs import JobName
+from services.coordinator.run.schemas import RunConfig, RunCreate
 from services.coordinator.settings import CoordinatorSettings
-from services.coordinator.state import RunState
 from tests.unit.fake_services import ADAPTED_F1, BASE_F1, FakeClients
 
 #: Two demo passages, two self-edits each: per passage a baseline, a generation, two trainings, an evaluation.

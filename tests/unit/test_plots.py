@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from services.coordinator.plots import (
+from services.coordinator.report.plots import (
     Bar,
     LineSeries,
     ScatterGroup,

@@ -14,7 +14,11 @@ from seal_lab.directive import DIRECTIVE_LINE_PREFIX, Directive, format_directiv
 from seal_lab.errors import InvalidArgument
 from seal_lab.localstore import LocalStore
 from seal_lab.store import content_key
-from services.coordinator.policy import build_policy_dataset, match_teacher_completions, policy_examples
+from services.coordinator.engine.policy import (
+    build_policy_dataset,
+    match_teacher_completions,
+    policy_examples,
+)
 
 OWN_DIRECTIVE = {"epochs": 5, "learning_rate": 0.003, "lora_rank": 16, "lora_alpha": 32, "batch_size": 1}
 

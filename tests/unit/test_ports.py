@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from seal_lab.grpc_server import start_server
-from services.coordinator.launcher import free_ports
+from services.coordinator.cli.launcher import free_ports
 
 
 def test_free_ports_are_distinct():

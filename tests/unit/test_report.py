@@ -16,8 +16,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from services.coordinator.report import render_report
-from services.coordinator.results import build_results
+from services.coordinator.report.render import render_report
+from services.coordinator.results.build import build_results
 from tests.unit import rounds_fixtures as fx
 
 SVG_NAMESPACE = 'xmlns="http://www.w3.org/2000/svg"'
@@ -235,8 +235,8 @@ def test_csv_values_are_quoted_and_the_link_stays_one_attribute(finished_results
 
 
 def test_the_template_ships_as_package_data():
-    template = ROOT / "services" / "coordinator" / "templates" / "report.html.j2"
+    template = ROOT / "services" / "coordinator" / "report" / "templates" / "report.html.j2"
     assert template.is_file()
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    patterns = package_data.get("services.coordinator", [])
+    patterns = package_data.get("services.coordinator.report", [])
     assert any(fnmatch.fnmatch("templates/report.html.j2", p) for p in patterns), package_data

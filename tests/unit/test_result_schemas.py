@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from seal_lab.localstore import LocalStore
-from services.coordinator.result_schemas import ConditionRow, RunResults
-from services.coordinator.runner import RunManager
-from services.coordinator.schemas import RunConfig, RunCreate
+from services.coordinator.engine.manager import RunManager
+from services.coordinator.run.result_schemas import ConditionRow, RunResults
+from services.coordinator.run.schemas import RunConfig, RunCreate
 from tests.unit.fake_services import FakeClients
 from tests.unit.test_orchestrator import run_to_end, scenario, settings
 from tests.unit.test_routes import RESULTS
@@ -57,7 +57,7 @@ def test_a_row_of_the_wrong_type_is_refused():
 def test_the_openapi_document_types_the_table_rows_comparisons_and_rounds_with_examples(tmp_path):
     from fastapi.testclient import TestClient
 
-    from services.coordinator.app import create_app
+    from services.coordinator.api.app import create_app
     from services.coordinator.settings import CoordinatorSettings
 
     schemas = (

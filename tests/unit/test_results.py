@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from seal_lab.data import parse_passages
-from services.coordinator.results import build_results
-from services.coordinator.schemas import RunConfig
+from services.coordinator.results.build import build_results
+from services.coordinator.run.schemas import RunConfig
 
 PASSAGES = parse_passages(
     [

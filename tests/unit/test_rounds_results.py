@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from services.coordinator.heldout import condition_names
-from services.coordinator.results import build_results
-from services.coordinator.schemas import RunConfig
+from services.coordinator.results.build import build_results
+from services.coordinator.results.heldout import condition_names
+from services.coordinator.run.schemas import RunConfig
 from tests.unit import rounds_fixtures as fx
 
 
@@ -157,7 +157,7 @@ def test_the_policy_update_is_recorded_per_round(results):
 
 @pytest.mark.parametrize("reason", ["no self-edit beat min_reward", "the winners carry no policy examples"])
 def test_a_skipped_policy_update_has_a_progress_digest(reason):
-    from services.coordinator.experiment import job_digest
+    from services.coordinator.engine.experiment import job_digest
 
     record = {
         "round": 0,

@@ -9,12 +9,12 @@ from fastapi.testclient import TestClient
 
 from seal_lab.data import parse_passages
 from seal_lab.localstore import LocalStore
-from services.coordinator.apierrors import RunNotFound
-from services.coordinator.app import create_app
-from services.coordinator.routers.deps import get_manager
-from services.coordinator.schemas import RunConfig, RunEvent
+from services.coordinator.api.app import create_app
+from services.coordinator.api.deps import get_manager
+from services.coordinator.engine.errors import RunNotFound
+from services.coordinator.engine.state import RunState
+from services.coordinator.run.schemas import RunConfig, RunEvent
 from services.coordinator.settings import CoordinatorSettings
-from services.coordinator.state import RunState
 
 PASSAGES = parse_passages(
     [{"title": "T", "context": "The lamp is red.", "questions": [{"question": "Colour?", "answer": "red"}]}],

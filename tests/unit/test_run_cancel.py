@@ -14,12 +14,12 @@ import pytest
 
 from seal_lab.errors import FailedPrecondition
 from seal_lab.localstore import LocalStore
-from services.coordinator.app import create_app
-from services.coordinator.records import run_key
-from services.coordinator.routers.deps import get_manager
-from services.coordinator.runner import RunManager
+from services.coordinator.api.app import create_app
+from services.coordinator.api.deps import get_manager
+from services.coordinator.engine.manager import RunManager
+from services.coordinator.engine.records import run_key
+from services.coordinator.engine.state import CANCEL
 from services.coordinator.settings import CoordinatorSettings
-from services.coordinator.state import CANCEL
 from tests.unit.fake_services import FakeClients
 from tests.unit.test_orchestrator import REQUEST, run_to_end, scenario, settings, until
 

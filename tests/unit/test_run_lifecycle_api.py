@@ -14,13 +14,13 @@ from pydantic import SecretStr
 
 from seal_lab.localstore import LocalStore
 from seal_lab.security import Security
-from services.coordinator.app import create_app
-from services.coordinator.paging import page
-from services.coordinator.records import run_ids
-from services.coordinator.routers.deps import get_manager
-from services.coordinator.runner import RunManager
+from services.coordinator.api.app import create_app
+from services.coordinator.api.deps import get_manager
+from services.coordinator.api.paging import page
+from services.coordinator.engine.manager import RunManager
+from services.coordinator.engine.records import run_ids
+from services.coordinator.engine.state import RunState
 from services.coordinator.settings import CoordinatorSettings
-from services.coordinator.state import RunState
 from tests.unit.fake_services import FakeClients
 from tests.unit.test_orchestrator import REQUEST, run_to_end, settings, until
 from tests.unit.test_routes import RESULTS, StandInManager, _run

@@ -15,9 +15,9 @@ from pydantic import SecretStr
 from seal_lab.errors import NotFound
 from seal_lab.localstore import LocalStore
 from seal_lab.security import Security
-from services.coordinator.app import create_app
-from services.coordinator.ratelimit import MAX_IDLE_BUCKETS, RateLimited, RateLimiter
-from services.coordinator.routers.deps import get_manager
+from services.coordinator.api.app import create_app
+from services.coordinator.api.deps import get_manager
+from services.coordinator.api.ratelimit import MAX_IDLE_BUCKETS, RateLimited, RateLimiter
 from services.coordinator.settings import CoordinatorSettings
 from tests.tls_fixtures import TOKEN
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.coordinator.api_client import CoordinatorError
-from services.coordinator.cli import read_teacher
-from services.coordinator.runbody import config_value
-from services.coordinator.schemas import DirectiveOverride, RunConfig, RunCreate, TeacherImport
+from services.coordinator.cli.api_client import CoordinatorError
+from services.coordinator.cli.main import read_teacher
+from services.coordinator.cli.runbody import config_value
+from services.coordinator.run.schemas import DirectiveOverride, RunConfig, RunCreate, TeacherImport
 
 PASSAGE = {
     "title": "T",
@@ -199,7 +199,7 @@ def test_read_teacher_file_errors(tmp_path: Path):
 
 def test_an_epochs_override_trains_epochs_and_the_policy_update_trains_its_epochs():
     from seal_lab.directive import DEFAULT_DIRECTIVE, Directive, DirectiveLimits
-    from services.coordinator.experiment import directive_trials
+    from services.coordinator.engine.experiment import directive_trials
 
     limits = DirectiveLimits()
     config = RunConfig(directive_search=[{"epochs": 1}, {"steps": 8}, {"epochs": 2, "steps": 6}])

@@ -22,10 +22,10 @@ from seal_lab.errors import NotFound
 from seal_lab.localstore import LocalStore
 from seal_lab.security import Security, TlsSettings
 from services.coordinator.__main__ import uvicorn_options
-from services.coordinator.api_client import connect
-from services.coordinator.app import create_app
-from services.coordinator.launcher import LocalStack
-from services.coordinator.routers.deps import get_manager
+from services.coordinator.api.app import create_app
+from services.coordinator.api.deps import get_manager
+from services.coordinator.cli.api_client import connect
+from services.coordinator.cli.launcher import LocalStack
 from services.coordinator.settings import CoordinatorSettings
 from tests.tls_fixtures import TOKEN, WRONG_TOKEN, LabCertificates, make_certificates
 

@@ -15,7 +15,9 @@ from typing import ClassVar
 import pytest
 from typer.testing import CliRunner
 
-from services.coordinator import cli, launcher, stack
+from services.coordinator.cli import launcher
+from services.coordinator.cli import main as cli
+from services.coordinator.cli import updown as stack
 
 SLEEPER = "import signal, time; signal.signal(signal.SIGTERM, signal.{}); print('ready', flush=True); time.sleep(60)"
 

@@ -22,10 +22,10 @@ from seal_lab.grpc_client import channel_options, open_channel
 from seal_lab.grpc_server import RunningServer, start_server
 from seal_lab.localstore import LocalStore
 from seal_lab.security import Security, TlsSettings
-from services.coordinator.clients import ServiceClients, TrainerEndpoint, TrainerPool, connect_trainer
-from services.coordinator.discovery import address_of, system_resolver
-from services.coordinator.jobs import JobName
-from services.coordinator.runner import RunManager
+from services.coordinator.engine.clients import ServiceClients, TrainerEndpoint, TrainerPool, connect_trainer
+from services.coordinator.engine.discovery import address_of, system_resolver
+from services.coordinator.engine.manager import RunManager
+from services.coordinator.run.jobs import JobName
 from services.coordinator.settings import CoordinatorSettings
 from tests.tls_fixtures import TOKEN
 from tests.unit.fake_services import FINGERPRINT, FakeEvaluator, FakeGenerator, FakeTrainer
@@ -186,7 +186,7 @@ def test_a_failed_resolution_keeps_the_trainers_found_before(caplog):
         await until(lambda: addresses(pool) == ["10.0.0.2:50052"], timeout=5)
         await pool.close()
 
-    with caplog.at_level(logging.WARNING, "services.coordinator.clients"):
+    with caplog.at_level(logging.WARNING, "services.coordinator.engine.clients"):
         _run(main)
     warning = next(r.getMessage() for r in caplog.records if "resolving" in r.getMessage())
     assert warning == (

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 import grpc
 import pytest
 
-from services.coordinator.clients import TrainerEndpoint, TrainerPool
-from services.coordinator.launcher import TORCH_THREADS_ENV, LocalStack, torch_threads
+from services.coordinator.cli.launcher import TORCH_THREADS_ENV, LocalStack, torch_threads
+from services.coordinator.engine.clients import TrainerEndpoint, TrainerPool
 from tests.unit.fake_services import rpc_error
 
 
@@ -318,7 +318,7 @@ def test_two_passages_split_the_cores_in_two_with_the_odd_one_to_the_trainer():
 def test_the_local_stack_gives_each_model_service_its_threads(monkeypatch, tmp_path):
     monkeypatch.delenv(TORCH_THREADS_ENV, raising=False)
     monkeypatch.setenv("SEAL_COORDINATOR_MAX_CONCURRENT_PASSAGES", "2")
-    monkeypatch.setattr("services.coordinator.launcher.usable_cores", lambda: 9)
+    monkeypatch.setattr("services.coordinator.cli.launcher.usable_cores", lambda: 9)
     stack = LocalStack(tmp_path)
     assert stack.service_env("trainer")[TORCH_THREADS_ENV] == "5"
     assert stack.service_env("generator")[TORCH_THREADS_ENV] == "4"
@@ -328,7 +328,7 @@ def test_the_local_stack_gives_each_model_service_its_threads(monkeypatch, tmp_p
 
 def test_the_local_stack_follows_the_passages_its_coordinator_gets(monkeypatch, tmp_path):
     monkeypatch.delenv(TORCH_THREADS_ENV, raising=False)
-    monkeypatch.setattr("services.coordinator.launcher.usable_cores", lambda: 8)
+    monkeypatch.setattr("services.coordinator.cli.launcher.usable_cores", lambda: 8)
     stack = LocalStack(tmp_path, extra_env={"SEAL_COORDINATOR_MAX_CONCURRENT_PASSAGES": "1"})
     assert stack.service_env("trainer")[TORCH_THREADS_ENV] == "8"
 

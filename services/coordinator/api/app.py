@@ -1,0 +1,83 @@
+"""The coordinator's HTTP API (FastAPI): the app, its lifespan and error mapping; routes live in `routes/`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from seal_lab import __version__
+from seal_lab.security import Security
+from seal_lab.store import ObjectStore
+
+from ..engine import RunManager, ServiceClients
+from ..settings import CoordinatorSettings
+from .bodylimit import BodySizeLimit
+from .deps import require_token
+from .errors import HANDLERS, ApiError, HostCheck
+from .ratelimit import RateLimiter
+from .routes import adapters, docs, events, health, metrics, results, runs
+
+#: Every 4xx/5xx of the API has that body (errors.py). Declared as ranges, it also replaces FastAPI's default
+#: 422 schema (a list of error objects without `code`), so the OpenAPI document says what a refusal really holds
+#: (tests/service/test_api_fuzz.py checks every response against it).
+_ERROR_RESPONSES: dict[int | str, dict] = {
+    "4XX": {"model": ApiError, "description": "the request was refused; `code` and `message` say why"},
+    "5XX": {"model": ApiError, "description": "the coordinator or its store could not serve the request"},
+}
+
+
+def create_app(
+    settings: CoordinatorSettings,
+    store: ObjectStore,
+    security: Security | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> FastAPI:
+    """`security`: the token `/v1` requires and the coordinator sends to the services, and TLS to them
+    (HTTPS itself is uvicorn's: `__main__.py`). None: open, plaintext (loopback only). `clock`: the run-start
+    rate limit's (tests move it)."""
+    security = security or Security()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        clients = ServiceClients(settings, security)
+        manager = RunManager(store, clients, settings)
+        app.state.manager = manager
+        await manager.start()
+        try:
+            yield
+        finally:
+            await manager.shutdown()
+            await clients.close()
+
+    app = FastAPI(
+        title="seal-lab coordinator",
+        version=__version__,
+        description="Runs SEAL's inner loop over the generator, trainer and evaluator services.",
+        lifespan=lifespan,
+        # Served by routes/docs.py instead, where the token can guard them.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.token = security.token_value
+    app.state.run_limiter = RateLimiter(settings.run_start_burst, settings.run_start_rate_per_second, clock)
+    app.add_middleware(HostCheck, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for kind, handler in HANDLERS.items():
+        app.add_exception_handler(kind, handler)
+    app.include_router(health.router)  # open: probes carry no token
+    # The description holds no data, but it maps every route for whoever reaches the port: behind the token
+    # (when there is one) unless opened on purpose.
+    app.include_router(docs.router, dependencies=[] if settings.public_docs else [Depends(require_token)])
+    for router in (
+        runs.router,
+        results.router,
+        events.router,
+        adapters.router,
+        metrics.router,
+    ):  # the token, when set
+        app.include_router(router, dependencies=[Depends(require_token)], responses=_ERROR_RESPONSES)
+    return app

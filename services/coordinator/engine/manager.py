@@ -1,0 +1,420 @@
+"""The coordinator's runs: created, scheduled, resumed after a restart, and handed between coordinators.
+
+Every finished job is written to the store as a write-once record (records.py), so a restarted coordinator
+resumes an unfinished run without redoing finished jobs. The run's manifest is written last.
+A service that is down is retried with backoff and shows up in the run's events; a request a service
+refuses (bad input) fails that job only, and the rest of the run goes on (calls.py). When the object store is
+away (down, hanging, full) the run pauses, without counting it against any service, and goes on when it is
+back. A lease (lease.py) makes sure one coordinator runs a run, even when several share the store.
+A run's plan must fit the coordinator's budgets (budget.py) before it starts. A cancelled run stops at once
+(its service calls are cancelled, so the services drop their jobs) and, recorded in the store, stays stopped:
+no coordinator resumes it, and POST .../resume refuses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from functools import partial
+
+from seal_lab.data import demo_passages, parse_passages
+from seal_lab.errors import FailedPrecondition, InvalidArgument, StoreUnavailable, Unavailable
+from seal_lab.logging import bind_context
+from seal_lab.outage import ONCE, OutagePolicy, call_async, wait_for_store
+from seal_lab.store import ObjectStore
+
+from ..results.build import build_results
+from ..run.schemas import RunCreate
+from ..run.split import choose_heldout
+from ..settings import CoordinatorSettings
+from . import admission
+from .budget import Budget
+from .calls import RunInterrupted, ServiceCalls
+from .clients import ServiceClients
+from .errors import RunCancelled, RunFinished, RunNotFound, RunRunning
+from .events import EventLog
+from .examples import attach_examples
+from .experiment import Experiment
+from .lease import Leases, default_owner
+from .policy import match_teacher_completions
+from .records import MANIFEST, LeaseLost, RecordWriter, delete_run, run_ids, run_key, write_spec
+from .servicecheck import TrainerLimits
+from .state import (
+    RunState,
+    is_cancelled,
+    load_run,
+    manifest,
+    new_run_id,
+    reproducibility,
+    run_spec,
+    write_cancel,
+)
+
+log = logging.getLogger(__name__)
+
+
+class RunManager:
+    """Owns every run of this coordinator: creation, execution, resumption, and their records."""
+
+    def __init__(self, store: ObjectStore, clients: ServiceClients, settings: CoordinatorSettings) -> None:
+        self.store = store
+        self.clients = clients
+        self.settings = settings
+        self.runs: dict[str, RunState] = {}
+        self._tasks: dict[str, asyncio.Task] = {}
+        self.owner = settings.instance_id or default_owner()
+        self.leases = Leases(store, self.owner, settings.lease_ttl_seconds)
+        self.outage = OutagePolicy(
+            settings.store_outage_max_seconds, settings.initial_backoff_seconds, settings.max_backoff_seconds
+        )
+        self.writer = RecordWriter(store, self.outage)
+        self.events = EventLog(self.writer)
+        self.calls = ServiceCalls(clients, settings, self.outage, self.events)
+        self.budget = Budget(settings)
+        self.limits = TrainerLimits(settings.info_timeout_seconds)  # plans trainings, checks directives
+        #: False until the store answered and every recorded run was loaded (/healthz says 503 until then).
+        self.ready = False
+        self._background: list[asyncio.Task] = []
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Wait for the store, load every recorded run and resume the unfinished ones.
+
+        Returns when that is done, or after `startup_wait_seconds` while it goes on in the background (the
+        store is away): the HTTP API then answers, /healthz with 503, until it is done.
+        """
+        starting = asyncio.create_task(self._start(), name="coordinator-start")
+        self._background.append(starting)
+        await asyncio.wait({starting}, timeout=self.settings.startup_wait_seconds)
+
+    async def _start(self) -> None:
+        while True:
+            await wait_for_store(self.store.check, "coordinator", self.settings.max_backoff_seconds)
+            try:
+                for run_id in await call_async(lambda: run_ids(self.store), self.outage, "listing runs"):
+                    if run_id not in self.runs:
+                        await self._adopt(run_id, at_start=True)
+                break
+            except StoreUnavailable as exc:  # gone again while loading: wait for it once more
+                log.warning("store unavailable while loading runs (%s)", exc.message)
+        self.ready = True
+        self._background.append(asyncio.create_task(self._watch_leases(), name="lease-watch"))
+
+    async def _adopt(self, run_id: str, at_start: bool = False) -> None:
+        """Know a run that is in the store; run it here if it is unfinished and its lease can be had.
+
+        Records are read again only when the lease is ours: another coordinator may have advanced the run.
+        """
+        known = self.runs.get(run_id)
+        if known is None:
+            known = await self._load(run_id)
+            self.runs[run_id] = known
+        if known.finished or known.unrunnable or not self.settings.resume_unfinished_runs:
+            self._tell_problems(known)
+            return
+        lease = await call_async(lambda: self.leases.acquire(run_id), ONCE, "taking a lease")
+        if lease is None:
+            known.current = f"running on another coordinator ({await self._holder(run_id)})"
+            self._tell_problems(known)
+            return
+        try:
+            run = await self._load(run_id)
+        except BaseException:
+            self._tell_problems(known)
+            await asyncio.to_thread(self.leases.release, lease)
+            raise
+        # Told on the state kept: this load reads events back from the store, where the first's may not be yet.
+        run.load_problems[:0], known.load_problems = known.load_problems, []
+        self.runs[run_id] = run
+        self._tell_problems(run)
+        if run.finished or run.unrunnable:
+            await asyncio.to_thread(self.leases.release, lease)
+            return
+        run.lease = lease
+        reason = "coordinator restarted: resuming run" if at_start else "lease expired: taking the run over"
+        self.events.emit(run, "status", reason, data={"resumed": True, "owner": self.owner}, persist=True)
+        self._schedule(run)
+
+    async def _holder(self, run_id: str) -> str:
+        return await call_async(lambda: self.leases.holder(run_id), ONCE, "reading a lease")
+
+    async def _watch_leases(self) -> None:
+        """Renew the leases of runs executing here; pick up new runs and runs whose holder went away."""
+        interval = self.settings.lease_ttl_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for run_id in list(self._tasks):
+                    run = self.runs[run_id]
+                    if await call_async(partial(is_cancelled, self.store, run_id), ONCE, "reading a cancel"):
+                        await self._stop_cancelled(run, "cancelled through another coordinator")
+                    elif run.lease is not None:
+                        await self._renew(run)
+                if self.settings.resume_unfinished_runs:
+                    for run_id in await call_async(lambda: run_ids(self.store), ONCE, "listing runs"):
+                        run = self.runs.get(run_id)
+                        if run_id not in self._tasks and (
+                            run is None or not (run.finished or run.unrunnable)
+                        ):
+                            await self._adopt(run_id)
+            except StoreUnavailable as exc:
+                log.warning("lease watch: store unavailable (%s)", exc.message)
+            except Exception:
+                log.exception("lease watch failed; trying again in %.0fs", interval)
+
+    async def _renew(self, run: RunState) -> None:
+        try:
+            await call_async(lambda: self.leases.renew(run.lease), ONCE, "renewing a lease")
+        except LeaseLost as exc:
+            self._stop_here(run, str(exc))
+
+    def _stop_here(self, run: RunState, reason: str) -> None:
+        """Another coordinator runs this run now: stop executing it here without touching its records."""
+        task = self._tasks.pop(run.id, None)
+        if task is not None:
+            task.cancel()
+        run.lease = None
+        run.current = f"running on another coordinator: {reason}"
+        log.warning("run %s: %s; stopped here", run.id, reason)
+
+    async def shutdown(self) -> None:
+        """Stop executing (runs stay unfinished in the store and resume at the next start)."""
+        executing = list(self._tasks)
+        tasks = [*self._tasks.values(), *self._background]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for run_id in executing:
+            run = self.runs[run_id]
+            if run.lease is not None:  # released: another coordinator may take the run at once
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.to_thread(self.leases.release, run.lease), 5)
+        self._tasks.clear()
+        await self.writer.flush(timeout=5)
+
+    async def _load(self, run_id: str) -> RunState:
+        """Load off the event loop; what had to be moved aside waits in `load_problems` for _tell_problems."""
+        return await call_async(lambda: load_run(self.store, run_id), ONCE, f"loading run {run_id}")
+
+    def _tell_problems(self, run: RunState) -> None:
+        """Tell in the run's events what its loading moved aside (once: the list is emptied)."""
+        for problem in run.load_problems:
+            self.events.emit(run, "error", f"store: {problem}", data={"quarantine": problem}, persist=True)
+        run.load_problems = []
+
+    # ---- API -------------------------------------------------------------------------------------------
+
+    def _require_ready(self) -> None:
+        if not self.ready:
+            raise Unavailable("the coordinator is waiting for its object store; try again shortly")
+
+    async def create(self, body: RunCreate) -> RunState:
+        """Check everything the request asks for (admission.py) before anything is created."""
+        self._require_ready()
+        admission.check_counts(body, self.settings.max_passages_per_run)
+        admission.check_teachers(body)
+        if body.dataset == "demo":
+            passages = demo_passages()
+        else:
+            passages = parse_passages(body.passages, "request body 'passages'")
+        if body.limit:
+            passages = passages[: body.limit]
+        train, heldout = choose_heldout(passages, body)
+        passages = train + heldout
+        if len(passages) > self.settings.max_passages_per_run:
+            raise InvalidArgument(
+                f"{len(passages)} passages; this coordinator takes at most {self.settings.max_passages_per_run}"
+            )
+        requested = set(body.config.formats) | {t.format for t in body.teachers}
+        known = self.calls.known_formats
+        unknown = sorted(f for f in requested if known and f not in known)
+        if unknown:
+            raise InvalidArgument(f"unknown self-edit format(s) {unknown}; the generator knows {known}")
+        teachers = {
+            t.name: (t.format, match_teacher_completions(t.name, t.passages, t.completion_index, heldout))
+            for t in body.teachers
+        }
+        await self.limits.check_creation(body.config, self.clients.trainers)
+        await admission.check_store_keys(self.store, body)
+        now = time.time()
+        run = RunState(
+            new_run_id(),
+            body.name,
+            body.config,
+            passages,
+            now,
+            updated_at=now,
+            heldout_ids=frozenset(p.passage_id for p in heldout),
+            teachers=teachers,
+        )
+        self.budget.check(run, self._executing(), self.limits.limits)
+        admission.check_message_sizes(run, self.settings.evaluate_max_adapters_per_call)
+        # One try, bounded by the store's own timeouts: while the store is away the request gets a 503 and
+        # nothing was created. The lease is taken before anyone else can see the spec's run as free.
+        lease = await call_async(lambda: self.leases.first(run.id), ONCE, "taking a lease")
+        spec = run_spec(run)
+        await call_async(lambda: write_spec(self.store, run.id, spec), ONCE, "writing a run spec")
+        run.lease = lease
+        self.runs[run.id] = run
+        self.events.emit(
+            run,
+            "status",
+            f"run created: {len(train)} training and {len(heldout)} held-out passages, "
+            f"{body.config.rounds} rounds, {run.jobs_total} jobs",
+        )
+        self._schedule(run)
+        return run
+
+    def get(self, run_id: str) -> RunState:
+        try:
+            return self.runs[run_id]
+        except KeyError:
+            raise RunNotFound(f"no run {run_id!r}") from None
+
+    async def resume(self, run_id: str) -> RunState:
+        self._require_ready()
+        run = self.get(run_id)
+        if run.unrunnable:
+            raise FailedPrecondition(f"run {run_id} {run.error}")
+        if run.id in self._tasks:
+            raise RunRunning(f"run {run_id} is already running")
+        if run.status in ("succeeded", "completed_with_errors"):
+            raise RunFinished(f"run {run_id} has finished ({run.status})")
+        if run.status == "cancelled":
+            raise RunCancelled(f"run {run_id} was cancelled; start a new run to do its work again")
+        if await call_async(lambda: self.store.exists(run_key(run.id, MANIFEST)), ONCE, "reading a manifest"):
+            raise FailedPrecondition(f"run {run_id} has a manifest already")
+        self.budget.check(run, self._executing(), self.limits.limits, new=False)
+        lease = await call_async(lambda: self.leases.acquire(run_id), ONCE, "taking a lease")
+        if lease is None:
+            raise FailedPrecondition(
+                f"run {run_id} is running on another coordinator ({await self._holder(run_id)})"
+            )
+        run.lease = lease
+        run.error = ""
+        self.events.emit(run, "status", "resuming run on request", data={"resumed": True}, persist=True)
+        self._schedule(run)
+        return run
+
+    async def cancel(self, run_id: str) -> RunState:
+        """Stop a run for good (idempotent). Recorded in the store first (one try: 503 while the store is
+        away, and nothing changed), so that no coordinator resumes it; then its task is cancelled, which
+        cancels its gRPC calls (the services drop those jobs) and its jobs not yet started."""
+        self._require_ready()
+        run = self.get(run_id)
+        if run.status == "cancelled":
+            return run
+        if run.unrunnable:
+            raise FailedPrecondition(f"run {run_id} {run.error}")
+        if run.status in ("succeeded", "completed_with_errors"):
+            raise RunFinished(f"run {run_id} has finished ({run.status})")
+        await call_async(lambda: write_cancel(self.store, run, self.owner), ONCE, "recording a cancellation")
+        if run.status in ("succeeded", "completed_with_errors"):  # it finished meanwhile: its manifest counts
+            raise RunFinished(f"run {run_id} has finished ({run.status})")
+        await self._stop_cancelled(run, "cancelled on request")
+        return run
+
+    async def delete(self, run_id: str) -> None:
+        """Remove a finished run's records (the adapters and datasets it made stay: other runs share them)."""
+        self._require_ready()
+        run = self.get(run_id)
+        if run.id in self._tasks or not run.finished:
+            raise RunRunning(f"run {run_id} is {run.status}; cancel it first (POST /v1/runs/{run_id}/cancel)")
+        await call_async(lambda: delete_run(self.store, run_id), ONCE, f"deleting run {run_id}")
+        self.runs.pop(run_id, None)
+
+    async def _stop_cancelled(self, run: RunState, reason: str) -> None:
+        run.status, run.current, run.error = "cancelled", "", ""
+        task = self._tasks.pop(run.id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=10)  # its calls are cancelled; then the lease can go
+        self.events.emit(run, "status", f"run {reason}", data={"cancelled": True}, persist=True)
+        await self._release(run)
+
+    def _executing(self) -> list[RunState]:
+        return [self.runs[run_id] for run_id in self._tasks]
+
+    # ---- execution -------------------------------------------------------------------------------------
+
+    def _schedule(self, run: RunState) -> None:
+        task = asyncio.create_task(self._execute(run), name=run.id)
+        self._tasks[run.id] = task
+        task.add_done_callback(
+            lambda done: self._tasks.pop(run.id, None) if self._tasks.get(run.id) is done else None
+        )
+
+    async def _execute(self, run: RunState) -> None:
+        with bind_context(run_id=run.id):
+            run.status = "running"
+            self.events.emit(run, "status", "running")
+            try:
+                limits = await self.calls.check(run)
+                self.limits.publish(limits)
+                experiment = Experiment(
+                    run,
+                    self.calls,
+                    self.events,
+                    self.store,
+                    self.outage,
+                    limits,
+                    self.settings.max_concurrent_passages,
+                )
+                await experiment.run_all()
+                run.results = build_results(run.passages, run.jobs, run.config, run.split, run.teachers)
+                run.results["reproducibility"] = reproducibility(run)
+                run.results["phase_seconds"] = {
+                    e.data["phase"]: e.data["seconds"] for e in run.events if "phase" in e.data
+                }
+                results = run.results
+                await call_async(
+                    lambda: attach_examples(results, self.store),
+                    self.outage,
+                    "reading examples",
+                    self.events.store_retry(run, "reading examples"),
+                )
+                run.status = "completed_with_errors" if run.jobs_failed else "succeeded"
+                run.current = ""
+                await self.events.persist(
+                    run, run_key(run.id, MANIFEST), manifest(run), "writing the manifest"
+                )
+                self.events.emit(run, "status", f"run {run.status}", data={"summary": run.results["summary"]})
+                await self._release(run)
+            except asyncio.CancelledError:
+                if run.lease is not None and run.status != "cancelled":
+                    run.current = "stopped by coordinator shutdown; resumes at next start"
+                raise
+            except LeaseLost as exc:
+                self._stop_here(run, str(exc))
+            except StoreUnavailable as exc:
+                self._fail(run, f"the object store stayed unavailable: {exc.message}")
+            except (RunInterrupted, FailedPrecondition) as exc:
+                self._fail(run, str(exc))
+            except Exception as exc:  # its text may name files: it stays in the log
+                log.exception("run failed")
+                self._fail(
+                    run, f"internal error: {type(exc).__name__} (the coordinator's log has the details)"
+                )
+
+            if run.status == "failed":  # waits for a resume, which any coordinator may take
+                await self._release(run)
+
+    async def _release(self, run: RunState) -> None:
+        lease, run.lease = run.lease, None
+        if lease is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await call_async(lambda: self.leases.release(lease), ONCE, "releasing a lease")
+
+    def _fail(self, run: RunState, message: str) -> None:
+        if run.status == "cancelled":  # what a cancelled run's last call said no longer matters
+            return
+        run.status, run.error, run.current = "failed", message, ""
+        self.events.emit(
+            run,
+            "error",
+            f"run failed: {message} (POST /v1/runs/{run.id}/resume to continue)",
+            data={"run_failed": True, "reason": message},
+        )

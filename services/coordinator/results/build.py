@@ -1,0 +1,163 @@
+"""A run's results from its job records: the training rounds (rounds.py), the held-out conditions
+(heldout.py), and across them what worked (reward by format and by directive) and what the adapters forgot."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from seal_lab.data import Passage
+from seal_lab.stats import describe
+
+from ..run.jobs import JobName, trial_suffix
+from ..run.schemas import RunConfig
+from ..run.split import Split
+from .heldout import heldout_results
+from .readout import mean
+from .rounds import round_passages, round_summary
+
+#: Buckets for "which directives worked": (label, upper bound exclusive) per field.
+DIRECTIVE_BUCKETS: dict[str, list[tuple[str, float]]] = {
+    "epochs": [("1-2", 3), ("3-5", 6), ("6+", float("inf"))],
+    "learning_rate": [
+        ("<1e-3", 1e-3),
+        ("1e-3 to <3e-3", 3e-3),
+        ("3e-3 to <1e-2", 1e-2),
+        (">=1e-2", float("inf")),
+    ],
+    "lora_rank": [("1-8", 9), ("9-16", 17), ("17+", float("inf"))],
+}
+
+
+def bucket(field: str, value: float) -> str:
+    for label, upper in DIRECTIVE_BUCKETS[field]:
+        if value < upper:
+            return label
+    raise AssertionError("the last bucket is unbounded")
+
+
+def _what_worked(rounds: list[dict[str, Any]], config: RunConfig) -> dict[str, Any]:
+    """Across every round: reward by format, by directive bucket, and what directive search found."""
+    by_format: dict[str, list[float]] = defaultdict(list)
+    by_bucket: dict[str, dict[str, list[float]]] = {f: defaultdict(list) for f in DIRECTIVE_BUCKETS}
+    by_trial: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for round_result in rounds:
+        for passage in round_result["passages"]:
+            for edit in passage["self_edits"]:
+                if edit["reward"] is not None:
+                    by_format[edit["format"]].append(edit["reward"])
+                for trial in edit["trials"]:
+                    if trial["reward"] is None:
+                        continue
+                    for name in DIRECTIVE_BUCKETS:
+                        value = trial["directive"].get(name)
+                        if value is not None:
+                            by_bucket[name][bucket(name, value)].append(trial["reward"])
+                    if trial["trial"] and edit["reward"] is not None:
+                        by_trial[trial["trial"]].append((trial["reward"], edit["reward"]))
+    search = []
+    for number, override in enumerate(config.directive_search, start=1):
+        pairs = by_trial.get(trial_suffix(number), [])
+        search.append(
+            {
+                "trial": trial_suffix(number),
+                "override": override.fields_set(),
+                "n": len(pairs),
+                "mean_reward": mean([a for a, _ in pairs]),
+                "own_mean_reward": mean([b for _, b in pairs]),
+                "better_than_own": sum(1 for a, b in pairs if a > b),
+                "worse_than_own": sum(1 for a, b in pairs if a < b),
+            }
+        )
+    return {
+        "reward_by_format": {k: describe(v, config.seed) for k, v in sorted(by_format.items())},
+        "reward_by_directive_bucket": {
+            name: {
+                label: describe(by_bucket[name][label], config.seed)
+                for label, _ in DIRECTIVE_BUCKETS[name]
+                if by_bucket[name][label]
+            }
+            for name in DIRECTIVE_BUCKETS
+        },
+        "directive_search": search,
+    }
+
+
+def _gain_vs_retention(rounds: list[dict[str, Any]], heldout: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One point per adapter with both a gain and a retention score."""
+    points = []
+    for round_result in rounds:
+        for passage in round_result["passages"]:
+            for edit in passage["self_edits"]:
+                for trial in edit["trials"]:
+                    if trial["reward"] is not None and trial["retention"] is not None:
+                        points.append(
+                            {
+                                "group": f"round {round_result['round']}",
+                                "gain": trial["reward"],
+                                "retention": trial["retention"],
+                            }
+                        )
+    if heldout:
+        labels = {c["condition"]: c["short_label"].removeprefix("passage + ") for c in heldout["conditions"]}
+        for passage in heldout["passages"]:
+            for condition, kept in passage["retention"].items():
+                if condition != "base" and condition in passage["scores"] and "base" in passage["scores"]:
+                    gain = round(passage["scores"][condition] - passage["scores"]["base"], 4)
+                    points.append(
+                        {
+                            "group": f"held-out: {labels.get(condition, condition)}",
+                            "gain": gain,
+                            "retention": kept,
+                        }
+                    )
+    return points
+
+
+def build_results(
+    passages: list[Passage],
+    jobs: dict[str, dict[str, Any]],
+    config: RunConfig,
+    split: Split | None = None,
+    teachers: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Every result of a run from its job records; `split` None: every passage is a training passage."""
+    split = split or Split(train=tuple(range(len(passages))))
+    train, held = split.train, split.heldout
+    rounds = []
+    for round_index in range(max(1, config.rounds)):
+        passage_results = round_passages(passages, train, jobs, config, round_index)
+        summary = round_summary(passage_results, train, jobs, config, round_index)
+        policy = jobs.get(str(JobName.policy(round_index))) if config.rounds else None
+        if policy and "error" not in policy and not policy.get("skipped") and not policy.get("reused"):
+            summary["seconds"]["policy_train"] = round(policy.get("metrics", {}).get("seconds", 0.0), 1)
+        policy_keys = {p["policy_adapter_key"] for p in passage_results if p["self_edits"]}
+        rounds.append(
+            {
+                "round": round_index,
+                "policy_adapter_key": policy_keys.pop() if len(policy_keys) == 1 else sorted(policy_keys),
+                "summary": summary,
+                # With the directive it trained with: the config's policy_directive, its defaulted fields
+                # clamped to the trainer's limits.
+                "policy_update": policy,
+                "passages": passage_results,
+            }
+        )
+    heldout = heldout_results(passages, held, jobs, config, list(teachers or {})) if held else None
+    summary = dict(rounds[0]["summary"])
+    summary["rounds"] = config.rounds
+    summary["training_passages"] = len(train)
+    summary["heldout_passages"] = len(held)
+    if heldout:
+        summary["heldout_by_round"] = [
+            {"round": r["round"], "mean": r["mean"], "stderr": r["stderr"], "n": r["n"]}
+            for r in heldout["by_round"]
+        ]
+    return {
+        "summary": summary,
+        "passages": rounds[0]["passages"],
+        "rounds": rounds,
+        "heldout": heldout,
+        "what_worked": _what_worked(rounds, config),
+        "gain_vs_retention": _gain_vs_retention(rounds, heldout),
+    }

@@ -1,0 +1,153 @@
+"""Results on the held-out passages: SEAL's conditions table (no adapter, passage only, each round's
+generator, teachers) with error bars, the specificity control, retention, and the planned comparisons."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from seal_lab.data import Passage
+from seal_lab.stats import describe
+
+from ..run.jobs import HELDOUT_STEPS, JobName, policy_condition, teacher_condition
+from ..run.schemas import RunConfig
+from .comparisons import ALL_METRICS, compare, metric_table, planned_comparisons, power
+from .readout import errors_of, mean, metric_of, record_of
+
+
+def condition_names(config: RunConfig, teachers: list[str]) -> list[tuple[str, str, str]]:
+    """(job key, label, short label for plots) of SEAL's table rows, in order."""
+    rows = [
+        ("base", "no adapter", "no adapter"),
+        ("passage", "passage only", "passage only"),
+        (policy_condition(0), "passage + self-edits (round-0 generator)", "passage + round 0"),
+    ]
+    rows += [
+        (policy_condition(r), f"passage + self-edits (policy after round {r})", f"passage + round {r}")
+        for r in range(1, config.rounds + 1)
+    ]
+    rows += [
+        (teacher_condition(name), f"passage + {name} self-edits", f"passage + {name}") for name in teachers
+    ]
+    return rows
+
+
+def heldout_results(
+    passages: list[Passage],
+    indices: Sequence[int],
+    jobs: dict[str, dict[str, Any]],
+    config: RunConfig,
+    teachers: list[str],
+) -> dict[str, Any]:
+    metric = config.reward_metric
+    rows = condition_names(config, teachers)
+    per_passage = []
+    for index in indices:
+        passage = passages[index]
+        baseline = record_of(jobs, JobName.baseline(index)).get("evaluations", {}).get("")
+        scores: dict[str, float] = {} if baseline is None else {"base": baseline["mean"][metric]}
+        metrics: dict[str, dict[str, float]] = {} if baseline is None else {"base": _known(baseline["mean"])}
+        control: dict[
+            str, dict[str, float]
+        ] = {}  # condition -> metric -> gain on another passage's questions
+        training: dict[str, dict[str, Any]] = {}
+        retention: dict[str, float] = {}
+        edits: dict[str, Any] = {}
+        for condition, _, _ in rows[1:]:
+            step = {s: record_of(jobs, JobName.heldout(index, condition, s)) for s in HELDOUT_STEPS}
+            made = step["edit"].get("self_edits", [])
+            key = step["train"].get("adapter_key")
+            evaluations = step["evaluate"].get("evaluations", {})
+            score = metric_of(evaluations, key, metric)
+            kept = step["retention"].get("evaluations", {})
+            if score is not None:
+                scores[condition] = score
+                metrics[condition] = _known(evaluations[key]["mean"])
+            trained = step["train"].get("metrics")
+            if trained:
+                training[condition] = {k: trained.get(k) for k in ("steps", "tokens", "seconds")}
+            other = step["control"].get("evaluations", {})
+            if key and key in other and "" in other:
+                mine, theirs = _known(other[key]["mean"]), _known(other[""]["mean"])
+                control[condition] = {m: round(mine[m] - theirs[m], 5) for m in mine if m in theirs}
+            if metric_of(kept, key, metric) is not None:
+                retention[condition] = metric_of(kept, key, metric)
+                retention["base"] = metric_of(kept, "", metric)
+            if made:
+                edit = made[0]
+                edits[condition] = {
+                    "dataset_key": edit["dataset_key"],
+                    "adapter_key": key,
+                    "preview": edit["preview"],
+                    "num_texts": edit["num_texts"],
+                    "directive": step["train"].get("directive", edit["directive"]),
+                }
+        per_passage.append(
+            {
+                "passage_id": passage.passage_id,
+                "title": passage.title,
+                "scores": scores,
+                "metrics": metrics,
+                "control_gain": control,
+                "training": training,
+                "retention": retention,
+                "self_edits": edits,
+                "errors": errors_of(jobs, lambda job, i=index: job.index == i),
+            }
+        )
+    conditions = []
+    for condition, label, short in rows:
+        values = [p["scores"][condition] for p in per_passage if condition in p["scores"]]
+        gains = [
+            p["scores"][condition] - p["scores"]["base"]
+            for p in per_passage
+            if condition in p["scores"] and "base" in p["scores"]
+        ]
+        kept = [p["retention"][condition] for p in per_passage if condition in p["retention"]]
+        if condition == "base":
+            kept = [p["retention"]["base"] for p in per_passage if "base" in p["retention"]][:1]
+        conditions.append(
+            {
+                "condition": condition,
+                "label": label,
+                "short_label": short,
+                **describe(values, config.seed),
+                "gain": describe(gains, config.seed),
+                "retention": mean(kept),
+                "retention_n": len(kept),
+            }
+        )
+    by_round = [
+        {"round": r, **next(c for c in conditions if c["condition"] == f"p{r}")}
+        for r in range(config.rounds + 1)
+    ]
+    keys = [condition for condition, _, _ in rows]
+    labels = {condition: label for condition, label, _ in rows}
+    pairs = planned_comparisons(keys, config.rounds)
+    for row in conditions:  # the budget each condition trained with, and its gain on other passages
+        spent = [p["training"][row["condition"]] for p in per_passage if row["condition"] in p["training"]]
+        row["steps"] = describe([t["steps"] for t in spent if t.get("steps") is not None], config.seed)
+        row["tokens"] = mean([t["tokens"] for t in spent if t.get("tokens") is not None])
+        row["control_gain"] = describe(
+            [
+                p["control_gain"][row["condition"]][metric]
+                for p in per_passage
+                if metric in p["control_gain"].get(row["condition"], {})
+            ],
+            config.seed,
+        )
+    return {
+        "metric": metric,
+        "passages": per_passage,
+        "conditions": conditions,
+        "by_round": by_round,
+        "metrics": metric_table(per_passage, keys, config.seed),
+        "comparisons": compare(per_passage, labels, pairs, metric, config.seed),
+        "power": power(per_passage, pairs, metric),
+    }
+
+
+def _known(mean: dict[str, Any]) -> dict[str, float]:
+    """The metrics of an evaluation's mean that it has (records written before a metric existed lack it, and
+    only an evaluator with SEAL's judge gives `judge`)."""
+    return {m: mean[m] for m in ALL_METRICS if isinstance(mean.get(m), int | float)}

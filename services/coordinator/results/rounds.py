@@ -1,0 +1,204 @@
+"""Results of the training rounds: per passage, the baseline, every self-edit's reward (with its directive
+trials) and the best one; per round, a summary (rewards by format and directive, time spent, forgetting)."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from seal_lab.data import Passage, retention_set_size
+from seal_lab.stats import variance_components
+
+from ..run.jobs import JobName, trial_suffix
+from ..run.schemas import RunConfig
+from .readout import errors_of, mean, metric_of, record_of
+
+DIRECTIVE_FIELDS = ("epochs", "learning_rate", "lora_rank", "lora_alpha", "batch_size", "steps")
+
+
+def round_passages(
+    passages: list[Passage],
+    indices: Sequence[int],
+    jobs: dict[str, dict[str, Any]],
+    config: RunConfig,
+    round_index: int,
+) -> list[dict[str, Any]]:
+    """Per training passage of one round: baseline, each self-edit with its rewards, and the best."""
+    metric = config.reward_metric
+    results = []
+    for index in indices:
+        passage = passages[index]
+        baseline = record_of(jobs, JobName.baseline(index)).get("evaluations", {}).get("")
+        evaluations = record_of(jobs, JobName.evaluate(index, round_index)).get("evaluations", {})
+        retention = record_of(jobs, JobName.retention(index, round_index)).get("evaluations", {})
+        base_retention = metric_of(retention, "", metric)
+        errors = errors_of(jobs, lambda job, i=index: job.index == i and job.round == round_index)
+        edits = []
+        policy_key = ""
+        for edit_format in config.formats:
+            generated = record_of(jobs, JobName.generate(index, round_index, edit_format))
+            policy_key = generated.get("policy_adapter_key", policy_key)
+            for edit in generated.get("self_edits", []):
+                trials = []
+                for trial in range(len(config.directive_search) + 1):
+                    train = record_of(
+                        jobs, JobName.train(index, round_index, edit_format, edit["sample_index"], trial)
+                    )
+                    key = train.get("adapter_key")
+                    evaluation = evaluations.get(key) if key else None
+                    kept = metric_of(retention, key, metric)
+                    seed_rewards = []
+                    for number in range(config.reward_seeds):
+                        seed_key = record_of(
+                            jobs,
+                            JobName.train(
+                                index, round_index, edit_format, edit["sample_index"], trial, number
+                            ),
+                        ).get("adapter_key")
+                        score = metric_of(evaluations, seed_key, metric)
+                        if score is not None and baseline is not None and metric in baseline["mean"]:
+                            seed_rewards.append(score - baseline["mean"][metric])
+                    # The reward of a self-edit: its gain averaged over the seeds it was trained with.
+                    reward = None
+                    if evaluation is not None and seed_rewards:
+                        reward = round(statistics.fmean(seed_rewards), 4)
+                    trials.append(
+                        {
+                            "trial": trial_suffix(trial),
+                            "directive": train.get("directive", edit["directive"]),
+                            "adapter_key": key,
+                            "train": train.get("metrics"),
+                            "train_reused": train.get("reused", False),
+                            "train_error": train.get("error"),
+                            "scores": evaluation["mean"] if evaluation else None,
+                            "answers": evaluation["answers"] if evaluation else [],
+                            "reward": reward,
+                            "seed_rewards": [round(r, 4) for r in seed_rewards],
+                            # What the adapter made the model forget: retention-set score vs the base's.
+                            "retention": kept,
+                            "forgetting": None
+                            if kept is None or base_retention is None
+                            else round(base_retention - kept, 4),
+                        }
+                    )
+                own = trials[0]
+                scored = [t for t in trials if t["reward"] is not None]
+                best_trial = max(scored, key=lambda t: t["reward"], default=None)
+                edits.append(
+                    {
+                        **edit,
+                        **{k: own[k] for k in ("adapter_key", "train", "train_error", "scores", "answers")},
+                        "reward": own["reward"],
+                        "retention": own["retention"],
+                        "forgetting": own["forgetting"],
+                        "trials": trials,
+                        "best_trial": None if best_trial is None else best_trial["trial"],
+                        "best_reward": None if best_trial is None else best_trial["reward"],
+                    }
+                )
+        candidates = [(e, t) for e in edits for t in e["trials"] if t["reward"] is not None]
+        best = max(candidates, key=lambda pair: pair[1]["reward"], default=None)
+        results.append(
+            {
+                "passage_id": passage.passage_id,
+                "title": passage.title,
+                "questions": [
+                    {"question_id": q.question_id, "question": q.question, "answers": list(q.answers)}
+                    for q in passage.questions
+                ],
+                "policy_adapter_key": policy_key,
+                "baseline": baseline["mean"] if baseline else None,
+                "baseline_answers": baseline["answers"] if baseline else [],
+                "baseline_retention": base_retention,
+                "self_edits": edits,
+                "best": None
+                if best is None
+                else {
+                    "format": best[0]["format"],
+                    "sample_index": best[0]["sample_index"],
+                    "dataset_key": best[0]["dataset_key"],
+                    "adapter_key": best[1]["adapter_key"],
+                    "directive": best[1]["directive"],
+                    "directive_trial": best[1]["trial"],
+                    "reward": best[1]["reward"],
+                    "scores": best[1]["scores"],
+                    "positive": best[1]["reward"] > 0,
+                },
+                "errors": errors,
+            }
+        )
+    return results
+
+
+def round_summary(
+    passage_results: list[dict[str, Any]],
+    indices: Sequence[int],
+    jobs: dict[str, dict[str, Any]],
+    config: RunConfig,
+    round_index: int,
+) -> dict[str, Any]:
+    metric = config.reward_metric
+    edits = [e for p in passage_results for e in p["self_edits"]]
+    rewards_by_format: dict[str, list[float]] = defaultdict(list)
+    rewards_by_source: dict[str, list[float]] = defaultdict(list)
+    rewards_by_directive: dict[str, dict[float, list[float]]] = {
+        f: defaultdict(list) for f in DIRECTIVE_FIELDS
+    }
+    for edit in edits:
+        if edit["reward"] is not None:
+            rewards_by_format[edit["format"]].append(edit["reward"])
+            rewards_by_source[edit["directive_source"]].append(edit["reward"])
+        for trial in edit["trials"]:
+            if trial["reward"] is not None:
+                for name in DIRECTIVE_FIELDS:
+                    rewards_by_directive[name][trial["directive"].get(name, 0)].append(trial["reward"])
+    seconds = {"generate": 0.0, "train": 0.0, "evaluate": 0.0}
+    for index in indices:
+        evaluations = [JobName.evaluate(index, round_index), JobName.retention(index, round_index)] + (
+            [] if round_index else [JobName.baseline(index)]
+        )
+        seconds["evaluate"] += sum(record_of(jobs, job).get("seconds", 0.0) for job in evaluations)
+        for edit_format in config.formats:
+            generate = JobName.generate(index, round_index, edit_format)
+            seconds["generate"] += record_of(jobs, generate).get("seconds", 0.0)
+    for edit in edits:
+        for trial in edit["trials"]:
+            if trial["train"] and not trial["train_reused"]:
+                seconds["train"] += trial["train"]["seconds"]
+    baselines = [p["baseline"][metric] for p in passage_results if p["baseline"]]
+    bests = [p["best"]["scores"][metric] for p in passage_results if p["best"]]
+    return {
+        "metric": metric,
+        "passages": len(passage_results),
+        "passages_scored": len(bests),
+        "mean_baseline": mean(baselines),
+        "mean_adapted": mean([e["scores"][metric] for e in edits if e["scores"]]),
+        "mean_best": mean(bests),
+        "mean_best_gain": mean([p["best"]["reward"] for p in passage_results if p["best"]]),
+        "mean_reward": mean([e["reward"] for e in edits if e["reward"] is not None]),
+        "mean_retention_base": mean(
+            [p["baseline_retention"] for p in passage_results if p["baseline_retention"] is not None]
+        ),
+        "mean_retention_adapted": mean([e["retention"] for e in edits if e["retention"] is not None]),
+        "mean_forgetting": mean([e["forgetting"] for e in edits if e["forgetting"] is not None]),
+        "retention_questions": (config.retention_questions or retention_set_size())
+        if config.retention
+        else 0,
+        "positive_best": sum(1 for p in passage_results if p["best"] and p["best"]["positive"]),
+        "self_edits": len(edits),
+        "reward_by_format": {k: mean(v) for k, v in sorted(rewards_by_format.items())},
+        "reward_by_directive_source": {k: mean(v) for k, v in sorted(rewards_by_source.items())},
+        "reward_by_directive": {
+            name: {f"{value:g}": mean(rewards) for value, rewards in sorted(by_value.items())}
+            for name, by_value in rewards_by_directive.items()
+        },
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        # How much of a reward belongs to the self-edit and how much is seed noise (reward_seeds >= 2).
+        "reward_variance": variance_components(
+            [e["trials"][0]["seed_rewards"] for e in edits if len(e["trials"][0]["seed_rewards"]) >= 2]
+        )
+        if config.reward_seeds >= 2
+        else None,
+    }
