@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from .api_client import CoordinatorError
-from .schemas import RunConfig, annotation_members
+from ..run.schemas import RunConfig, annotation_members
 
 #: `seal-lab run`'s options that set a field of `config` (RunConfig), under the field's own name: one per
 #: field, generated (`config_options`), so a new field is an option without a change here.
