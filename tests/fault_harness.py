@@ -8,22 +8,29 @@ no job was done twice, and offer hooks that hold a call at a chosen point while 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 from fastapi.testclient import TestClient
 
 from seal.v1 import evaluator_pb2_grpc, generator_pb2_grpc, trainer_pb2_grpc
+from seal_lab.grpc_client import wait_until_serving
 from seal_lab.outage import OutagePolicy
 from seal_lab.service import ModelHost
 from seal_lab.settings import ModelSettings
 from seal_lab.store import ObjectStore
 from services.coordinator.api.app import create_app
+from services.coordinator.cli.launcher import free_ports
 from services.coordinator.settings import CoordinatorSettings
 from services.evaluator.server import EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings
@@ -138,7 +145,14 @@ class CountingGenerator(GeneratorServicer):
 class Services:
     """Generator, trainer and evaluator on `store`, each a real gRPC server (stop() them all)."""
 
-    def __init__(self, store: ObjectStore, model_path: str, outage_seconds: float = 120.0) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        model_path: str,
+        outage_seconds: float = 120.0,
+        remote: Any = None,
+    ) -> None:
+        """`remote`: the generator's teacher backend (an OpenAIBackend), instead of the model."""
         model = ModelSettings(name=model_path, device="cpu", dtype="float32")
         self.store = store
         trainer_settings = TrainerSettings(
@@ -146,7 +160,10 @@ class Services:
         )
         evaluator_settings = EvaluatorSettings(store_outage_seconds=outage_seconds)
         self.generator = CountingGenerator(
-            store, ModelHost("generator", model), outage=OutagePolicy(max_seconds=outage_seconds)
+            store,
+            ModelHost("generator", model),
+            remote,
+            outage=OutagePolicy(max_seconds=outage_seconds),
         )
         self.trainer = CountingTrainer(store, ModelHost("trainer", model), trainer_settings)
         self.evaluator = CountingEvaluator(store, ModelHost("evaluator", model), evaluator_settings)
@@ -176,6 +193,80 @@ class Services:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
+
+
+class ServiceProcess:
+    """A model service as a real process on the tiny model and a local store, for SIGKILL and SIGSTOP.
+
+    Run through tests/held_service.py: with `hold`, its first piece of model work waits inside the call (the
+    file `hold` says it got there) until the test kills the process; `start()` again on the same port gives a
+    process that holds nothing. Settings match `Services`' (float32, max 2 epochs, max length 128), and torch
+    uses one thread, so two runs through such processes give the same numbers.
+    """
+
+    SERVICES: ClassVar[dict[str, str]] = {
+        "generator": "seal.v1.Generator",
+        "evaluator": "seal.v1.Evaluator",
+        "trainer": "seal.v1.Trainer",
+    }
+
+    def __init__(
+        self, name: str, model_path: str, store_root: Path, log_dir: Path, hold: bool = False
+    ) -> None:
+        (port,) = free_ports(1)
+        self.name, self.address = name, f"127.0.0.1:{port}"
+        self.hold_file = log_dir / f"{name}-{port}.held"
+        self.log = log_dir / f"{name}-{port}.log"
+        prefix = f"SEAL_{name.upper()}_"
+        self.env = {
+            **os.environ,
+            "SEAL_MODEL_NAME": model_path,
+            "SEAL_MODEL_DEVICE": "cpu",
+            "SEAL_MODEL_DTYPE": "float32",
+            "SEAL_MODEL_TORCH_THREADS": "1",
+            "SEAL_STORE_KIND": "local",
+            "SEAL_STORE_LOCAL_ROOT": str(store_root),
+            f"{prefix}PORT": str(port),
+            "SEAL_TRAINER_MAX_EPOCHS": "2",
+            "SEAL_TRAINER_MAX_MAX_LENGTH": "128",
+        }
+        if hold:
+            self.env["SEAL_TEST_HOLD_FILE"] = str(self.hold_file)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        """Start the process (again, after a kill) and return at once; see `wait_serving`."""
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.held_service", self.name], env=self.env, stdout=out, stderr=out
+            )
+        return self
+
+    def wait_serving(self, timeout: float = 120) -> None:
+        try:
+            asyncio.run(wait_until_serving(self.address, timeout=timeout, service=self.SERVICES[self.name]))
+        except Exception as exc:
+            raise AssertionError(f"{self.name} never served: {exc}\n{self.log.read_text()[-3000:]}") from exc
+
+    def wait_held(self, timeout: float = 120) -> None:
+        """Until the held call is under way inside the process."""
+        wait_for(self.hold_file.exists, timeout, f"the {self.name}'s held call")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would: no drain, no goodbye."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def signal(self, number: int) -> None:
+        assert self.process is not None and self.process.poll() is None, f"the {self.name} is not running"
+        self.process.send_signal(number)
+
+    def __enter__(self) -> ServiceProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
 
 
 @contextmanager

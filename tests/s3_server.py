@@ -218,12 +218,18 @@ class S3Server:
             "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
             "actions": ["Admin", "Read", "List", "Tagging", "Write"],
         }
-        identities = {"identities": [admin, *(extra_identities or [])]}
-        (self.workdir / "s3.json").write_text(json.dumps(identities))
+        self._admin = admin
+        self.set_identities(extra_identities or [])
         (self.workdir / "master.toml").write_text(_MASTER_TOML)
         (self.workdir / "data").mkdir()
         self.log_path = self.workdir / "weed.log"
         self.info = S3ServerInfo(f"127.0.0.1:{self.ports['s3']}", access_key, secret_key)
+
+    def set_identities(self, extra_identities: list[dict[str, Any]]) -> None:
+        """Replace the identities besides the admin (an empty list revokes them all). SeaweedFS reads s3.json
+        only when it starts: the change takes effect at the next `start()`."""
+        identities = {"identities": [self._admin, *extra_identities]}
+        (self.workdir / "s3.json").write_text(json.dumps(identities))
 
     def _command(self) -> list[str]:
         ports, workdir = self.ports, self.workdir

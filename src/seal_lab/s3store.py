@@ -13,7 +13,9 @@ When no region is set, minio first asks for the bucket's region (once per bucket
 first call.
 
 Every minio or network error is translated here, once: a missing key is NotFound, no space or quota is
-StoreFull, anything else the caller cannot fix by changing the request is StoreUnavailable.
+StoreFull, anything else the caller cannot fix by changing the request is StoreUnavailable. Credentials the
+server refuses (a revoked key, a wrong secret, a right taken away) are StoreUnavailable too, saying "access
+denied": callers wait them out like an outage, so an operator who restores the key loses no work.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ _BUCKET_TAKEN_CODES = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists
 #: Codes for "no space" or "quota spent" (MinIO, AWS); HTTP 507 counts too. EntityTooLarge is a size limit.
 _FULL_CODES = frozenset(
     {"XMinioStorageFull", "QuotaExceeded", "XMinioAdminBucketQuotaExceeded", "StorageFull"}
+)
+#: Codes for credentials the server refuses: revoked or unknown key, wrong secret, expired session, no right.
+_DENIED_CODES = frozenset(
+    {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
 )
 _INSUFFICIENT_STORAGE = 507
 _PRECONDITION_FAILED = 412
@@ -173,6 +179,12 @@ class S3Store(ObjectStore):
                 ) from exc
             if exc.code in _FULL_CODES or _http_status(exc) == _INSUFFICIENT_STORAGE:
                 raise StoreFull(self._full_message(what, needed, exc.code)) from exc
+            if exc.code in _DENIED_CODES:  # waited out like an outage: an operator restores the key
+                raise StoreUnavailable(
+                    f"access denied: cannot {what} in {self.location}: S3 error {exc.code}: {exc.message} "
+                    "(check SEAL_STORE_S3_ACCESS_KEY, SEAL_STORE_S3_SECRET_KEY "
+                    "and the key's rights on the bucket)"
+                ) from exc
             raise StoreUnavailable(
                 f"cannot {what} in {self.location}: S3 error {exc.code}: {exc.message}"
             ) from exc

@@ -46,7 +46,7 @@ from tests.fault_harness import (
     wait_for,
 )
 from tests.grpc_harness import serve
-from tests.s3_server import S3Server, S3ServerInfo, unique_bucket
+from tests.s3_server import S3Server, S3ServerInfo, identity_keys, scoped_identity, unique_bucket
 from tests.tiny_model import tiny_llama
 
 #: Store calls give up quickly, so an outage shows within a second or two (the defaults are 5 s / 60 s).
@@ -58,10 +58,15 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     return tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
+#: The bucket that the revocation test's services reach with credentials of their own, and those credentials.
+SERVICE_BUCKET = unique_bucket()
+SERVICE_IDENTITY = scoped_identity("seal-service", SERVICE_BUCKET)
+
+
 @pytest.fixture(scope="module")
 def s3() -> Iterator[S3Server]:
     """A SeaweedFS of this module's own, since the tests kill and freeze it."""
-    with S3Server() as server:
+    with S3Server(extra_identities=[SERVICE_IDENTITY]) as server:
         server.start()
         yield server
 
@@ -139,6 +144,45 @@ def test_s3_killed_mid_run_and_restarted(s3, reference, services_on, monkeypatch
     assert any("store unavailable during recording job" in m for m in store_events(detail)), store_events(
         detail
     )
+    got = outcome(store, detail)
+    assert got == reference, differences(got, reference)
+    assert services.work_done_twice() == {}
+
+
+def test_credentials_revoked_mid_run_pause_it_saying_access_is_denied(s3, reference, services_on):
+    """The services' S3 key is revoked while an adapter trains (SeaweedFS reads its identities at start, so it
+    is started again without the key): every store call gets AccessDenied, which is waited out like an
+    outage (s3store: what the caller cannot fix by changing the request is StoreUnavailable). The run
+    pauses, saying access is denied; nothing written before is lost; once the key is back it finishes with
+    the undisturbed run's results, no job done twice."""
+    admin = s3_store(s3, SERVICE_BUCKET)  # creates the bucket, which the scoped key may not
+    access, secret = identity_keys(SERVICE_IDENTITY)
+    scoped = S3ServerInfo(s3.info.endpoint, access, secret)
+    store = S3Store.from_settings(scoped.store_settings(SERVICE_BUCKET, s3_create_bucket=False, **FAST_S3))
+    services = services_on(store)
+    services.trainer.gate = gate = Gate()
+    with coordinator(store, services.coordinator_settings()) as client:
+        run_id = client.post("/v1/runs", json=RUN_REQUEST).json()["id"]
+        assert gate.reached.wait(60)
+        # Everything written so far but the run's lease (rewritten at each renewal, by design).
+        written = {key: admin.get_bytes(key) for key in admin.list_keys("") if "/lease/" not in key}
+        s3.kill()
+        s3.set_identities([])  # revoked
+        s3.start()
+        with pytest.raises(StoreUnavailable, match=r"^access denied: .*InvalidAccessKeyId"):
+            store.put_bytes("probe/revoked", b"x")
+        gate.open()  # the trainer finishes and cannot save its adapter
+        paused = wait_for(
+            lambda: (d := client.get(f"/v1/runs/{run_id}").json())["status"] == "paused" and d, 60, "a pause"
+        )
+        assert "access denied" in paused["current"], paused["current"]
+        s3.kill()
+        s3.set_identities([SERVICE_IDENTITY])  # restored
+        s3.start()
+        detail = wait_finished(client, run_id)
+    assert detail["status"] == "succeeded", detail["error"]
+    assert any("access denied" in m for m in store_events(detail)), store_events(detail)
+    assert {key: admin.get_bytes(key) for key in written} == written
     got = outcome(store, detail)
     assert got == reference, differences(got, reference)
     assert services.work_done_twice() == {}

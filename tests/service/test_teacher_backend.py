@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -37,12 +38,16 @@ class FakeTeacher:
         self.status = 200
         #: Answers to send before `status`, each (status, headers): a teacher that fails, then recovers.
         self.first: list[tuple[int, dict[str, str]]] = []
+        #: Seconds to wait before answering: every request, and (`slow_first`) the next few, in order.
+        self.delay_seconds = 0.0
+        self.slow_first: list[float] = []
         app = FastAPI()
 
         @app.post("/v1/chat/completions")
         async def complete(request: Request) -> JSONResponse:
             body = await request.json()
             self.requests.append({"body": body, "auth": request.headers.get("authorization")})
+            await asyncio.sleep(self.slow_first.pop(0) if self.slow_first else self.delay_seconds)
             if self.first:
                 status, headers = self.first.pop(0)
                 return JSONResponse({"error": {"message": f"status {status}"}}, status, headers)

@@ -69,6 +69,20 @@ def test_full_or_over_quota_is_store_full(error: Exception) -> None:
         _store(StubClient(error)).put_bytes("runs/k", b"data")
 
 
+@pytest.mark.parametrize(
+    "code", ["AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"]
+)
+def test_refused_credentials_say_access_denied_and_are_waited_out(code: str) -> None:
+    """A revoked key is StoreUnavailable (callers wait for it to be restored, as for an outage), and its
+    message says at once what is wrong and what to check."""
+    with pytest.raises(StoreUnavailable) as caught:
+        _store(StubClient(_s3_error(code, 403))).put_bytes("runs/k", b"data")
+    assert not isinstance(caught.value, StoreFull)
+    message = caught.value.message
+    assert message.startswith("access denied: cannot write 'runs/k' in s3://bucket@s3.example:9000"), message
+    assert f"S3 error {code}" in message and "SEAL_STORE_S3_ACCESS_KEY" in message
+
+
 def test_entity_too_large_is_not_full() -> None:
     with pytest.raises(StoreUnavailable) as caught:
         _store(StubClient(_s3_error("EntityTooLarge", 400))).put_bytes("k", b"data")

@@ -376,3 +376,13 @@ def test_only_the_trainer_being_unreachable_starts_a_cooldown():
     assert endpoint.failed_at is not None
     pool.observed(endpoint, None)
     assert endpoint.failed_at is None
+
+
+def test_a_trainer_that_missed_its_deadline_is_cooled_down_like_an_unreachable_one():
+    """A frozen trainer accepts the call and never answers: without a cooldown the next job would go to it
+    and wait out a whole deadline too (tests/service/test_run_service_faults.py shows it on a real one)."""
+    pool = _pool(2, 1)
+    frozen, healthy = pool.endpoints
+    pool.observed(frozen, rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+    assert frozen.failed_at is not None
+    assert pool._choose("") is healthy

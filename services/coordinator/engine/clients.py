@@ -192,18 +192,22 @@ class TrainerPool:
     # ---- slots -----------------------------------------------------------------------------------------
 
     def failed(self, endpoint: TrainerEndpoint) -> None:
-        """A call to `endpoint` failed for want of the trainer (UNAVAILABLE): cool it down. When the cooldown
-        ends the waiters look again, so a trainer that came back is not left idle behind a long job."""
+        """A call to `endpoint` failed for want of the trainer (UNAVAILABLE, or past its deadline): cool it
+        down. When the cooldown ends the waiters look again, so a trainer that came back is not left idle
+        behind a long job."""
         endpoint.failed_at = time.monotonic()
         with contextlib.suppress(RuntimeError):  # no running loop (a test calling it directly): nobody waits
             asyncio.get_running_loop().call_later(self.cooldown, self._wake)
 
     def observed(self, endpoint: TrainerEndpoint, error: grpc.aio.AioRpcError | None) -> None:
         """After a Train call on `endpoint`: a success (`error` None) clears its cooldown; UNAVAILABLE from
-        the trainer itself (not its store being away) starts one."""
+        the trainer itself (not its store being away) starts one, and so does a missed deadline: a trainer
+        that is stuck (a frozen host) would otherwise take the next job and hold it for a whole deadline."""
         if error is None:
             endpoint.failed_at = None
-        elif error.code() == grpc.StatusCode.UNAVAILABLE and not is_store_outage(error):
+        elif error.code() == grpc.StatusCode.DEADLINE_EXCEEDED or (
+            error.code() == grpc.StatusCode.UNAVAILABLE and not is_store_outage(error)
+        ):
             self.failed(endpoint)
 
     def _trusted(self, endpoint: TrainerEndpoint, avoid: str, now: float) -> bool:
