@@ -254,7 +254,7 @@ def test_a_slow_teacher_times_out_each_try(teacher, teacher_run):
         detail, seconds = teacher_run(f"http://127.0.0.1:{teacher.port}/v1")
     finally:
         teacher.delay_seconds = 0.0
-    _assert_clear_teacher_failure(detail, "unreachable (ReadTimeout)")
+    _assert_clear_teacher_failure(detail, "did not answer (ReadTimeout)")
     assert len(teacher.requests) == GENERATOR_ATTEMPTS * TEACHER_TRIES
     # Each try gave up after the timeout, not after the teacher's 10 s.
     assert seconds < GENERATOR_ATTEMPTS * TEACHER_TRIES * TEACHER_TIMEOUT_S + 20, seconds
