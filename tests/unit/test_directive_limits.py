@@ -53,7 +53,7 @@ def client(tmp_path) -> Iterator[TestClient]:
         generator_address="127.0.0.1:1", trainer_addresses=["127.0.0.1:1"], evaluator_address="127.0.0.1:1"
     )
     with TestClient(create_app(settings, LocalStore(tmp_path / "store"))) as test_client:
-        test_client.app.state.manager.limits.publish(DirectiveLimits().to_proto())
+        test_client.app.state.manager.limits.publish(DirectiveLimits())
         yield test_client
         assert test_client.get("/v1/runs").json()["runs"] == []  # nothing was created
 

@@ -204,7 +204,7 @@ def test_an_epochs_override_trains_epochs_and_the_policy_update_trains_its_epoch
     limits = DirectiveLimits()
     config = RunConfig(directive_search=[{"epochs": 1}, {"steps": 8}, {"epochs": 2, "steps": 6}])
     edit = {"directive": DEFAULT_DIRECTIVE.as_dict()}  # a step budget (24)
-    trials = directive_trials(edit, config, limits)
+    trials = [trial.as_dict() for trial in directive_trials(edit, config, limits)]
     assert trials[0]["steps"] == DEFAULT_DIRECTIVE.steps > 0
     # Asking for epochs without a budget means epochs (as a written directive does), not the own budget.
     assert (trials[1]["epochs"], trials[1]["steps"]) == (1, 0)

@@ -21,6 +21,7 @@ import grpc
 
 from seal.v1 import common_pb2
 from seal_lab.data import Passage, Question
+from seal_lab.directive import Directive, DirectiveLimits
 from seal_lab.grpc_client import RETRYABLE_CODES, is_busy, is_store_outage
 from seal_lab.outage import OutagePolicy
 
@@ -221,7 +222,7 @@ class ServiceCalls:
 
         return await self.call(run, service, what, attempt)
 
-    async def check(self, run: RunState) -> common_pb2.DirectiveLimits:
+    async def check(self, run: RunState) -> DirectiveLimits:
         """All services must serve the same base model; the trainer's limits bound every directive.
 
         Fills `run.services`; returns the first trainer's directive limits.
@@ -271,7 +272,7 @@ class ServiceCalls:
         # start (and resume), so a trainer restarted with another group size is taken as it is now.
         for trainer, endpoint in zip(trainers, endpoints, strict=True):
             self.clients.trainers.set_capacity(endpoint.address, trainer.max_group_size)
-        return trainers[0].limits
+        return convert.directive_limits(trainers[0].limits)
 
     @staticmethod
     def _waiting(run: RunState) -> Callable[[str], None]:
@@ -289,7 +290,7 @@ class ServiceCalls:
         passage: Passage,
         edit_format: str,
         sampling_seed: int,
-        limits: common_pb2.DirectiveLimits,
+        limits: DirectiveLimits,
         policy_key: str,
         num_samples: int,
     ) -> dict[str, Any]:
@@ -313,7 +314,7 @@ class ServiceCalls:
         edit_format: str,
         outputs: list[str],
         source: str,
-        limits: common_pb2.DirectiveLimits,
+        limits: DirectiveLimits,
     ) -> dict[str, Any]:
         """Store self-edits written elsewhere (or, with [""], the passage alone) as training datasets."""
         request = convert.import_request(run.id, run.config, passage, edit_format, outputs, source, limits)
@@ -332,7 +333,7 @@ class ServiceCalls:
         run: RunState,
         passage: Passage | None,
         dataset_key: str,
-        directive: dict[str, Any],
+        directive: Directive,
         label: str,
         seed_offset: int = 0,
     ) -> dict[str, Any]:

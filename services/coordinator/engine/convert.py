@@ -6,7 +6,7 @@ from typing import Any
 
 from seal.v1 import common_pb2, evaluator_pb2, generator_pb2, trainer_pb2
 from seal_lab.data import Passage, Question
-from seal_lab.directive import Directive, directive_source_name
+from seal_lab.directive import Directive, DirectiveLimits, directive_source_name
 
 from ..run.schemas import RunConfig
 
@@ -21,7 +21,7 @@ def generate_request(
     passage: Passage,
     edit_format: str,
     sampling_seed: int,
-    limits: common_pb2.DirectiveLimits,
+    limits: DirectiveLimits,
     policy_key: str,
     num_samples: int,
 ) -> generator_pb2.GenerateRequest:
@@ -36,7 +36,7 @@ def generate_request(
             seed=sampling_seed,
         ),
         policy_adapter_key=policy_key,
-        limits=limits,
+        limits=limits.to_proto(),
         include_passage=config.include_passage,
         run_id=run_id,
     )
@@ -49,13 +49,13 @@ def import_request(
     edit_format: str,
     outputs: list[str],
     source: str,
-    limits: common_pb2.DirectiveLimits,
+    limits: DirectiveLimits,
 ) -> generator_pb2.ImportRequest:
     return generator_pb2.ImportRequest(
         passage=_passage(passage),
         format=edit_format,
         outputs=outputs,
-        limits=limits,
+        limits=limits.to_proto(),
         include_passage=config.include_passage or outputs == [""],
         source=source,
         run_id=run_id,
@@ -85,19 +85,22 @@ def self_edits_record(
     }
 
 
-def train_request(
-    dataset_key: str, directive: dict[str, Any], seed: int, job_id: str
-) -> trainer_pb2.TrainRequest:
+def directive_limits(message: common_pb2.DirectiveLimits) -> DirectiveLimits:
+    """A trainer's published limits, in the one form the coordinator keeps them."""
+    return DirectiveLimits.from_proto(message)
+
+
+def train_request(dataset_key: str, directive: Directive, seed: int, job_id: str) -> trainer_pb2.TrainRequest:
     return trainer_pb2.TrainRequest(
-        dataset_key=dataset_key, directive=common_pb2.Directive(**directive), seed=seed, job_id=job_id
+        dataset_key=dataset_key, directive=directive.to_proto(), seed=seed, job_id=job_id
     )
 
 
-def train_record(result: trainer_pb2.TrainResult, directive: dict[str, Any], address: str) -> dict[str, Any]:
+def train_record(result: trainer_pb2.TrainResult, directive: Directive, address: str) -> dict[str, Any]:
     metrics = result.metrics
     return {
         "adapter_key": result.adapter_key,
-        "directive": directive,
+        "directive": directive.as_dict(),
         "reused": result.reused,
         "trainer": address,
         "metrics": {

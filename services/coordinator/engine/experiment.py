@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
-from seal.v1 import common_pb2
 from seal_lab.data import Passage, retention_questions
 from seal_lab.directive import Directive, DirectiveLimits, epochs_mean_epochs
 from seal_lab.errors import FailedPrecondition
@@ -46,7 +45,7 @@ class Experiment:
         events: EventLog,
         store: ObjectStore,
         outage: OutagePolicy,
-        limits: common_pb2.DirectiveLimits,
+        limits: DirectiveLimits,
         max_concurrent_passages: int,
     ) -> None:
         self.run = run
@@ -55,7 +54,6 @@ class Experiment:
         self.store = store
         self.outage = outage
         self.limits = limits
-        self.directive_limits = DirectiveLimits.from_proto(limits)
         self.gate = asyncio.Semaphore(max_concurrent_passages)
         self.policy_key = run.config.policy_adapter_key
 
@@ -153,7 +151,7 @@ class Experiment:
                         directive,
                     )
                     for edit in generated["self_edits"]
-                    for trial, directive in enumerate(directive_trials(edit, config, self.directive_limits))
+                    for trial, directive in enumerate(directive_trials(edit, config, self.limits))
                     for seed in range(config.reward_seeds)
                 ]
                 trained = await _all_or_none(
@@ -218,10 +216,8 @@ class Experiment:
                     "adapter_key": policy_key,
                     "skipped": "the winners carry no policy examples",
                 }
-            directive = self.directive_limits.clamp(Directive(**run.config.policy_directive.model_dump()))
-            trained = await self.calls.train(
-                run, None, dataset_key, directive.as_dict(), job.label, seed_offset=round_index
-            )
+            directive = self.limits.clamp(Directive(**run.config.policy_directive.model_dump()))
+            trained = await self.calls.train(run, None, dataset_key, directive, job.label, seed_offset=round_index)
             self.events.emit(
                 run,
                 "status",
@@ -291,9 +287,9 @@ class Experiment:
             return
         edit = made["self_edits"][0]
         directive = (
-            edit["directive"]
+            recorded_directive(edit["directive"])
             if run.config.conditions_directive == "generated"
-            else self.directive_limits.default.as_dict()
+            else self.limits.default
         )
         train = job("train")
         trained = await self._job(
@@ -319,15 +315,19 @@ def _sampling_seed(config: RunConfig, index: int, format_index: int) -> int:
     return config.seed * 1_000_003 + index * 101 + format_index
 
 
-def directive_trials(
-    edit: dict[str, Any], config: RunConfig, limits: DirectiveLimits
-) -> list[dict[str, Any]]:
+def directive_trials(edit: dict[str, Any], config: RunConfig, limits: DirectiveLimits) -> list[Directive]:
     """The directives a self-edit is trained with: its own (trial 0), then each directive-search variant."""
-    own = {**limits.default.as_dict(), **edit["directive"]}
+    own = Directive(**{**limits.default.as_dict(), **edit["directive"]})
     return [own] + [
-        limits.clamp(Directive(**{**own, **epochs_mean_epochs(override.fields_set())})).as_dict()
+        limits.clamp(Directive(**{**own.as_dict(), **epochs_mean_epochs(override.fields_set())}))
         for override in config.directive_search
     ]
+
+
+def recorded_directive(values: dict[str, Any]) -> Directive:
+    """A self-edit record's directive as the Train call always sent it: a field the record lacks (one written
+    before the field existed) is the proto's 0."""
+    return Directive(**{name: values.get(name, 0) for name in Directive.__dataclass_fields__})
 
 
 def _control_passage(run: RunState, index: int) -> Passage | None:
