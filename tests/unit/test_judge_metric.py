@@ -84,7 +84,7 @@ def test_the_judge_score_is_read_from_the_evaluator_only_when_it_sent_one():
             ),
         ]
     )
-    record = evaluation_record(response)["evaluations"]
+    record = evaluation_record(response).model_dump()["evaluations"]
     assert "judge" not in record[""]["mean"] and "judge" not in record[""]["answers"][0]["scores"]
     assert record["adapters/x"]["mean"]["judge"] == 0.0
     assert record["adapters/x"]["answers"][0]["scores"]["judge"] == 0.0

@@ -14,6 +14,7 @@ from services.coordinator.engine.manager import RunManager
 from services.coordinator.engine.records import MANIFEST, job_key, run_key
 from services.coordinator.engine.state import RunState
 from services.coordinator.run.jobs import JobName
+from services.coordinator.run.records import FailedRecord
 from services.coordinator.run.schemas import RunConfig, RunCreate
 from services.coordinator.settings import CoordinatorSettings
 from tests.unit.fake_services import ADAPTED_F1, BASE_F1, FakeClients
@@ -73,7 +74,7 @@ def test_a_run_over_fake_services_records_every_job_then_its_manifest(tmp_path):
         assert run.status == "succeeded" and run.retries == 0
         assert len(run.jobs) == run.jobs_total == 2 * JOBS_PER_PASSAGE
         for name in run.jobs:
-            assert store.get_json(job_key(run.id, name)) == run.jobs[name]
+            assert store.get_json(job_key(run.id, name)) == run.jobs[name].model_dump()
             assert JobName.parse(name).index in (0, 1)
         assert store.get_json(run_key(run.id, MANIFEST))["status"] == "succeeded"
         assert run.results is not None
@@ -128,7 +129,7 @@ def test_a_training_job_on_a_failing_trainer_is_retried_on_another(tmp_path):
     async def body(manager: RunManager, clients: FakeClients, store: LocalStore) -> None:
         run = await run_to_end(manager, await manager.create(REQUEST))
         assert run.status == "succeeded"
-        trained = [record for name, record in run.jobs.items() if JobName.parse(name).step == "train"]
+        trained = [r.model_dump() for name, r in run.jobs.items() if JobName.parse(name).step == "train"]
         assert len(trained) == 4 and {record["trainer"] for record in trained} == {"trainer-b:2"}
         failed_on = {event["address"] for event in retry_events(run)}
         assert clients.trainer["trainer-a:1"].calls["Train"] >= 1 and failed_on == {"trainer-a:1"}
@@ -144,7 +145,7 @@ def test_a_refused_job_fails_alone_and_the_run_completes_with_errors(tmp_path):
     async def body(manager: RunManager, clients: FakeClients, store: LocalStore) -> None:
         run = await run_to_end(manager, await manager.create(REQUEST))
         assert run.status == "completed_with_errors" and run.retries == 0
-        failed = {name: record for name, record in run.jobs.items() if "error" in record}
+        failed = {name: r.model_dump() for name, r in run.jobs.items() if isinstance(r, FailedRecord)}
         assert len(failed) == 1
         (name, record), *_ = failed.items()
         assert JobName.parse(name).step == "train"

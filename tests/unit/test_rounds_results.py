@@ -158,6 +158,7 @@ def test_the_policy_update_is_recorded_per_round(results):
 @pytest.mark.parametrize("reason", ["no self-edit beat min_reward", "the winners carry no policy examples"])
 def test_a_skipped_policy_update_has_a_progress_digest(reason):
     from services.coordinator.engine.experiment import job_digest
+    from services.coordinator.run.records import PolicyRecord
 
     record = {
         "round": 0,
@@ -166,7 +167,7 @@ def test_a_skipped_policy_update_has_a_progress_digest(reason):
         "adapter_key": "",
         "skipped": reason,
     }
-    assert job_digest(record)["adapter_key"] == ""
+    assert job_digest(PolicyRecord.model_validate(record))["adapter_key"] == ""
 
 
 def test_round_zero_errors_do_not_include_later_rounds():

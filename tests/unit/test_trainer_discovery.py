@@ -149,7 +149,9 @@ def test_a_run_spreads_its_trainings_over_the_trainers_that_come_and_go(tmp_path
                 await server.stop(0)
 
         assert run.status == "succeeded"
-        trained = {name: r for name, r in run.jobs.items() if JobName.parse(name).step == "train"}
+        trained = {
+            name: r.model_dump() for name, r in run.jobs.items() if JobName.parse(name).step == "train"
+        }
         assert len(trained) == 4
         datasets = sorted(a.finished + b.finished + c.finished)  # each training done once, somewhere
         assert len(set(datasets)) == len(datasets) == 4

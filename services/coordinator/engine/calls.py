@@ -25,6 +25,7 @@ from seal_lab.directive import Directive, DirectiveLimits
 from seal_lab.grpc_client import RETRYABLE_CODES, is_busy, is_store_outage
 from seal_lab.outage import OutagePolicy
 
+from ..run.records import EvaluationRecord, SelfEditsRecord, TrainRecord
 from ..settings import CoordinatorSettings
 from . import convert
 from .callstats import CallStats, counted_call
@@ -293,7 +294,7 @@ class ServiceCalls:
         limits: DirectiveLimits,
         policy_key: str,
         num_samples: int,
-    ) -> dict[str, Any]:
+    ) -> SelfEditsRecord:
         request = convert.generate_request(
             run.id, run.config, passage, edit_format, sampling_seed, limits, policy_key, num_samples
         )
@@ -305,7 +306,7 @@ class ServiceCalls:
             f"self-edits for {passage.passage_id}",
             slot=self.clients.generator_slot,
         )
-        return {**convert.self_edits_record(response), "policy_adapter_key": policy_key}
+        return convert.self_edits_record(response, policy_adapter_key=policy_key)
 
     async def import_(
         self,
@@ -315,7 +316,7 @@ class ServiceCalls:
         outputs: list[str],
         source: str,
         limits: DirectiveLimits,
-    ) -> dict[str, Any]:
+    ) -> SelfEditsRecord:
         """Store self-edits written elsewhere (or, with [""], the passage alone) as training datasets."""
         request = convert.import_request(run.id, run.config, passage, edit_format, outputs, source, limits)
         # Import only writes to the store: it does not wait for the generator's model slot.
@@ -326,7 +327,7 @@ class ServiceCalls:
             request,
             f"importing {source} for {passage.passage_id}",
         )
-        return {**convert.self_edits_record(response), "source": source}
+        return convert.self_edits_record(response, source=source)
 
     async def train(
         self,
@@ -336,7 +337,7 @@ class ServiceCalls:
         directive: Directive,
         label: str,
         seed_offset: int = 0,
-    ) -> dict[str, Any]:
+    ) -> TrainRecord:
         """Train one adapter (a passage's, or the policy's when `passage` is None) on a stored dataset.
 
         A retry goes to another trainer than the one that failed, waiting for its slot (see TrainerPool).
@@ -346,7 +347,7 @@ class ServiceCalls:
             dataset_key, directive, run.config.seed + seed_offset, f"{run.id}/{where}/{label}"
         )
 
-        async def attempt(_: int, avoid: str) -> dict[str, Any]:
+        async def attempt(_: int, avoid: str) -> TrainRecord:
             waits = 0
             async with self.clients.trainers.acquire(avoid, self._waiting(run)) as trainer:
                 try:
@@ -374,7 +375,7 @@ class ServiceCalls:
         passage: Passage,
         adapter_keys: list[str],
         questions: list[Question] | None = None,
-    ) -> dict[str, Any]:
+    ) -> EvaluationRecord:
         """Evaluate adapters on the passage's questions (or on `questions`, e.g. the retention set).
 
         More adapters than one Evaluate call may carry (`evaluate_max_adapters_per_call`, the evaluator's
@@ -388,14 +389,14 @@ class ServiceCalls:
         parts = [adapters[i : i + size] for i in range(0, len(adapters), size)]
         if len(adapters) < len(adapter_keys):  # the base model ("") rides with the first part
             parts[0] = ["", *parts[0]]
-        merged: dict[str, Any] = {"seconds": 0.0, "evaluations": {}}
+        seconds, evaluations = 0.0, {}
         for number, part in enumerate(parts, start=1):
             record = await self._evaluate(run, passage, part, questions, f" (part {number}/{len(parts)})")
-            merged["seconds"] += record["seconds"]
-            merged["evaluations"].update(record["evaluations"])
-        evaluations = merged["evaluations"]  # in the order asked for, as one call answers
-        merged["evaluations"] = {k: evaluations[k] for k in dict.fromkeys(adapter_keys) if k in evaluations}
-        return merged
+            seconds += record.seconds
+            evaluations.update(record.evaluations)
+        # In the order asked for, as one call answers.
+        ordered = {k: evaluations[k] for k in dict.fromkeys(adapter_keys) if k in evaluations}
+        return EvaluationRecord(seconds=seconds, evaluations=ordered)
 
     async def _evaluate(
         self,
@@ -404,7 +405,7 @@ class ServiceCalls:
         adapter_keys: list[str],
         questions: list[Question] | None,
         part: str,
-    ) -> dict[str, Any]:
+    ) -> EvaluationRecord:
         request = convert.evaluate_request(run.id, run.config, passage, adapter_keys, questions)
         what = "baseline" if adapter_keys == [""] else f"{len(adapter_keys)} adapters"
         if questions is not None:

@@ -17,6 +17,7 @@ from seal_lab.runtime import runtime_versions
 from seal_lab.store import ObjectStore
 
 from ..run.jobs import JobName
+from ..run.records import FailedRecord, JobRecord, PolicyRecord
 from ..run.schemas import RunConfig, RunDetail, RunEvent, RunSummary
 from ..run.split import Split
 from .lease import Lease
@@ -42,7 +43,7 @@ class RunState:
     updated_at: float = 0.0
     error: str = ""
     current: str = ""
-    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
     events: list[RunEvent] = field(default_factory=list)
     services: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] | None = None
@@ -101,7 +102,7 @@ class RunState:
 
     @property
     def jobs_failed(self) -> int:
-        return sum(1 for record in self.jobs.values() if "error" in record)
+        return sum(1 for record in self.jobs.values() if isinstance(record, FailedRecord))
 
     @property
     def finished(self) -> bool:
@@ -235,10 +236,15 @@ def manifest(run: RunState) -> dict[str, Any]:
     }
 
 
+def _adapter_key(policy: JobRecord | None) -> str:
+    """The adapter a policy update left ("" when it failed, or has not run)."""
+    return (policy.adapter_key or "") if isinstance(policy, PolicyRecord) else ""
+
+
 def reproducibility(run: RunState) -> dict[str, Any]:
     """What it takes to rerun this run and get the same self-edits and scores."""
     policies = [run.config.policy_adapter_key] + [
-        run.jobs.get(str(JobName.policy(r)), {}).get("adapter_key", "") for r in range(run.config.rounds)
+        _adapter_key(run.jobs.get(str(JobName.policy(r)))) for r in range(run.config.rounds)
     ]
     return {
         "seed": run.config.seed,
