@@ -255,4 +255,4 @@ def build_jobs(heldout: bool = True) -> dict[str, dict[str, Any]]:
 
 
 def build_run_results() -> dict[str, Any]:
-    return build_results(PASSAGES, build_jobs(), config(), SPLIT, TEACHERS)
+    return build_results(PASSAGES, build_jobs(), config(), SPLIT, TEACHERS).model_dump()

@@ -99,7 +99,7 @@ def test_results_are_built_from_the_first_coordinators_records(tmp_path):
     store, _ = _store_with(tmp_path, "0d082a0")
     jobs = read_run(store, "run-old").jobs
     passage = Passage("p-1", "Amazon", "The Amazon ...", (Question("q0", "Where?", ("the Amazon",)),))
-    results = build_results([passage], jobs, RunConfig(k=2))
+    results = build_results([passage], jobs, RunConfig(k=2)).model_dump()
     edits = results["passages"][0]["self_edits"]
     # f1 1.0 after training against the baseline's 0.25; the second self-edit's training was refused.
     assert edits[0]["reward"] == 0.75 and edits[0]["directive"]["epochs"] == 3
@@ -114,7 +114,7 @@ def test_results_are_built_from_the_rounds_records_with_their_policy_updates(tmp
     jobs = read_run(store, "run-old").jobs
     passage = Passage("p-1", "Amazon", "The Amazon ...", (Question("q0", "Where?", ("the Amazon",)),))
     config = RunConfig(k=2, rounds=2, directive_search=[{"epochs": 1}])
-    results = build_results([passage], jobs, config)
+    results = build_results([passage], jobs, config).model_dump()
     assert results["rounds"][0]["policy_update"] == written["policy-r1"]
     assert results["rounds"][1]["policy_update"]["skipped"] == "no self-edit beat min_reward"
     trials = results["passages"][0]["self_edits"][0]["trials"]
@@ -197,3 +197,24 @@ def test_records_of_this_version_read_back_as_they_were_made(tmp_path):
     assert {name: r.model_dump() for name, r in jobs.items()} == {n: r.model_dump() for n, r in made.items()}
     assert jobs["0000-train-implications-0"].directive.values() == DEFAULT_DIRECTIVE.as_dict()
     assert jobs["0000-evaluate"].evaluations["adapters/x"].mean.value("judge") == 1.0
+
+
+def test_a_finished_runs_results_load_typed_and_unreadable_ones_are_told_not_served(tmp_path):
+    from services.coordinator.engine.records import MANIFEST, run_key, write_spec
+    from services.coordinator.engine.state import RunState, load_run, manifest, run_spec
+    from services.coordinator.run.result_schemas import RunResults
+    from tests.unit.test_routes import RESULTS
+
+    passage = Passage("p-1", "Amazon", "The Amazon ...", (Question("q0", "Where?", ("the Amazon",)),))
+    store = LocalStore(tmp_path / "store")
+    for run_id, results in (("run-good", RESULTS), ("run-bad", {**RESULTS, "rounds": "not a list"})):
+        run = RunState(run_id, "a name", RunConfig(k=1), [passage], created_at=1.0, status="succeeded")
+        write_spec(store, run_id, run_spec(run))
+        store.put_json(run_key(run_id, MANIFEST), {**manifest(run), "results": results})
+    good = load_run(store, "run-good")
+    assert isinstance(good.results, RunResults) and good.results.model_dump() == RESULTS
+    bad = load_run(store, "run-bad")
+    assert bad.status == "succeeded" and bad.results is None
+    assert bad.load_problems == [
+        "the results in the run's manifest cannot be read (rounds: Input should be a valid list)"
+    ]

@@ -48,7 +48,7 @@ def test_without_a_judge_there_is_no_judge_column_anywhere():
 
 
 def test_with_a_judge_every_condition_reports_it_beside_the_other_metrics():
-    results = build_results(fx.PASSAGES, _judged_jobs(), fx.config(), fx.SPLIT, fx.TEACHERS)
+    results = build_results(fx.PASSAGES, _judged_jobs(), fx.config(), fx.SPLIT, fx.TEACHERS).model_dump()
     heldout = results["heldout"]
     metrics = heldout["metrics"]
     assert all(set(row) == {*METRICS, "judge"} for row in metrics.values())

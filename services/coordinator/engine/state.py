@@ -18,6 +18,7 @@ from seal_lab.store import ObjectStore
 
 from ..run.jobs import JobName
 from ..run.records import FailedRecord, JobRecord, PolicyRecord
+from ..run.result_schemas import RunResults
 from ..run.schemas import RunConfig, RunDetail, RunEvent, RunSummary
 from ..run.split import Split
 from .lease import Lease
@@ -46,7 +47,7 @@ class RunState:
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     events: list[RunEvent] = field(default_factory=list)
     services: dict[str, Any] = field(default_factory=dict)
-    results: dict[str, Any] | None = None
+    results: RunResults | None = None
     retries: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     heldout_ids: frozenset[str] = frozenset()
@@ -196,7 +197,8 @@ def load_run(store: ObjectStore, run_id: str) -> RunState:
     if stored.manifest is not None:
         manifest = stored.manifest
         run.status, run.error = manifest["status"], manifest.get("error", "")
-        run.results, run.services = manifest["results"], manifest.get("services", {})
+        run.results = _stored_results(manifest["results"], stored.problems)
+        run.services = manifest.get("services", {})
         run.updated_at = manifest.get("finished_at", run.updated_at)
     elif is_cancelled(store, run_id):
         run.status, run.error = "cancelled", ""
@@ -232,8 +234,21 @@ def manifest(run: RunState) -> dict[str, Any]:
         "finished_at": time.time(),
         "services": run.services,
         "job_keys": sorted(run.jobs),
-        "results": run.results,
+        "results": None if run.results is None else run.results.model_dump(),
     }
+
+
+def _stored_results(stored: dict[str, Any] | None, problems: list[str]) -> RunResults | None:
+    """A finished run's results from its manifest; ones this version cannot read are told, not served."""
+    if stored is None:
+        return None
+    try:
+        return RunResults.model_validate(stored)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        problems.append(f"the results in the run's manifest cannot be read ({where}: {first['msg']})")
+        return None
 
 
 def _adapter_key(policy: JobRecord | None) -> str:

@@ -12,6 +12,7 @@ from seal_lab.stats import describe
 
 from ..run.jobs import JobName, trial_suffix
 from ..run.records import JobRecord, PolicyRecord, job_records
+from ..run.result_schemas import RunResults
 from ..run.schemas import RunConfig
 from ..run.split import Split
 from .heldout import heldout_results
@@ -122,7 +123,7 @@ def build_results(
     config: RunConfig,
     split: Split | None = None,
     teachers: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> RunResults:
     """Every result of a run from its job records (JSON ones are parsed: run/records.py); `split` None: every
     passage is a training passage."""
     jobs = job_records(jobs)
@@ -158,11 +159,13 @@ def build_results(
             {"round": r["round"], "mean": r["mean"], "stderr": r["stderr"], "n": r["n"]}
             for r in heldout["by_round"]
         ]
-    return {
-        "summary": summary,
-        "passages": rounds[0]["passages"],
-        "rounds": rounds,
-        "heldout": heldout,
-        "what_worked": _what_worked(rounds, config),
-        "gain_vs_retention": _gain_vs_retention(rounds, heldout),
-    }
+    return RunResults.model_validate(
+        {
+            "summary": summary,
+            "passages": rounds[0]["passages"],
+            "rounds": rounds,
+            "heldout": heldout,
+            "what_worked": _what_worked(rounds, config),
+            "gain_vs_retention": _gain_vs_retention(rounds, heldout),
+        }
+    )
