@@ -212,7 +212,7 @@ def test_a_trainer_with_another_base_model_fails_the_run_before_any_job(tmp_path
         assert run.status == "failed" and not run.jobs
         assert "trainer at trainer-a:1 serves fake (sha256:another-model)" in run.error
         assert "all services must share one base model" in run.error
-        assert run.services["trainers"][0]["model_fingerprint"] == "sha256:another-model"
+        assert run.services.model_dump()["trainers"][0]["model_fingerprint"] == "sha256:another-model"
 
     scenario(tmp_path, clients, config, body)
 

@@ -245,7 +245,7 @@ def test_a_run_started_while_no_trainer_is_found_waits_and_then_succeeds(tmp_pat
             await manager.shutdown()
             await pool.close()
         assert run.status == "succeeded" and run.retries == 0
-        assert run.services["trainers"][0]["address"] == "10.0.0.9:50052"
+        assert run.services.model_dump()["trainers"][0]["address"] == "10.0.0.9:50052"
         assert fakes["10.0.0.9:50052"].calls["Train"] == 4
 
     _run(main)

@@ -25,7 +25,7 @@ from seal_lab.directive import Directive, DirectiveLimits
 from seal_lab.grpc_client import RETRYABLE_CODES, is_busy, is_store_outage
 from seal_lab.outage import OutagePolicy
 
-from ..run.records import EvaluationRecord, SelfEditsRecord, TrainRecord
+from ..run.records import EvaluationRecord, RunServices, SelfEditsRecord, TrainRecord
 from ..settings import CoordinatorSettings
 from . import convert
 from .callstats import CallStats, counted_call
@@ -254,14 +254,11 @@ class ServiceCalls:
                 await self.call(run, "trainer", "GetInfo", lambda *_, e=endpoint: info(e.stub, e.address))
             )
         self.known_formats = list(generator.formats)
-        run.services = {
-            "generator": convert.info_dict(generator, settings.generator_address),
-            "evaluator": convert.info_dict(evaluator, settings.evaluator_address),
-            "trainers": [
-                {**convert.info_dict(t, e.address), "max_group_size": max(1, t.max_group_size)}
-                for t, e in zip(trainers, endpoints, strict=True)
-            ],
-        }
+        run.services = RunServices(
+            generator=convert.service_record(generator, settings.generator_address),
+            evaluator=convert.service_record(evaluator, settings.evaluator_address),
+            trainers=[convert.trainer_record(t, e.address) for t, e in zip(trainers, endpoints, strict=True)],
+        )
         check_services(
             run.config,
             generator,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from seal.v1 import common_pb2, evaluator_pb2, generator_pb2, trainer_pb2
 from seal_lab.data import Passage, Question
 from seal_lab.directive import Directive, DirectiveLimits, directive_source_name
@@ -16,6 +14,7 @@ from ..run.records import (
     Scores,
     SelfEdit,
     SelfEditsRecord,
+    ServiceRecord,
     TrainMetrics,
     TrainRecord,
 )
@@ -192,15 +191,21 @@ def _scores(message: evaluator_pb2.Scores, gold_logprob: float) -> Scores:
     return scores
 
 
-def info_dict(info: common_pb2.ServiceInfo, address: str) -> dict[str, Any]:
-    return {
-        "address": address,
-        "service": info.service,
-        "version": info.version,
-        "model_name": info.model_name,
-        "model_fingerprint": info.model_fingerprint,
-        "device": info.device,
-        "dtype": info.dtype,
-        "backend": info.backend,
-        "runtime": dict(info.runtime),
-    }
+def service_record(info: common_pb2.ServiceInfo, address: str) -> ServiceRecord:
+    return ServiceRecord(
+        address=address,
+        service=info.service,
+        version=info.version,
+        model_name=info.model_name,
+        model_fingerprint=info.model_fingerprint,
+        device=info.device,
+        dtype=info.dtype,
+        backend=info.backend,
+        runtime=dict(info.runtime),
+    )
+
+
+def trainer_record(info: common_pb2.ServiceInfo, address: str) -> ServiceRecord:
+    record = service_record(info, address)
+    record.max_group_size = max(1, info.max_group_size)
+    return record

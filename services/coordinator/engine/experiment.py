@@ -72,7 +72,8 @@ class Experiment:
 
     async def run_all(self) -> None:
         run, config = self.run, self.run.config
-        if config.rounds and run.services["generator"]["backend"] != "local":
+        generator = run.services.generator
+        if config.rounds and (generator is None or generator.backend != "local"):
             raise FailedPrecondition(
                 "ReST-EM rounds fine-tune the generator's own model; this generator uses a remote teacher"
             )

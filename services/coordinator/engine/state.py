@@ -17,7 +17,7 @@ from seal_lab.runtime import runtime_versions
 from seal_lab.store import ObjectStore
 
 from ..run.jobs import JobName
-from ..run.records import FailedRecord, JobRecord, PolicyRecord
+from ..run.records import FailedRecord, JobRecord, PolicyRecord, RunServices
 from ..run.result_schemas import RunResults
 from ..run.schemas import RunConfig, RunDetail, RunEvent, RunSummary
 from ..run.split import Split
@@ -46,7 +46,7 @@ class RunState:
     current: str = ""
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     events: list[RunEvent] = field(default_factory=list)
-    services: dict[str, Any] = field(default_factory=dict)
+    services: RunServices = field(default_factory=RunServices)
     results: RunResults | None = None
     retries: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -198,7 +198,7 @@ def load_run(store: ObjectStore, run_id: str) -> RunState:
         manifest = stored.manifest
         run.status, run.error = manifest["status"], manifest.get("error", "")
         run.results = _stored_results(manifest["results"], stored.problems)
-        run.services = manifest.get("services", {})
+        run.services = RunServices.model_validate(manifest.get("services") or {})
         run.updated_at = manifest.get("finished_at", run.updated_at)
     elif is_cancelled(store, run_id):
         run.status, run.error = "cancelled", ""
@@ -232,7 +232,7 @@ def manifest(run: RunState) -> dict[str, Any]:
         "status": run.status,
         "error": run.error,
         "finished_at": time.time(),
-        "services": run.services,
+        "services": run.services.model_dump(),
         "job_keys": sorted(run.jobs),
         "results": None if run.results is None else run.results.model_dump(),
     }
@@ -258,6 +258,7 @@ def _adapter_key(policy: JobRecord | None) -> str:
 
 def reproducibility(run: RunState) -> dict[str, Any]:
     """What it takes to rerun this run and get the same self-edits and scores."""
+    generator, evaluator = run.services.generator, run.services.evaluator
     policies = [run.config.policy_adapter_key] + [
         _adapter_key(run.jobs.get(str(JobName.policy(r)))) for r in range(run.config.rounds)
     ]
@@ -267,16 +268,18 @@ def reproducibility(run: RunState) -> dict[str, Any]:
         "split": run.split.ids(run.passages),
         "teachers": {name: sorted(c) for name, (_, c) in run.teachers.items()},
         "base_model": {
-            "name": run.services.get("evaluator", {}).get("model_name", ""),
-            "fingerprint": run.services.get("evaluator", {}).get("model_fingerprint", ""),
+            "name": evaluator.model_name if evaluator else "",
+            "fingerprint": evaluator.model_fingerprint if evaluator else "",
         },
         # Adapter keys are sha256 over the adapter's weights and config.
         "policy_adapters": [{"round": r, "adapter_key": key} for r, key in enumerate(policies)],
         "runtime": {
             "coordinator": runtime_versions(),
             **{
-                name: info.get("runtime", {}) for name, info in run.services.items() if isinstance(info, dict)
+                name: info.runtime
+                for name, info in (("generator", generator), ("evaluator", evaluator))
+                if info
             },
-            "trainers": [t.get("runtime", {}) for t in run.services.get("trainers", [])],
+            "trainers": [t.runtime for t in run.services.trainers],
         },
     }

@@ -160,6 +160,30 @@ class FailedRecord(OpenRecord):
     error: str
 
 
+class ServiceRecord(OpenRecord):
+    """A service as a run's start found it (its GetInfo), kept in the manifest and shown with the run."""
+
+    address: str = ""
+    service: str = ""
+    version: str = ""
+    model_name: str = ""
+    model_fingerprint: str = ""
+    device: str = ""
+    dtype: str = ""
+    backend: str = ""
+    runtime: dict[str, str] = {}
+    #: Train calls a trainer groups into one (trainers only).
+    max_group_size: int | None = None
+
+
+class RunServices(OpenRecord):
+    """The services a run was checked against at its (last) start; empty before it started."""
+
+    generator: ServiceRecord | None = None
+    evaluator: ServiceRecord | None = None
+    trainers: list[ServiceRecord] = []
+
+
 class UnknownRecord(OpenRecord):
     """The record of a job whose name this version never writes (a newer coordinator's): kept as it is,
     counted, and left out of the results."""

@@ -30,7 +30,7 @@ async def get_report(run: Run) -> HTMLResponse:
             "id": run.id,
             "name": run.name,
             "status": run.status,
-            "services": run.services,
+            "services": run.services.model_dump(),
             "results": None if run.results is None else run.results.model_dump(),
         }
     )
