@@ -18,6 +18,8 @@ from services.coordinator.api.app import create_app
 from services.coordinator.api.deps import get_manager
 from services.coordinator.cli import api_client
 from services.coordinator.engine.state import RunState
+from services.coordinator.run.records import job_records
+from services.coordinator.run.result_schemas import RunResults
 from services.coordinator.run.schemas import RunConfig, RunCreate, RunEvent
 from services.coordinator.settings import CoordinatorSettings
 
@@ -42,8 +44,8 @@ def event(seq: int, kind: str, message: str, job: str = "") -> RunEvent:
 def finished_run(run_id: str = "run-done", status: str = "succeeded") -> RunState:
     """A run of one passage whose stream replays a started and finished job, a failed one and a retry."""
     run = RunState(run_id, "a name", RunConfig(k=1, retention=False), PASSAGES, created_at=1.0, status=status)
-    run.results = RESULTS
-    run.jobs = {"0000-baseline": {}, "0000-generate-implications": {"error": "boom"}}
+    run.results = RunResults.model_validate(RESULTS)
+    run.jobs = job_records({"0000-baseline": {}, "0000-generate-implications": {"error": "boom"}})
     run.events = [
         event(0, "status", "running"),
         event(1, "progress", "round 0, passage 1/1: baseline", job="0000-baseline"),

@@ -47,7 +47,11 @@ def scores(f1: float) -> dict[str, float]:
 
 
 def evaluation(f1: float) -> dict[str, Any]:
-    return {"mean": scores(f1), "answers": [f"answer {f1}"]}
+    # One answer, shaped as an evaluation record keeps it (run/records.py Answer).
+    return {
+        "mean": scores(f1),
+        "answers": [{"question_id": "q0", "answer": f"answer {f1}", "scores": scores(f1)}],
+    }
 
 
 def directive(epochs: int, learning_rate: float, lora_rank: int) -> dict[str, float | int]:
@@ -251,4 +255,4 @@ def build_jobs(heldout: bool = True) -> dict[str, dict[str, Any]]:
 
 
 def build_run_results() -> dict[str, Any]:
-    return build_results(PASSAGES, build_jobs(), config(), SPLIT, TEACHERS)
+    return build_results(PASSAGES, build_jobs(), config(), SPLIT, TEACHERS).model_dump()

@@ -48,7 +48,7 @@ def test_a_refusal_fails_its_job_at_once_without_a_retry(tmp_path, code):
         run = await run_to_end(manager, await manager.create(REQUEST))
         assert run.status == "completed_with_errors" and run.jobs_failed == 1
         assert run.retries == 0 and retry_events(run) == []
-        assert any(code.name in record.get("error", "") for record in run.jobs.values())
+        assert any(code.name in record.model_dump().get("error", "") for record in run.jobs.values())
 
     scenario(tmp_path, clients, settings(), body)
 
@@ -122,9 +122,10 @@ def test_more_adapters_than_one_evaluate_call_takes_are_evaluated_in_parts(tmp_p
             if isinstance(r, evaluator_pb2.EvaluateRequest)
         ]
         assert all(len([k for k in keys if k]) <= 2 for keys in sent)
-        adapters = [run.jobs[f"0000-train-implications-{i}"]["adapter_key"] for i in range(3)]
-        evaluated = run.jobs["0000-evaluate"]["evaluations"]
-        retention = run.jobs["0000-retention"]["evaluations"]
+        jobs = {name: record.model_dump() for name, record in run.jobs.items()}
+        adapters = [jobs[f"0000-train-implications-{i}"]["adapter_key"] for i in range(3)]
+        evaluated = jobs["0000-evaluate"]["evaluations"]
+        retention = jobs["0000-retention"]["evaluations"]
         assert list(evaluated) == adapters and list(retention) == ["", *adapters]
         # baseline, then 3 adapters in parts of 2, twice (the passage's questions and the retention set)
         assert len(sent) == 1 + 2 + 2

@@ -61,7 +61,7 @@ def test_steps_per_condition_and_the_specificity_control():
             jobs[str(JobName.heldout(index, condition, "control"))] = {
                 "evaluations": {"": fx.evaluation(0.1), key: fx.evaluation(0.15)},
             }
-    heldout = build_results(fx.PASSAGES, jobs, fx.config(), fx.SPLIT, fx.TEACHERS)["heldout"]
+    heldout = build_results(fx.PASSAGES, jobs, fx.config(), fx.SPLIT, fx.TEACHERS).model_dump()["heldout"]
     rows = {c["condition"]: c for c in heldout["conditions"]}
     assert rows["passage"]["steps"]["mean"] == 24 and rows["p0"]["steps"]["mean"] == 24
     assert rows["passage"]["tokens"] == 3000 and rows["p0"]["tokens"] == 1000
@@ -100,7 +100,9 @@ def test_retention_on_the_first_heldout_passages_only_counts_and_reports_its_sco
     jobs = copy.deepcopy(fx.build_jobs())
     for name in [n for n in jobs if JobName.parse(n).index == 3 and JobName.parse(n).step == "retention"]:
         del jobs[name]
-    heldout = build_results(fx.PASSAGES, jobs, fx.config(retention_heldout=1), fx.SPLIT, fx.TEACHERS)
+    heldout = build_results(
+        fx.PASSAGES, jobs, fx.config(retention_heldout=1), fx.SPLIT, fx.TEACHERS
+    ).model_dump()
     rows = {c["condition"]: c for c in heldout["heldout"]["conditions"]}
     assert rows["passage"]["retention_n"] == 1 and rows["passage"]["n"] == 2
     from services.coordinator.report.render import render_report

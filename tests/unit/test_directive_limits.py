@@ -53,7 +53,7 @@ def client(tmp_path) -> Iterator[TestClient]:
         generator_address="127.0.0.1:1", trainer_addresses=["127.0.0.1:1"], evaluator_address="127.0.0.1:1"
     )
     with TestClient(create_app(settings, LocalStore(tmp_path / "store"))) as test_client:
-        test_client.app.state.manager.limits.publish(DirectiveLimits().to_proto())
+        test_client.app.state.manager.limits.publish(DirectiveLimits())
         yield test_client
         assert test_client.get("/v1/runs").json()["runs"] == []  # nothing was created
 
@@ -82,7 +82,7 @@ def test_before_any_run_the_trainer_is_asked_its_limits_at_creation(tmp_path):
             r.directive.epochs for r in clients.trainer["trainer-a:1"].requests if hasattr(r, "dataset_key")
         ]
         assert 15 in trained
-        trial = run.results["rounds"][0]["passages"][0]["self_edits"][0]["trials"][1]
+        trial = run.results.model_dump()["rounds"][0]["passages"][0]["self_edits"][0]["trials"][1]
         assert trial["directive"]["epochs"] == 15  # the results show what trained, and it is what was asked
 
     scenario(tmp_path, clients, settings(), body)

@@ -48,7 +48,7 @@ def test_without_a_judge_there_is_no_judge_column_anywhere():
 
 
 def test_with_a_judge_every_condition_reports_it_beside_the_other_metrics():
-    results = build_results(fx.PASSAGES, _judged_jobs(), fx.config(), fx.SPLIT, fx.TEACHERS)
+    results = build_results(fx.PASSAGES, _judged_jobs(), fx.config(), fx.SPLIT, fx.TEACHERS).model_dump()
     heldout = results["heldout"]
     metrics = heldout["metrics"]
     assert all(set(row) == {*METRICS, "judge"} for row in metrics.values())
@@ -84,7 +84,7 @@ def test_the_judge_score_is_read_from_the_evaluator_only_when_it_sent_one():
             ),
         ]
     )
-    record = evaluation_record(response)["evaluations"]
+    record = evaluation_record(response).model_dump()["evaluations"]
     assert "judge" not in record[""]["mean"] and "judge" not in record[""]["answers"][0]["scores"]
     assert record["adapters/x"]["mean"]["judge"] == 0.0
     assert record["adapters/x"]["answers"][0]["scores"]["judge"] == 0.0

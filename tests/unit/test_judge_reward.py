@@ -62,11 +62,11 @@ def test_with_a_judge_every_reward_is_the_judges_gain(tmp_path):
     async def body(manager: RunManager, clients: FakeClients, store: LocalStore) -> None:
         run = await run_to_end(manager, await manager.create(JUDGE_REQUEST))
         assert run.status == "succeeded", run.error
-        passages = run.results["rounds"][0]["passages"]
+        passages = run.results.model_dump()["rounds"][0]["passages"]
         rewards = [e["reward"] for p in passages for e in p["self_edits"]]
         assert rewards and all(r == pytest.approx(ADAPTED_JUDGE - BASE_JUDGE) for r in rewards)
         assert pytest.approx(ADAPTED_F1 - BASE_F1) != ADAPTED_JUDGE - BASE_JUDGE
-        assert run.results["summary"]["mean_best_gain"] == round(ADAPTED_JUDGE - BASE_JUDGE, 4)
+        assert run.results.summary["mean_best_gain"] == round(ADAPTED_JUDGE - BASE_JUDGE, 4)
 
     scenario(tmp_path, clients, config, body)
 

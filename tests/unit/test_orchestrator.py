@@ -14,6 +14,7 @@ from services.coordinator.engine.manager import RunManager
 from services.coordinator.engine.records import MANIFEST, job_key, run_key
 from services.coordinator.engine.state import RunState
 from services.coordinator.run.jobs import JobName
+from services.coordinator.run.records import FailedRecord
 from services.coordinator.run.schemas import RunConfig, RunCreate
 from services.coordinator.settings import CoordinatorSettings
 from tests.unit.fake_services import ADAPTED_F1, BASE_F1, FakeClients
@@ -73,11 +74,11 @@ def test_a_run_over_fake_services_records_every_job_then_its_manifest(tmp_path):
         assert run.status == "succeeded" and run.retries == 0
         assert len(run.jobs) == run.jobs_total == 2 * JOBS_PER_PASSAGE
         for name in run.jobs:
-            assert store.get_json(job_key(run.id, name)) == run.jobs[name]
+            assert store.get_json(job_key(run.id, name)) == run.jobs[name].model_dump()
             assert JobName.parse(name).index in (0, 1)
         assert store.get_json(run_key(run.id, MANIFEST))["status"] == "succeeded"
         assert run.results is not None
-        assert run.results["summary"]["mean_best_gain"] == round(ADAPTED_F1 - BASE_F1, 4)
+        assert run.results.summary["mean_best_gain"] == round(ADAPTED_F1 - BASE_F1, 4)
         assert clients.generator.calls["Generate"] == 2 and clients.trainer["trainer-a:1"].calls["Train"] == 4
 
     scenario(tmp_path, FakeClients(["trainer-a:1"]), settings(), body)
@@ -91,14 +92,14 @@ def test_a_run_with_a_heldout_passage_scores_its_conditions_and_keeps_one_split(
         assert run.status == "succeeded" and len(run.jobs) == run.jobs_total
         split = store.get_json(run_key(run.id, "spec.json"))["split"]
         assert len(split["train"]) == 2 and len(split["heldout"]) == 1
-        assert run.results is not None and run.results["reproducibility"]["split"] == {
+        assert run.results is not None and run.results.reproducibility["split"] == {
             "train": split["train"],
             "heldout": split["heldout"],
         }
         heldout = {JobName.parse(name).condition for name in run.jobs} - {""}
         assert heldout == {"passage", "p0"}
         assert clients.generator.calls["Import"] == 1  # the passage-only condition
-        rows = {row["condition"]: row for row in run.results["heldout"]["conditions"]}
+        rows = {row["condition"]: row for row in run.results.model_dump()["heldout"]["conditions"]}
         assert rows["p0"]["n"] == 1 and rows["p0"]["mean"] == ADAPTED_F1
 
     scenario(tmp_path, FakeClients(["trainer-a:1"]), settings(), body)
@@ -128,7 +129,7 @@ def test_a_training_job_on_a_failing_trainer_is_retried_on_another(tmp_path):
     async def body(manager: RunManager, clients: FakeClients, store: LocalStore) -> None:
         run = await run_to_end(manager, await manager.create(REQUEST))
         assert run.status == "succeeded"
-        trained = [record for name, record in run.jobs.items() if JobName.parse(name).step == "train"]
+        trained = [r.model_dump() for name, r in run.jobs.items() if JobName.parse(name).step == "train"]
         assert len(trained) == 4 and {record["trainer"] for record in trained} == {"trainer-b:2"}
         failed_on = {event["address"] for event in retry_events(run)}
         assert clients.trainer["trainer-a:1"].calls["Train"] >= 1 and failed_on == {"trainer-a:1"}
@@ -144,7 +145,7 @@ def test_a_refused_job_fails_alone_and_the_run_completes_with_errors(tmp_path):
     async def body(manager: RunManager, clients: FakeClients, store: LocalStore) -> None:
         run = await run_to_end(manager, await manager.create(REQUEST))
         assert run.status == "completed_with_errors" and run.retries == 0
-        failed = {name: record for name, record in run.jobs.items() if "error" in record}
+        failed = {name: r.model_dump() for name, r in run.jobs.items() if isinstance(r, FailedRecord)}
         assert len(failed) == 1
         (name, record), *_ = failed.items()
         assert JobName.parse(name).step == "train"
@@ -211,7 +212,7 @@ def test_a_trainer_with_another_base_model_fails_the_run_before_any_job(tmp_path
         assert run.status == "failed" and not run.jobs
         assert "trainer at trainer-a:1 serves fake (sha256:another-model)" in run.error
         assert "all services must share one base model" in run.error
-        assert run.services["trainers"][0]["model_fingerprint"] == "sha256:another-model"
+        assert run.services.model_dump()["trainers"][0]["model_fingerprint"] == "sha256:another-model"
 
     scenario(tmp_path, clients, config, body)
 

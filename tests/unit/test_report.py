@@ -139,7 +139,7 @@ def test_a_run_without_results_has_not_finished():
 
 
 def test_a_run_without_heldout_passages_has_no_conditions_section():
-    results = build_results(fx.TRAIN_PASSAGES, fx.build_jobs(heldout=False), fx.config(rounds=0))
+    results = build_results(fx.TRAIN_PASSAGES, fx.build_jobs(heldout=False), fx.config(rounds=0)).model_dump()
     html = render_report(_run(results))
     assert "Held-out passages" not in html and "<td>no adapter</td>" not in html
     assert "Training rounds" in html and "none scored" in html

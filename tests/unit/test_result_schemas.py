@@ -30,7 +30,7 @@ def test_a_real_run_s_results_with_a_conditions_table_read_back_unchanged(tmp_pa
     async def body(manager: RunManager, clients: FakeClients, store: LocalStore) -> dict[str, Any]:
         run = await run_to_end(manager, await manager.create(request))
         assert run.status == "succeeded", run.error
-        return run.results
+        return run.results.model_dump()
 
     results = scenario(tmp_path, clients, config, body)
     typed = RunResults.model_validate(results)

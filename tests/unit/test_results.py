@@ -81,7 +81,7 @@ def _jobs(train_error: bool = False) -> dict:
 
 
 def test_reward_is_score_minus_baseline_and_the_best_is_kept():
-    results = build_results(PASSAGES, _jobs(), RunConfig(k=2))
+    results = build_results(PASSAGES, _jobs(), RunConfig(k=2)).model_dump()
     passage = results["passages"][0]
     assert [e["reward"] for e in passage["self_edits"]] == [pytest.approx(0.3), pytest.approx(-0.05)]
     assert passage["best"]["adapter_key"] == "adapters/a" and passage["best"]["positive"]
@@ -94,7 +94,7 @@ def test_reward_is_score_minus_baseline_and_the_best_is_kept():
 
 
 def test_forgetting_is_the_drop_on_the_retention_set():
-    results = build_results(PASSAGES, _jobs(), RunConfig(k=2))
+    results = build_results(PASSAGES, _jobs(), RunConfig(k=2)).model_dump()
     edits = results["passages"][0]["self_edits"]
     assert [e["retention"] for e in edits] == [0.6, 0.9]
     assert [e["forgetting"] for e in edits] == [pytest.approx(0.3), 0.0]
@@ -103,7 +103,7 @@ def test_forgetting_is_the_drop_on_the_retention_set():
 
 
 def test_a_failed_training_job_is_reported_and_the_rest_still_scored():
-    results = build_results(PASSAGES, _jobs(train_error=True), RunConfig(k=2))
+    results = build_results(PASSAGES, _jobs(train_error=True), RunConfig(k=2)).model_dump()
     passage = results["passages"][0]
     failed = passage["self_edits"][1]
     assert failed["reward"] is None and "INVALID_ARGUMENT" in failed["train_error"]
@@ -118,7 +118,7 @@ def test_the_reward_metric_is_a_run_setting():
         "f1": 0.0,
         "contains": 1.0,
     }
-    results = build_results(PASSAGES, jobs, RunConfig(k=2, reward_metric="exact_match"))
+    results = build_results(PASSAGES, jobs, RunConfig(k=2, reward_metric="exact_match")).model_dump()
     assert results["passages"][0]["self_edits"][0]["reward"] == 1.0
 
 
@@ -130,7 +130,7 @@ def test_a_reward_averages_its_seeds_and_the_variance_is_split():
     jobs["0000-train-implications-1-s1"] = {"adapter_key": "adapters/b2", "metrics": {"seconds": 3.0}}
     jobs["0000-evaluate"]["evaluations"]["adapters/a2"] = {"mean": _scores(0.2), "answers": []}
     jobs["0000-evaluate"]["evaluations"]["adapters/b2"] = {"mean": _scores(0.15), "answers": []}
-    results = build_results(PASSAGES, jobs, RunConfig(k=2, reward_seeds=2))
+    results = build_results(PASSAGES, jobs, RunConfig(k=2, reward_seeds=2)).model_dump()
     edits = results["passages"][0]["self_edits"]
     assert [e["trials"][0]["seed_rewards"] for e in edits] == [
         [pytest.approx(0.3), pytest.approx(0.1)],
@@ -144,4 +144,4 @@ def test_a_reward_averages_its_seeds_and_the_variance_is_split():
     assert variance["within"] == pytest.approx(0.0125) and variance["between"] == pytest.approx(0.01375)
     assert variance["icc"] == pytest.approx(0.01375 / (0.01375 + 0.0125), abs=1e-4)
     # One seed: no split to report.
-    assert build_results(PASSAGES, _jobs(), RunConfig(k=2))["summary"]["reward_variance"] is None
+    assert build_results(PASSAGES, _jobs(), RunConfig(k=2)).model_dump()["summary"]["reward_variance"] is None

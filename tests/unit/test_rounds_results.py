@@ -112,7 +112,7 @@ def test_round_seconds_leave_out_reused_trainings(results):
 def test_a_skipped_or_failed_policy_update_has_no_training_time(change):
     jobs = fx.build_jobs()
     jobs["policy-r1"] = {**jobs["policy-r1"], **change}
-    results = build_results(fx.PASSAGES, jobs, fx.config(), fx.SPLIT, fx.TEACHERS)
+    results = build_results(fx.PASSAGES, jobs, fx.config(), fx.SPLIT, fx.TEACHERS).model_dump()
     assert "policy_train" not in results["rounds"][0]["summary"]["seconds"]
 
 
@@ -158,6 +158,7 @@ def test_the_policy_update_is_recorded_per_round(results):
 @pytest.mark.parametrize("reason", ["no self-edit beat min_reward", "the winners carry no policy examples"])
 def test_a_skipped_policy_update_has_a_progress_digest(reason):
     from services.coordinator.engine.experiment import job_digest
+    from services.coordinator.run.records import PolicyRecord
 
     record = {
         "round": 0,
@@ -166,13 +167,13 @@ def test_a_skipped_policy_update_has_a_progress_digest(reason):
         "adapter_key": "",
         "skipped": reason,
     }
-    assert job_digest(record)["adapter_key"] == ""
+    assert job_digest(PolicyRecord.model_validate(record))["adapter_key"] == ""
 
 
 def test_round_zero_errors_do_not_include_later_rounds():
     jobs = fx.build_jobs()
     jobs["0000-r1-train-implications-1-d1"] = {"error": "trainer refused"}
-    results = build_results(fx.PASSAGES, jobs, fx.config(), fx.SPLIT, fx.TEACHERS)
+    results = build_results(fx.PASSAGES, jobs, fx.config(), fx.SPLIT, fx.TEACHERS).model_dump()
     assert results["rounds"][1]["passages"][0]["errors"] == ["r1-train-implications-1-d1: trainer refused"]
     assert results["rounds"][0]["passages"][0]["errors"] == []
 
@@ -265,7 +266,7 @@ def test_summary_of_the_whole_run(results):
 
 def test_a_run_without_heldout_passages_has_one_round_and_no_conditions():
     config = RunConfig(k=2, directive_search=[{"epochs": 1}])
-    results = build_results(fx.TRAIN_PASSAGES, fx.build_jobs(heldout=False), config)
+    results = build_results(fx.TRAIN_PASSAGES, fx.build_jobs(heldout=False), config).model_dump()
     assert results["heldout"] is None
     assert len(results["rounds"]) == 1 and results["rounds"][0]["policy_update"] is None
     summary = results["summary"]
@@ -327,7 +328,7 @@ def test_directive_search_is_compared_with_the_own_directive(results):
 def test_directive_search_skips_trials_without_an_own_reward():
     jobs = fx.build_jobs()
     jobs["0000-train-implications-0"] = {"error": "trainer refused"}
-    results = build_results(fx.PASSAGES, jobs, fx.config(), fx.SPLIT, fx.TEACHERS)
+    results = build_results(fx.PASSAGES, jobs, fx.config(), fx.SPLIT, fx.TEACHERS).model_dump()
     (search,) = results["what_worked"]["directive_search"]
     assert search["n"] == 7 and search["worse_than_own"] == 4
     edit = results["rounds"][0]["passages"][0]["self_edits"][0]
@@ -368,7 +369,7 @@ def test_a_failed_heldout_job_is_reported_and_leaves_its_condition_short():
     for name in [k for k in jobs if k.startswith(prefix)]:
         del jobs[name]
     jobs[prefix + "train"] = {"error": "trainer refused: INVALID_ARGUMENT"}
-    results = build_results(fx.PASSAGES, jobs, fx.config(), fx.SPLIT, fx.TEACHERS)
+    results = build_results(fx.PASSAGES, jobs, fx.config(), fx.SPLIT, fx.TEACHERS).model_dump()
     passage = results["heldout"]["passages"][0]
     assert passage["errors"] == ["heldout-p1-train: trainer refused: INVALID_ARGUMENT"]
     assert "p1" not in passage["scores"]

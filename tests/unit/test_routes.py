@@ -13,6 +13,7 @@ from services.coordinator.api.app import create_app
 from services.coordinator.api.deps import get_manager
 from services.coordinator.engine.errors import RunNotFound
 from services.coordinator.engine.state import RunState
+from services.coordinator.run.result_schemas import RunResults
 from services.coordinator.run.schemas import RunConfig, RunEvent
 from services.coordinator.settings import CoordinatorSettings
 
@@ -47,7 +48,7 @@ class StandInManager:
 
 def _run(run_id: str, status: str, results: dict | None = None) -> RunState:
     run = RunState(run_id, "name", RunConfig(retention=False), PASSAGES, created_at=1.0, status=status)
-    run.results = results
+    run.results = None if results is None else RunResults.model_validate(results)
     run.events = [RunEvent(seq=i, ts=1.0, kind="job", message=f"job {i}") for i in range(3)]
     return run
 

@@ -200,11 +200,12 @@ def test_read_teacher_file_errors(tmp_path: Path):
 def test_an_epochs_override_trains_epochs_and_the_policy_update_trains_its_epochs():
     from seal_lab.directive import DEFAULT_DIRECTIVE, Directive, DirectiveLimits
     from services.coordinator.engine.experiment import directive_trials
+    from services.coordinator.run.records import SelfEdit
 
     limits = DirectiveLimits()
     config = RunConfig(directive_search=[{"epochs": 1}, {"steps": 8}, {"epochs": 2, "steps": 6}])
-    edit = {"directive": DEFAULT_DIRECTIVE.as_dict()}  # a step budget (24)
-    trials = directive_trials(edit, config, limits)
+    edit = SelfEdit(directive=DEFAULT_DIRECTIVE.as_dict())  # a step budget (24)
+    trials = [trial.as_dict() for trial in directive_trials(edit, config, limits)]
     assert trials[0]["steps"] == DEFAULT_DIRECTIVE.steps > 0
     # Asking for epochs without a budget means epochs (as a written directive does), not the own budget.
     assert (trials[1]["epochs"], trials[1]["steps"]) == (1, 0)

@@ -149,7 +149,9 @@ def test_a_run_spreads_its_trainings_over_the_trainers_that_come_and_go(tmp_path
                 await server.stop(0)
 
         assert run.status == "succeeded"
-        trained = {name: r for name, r in run.jobs.items() if JobName.parse(name).step == "train"}
+        trained = {
+            name: r.model_dump() for name, r in run.jobs.items() if JobName.parse(name).step == "train"
+        }
         assert len(trained) == 4
         datasets = sorted(a.finished + b.finished + c.finished)  # each training done once, somewhere
         assert len(set(datasets)) == len(datasets) == 4
@@ -243,7 +245,7 @@ def test_a_run_started_while_no_trainer_is_found_waits_and_then_succeeds(tmp_pat
             await manager.shutdown()
             await pool.close()
         assert run.status == "succeeded" and run.retries == 0
-        assert run.services["trainers"][0]["address"] == "10.0.0.9:50052"
+        assert run.services.model_dump()["trainers"][0]["address"] == "10.0.0.9:50052"
         assert fakes["10.0.0.9:50052"].calls["Train"] == 4
 
     _run(main)

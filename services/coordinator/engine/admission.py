@@ -62,7 +62,7 @@ async def check_store_keys(store: ObjectStore, body: RunCreate) -> None:
 def check_message_sizes(run: RunState, adapters_per_call: int) -> None:
     """Every request the run will send fits in one gRPC message: one over the limit fails the same way at
     every try, so it is refused here. Sized with the messages themselves (convert.py builds them)."""
-    config, limits = run.config, DirectiveLimits().to_proto()
+    config, limits = run.config, DirectiveLimits()
     keys = ["", *[_ADAPTER_KEY] * adapters_per_call]
     retention = retention_questions(config.retention_questions) if config.retention else None
     formats = dict.fromkeys([*config.formats, config.heldout_edit_format])

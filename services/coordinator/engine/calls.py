@@ -21,9 +21,11 @@ import grpc
 
 from seal.v1 import common_pb2
 from seal_lab.data import Passage, Question
+from seal_lab.directive import Directive, DirectiveLimits
 from seal_lab.grpc_client import RETRYABLE_CODES, is_busy, is_store_outage
 from seal_lab.outage import OutagePolicy
 
+from ..run.records import EvaluationRecord, RunServices, SelfEditsRecord, TrainRecord
 from ..settings import CoordinatorSettings
 from . import convert
 from .callstats import CallStats, counted_call
@@ -221,7 +223,7 @@ class ServiceCalls:
 
         return await self.call(run, service, what, attempt)
 
-    async def check(self, run: RunState) -> common_pb2.DirectiveLimits:
+    async def check(self, run: RunState) -> DirectiveLimits:
         """All services must serve the same base model; the trainer's limits bound every directive.
 
         Fills `run.services`; returns the first trainer's directive limits.
@@ -252,14 +254,11 @@ class ServiceCalls:
                 await self.call(run, "trainer", "GetInfo", lambda *_, e=endpoint: info(e.stub, e.address))
             )
         self.known_formats = list(generator.formats)
-        run.services = {
-            "generator": convert.info_dict(generator, settings.generator_address),
-            "evaluator": convert.info_dict(evaluator, settings.evaluator_address),
-            "trainers": [
-                {**convert.info_dict(t, e.address), "max_group_size": max(1, t.max_group_size)}
-                for t, e in zip(trainers, endpoints, strict=True)
-            ],
-        }
+        run.services = RunServices(
+            generator=convert.service_record(generator, settings.generator_address),
+            evaluator=convert.service_record(evaluator, settings.evaluator_address),
+            trainers=[convert.trainer_record(t, e.address) for t, e in zip(trainers, endpoints, strict=True)],
+        )
         check_services(
             run.config,
             generator,
@@ -271,7 +270,7 @@ class ServiceCalls:
         # start (and resume), so a trainer restarted with another group size is taken as it is now.
         for trainer, endpoint in zip(trainers, endpoints, strict=True):
             self.clients.trainers.set_capacity(endpoint.address, trainer.max_group_size)
-        return trainers[0].limits
+        return convert.directive_limits(trainers[0].limits)
 
     @staticmethod
     def _waiting(run: RunState) -> Callable[[str], None]:
@@ -289,10 +288,10 @@ class ServiceCalls:
         passage: Passage,
         edit_format: str,
         sampling_seed: int,
-        limits: common_pb2.DirectiveLimits,
+        limits: DirectiveLimits,
         policy_key: str,
         num_samples: int,
-    ) -> dict[str, Any]:
+    ) -> SelfEditsRecord:
         request = convert.generate_request(
             run.id, run.config, passage, edit_format, sampling_seed, limits, policy_key, num_samples
         )
@@ -304,7 +303,7 @@ class ServiceCalls:
             f"self-edits for {passage.passage_id}",
             slot=self.clients.generator_slot,
         )
-        return {**convert.self_edits_record(response), "policy_adapter_key": policy_key}
+        return convert.self_edits_record(response, policy_adapter_key=policy_key)
 
     async def import_(
         self,
@@ -313,8 +312,8 @@ class ServiceCalls:
         edit_format: str,
         outputs: list[str],
         source: str,
-        limits: common_pb2.DirectiveLimits,
-    ) -> dict[str, Any]:
+        limits: DirectiveLimits,
+    ) -> SelfEditsRecord:
         """Store self-edits written elsewhere (or, with [""], the passage alone) as training datasets."""
         request = convert.import_request(run.id, run.config, passage, edit_format, outputs, source, limits)
         # Import only writes to the store: it does not wait for the generator's model slot.
@@ -325,17 +324,17 @@ class ServiceCalls:
             request,
             f"importing {source} for {passage.passage_id}",
         )
-        return {**convert.self_edits_record(response), "source": source}
+        return convert.self_edits_record(response, source=source)
 
     async def train(
         self,
         run: RunState,
         passage: Passage | None,
         dataset_key: str,
-        directive: dict[str, Any],
+        directive: Directive,
         label: str,
         seed_offset: int = 0,
-    ) -> dict[str, Any]:
+    ) -> TrainRecord:
         """Train one adapter (a passage's, or the policy's when `passage` is None) on a stored dataset.
 
         A retry goes to another trainer than the one that failed, waiting for its slot (see TrainerPool).
@@ -345,7 +344,7 @@ class ServiceCalls:
             dataset_key, directive, run.config.seed + seed_offset, f"{run.id}/{where}/{label}"
         )
 
-        async def attempt(_: int, avoid: str) -> dict[str, Any]:
+        async def attempt(_: int, avoid: str) -> TrainRecord:
             waits = 0
             async with self.clients.trainers.acquire(avoid, self._waiting(run)) as trainer:
                 try:
@@ -373,7 +372,7 @@ class ServiceCalls:
         passage: Passage,
         adapter_keys: list[str],
         questions: list[Question] | None = None,
-    ) -> dict[str, Any]:
+    ) -> EvaluationRecord:
         """Evaluate adapters on the passage's questions (or on `questions`, e.g. the retention set).
 
         More adapters than one Evaluate call may carry (`evaluate_max_adapters_per_call`, the evaluator's
@@ -387,14 +386,14 @@ class ServiceCalls:
         parts = [adapters[i : i + size] for i in range(0, len(adapters), size)]
         if len(adapters) < len(adapter_keys):  # the base model ("") rides with the first part
             parts[0] = ["", *parts[0]]
-        merged: dict[str, Any] = {"seconds": 0.0, "evaluations": {}}
+        seconds, evaluations = 0.0, {}
         for number, part in enumerate(parts, start=1):
             record = await self._evaluate(run, passage, part, questions, f" (part {number}/{len(parts)})")
-            merged["seconds"] += record["seconds"]
-            merged["evaluations"].update(record["evaluations"])
-        evaluations = merged["evaluations"]  # in the order asked for, as one call answers
-        merged["evaluations"] = {k: evaluations[k] for k in dict.fromkeys(adapter_keys) if k in evaluations}
-        return merged
+            seconds += record.seconds
+            evaluations.update(record.evaluations)
+        # In the order asked for, as one call answers.
+        ordered = {k: evaluations[k] for k in dict.fromkeys(adapter_keys) if k in evaluations}
+        return EvaluationRecord(seconds=seconds, evaluations=ordered)
 
     async def _evaluate(
         self,
@@ -403,7 +402,7 @@ class ServiceCalls:
         adapter_keys: list[str],
         questions: list[Question] | None,
         part: str,
-    ) -> dict[str, Any]:
+    ) -> EvaluationRecord:
         request = convert.evaluate_request(run.id, run.config, passage, adapter_keys, questions)
         what = "baseline" if adapter_keys == [""] else f"{len(adapter_keys)} adapters"
         if questions is not None:

@@ -8,6 +8,8 @@ from seal_lab.datasets import read_dataset
 from seal_lab.errors import StoreUnavailable
 from seal_lab.store import ObjectStore
 
+from ..run.result_schemas import RunResults
+
 EXAMPLES_PER_SIDE = 3
 
 
@@ -21,12 +23,12 @@ def _dataset_texts(store: ObjectStore, key: str) -> dict[str, Any]:
     }
 
 
-def attach_examples(results: dict[str, Any], store: ObjectStore) -> None:
+def attach_examples(results: RunResults, store: ObjectStore) -> None:
     """The best and worst self-edits of the training rounds, with their full text, into `results`."""
     scored = [
-        (round_result["round"], passage, edit)
-        for round_result in results["rounds"]
-        for passage in round_result["passages"]
+        (round_result.round, passage, edit)
+        for round_result in results.rounds
+        for passage in round_result.passages
         for edit in passage["self_edits"]
         if edit["reward"] is not None
     ]
@@ -62,4 +64,4 @@ def attach_examples(results: dict[str, Any], store: ObjectStore) -> None:
                     **text,
                 }
             )
-    results["examples"] = examples
+    results.examples = examples

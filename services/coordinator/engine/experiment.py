@@ -10,9 +10,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
-from seal.v1 import common_pb2
 from seal_lab.data import Passage, retention_questions
 from seal_lab.directive import Directive, DirectiveLimits, epochs_mean_epochs
 from seal_lab.errors import FailedPrecondition
@@ -22,12 +21,25 @@ from seal_lab.store import ObjectStore
 
 from ..results.rounds import round_passages
 from ..run.jobs import JobName, policy_condition, teacher_condition
+from ..run.records import (
+    DirectiveRecord,
+    EvaluationRecord,
+    FailedRecord,
+    JobRecord,
+    PolicyRecord,
+    SelfEdit,
+    SelfEditsRecord,
+    TrainRecord,
+)
 from ..run.schemas import RunConfig
 from .calls import JobFailed, RunInterrupted, ServiceCalls
 from .events import EventLog
 from .policy import build_policy_dataset
 from .records import job_key
 from .state import RunState
+
+#: The record a job's work returns (any kind but a failure, which the job itself records).
+Done = TypeVar("Done", SelfEditsRecord, TrainRecord, PolicyRecord, EvaluationRecord)
 
 #: Training seeds of a self-edit's reward: config.seed, then + this stride per extra seed.
 REWARD_SEED_STRIDE = 1000
@@ -46,7 +58,7 @@ class Experiment:
         events: EventLog,
         store: ObjectStore,
         outage: OutagePolicy,
-        limits: common_pb2.DirectiveLimits,
+        limits: DirectiveLimits,
         max_concurrent_passages: int,
     ) -> None:
         self.run = run
@@ -55,13 +67,13 @@ class Experiment:
         self.store = store
         self.outage = outage
         self.limits = limits
-        self.directive_limits = DirectiveLimits.from_proto(limits)
         self.gate = asyncio.Semaphore(max_concurrent_passages)
         self.policy_key = run.config.policy_adapter_key
 
     async def run_all(self) -> None:
         run, config = self.run, self.run.config
-        if config.rounds and run.services["generator"]["backend"] != "local":
+        generator = run.services.generator
+        if config.rounds and (generator is None or generator.backend != "local"):
             raise FailedPrecondition(
                 "ReST-EM rounds fine-tune the generator's own model; this generator uses a remote teacher"
             )
@@ -99,14 +111,12 @@ class Experiment:
             persist=True,
         )
 
-    async def _job(
-        self, job: JobName, work: Callable[[], Awaitable[dict[str, Any]]]
-    ) -> dict[str, Any] | None:
+    async def _job(self, job: JobName, work: Callable[[], Awaitable[Done]]) -> Done | None:
         """Run one job unless its record exists; record the result (or a permanent failure) write-once."""
         run, name = self.run, str(job)
         if name in run.jobs:
-            record = run.jobs[name]
-            return None if "error" in record else record
+            record: JobRecord = run.jobs[name]
+            return None if isinstance(record, FailedRecord) else record  # type: ignore[return-value]
         passage_id = "" if job.index is None else run.passages[job.index].passage_id
         where = "run" if job.index is None else f"passage {job.index + 1}/{len(run.passages)}"
         run.current = f"round {run.round}, {where}: {job.label}"
@@ -115,15 +125,14 @@ class Experiment:
             with bind_context(job_id=name):  # on its log lines, and sent to the services (seal_lab.callids)
                 record = await work()
         except JobFailed as exc:
-            record = {"error": str(exc)}
+            record = FailedRecord(error=str(exc))
             self.events.emit(run, "error", f"job {name} failed: {exc}", passage_id=passage_id, job=name)
-        await self.events.persist(run, job_key(run.id, name), record, f"recording job {name}")
+        await self.events.persist(run, job_key(run.id, name), record.model_dump(), f"recording job {name}")
         run.jobs[name] = record
-        if "error" not in record:
-            self.events.emit(
-                run, "job", f"done {name}", passage_id=passage_id, job=name, data=job_digest(record)
-            )
-        return None if "error" in record else record
+        if isinstance(record, FailedRecord):
+            return None
+        self.events.emit(run, "job", f"done {name}", passage_id=passage_id, job=name, data=job_digest(record))
+        return record  # type: ignore[return-value]
 
     async def _passage(self, index: int, round_index: int) -> None:
         run, calls, config = self.run, self.calls, self.run.config
@@ -148,12 +157,12 @@ class Experiment:
                     continue
                 trials = [
                     (
-                        JobName.train(index, round_index, edit["format"], edit["sample_index"], trial, seed),
+                        JobName.train(index, round_index, edit.format, edit.sample_index, trial, seed),
                         edit,
                         directive,
                     )
-                    for edit in generated["self_edits"]
-                    for trial, directive in enumerate(directive_trials(edit, config, self.directive_limits))
+                    for edit in generated.self_edits
+                    for trial, directive in enumerate(directive_trials(edit, config, self.limits))
                     for seed in range(config.reward_seeds)
                 ]
                 trained = await _all_or_none(
@@ -162,7 +171,7 @@ class Experiment:
                         lambda j=job, e=edit, d=directive: calls.train(
                             run,
                             passage,
-                            e["dataset_key"],
+                            e.dataset_key,
                             d,
                             j.label,
                             seed_offset=REWARD_SEED_STRIDE * j.seed,
@@ -170,7 +179,7 @@ class Experiment:
                     )
                     for job, edit, directive in trials
                 )
-                adapter_keys += [t["adapter_key"] for t in trained if t is not None]
+                adapter_keys += [t.adapter_key for t in trained if t is not None]
             adapter_keys = list(dict.fromkeys(adapter_keys))  # identical jobs share one adapter
             if adapter_keys:
                 await self._job(
@@ -189,23 +198,19 @@ class Experiment:
         run, policy_key = self.run, self.policy_key
         job = JobName.policy(round_index)
 
-        async def work() -> dict[str, Any]:
+        async def work() -> PolicyRecord:
             passages = round_passages(run.passages, run.split.train, run.jobs, run.config, round_index)
             winners = [
                 {"passage_id": p["passage_id"], **p["best"]}
                 for p in passages
                 if p["best"] is not None and p["best"]["reward"] > run.config.min_reward
             ]
-            record: dict[str, Any] = {
-                "round": round_index,
-                "previous_policy_adapter_key": policy_key,
-                "winners": winners,
-            }
+            record = {"round": round_index, "previous_policy_adapter_key": policy_key, "winners": winners}
             if not winners:
                 self.events.emit(
                     run, "status", f"round {round_index}: no winning self-edit; the policy stays"
                 )
-                return {**record, "adapter_key": policy_key, "skipped": "no self-edit beat min_reward"}
+                return PolicyRecord(**record, adapter_key=policy_key, skipped="no self-edit beat min_reward")
             dataset_key, examples = await call_async(
                 lambda: build_policy_dataset(self.store, winners),
                 self.outage,
@@ -213,27 +218,27 @@ class Experiment:
                 self.events.store_retry(run, "building the policy dataset"),
             )
             if not examples:
-                return {
-                    **record,
-                    "adapter_key": policy_key,
-                    "skipped": "the winners carry no policy examples",
-                }
-            directive = self.directive_limits.clamp(Directive(**run.config.policy_directive.model_dump()))
+                return PolicyRecord(
+                    **record, adapter_key=policy_key, skipped="the winners carry no policy examples"
+                )
+            directive = self.limits.clamp(Directive(**run.config.policy_directive.model_dump()))
             trained = await self.calls.train(
-                run, None, dataset_key, directive.as_dict(), job.label, seed_offset=round_index
+                run, None, dataset_key, directive, job.label, seed_offset=round_index
             )
             self.events.emit(
                 run,
                 "status",
                 f"round {round_index}: policy fine-tuned on {len(winners)} winning self-edits "
-                f"({examples} examples) -> {trained['adapter_key']}",
+                f"({examples} examples) -> {trained.adapter_key}",
             )
-            return {**record, **trained, "dataset_key": dataset_key, "examples": examples}
+            return PolicyRecord.model_validate(
+                {**record, **trained.model_dump(), "dataset_key": dataset_key, "examples": examples}
+            )
 
         record = await self._job(job, work)
         if record is None:
             raise RunInterrupted(f"the policy update after round {round_index} failed (see the run's events)")
-        return record["adapter_key"]
+        return record.adapter_key or ""
 
     async def _heldout(self, policy_index: int, fixed_conditions: bool) -> None:
         """SEAL's protocol on passages the policy never trained on: one self-edit, one adapter, the questions."""
@@ -278,7 +283,7 @@ class Experiment:
         await _all_or_none(one(i) for i in run.split.heldout)
 
     async def _condition(
-        self, index: int, condition: str, make_self_edit: Callable[[], Awaitable[dict[str, Any]]]
+        self, index: int, condition: str, make_self_edit: Callable[[], Awaitable[SelfEditsRecord]]
     ) -> None:
         run, calls = self.run, self.calls
         passage = run.passages[index]
@@ -289,19 +294,19 @@ class Experiment:
         made = await self._job(job("edit"), make_self_edit)
         if made is None:
             return
-        edit = made["self_edits"][0]
+        edit = made.self_edits[0]
         directive = (
-            edit["directive"]
+            recorded_directive(edit.directive)
             if run.config.conditions_directive == "generated"
-            else self.directive_limits.default.as_dict()
+            else self.limits.default
         )
         train = job("train")
         trained = await self._job(
-            train, lambda: calls.train(run, passage, edit["dataset_key"], directive, train.label)
+            train, lambda: calls.train(run, passage, edit.dataset_key, directive, train.label)
         )
         if trained is None:
             return
-        key = trained["adapter_key"]
+        key = trained.adapter_key or ""
         await self._job(job("evaluate"), lambda: calls.evaluate(run, passage, [key]))
         other = _control_passage(run, index)
         if other is not None:  # specificity: the same adapter on another passage's questions
@@ -319,15 +324,20 @@ def _sampling_seed(config: RunConfig, index: int, format_index: int) -> int:
     return config.seed * 1_000_003 + index * 101 + format_index
 
 
-def directive_trials(
-    edit: dict[str, Any], config: RunConfig, limits: DirectiveLimits
-) -> list[dict[str, Any]]:
+def directive_trials(edit: SelfEdit, config: RunConfig, limits: DirectiveLimits) -> list[Directive]:
     """The directives a self-edit is trained with: its own (trial 0), then each directive-search variant."""
-    own = {**limits.default.as_dict(), **edit["directive"]}
+    own = Directive(**{**limits.default.as_dict(), **edit.directive.values()})
     return [own] + [
-        limits.clamp(Directive(**{**own, **epochs_mean_epochs(override.fields_set())})).as_dict()
+        limits.clamp(Directive(**{**own.as_dict(), **epochs_mean_epochs(override.fields_set())}))
         for override in config.directive_search
     ]
+
+
+def recorded_directive(recorded: DirectiveRecord) -> Directive:
+    """A self-edit record's directive as the Train call always sent it: a field the record lacks (one written
+    before the field existed) is the proto's 0."""
+    values = recorded.values()
+    return Directive(**{name: values.get(name, 0) for name in Directive.__dataclass_fields__})
 
 
 def _control_passage(run: RunState, index: int) -> Passage | None:
@@ -350,17 +360,17 @@ async def _all_or_none(coroutines: Iterable[Awaitable[Any]]) -> list[Any]:
         raise
 
 
-def job_digest(record: dict[str, Any]) -> dict[str, Any]:
+def job_digest(record: JobRecord) -> dict[str, Any]:
     """A small view of a job record for progress events."""
-    if "adapter_key" in record:
+    if isinstance(record, TrainRecord | PolicyRecord) and "adapter_key" in record.model_fields_set:
         return {
-            "adapter_key": record["adapter_key"],
-            "reused": record.get("reused", False),
-            "skipped": record.get("skipped", ""),
-            **record.get("metrics", {}),
+            "adapter_key": record.adapter_key,
+            "reused": record.reused,
+            "skipped": getattr(record, "skipped", ""),
+            **(record.metrics.model_dump() if record.metrics is not None else {}),
         }
-    if "self_edits" in record:
-        return {"self_edits": len(record["self_edits"]), "seconds": record["seconds"]}
-    if "evaluations" in record:
-        return {key or "baseline": e["mean"] for key, e in record["evaluations"].items()}
+    if isinstance(record, SelfEditsRecord):
+        return {"self_edits": len(record.self_edits), "seconds": record.seconds}
+    if isinstance(record, EvaluationRecord):
+        return {key or "baseline": e.mean.model_dump() for key, e in record.evaluations.items()}
     return {}

@@ -365,8 +365,8 @@ class RunManager:
                 )
                 await experiment.run_all()
                 run.results = build_results(run.passages, run.jobs, run.config, run.split, run.teachers)
-                run.results["reproducibility"] = reproducibility(run)
-                run.results["phase_seconds"] = {
+                run.results.reproducibility = reproducibility(run)
+                run.results.phase_seconds = {
                     e.data["phase"]: e.data["seconds"] for e in run.events if "phase" in e.data
                 }
                 results = run.results
@@ -381,7 +381,7 @@ class RunManager:
                 await self.events.persist(
                     run, run_key(run.id, MANIFEST), manifest(run), "writing the manifest"
                 )
-                self.events.emit(run, "status", f"run {run.status}", data={"summary": run.results["summary"]})
+                self.events.emit(run, "status", f"run {run.status}", data={"summary": run.results.summary})
                 await self._release(run)
             except asyncio.CancelledError:
                 if run.lease is not None and run.status != "cancelled":

@@ -23,9 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from seal_lab.errors import AlreadyExists, StoreUnavailable
 from seal_lab.outage import OnRetry, OutagePolicy, call_async
 from seal_lab.store import QUARANTINE_PREFIX, ObjectStore, read_record
+
+from ..run.records import JobRecord, parse_job_record
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +86,7 @@ class StoredRun:
 
     run_id: str
     spec: dict[str, Any] | None = None
-    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     manifest: dict[str, Any] | None = None
     #: One line per record moved to quarantine (or repaired), for the run's events.
@@ -94,29 +98,58 @@ def read_run(store: ObjectStore, run_id: str) -> StoredRun:
     stored = StoredRun(run_id)
     stored.spec = _read_spec(store, run_id, stored.problems)
     for key in store.list_keys(run_key(run_id, "jobs/")):
-        record = _read_record(
-            store, key, lambda r: isinstance(r, dict), stored.problems, "its job will be redone"
-        )
-        if record is not None:
-            stored.jobs[key.rsplit("/", 1)[1].removesuffix(".json")] = record
+        name = key.rsplit("/", 1)[1].removesuffix(".json")
+        parsed: dict[str, JobRecord] = {}
+        _read_record(store, key, _job_record(name, parsed), stored.problems, "its job will be redone")
+        if name in parsed:
+            stored.jobs[name] = parsed[name]
     for key in store.list_keys(run_key(run_id, "events/")):
-        record = _read_record(store, key, _is_event, stored.problems, "the event is dropped")
+        record = _read_record(store, key, _expected(_is_event), stored.problems, "the event is dropped")
         if record is not None:
             stored.events.append(record)
     if store.exists(run_key(run_id, MANIFEST)):
         stored.manifest = _read_record(
-            store, run_key(run_id, MANIFEST), _is_manifest, stored.problems, "the run will finish again"
+            store,
+            run_key(run_id, MANIFEST),
+            _expected(_is_manifest),
+            stored.problems,
+            "the run will finish again",
         )
     return stored
 
 
+def _job_record(name: str, parsed: dict[str, JobRecord]) -> Callable[[Any], str | None]:
+    """A job record's check: it parses as its job's record (into `parsed[name]`), else why not."""
+
+    def problem(record: Any) -> str | None:
+        try:
+            parsed[name] = parse_job_record(name, record)
+        except ValueError as exc:
+            return f"not the record of job {name}: {_first_line(exc)}"
+        return None
+
+    return problem
+
+
+def _first_line(exc: ValueError) -> str:
+    errors = exc.errors() if isinstance(exc, ValidationError) else None
+    if errors:
+        where = ".".join(str(part) for part in errors[0]["loc"])
+        return f"{where}: {errors[0]['msg']}" if where else errors[0]["msg"]
+    return str(exc)
+
+
 def _read_record(
-    store: ObjectStore, key: str, valid: Callable[[Any], bool], problems: list[str], consequence: str
+    store: ObjectStore, key: str, problem: Callable[[Any], str | None], problems: list[str], consequence: str
 ) -> Any:
-    read = read_record(store, key, lambda record: None if valid(record) else "not the record expected there")
+    read = read_record(store, key, problem)
     if read.problem:
         problems.append(f"unreadable record {key} ({read.problem}) moved to {read.moved_to}; {consequence}")
     return read.record
+
+
+def _expected(valid: Callable[[Any], bool]) -> Callable[[Any], str | None]:
+    return lambda record: None if valid(record) else "not the record expected there"
 
 
 def _read_spec(store: ObjectStore, run_id: str, problems: list[str]) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ from seal_lab.errors import FailedPrecondition, InvalidArgument
 
 from ..run.schemas import RunConfig
 from .clients import TrainerPool
+from .convert import directive_limits
 
 
 def check_services(
@@ -56,7 +57,7 @@ def check_services(
     for trainer, address in trainers:
         if not trainer.HasField("limits"):  # a trainer that publishes none checks each directive itself
             continue
-        problems = directive_problems(config, DirectiveLimits.from_proto(trainer.limits))
+        problems = directive_problems(config, directive_limits(trainer.limits))
         if problems:
             raise FailedPrecondition(
                 f"the trainer at {address} does not allow the directives this run sets: {'; '.join(problems)}"
@@ -103,8 +104,8 @@ class TrainerLimits:
         #: Whether `limits` came from a trainer (else they are the defaults, and a creation asks one).
         self.published = False
 
-    def publish(self, message: common_pb2.DirectiveLimits) -> None:
-        self.limits, self.published = DirectiveLimits.from_proto(message), True
+    def publish(self, limits: DirectiveLimits) -> None:
+        self.limits, self.published = limits, True
 
     async def check_creation(self, config: RunConfig, trainers: TrainerPool) -> None:
         """InvalidArgument (422) for a directive the config sets outside the trainer's limits: those known,
@@ -118,7 +119,7 @@ class TrainerLimits:
                 except grpc.aio.AioRpcError:
                     continue
                 if info.HasField("limits"):
-                    self.publish(info.limits)
+                    self.publish(directive_limits(info.limits))
                     break
         problems = directive_problems(config, self.limits) if self.published else []
         if problems:

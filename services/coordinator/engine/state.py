@@ -17,6 +17,8 @@ from seal_lab.runtime import runtime_versions
 from seal_lab.store import ObjectStore
 
 from ..run.jobs import JobName
+from ..run.records import FailedRecord, JobRecord, PolicyRecord, RunServices
+from ..run.result_schemas import RunResults
 from ..run.schemas import RunConfig, RunDetail, RunEvent, RunSummary
 from ..run.split import Split
 from .lease import Lease
@@ -42,10 +44,10 @@ class RunState:
     updated_at: float = 0.0
     error: str = ""
     current: str = ""
-    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
     events: list[RunEvent] = field(default_factory=list)
-    services: dict[str, Any] = field(default_factory=dict)
-    results: dict[str, Any] | None = None
+    services: RunServices = field(default_factory=RunServices)
+    results: RunResults | None = None
     retries: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     heldout_ids: frozenset[str] = frozenset()
@@ -101,7 +103,7 @@ class RunState:
 
     @property
     def jobs_failed(self) -> int:
-        return sum(1 for record in self.jobs.values() if "error" in record)
+        return sum(1 for record in self.jobs.values() if isinstance(record, FailedRecord))
 
     @property
     def finished(self) -> bool:
@@ -195,7 +197,8 @@ def load_run(store: ObjectStore, run_id: str) -> RunState:
     if stored.manifest is not None:
         manifest = stored.manifest
         run.status, run.error = manifest["status"], manifest.get("error", "")
-        run.results, run.services = manifest["results"], manifest.get("services", {})
+        run.results = _stored_results(manifest["results"], stored.problems)
+        run.services = RunServices.model_validate(manifest.get("services") or {})
         run.updated_at = manifest.get("finished_at", run.updated_at)
     elif is_cancelled(store, run_id):
         run.status, run.error = "cancelled", ""
@@ -229,16 +232,35 @@ def manifest(run: RunState) -> dict[str, Any]:
         "status": run.status,
         "error": run.error,
         "finished_at": time.time(),
-        "services": run.services,
+        "services": run.services.model_dump(),
         "job_keys": sorted(run.jobs),
-        "results": run.results,
+        "results": None if run.results is None else run.results.model_dump(),
     }
+
+
+def _stored_results(stored: dict[str, Any] | None, problems: list[str]) -> RunResults | None:
+    """A finished run's results from its manifest; ones this version cannot read are told, not served."""
+    if stored is None:
+        return None
+    try:
+        return RunResults.model_validate(stored)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        problems.append(f"the results in the run's manifest cannot be read ({where}: {first['msg']})")
+        return None
+
+
+def _adapter_key(policy: JobRecord | None) -> str:
+    """The adapter a policy update left ("" when it failed, or has not run)."""
+    return (policy.adapter_key or "") if isinstance(policy, PolicyRecord) else ""
 
 
 def reproducibility(run: RunState) -> dict[str, Any]:
     """What it takes to rerun this run and get the same self-edits and scores."""
+    generator, evaluator = run.services.generator, run.services.evaluator
     policies = [run.config.policy_adapter_key] + [
-        run.jobs.get(str(JobName.policy(r)), {}).get("adapter_key", "") for r in range(run.config.rounds)
+        _adapter_key(run.jobs.get(str(JobName.policy(r)))) for r in range(run.config.rounds)
     ]
     return {
         "seed": run.config.seed,
@@ -246,16 +268,18 @@ def reproducibility(run: RunState) -> dict[str, Any]:
         "split": run.split.ids(run.passages),
         "teachers": {name: sorted(c) for name, (_, c) in run.teachers.items()},
         "base_model": {
-            "name": run.services.get("evaluator", {}).get("model_name", ""),
-            "fingerprint": run.services.get("evaluator", {}).get("model_fingerprint", ""),
+            "name": evaluator.model_name if evaluator else "",
+            "fingerprint": evaluator.model_fingerprint if evaluator else "",
         },
         # Adapter keys are sha256 over the adapter's weights and config.
         "policy_adapters": [{"round": r, "adapter_key": key} for r, key in enumerate(policies)],
         "runtime": {
             "coordinator": runtime_versions(),
             **{
-                name: info.get("runtime", {}) for name, info in run.services.items() if isinstance(info, dict)
+                name: info.runtime
+                for name, info in (("generator", generator), ("evaluator", evaluator))
+                if info
             },
-            "trainers": [t.get("runtime", {}) for t in run.services.get("trainers", [])],
+            "trainers": [t.runtime for t in run.services.trainers],
         },
     }

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 from seal_lab.data import Passage
 from seal_lab.stats import describe
 
 from ..run.jobs import JobName, trial_suffix
+from ..run.records import JobRecord, PolicyRecord, job_records
+from ..run.result_schemas import RunResults
 from ..run.schemas import RunConfig
 from ..run.split import Split
 from .heldout import heldout_results
@@ -116,12 +119,14 @@ def _gain_vs_retention(rounds: list[dict[str, Any]], heldout: dict[str, Any] | N
 
 def build_results(
     passages: list[Passage],
-    jobs: dict[str, dict[str, Any]],
+    jobs: Mapping[str, JobRecord | dict[str, Any]],
     config: RunConfig,
     split: Split | None = None,
     teachers: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Every result of a run from its job records; `split` None: every passage is a training passage."""
+) -> RunResults:
+    """Every result of a run from its job records (JSON ones are parsed: run/records.py); `split` None: every
+    passage is a training passage."""
+    jobs = job_records(jobs)
     split = split or Split(train=tuple(range(len(passages))))
     train, held = split.train, split.heldout
     rounds = []
@@ -129,8 +134,9 @@ def build_results(
         passage_results = round_passages(passages, train, jobs, config, round_index)
         summary = round_summary(passage_results, train, jobs, config, round_index)
         policy = jobs.get(str(JobName.policy(round_index))) if config.rounds else None
-        if policy and "error" not in policy and not policy.get("skipped") and not policy.get("reused"):
-            summary["seconds"]["policy_train"] = round(policy.get("metrics", {}).get("seconds", 0.0), 1)
+        if isinstance(policy, PolicyRecord) and not policy.skipped and not policy.reused:
+            spent = policy.metrics.seconds if policy.metrics and policy.metrics.seconds is not None else 0.0
+            summary["seconds"]["policy_train"] = round(spent, 1)
         policy_keys = {p["policy_adapter_key"] for p in passage_results if p["self_edits"]}
         rounds.append(
             {
@@ -139,7 +145,7 @@ def build_results(
                 "summary": summary,
                 # With the directive it trained with: the config's policy_directive, its defaulted fields
                 # clamped to the trainer's limits.
-                "policy_update": policy,
+                "policy_update": None if policy is None else policy.model_dump(),
                 "passages": passage_results,
             }
         )
@@ -153,11 +159,13 @@ def build_results(
             {"round": r["round"], "mean": r["mean"], "stderr": r["stderr"], "n": r["n"]}
             for r in heldout["by_round"]
         ]
-    return {
-        "summary": summary,
-        "passages": rounds[0]["passages"],
-        "rounds": rounds,
-        "heldout": heldout,
-        "what_worked": _what_worked(rounds, config),
-        "gain_vs_retention": _gain_vs_retention(rounds, heldout),
-    }
+    return RunResults.model_validate(
+        {
+            "summary": summary,
+            "passages": rounds[0]["passages"],
+            "rounds": rounds,
+            "heldout": heldout,
+            "what_worked": _what_worked(rounds, config),
+            "gain_vs_retention": _gain_vs_retention(rounds, heldout),
+        }
+    )

@@ -9,10 +9,20 @@ from typing import Any
 from seal_lab.data import Passage
 from seal_lab.stats import describe
 
-from ..run.jobs import HELDOUT_STEPS, JobName, policy_condition, teacher_condition
+from ..run.jobs import JobName, policy_condition, teacher_condition
+from ..run.records import Scores
 from ..run.schemas import RunConfig
 from .comparisons import ALL_METRICS, compare, metric_table, planned_comparisons, power
-from .readout import errors_of, mean, metric_of, record_of
+from .readout import (
+    Jobs,
+    errors_of,
+    evaluations_of,
+    mean,
+    metric_of,
+    self_edits_of,
+    trained_directive,
+    trained_of,
+)
 
 
 def condition_names(config: RunConfig, teachers: list[str]) -> list[tuple[str, str, str]]:
@@ -35,7 +45,7 @@ def condition_names(config: RunConfig, teachers: list[str]) -> list[tuple[str, s
 def heldout_results(
     passages: list[Passage],
     indices: Sequence[int],
-    jobs: dict[str, dict[str, Any]],
+    jobs: Jobs,
     config: RunConfig,
     teachers: list[str],
 ) -> dict[str, Any]:
@@ -44,9 +54,9 @@ def heldout_results(
     per_passage = []
     for index in indices:
         passage = passages[index]
-        baseline = record_of(jobs, JobName.baseline(index)).get("evaluations", {}).get("")
-        scores: dict[str, float] = {} if baseline is None else {"base": baseline["mean"][metric]}
-        metrics: dict[str, dict[str, float]] = {} if baseline is None else {"base": _known(baseline["mean"])}
+        baseline = evaluations_of(jobs, JobName.baseline(index)).get("")
+        scores: dict[str, float] = {} if baseline is None else {"base": baseline.mean.model_dump()[metric]}
+        metrics: dict[str, dict[str, float]] = {} if baseline is None else {"base": _known(baseline.mean)}
         control: dict[
             str, dict[str, float]
         ] = {}  # condition -> metric -> gain on another passage's questions
@@ -54,33 +64,37 @@ def heldout_results(
         retention: dict[str, float] = {}
         edits: dict[str, Any] = {}
         for condition, _, _ in rows[1:]:
-            step = {s: record_of(jobs, JobName.heldout(index, condition, s)) for s in HELDOUT_STEPS}
-            made = step["edit"].get("self_edits", [])
-            key = step["train"].get("adapter_key")
-            evaluations = step["evaluate"].get("evaluations", {})
+
+            def step(name: str, i: int = index, c: str = condition) -> JobName:
+                return JobName.heldout(i, c, name)
+
+            made = self_edits_of(jobs, step("edit"))
+            train = trained_of(jobs, step("train"))
+            key = train.adapter_key if train else None
+            evaluations = evaluations_of(jobs, step("evaluate"))
             score = metric_of(evaluations, key, metric)
-            kept = step["retention"].get("evaluations", {})
+            kept = evaluations_of(jobs, step("retention"))
             if score is not None:
                 scores[condition] = score
-                metrics[condition] = _known(evaluations[key]["mean"])
-            trained = step["train"].get("metrics")
+                metrics[condition] = _known(evaluations[key].mean)  # type: ignore[index]
+            trained = train.metrics.model_dump() if train and train.metrics else None
             if trained:
                 training[condition] = {k: trained.get(k) for k in ("steps", "tokens", "seconds")}
-            other = step["control"].get("evaluations", {})
+            other = evaluations_of(jobs, step("control"))
             if key and key in other and "" in other:
-                mine, theirs = _known(other[key]["mean"]), _known(other[""]["mean"])
+                mine, theirs = _known(other[key].mean), _known(other[""].mean)
                 control[condition] = {m: round(mine[m] - theirs[m], 5) for m in mine if m in theirs}
             if metric_of(kept, key, metric) is not None:
                 retention[condition] = metric_of(kept, key, metric)
                 retention["base"] = metric_of(kept, "", metric)
-            if made:
-                edit = made[0]
+            if made and made.self_edits:
+                edit = made.self_edits[0]
                 edits[condition] = {
-                    "dataset_key": edit["dataset_key"],
+                    "dataset_key": edit.dataset_key,
                     "adapter_key": key,
-                    "preview": edit["preview"],
-                    "num_texts": edit["num_texts"],
-                    "directive": step["train"].get("directive", edit["directive"]),
+                    "preview": edit.preview,
+                    "num_texts": edit.num_texts,
+                    "directive": trained_directive(train, edit),
                 }
         per_passage.append(
             {
@@ -147,7 +161,8 @@ def heldout_results(
     }
 
 
-def _known(mean: dict[str, Any]) -> dict[str, float]:
+def _known(mean: Scores) -> dict[str, float]:
     """The metrics of an evaluation's mean that it has (records written before a metric existed lack it, and
     only an evaluator with SEAL's judge gives `judge`)."""
-    return {m: mean[m] for m in ALL_METRICS if isinstance(mean.get(m), int | float)}
+    values = mean.model_dump()
+    return {m: values[m] for m in ALL_METRICS if isinstance(values.get(m), int | float)}

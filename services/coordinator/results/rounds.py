@@ -13,7 +13,18 @@ from seal_lab.stats import variance_components
 
 from ..run.jobs import JobName, trial_suffix
 from ..run.schemas import RunConfig
-from .readout import errors_of, mean, metric_of, record_of
+from .readout import (
+    Jobs,
+    error_of,
+    errors_of,
+    evaluations_of,
+    mean,
+    metric_of,
+    seconds_of,
+    self_edits_of,
+    trained_directive,
+    trained_of,
+)
 
 DIRECTIVE_FIELDS = ("epochs", "learning_rate", "lora_rank", "lora_alpha", "batch_size", "steps")
 
@@ -21,7 +32,7 @@ DIRECTIVE_FIELDS = ("epochs", "learning_rate", "lora_rank", "lora_alpha", "batch
 def round_passages(
     passages: list[Passage],
     indices: Sequence[int],
-    jobs: dict[str, dict[str, Any]],
+    jobs: Jobs,
     config: RunConfig,
     round_index: int,
 ) -> list[dict[str, Any]]:
@@ -30,36 +41,37 @@ def round_passages(
     results = []
     for index in indices:
         passage = passages[index]
-        baseline = record_of(jobs, JobName.baseline(index)).get("evaluations", {}).get("")
-        evaluations = record_of(jobs, JobName.evaluate(index, round_index)).get("evaluations", {})
-        retention = record_of(jobs, JobName.retention(index, round_index)).get("evaluations", {})
+        baseline = evaluations_of(jobs, JobName.baseline(index)).get("")
+        evaluations = evaluations_of(jobs, JobName.evaluate(index, round_index))
+        retention = evaluations_of(jobs, JobName.retention(index, round_index))
         base_retention = metric_of(retention, "", metric)
         errors = errors_of(jobs, lambda job, i=index: job.index == i and job.round == round_index)
         edits = []
         policy_key = ""
         for edit_format in config.formats:
-            generated = record_of(jobs, JobName.generate(index, round_index, edit_format))
-            policy_key = generated.get("policy_adapter_key", policy_key)
-            for edit in generated.get("self_edits", []):
+            generated = self_edits_of(jobs, JobName.generate(index, round_index, edit_format))
+            if generated is None:
+                continue
+            if generated.policy_adapter_key is not None:
+                policy_key = generated.policy_adapter_key
+            for edit in generated.self_edits:
                 trials = []
                 for trial in range(len(config.directive_search) + 1):
-                    train = record_of(
-                        jobs, JobName.train(index, round_index, edit_format, edit["sample_index"], trial)
-                    )
-                    key = train.get("adapter_key")
+                    train_job = JobName.train(index, round_index, edit_format, edit.sample_index, trial)
+                    train = trained_of(jobs, train_job)
+                    key = train.adapter_key if train is not None else None
                     evaluation = evaluations.get(key) if key else None
                     kept = metric_of(retention, key, metric)
                     seed_rewards = []
                     for number in range(config.reward_seeds):
-                        seed_key = record_of(
+                        seeded = trained_of(
                             jobs,
-                            JobName.train(
-                                index, round_index, edit_format, edit["sample_index"], trial, number
-                            ),
-                        ).get("adapter_key")
-                        score = metric_of(evaluations, seed_key, metric)
-                        if score is not None and baseline is not None and metric in baseline["mean"]:
-                            seed_rewards.append(score - baseline["mean"][metric])
+                            JobName.train(index, round_index, edit_format, edit.sample_index, trial, number),
+                        )
+                        score = metric_of(evaluations, seeded.adapter_key if seeded else None, metric)
+                        base = baseline.mean.value(metric) if baseline is not None else None
+                        if score is not None and base is not None:
+                            seed_rewards.append(score - base)
                     # The reward of a self-edit: its gain averaged over the seeds it was trained with.
                     reward = None
                     if evaluation is not None and seed_rewards:
@@ -67,13 +79,13 @@ def round_passages(
                     trials.append(
                         {
                             "trial": trial_suffix(trial),
-                            "directive": train.get("directive", edit["directive"]),
+                            "directive": trained_directive(train, edit),
                             "adapter_key": key,
-                            "train": train.get("metrics"),
-                            "train_reused": train.get("reused", False),
-                            "train_error": train.get("error"),
-                            "scores": evaluation["mean"] if evaluation else None,
-                            "answers": evaluation["answers"] if evaluation else [],
+                            "train": train.metrics.model_dump() if train and train.metrics else None,
+                            "train_reused": train.reused if train else False,
+                            "train_error": error_of(jobs, train_job),
+                            "scores": evaluation.mean.model_dump() if evaluation else None,
+                            "answers": [a.model_dump() for a in evaluation.answers] if evaluation else [],
                             "reward": reward,
                             "seed_rewards": [round(r, 4) for r in seed_rewards],
                             # What the adapter made the model forget: retention-set score vs the base's.
@@ -88,7 +100,7 @@ def round_passages(
                 best_trial = max(scored, key=lambda t: t["reward"], default=None)
                 edits.append(
                     {
-                        **edit,
+                        **edit.model_dump(),
                         **{k: own[k] for k in ("adapter_key", "train", "train_error", "scores", "answers")},
                         "reward": own["reward"],
                         "retention": own["retention"],
@@ -109,8 +121,8 @@ def round_passages(
                     for q in passage.questions
                 ],
                 "policy_adapter_key": policy_key,
-                "baseline": baseline["mean"] if baseline else None,
-                "baseline_answers": baseline["answers"] if baseline else [],
+                "baseline": baseline.mean.model_dump() if baseline else None,
+                "baseline_answers": [a.model_dump() for a in baseline.answers] if baseline else [],
                 "baseline_retention": base_retention,
                 "self_edits": edits,
                 "best": None
@@ -135,7 +147,7 @@ def round_passages(
 def round_summary(
     passage_results: list[dict[str, Any]],
     indices: Sequence[int],
-    jobs: dict[str, dict[str, Any]],
+    jobs: Jobs,
     config: RunConfig,
     round_index: int,
 ) -> dict[str, Any]:
@@ -159,10 +171,9 @@ def round_summary(
         evaluations = [JobName.evaluate(index, round_index), JobName.retention(index, round_index)] + (
             [] if round_index else [JobName.baseline(index)]
         )
-        seconds["evaluate"] += sum(record_of(jobs, job).get("seconds", 0.0) for job in evaluations)
+        seconds["evaluate"] += sum(seconds_of(jobs, job) for job in evaluations)
         for edit_format in config.formats:
-            generate = JobName.generate(index, round_index, edit_format)
-            seconds["generate"] += record_of(jobs, generate).get("seconds", 0.0)
+            seconds["generate"] += seconds_of(jobs, JobName.generate(index, round_index, edit_format))
     for edit in edits:
         for trial in edit["trials"]:
             if trial["train"] and not trial["train_reused"]:

@@ -11,22 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import ConfigDict, Field
 
-
-class _Stored(BaseModel):
-    """Open to unknown keys; what was not in the record is left out of the response."""
-
-    model_config = ConfigDict(extra="allow")
-
-    @model_serializer(mode="wrap")
-    def _absent_stays_absent(self, handler: Any):
-        """(No return annotation: with one, the schema would be that type's instead of this model's.)"""
-        data = handler(self)
-        for name in type(self).model_fields:
-            if name not in self.model_fields_set:
-                data.pop(name, None)
-        return data
+from .records import OpenRecord as _Stored
 
 
 class Estimate(_Stored):

@@ -29,6 +29,7 @@ from .limits import (
     MAX_RUN_NAME_CHARS,
     MAX_TEACHER_PASSAGES,
 )
+from .records import RunServices
 from .result_schemas import RunResults
 
 #: "paused": waiting for the object store to come back (the run goes on by itself). "cancelled": stopped on
@@ -370,7 +371,7 @@ class RunPage(BaseModel):
 
 class RunDetail(RunSummary):
     config: RunConfig
-    services: dict[str, Any]
+    services: RunServices
     recent_events: list[RunEvent]
     results: RunResults | None
 

@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ...engine import job_kind
+from ...run.records import FailedRecord
 
 router = APIRouter(tags=["metrics"])
 
@@ -102,7 +103,7 @@ def _runs(runs: list[Any]) -> Iterator[Metric]:
         for name, record in run.jobs.items():
             kind = job_kind(name)
             done[kind] += 1
-            failed[kind] += "error" in record
+            failed[kind] += isinstance(record, FailedRecord)
         remaining += max(0, run.jobs_total - len(run.jobs))
         seconds.add_metric([run.id], now - run.created_at)
     for name, counts, what in (

@@ -19,7 +19,7 @@ async def get_results(run: Run) -> RunResults:
     forgetting, examples and the reproducibility record."""
     if run.results is None:
         raise ResultsNotReady(f"run {run.id} has no results yet (status {run.status})")
-    return RunResults.model_validate(run.results)
+    return run.results
 
 
 @router.get("/report", response_class=HTMLResponse, responses=responses(404))
@@ -30,8 +30,8 @@ async def get_report(run: Run) -> HTMLResponse:
             "id": run.id,
             "name": run.name,
             "status": run.status,
-            "services": run.services,
-            "results": run.results,
+            "services": run.services.model_dump(),
+            "results": None if run.results is None else run.results.model_dump(),
         }
     )
     return HTMLResponse(page)
