@@ -19,10 +19,10 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from seal.v1 import evaluator_pb2_grpc, generator_pb2_grpc, trainer_pb2_grpc
-from seal_lab.outage import OutagePolicy
-from seal_lab.service import ModelHost
+from seal_lab.serve.host import ModelHost
 from seal_lab.settings import ModelSettings
 from seal_lab.store import ObjectStore
+from seal_lab.store.outage import OutagePolicy
 from services.coordinator.api.app import create_app
 from services.coordinator.settings import CoordinatorSettings
 from services.evaluator.server import EvaluatorServicer

@@ -115,7 +115,7 @@ def test_the_shared_library_and_the_coordinator_have_no_import_loops():
 
 
 def test_the_grpc_client_does_not_load_the_server_bootstrap():
-    assert "seal_lab.grpc_server" not in set(_imports(LIBRARY / "grpc_client.py"))
+    assert "seal_lab.serve.server" not in set(_imports(LIBRARY / "rpc" / "client.py"))
 
 
 # The coordinator's wings. `settings` (the settings every wing is configured by) and `__main__` (the server's
@@ -155,15 +155,15 @@ INPUT_OUTPUT = (
     "typer",
     "socket",
     "subprocess",
-    "seal_lab.grpc_client",
-    "seal_lab.grpc_server",
-    "seal_lab.grpc_wire",
-    "seal_lab.s3store",
-    "seal_lab.localstore",
-    "seal_lab.openstore",
+    "seal_lab.rpc.client",
+    "seal_lab.serve.server",
+    "seal_lab.rpc.wire",
+    "seal_lab.store.s3",
+    "seal_lab.store.local",
+    "seal_lab.store.open",
     "seal_lab.httpretry",
-    "seal_lab.healthcheck",
-    "seal_lab.metrics_http",
+    "seal_lab.rpc.healthcheck",
+    "seal_lab.serve.metrics_http",
 )
 PURE_WINGS = ("run", "results", "report")
 
@@ -260,7 +260,7 @@ def test_the_cli_speaks_http_and_never_the_engine():
     assert MAY_IMPORT["cli"] == {"run"}
     assert _offenders(("cli",), ("fastapi", "starlette", "uvicorn"), graph) == []
     # It reaches the coordinator over HTTP; only the launcher touches gRPC, to wait for the services it starts.
-    grpc = ("grpc", "seal.v1", "seal_lab.grpc_client", "seal_lab.grpc_server")
+    grpc = ("grpc", "seal.v1", "seal_lab.rpc.client", "seal_lab.serve.server")
     assert [
         o for o in _offenders(("cli",), grpc, graph) if not o.startswith(f"{PACKAGE}.cli.launcher ")
     ] == []

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seal_lab.errors import AlreadyExists, StoreUnavailable
-from seal_lab.outage import OnRetry, OutagePolicy, call_async
 from seal_lab.store import QUARANTINE_PREFIX, ObjectStore, read_record
+from seal_lab.store.outage import OnRetry, OutagePolicy, call_async
 
 log = logging.getLogger(__name__)
 

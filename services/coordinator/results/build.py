@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from seal_lab.data import Passage
-from seal_lab.stats import describe
+from seal_lab.formats.passages import Passage
+from seal_lab.scoring.stats import describe
 
 from ..run.jobs import JobName, trial_suffix
 from ..run.schemas import RunConfig
