@@ -14,7 +14,6 @@ import typer
 from seal_lab.errors import InvalidArgument
 from seal_lab.formats.passages import load_passages, passages_to_json
 
-from ..run.schemas import RewardMetric
 from . import adapters, demo, updown
 from .api_client import (
     CoordinatorError,

@@ -19,8 +19,8 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from .api_client import CoordinatorError
 from ..run.schemas import RunConfig, annotation_members
+from .api_client import CoordinatorError
 
 #: `seal-lab run`'s options that set a field of `config` (RunConfig), under the field's own name: one per
 #: field, generated (`config_options`), so a new field is an option without a change here.
