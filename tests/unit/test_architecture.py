@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 import graphlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from seal_lab.runtime import MODEL_PACKAGES
@@ -77,14 +77,19 @@ def test_services_never_import_each_other():
     assert crossings == []
 
 
-def test_the_shared_library_imports_no_service():
-    offenders = sorted(
+def _importers(folder: Path, forbidden: tuple[str, ...], where: Callable[[str], bool] = bool) -> list[str]:
+    """Every import of a module of `folder` (those `where` picks) of a module in `forbidden` or below it."""
+    return sorted(
         f"{module} imports {target}"
-        for module, targets in _graph(LIBRARY).items()
+        for module, targets in _graph(folder).items()
+        if where(module)
         for target in targets
-        if target == "services" or target.startswith("services.")
+        if any(target == package or target.startswith(f"{package}.") for package in forbidden)
     )
-    assert offenders == []
+
+
+def test_the_shared_library_imports_no_service():
+    assert _importers(LIBRARY, ("services",)) == []
 
 
 def _loops(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -115,6 +120,42 @@ def test_the_shared_library_and_the_coordinator_have_no_import_loops():
     for folder in (LIBRARY, COORDINATOR):
         loops = _loops(_graph(folder))
         assert loops == [], "import loops: " + "; ".join(" -> ".join(loop) for loop in loops)
+
+
+def _crossings(
+    folder: Path,
+    wing_of: Callable[[str], str | None],
+    may_import: dict[str, set[str]],
+    also: dict[str, set[str]] | None = None,
+) -> list[str]:
+    """Every import of `folder` from one wing into another that its wing's arrows (or the module's own
+    exception in `also`) do not allow."""
+    return sorted(
+        f"{module} imports {target}"
+        for module, targets in _graph(folder).items()
+        if (wing := wing_of(module)) is not None
+        for target in targets
+        if (other := wing_of(target)) in may_import
+        and other != wing
+        and other not in may_import[wing] | (also or {}).get(module, set())
+    )
+
+
+def _assert_wings_without_loops(
+    folder: Path, wing_of: Callable[[str], str | None], may_import: dict[str, set[str]]
+) -> None:
+    wings: dict[str, set[str]] = {}
+    for module, targets in _graph(folder).items():
+        if (wing := wing_of(module)) is not None:
+            wings.setdefault(wing, set()).update(
+                w for t in targets if (w := wing_of(t)) in may_import and w != wing
+            )
+    for graph in (wings, may_import):  # neither the imports nor the rules make a loop
+        try:
+            graphlib.TopologicalSorter(graph).prepare()
+        except graphlib.CycleError as loop:
+            raise AssertionError(f"wings importing in a loop: {' -> '.join(loop.args[1])}") from None
+    assert set(wings) == set(may_import)
 
 
 def test_the_grpc_client_does_not_load_the_server_bootstrap():
@@ -182,18 +223,6 @@ def _module_level_imports(path: Path) -> Iterator[str]:
         pending.extend(ast.iter_child_nodes(node))
 
 
-def _library_crossings(graph: dict[str, set[str]]) -> list[str]:
-    return sorted(
-        f"{module} imports {target}"
-        for module, targets in graph.items()
-        if (wing := _library_wing(module)) is not None
-        for target in targets
-        if (other := _library_wing(target)) in LIBRARY_MAY_IMPORT
-        and other != wing
-        and other not in LIBRARY_MAY_IMPORT[wing]
-    )
-
-
 def test_every_library_module_is_in_a_wing():
     strays = sorted(
         m for m in _graph(LIBRARY) if m != "seal_lab" and _library_wing(m) not in LIBRARY_MAY_IMPORT
@@ -202,22 +231,11 @@ def test_every_library_module_is_in_a_wing():
 
 
 def test_the_library_wings_import_only_along_their_arrows():
-    assert _library_crossings(_graph(LIBRARY)) == []
+    assert _crossings(LIBRARY, _library_wing, LIBRARY_MAY_IMPORT) == []
 
 
 def test_the_library_wings_import_each_other_without_loops():
-    wings: dict[str, set[str]] = {}
-    for module, targets in _graph(LIBRARY).items():
-        if (wing := _library_wing(module)) is not None:
-            wings.setdefault(wing, set()).update(
-                w for t in targets if (w := _library_wing(t)) in LIBRARY_MAY_IMPORT and w != wing
-            )
-    for graph in (wings, LIBRARY_MAY_IMPORT):  # neither the imports nor the rules make a loop
-        try:
-            graphlib.TopologicalSorter(graph).prepare()
-        except graphlib.CycleError as loop:
-            raise AssertionError(f"library wings importing in a loop: {' -> '.join(loop.args[1])}") from None
-    assert set(wings) == set(LIBRARY_MAY_IMPORT)
+    _assert_wings_without_loops(LIBRARY, _library_wing, LIBRARY_MAY_IMPORT)
 
 
 def test_the_light_half_never_imports_the_torch_half():
@@ -241,24 +259,13 @@ def test_the_light_half_never_imports_the_torch_half():
 
 
 def test_the_formats_import_no_transport_and_no_store_backend():
-    offenders = sorted(
-        f"{module} imports {target}"
-        for module, targets in _graph(LIBRARY).items()
-        if _library_wing(module) == "formats"
-        for target in targets
-        if _names(target, TRANSPORTS_AND_BACKENDS)
+    assert (
+        _importers(LIBRARY, TRANSPORTS_AND_BACKENDS, lambda module: _library_wing(module) == "formats") == []
     )
-    assert offenders == []
 
 
 def test_the_coordinator_calls_the_services_and_serves_none():
-    offenders = sorted(
-        f"{module} imports {target}"
-        for module, targets in _graph(COORDINATOR).items()
-        for target in targets
-        if _library_wing(target) == "serve"
-    )
-    assert offenders == []
+    assert _importers(COORDINATOR, ("seal_lab.serve",)) == []
 
 
 def test_the_librarys_map_names_every_module():
@@ -363,28 +370,11 @@ def test_every_coordinator_module_is_in_a_wing():
 
 
 def test_the_coordinator_wings_import_only_along_their_arrows():
-    crossings = sorted(
-        f"{module} imports {target}"
-        for module, targets in _graph(COORDINATOR).items()
-        for target in targets
-        if (wing := _wing(module)) is not None
-        and (other := _wing(target)) not in (None, wing)
-        and other not in MAY_IMPORT[wing] | ALSO_MAY_IMPORT.get(module, set())
-    )
-    assert crossings == []
+    assert _crossings(COORDINATOR, _wing, MAY_IMPORT, ALSO_MAY_IMPORT) == []
 
 
 def test_the_coordinator_wings_import_each_other_without_loops():
-    wings: dict[str, set[str]] = {}
-    for module, targets in _graph(COORDINATOR).items():
-        if (wing := _wing(module)) is not None:
-            wings.setdefault(wing, set()).update(w for t in targets if (w := _wing(t)) not in (None, wing))
-    for graph in (wings, MAY_IMPORT):  # neither the imports nor the rules make a loop
-        try:
-            graphlib.TopologicalSorter(graph).prepare()
-        except graphlib.CycleError as loop:
-            raise AssertionError(f"wings importing in a loop: {' -> '.join(loop.args[1])}") from None
-    assert set(wings) == set(MAY_IMPORT)
+    _assert_wings_without_loops(COORDINATOR, _wing, MAY_IMPORT)
 
 
 def test_the_engine_serves_no_http_and_parses_no_command_line():
