@@ -30,7 +30,7 @@ demo: install
 test: system-packages-test install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m seal_lab.protogen --check
+	$(BIN)/python -m seal_lab.rpc.protogen --check
 	$(BIN)/pytest -q -p no:cacheprovider --durations=10
 
 system-packages-test:
@@ -91,7 +91,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 protos: install
-	$(BIN)/python -m seal_lab.protogen
+	$(BIN)/python -m seal_lab.rpc.protogen
 
 bench: install
 	$(BIN)/python benchmarks/inner_loop.py

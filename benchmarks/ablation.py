@@ -27,7 +27,7 @@ adapter j with seed + j. A self-edit is generated once per (prompt, sampling, se
 (`--cache`), so the variants that do not change it train on the very same text; variants that differ only
 in the question prompt share their adapters. The table gives per variant the mean F1 / contains per
 self-edit, the paired difference against the plain loop (per-passage means; bootstrap 95% CI) and the
-minimum detectable effect of the paired t test at 80% power (`seal_lab.stats.paired_test`), retention F1
+minimum detectable effect of the paired t test at 80% power (`seal_lab.scoring.stats.paired_test`), retention F1
 (forgetting) beside them.
 
     .venv/bin/python benchmarks/ablation.py --k 2                 # the tune set, every variant
@@ -67,12 +67,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from seal_lab.data import Passage, load_passages, parse_passages, retention_questions
-from seal_lab.directive import DEFAULT_DIRECTIVE
-from seal_lab.grouptrain import Schedule
+from seal_lab.formats.directive import DEFAULT_DIRECTIVE
+from seal_lab.formats.passages import Passage, load_passages, parse_passages, retention_questions
 from seal_lab.logging import configure_logging
-from seal_lab.models import LoadedModel, chat_prompt
-from seal_lab.stats import paired_test
+from seal_lab.model.base import LoadedModel, chat_prompt
+from seal_lab.model.grouptrain import Schedule
+from seal_lab.scoring.stats import paired_test
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -442,7 +442,7 @@ def main() -> None:
     }
     loops: dict[str, dict[str, Any]] = {}
     if chosen:
-        from seal_lab.models import load_model
+        from seal_lab.model.base import load_model
         from seal_lab.settings import ModelSettings
 
         loaded = load_model(ModelSettings(torch_threads=args.threads))

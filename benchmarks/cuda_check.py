@@ -33,11 +33,11 @@ from seal.v1 import (
     trainer_pb2,
     trainer_pb2_grpc,
 )
-from seal_lab.directive import Directive
-from seal_lab.localstore import LocalStore
-from seal_lab.models import load_model
-from seal_lab.service import ModelHost
+from seal_lab.formats.directive import Directive
+from seal_lab.model.base import load_model
+from seal_lab.serve.host import ModelHost
 from seal_lab.settings import ModelSettings
+from seal_lab.store.local import LocalStore
 from services.evaluator.server import EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings
 from services.generator.server import GeneratorServicer

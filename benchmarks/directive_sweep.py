@@ -16,15 +16,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from seal_lab.data import demo_passages
-from seal_lab.datasets import TrainingExample
-from seal_lab.directive import Directive, DirectiveLimits
-from seal_lab.localstore import LocalStore
+from seal_lab.formats.datasets import TrainingExample
+from seal_lab.formats.directive import Directive, DirectiveLimits
+from seal_lab.formats.passages import demo_passages
 from seal_lab.logging import configure_logging
-from seal_lab.lora import train_adapter
-from seal_lab.models import load_model
+from seal_lab.model.base import load_model
+from seal_lab.model.lora import train_adapter
+from seal_lab.scoring.textmetrics import Scores
 from seal_lab.settings import ModelSettings
-from seal_lab.textmetrics import Scores
+from seal_lab.store.local import LocalStore
 from services.evaluator.answering import QuestionItem, answer_questions
 from services.generator.backends import LocalBackend, Sampling
 from services.generator.formats import get_format

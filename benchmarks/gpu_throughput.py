@@ -31,11 +31,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from seal_lab.datasets import TrainingExample
-from seal_lab.directive import DEFAULT_DIRECTIVE, Directive
-from seal_lab.grouptrain import GroupJob, TrainOutcome, train_group
-from seal_lab.models import LoadedModel, prepare_model
-from seal_lab.multilora import lora_targets
+from seal_lab.formats.datasets import TrainingExample
+from seal_lab.formats.directive import DEFAULT_DIRECTIVE, Directive
+from seal_lab.model.base import LoadedModel, prepare_model
+from seal_lab.model.grouptrain import GroupJob, TrainOutcome, train_group
+from seal_lab.model.multilora import lora_targets
 from seal_lab.settings import ModelSettings
 from services.evaluator.answering import AnswerTask, QuestionItem, answer_tasks
 from services.evaluator.settings import EvaluatorSettings

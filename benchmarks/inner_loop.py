@@ -42,7 +42,7 @@ from seal.v1 import (
     trainer_pb2,
     trainer_pb2_grpc,
 )
-from seal_lab.data import demo_passages
+from seal_lab.formats.passages import demo_passages
 from services.coordinator.cli.launcher import GRPC_SERVICES, LocalStack, usable_cores
 
 RESULTS = Path(__file__).resolve().parent / "results"

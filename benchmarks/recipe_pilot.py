@@ -26,15 +26,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from seal_lab.data import retention_questions
-from seal_lab.datasets import TrainingExample
-from seal_lab.directive import Directive
-from seal_lab.grouptrain import GroupJob, Schedule, train_group
+from seal_lab.formats.datasets import TrainingExample
+from seal_lab.formats.directive import Directive
+from seal_lab.formats.passages import retention_questions
 from seal_lab.logging import configure_logging
-from seal_lab.models import LoadedModel, chat_prompt, generate_texts, load_model
-from seal_lab.multilora import StackedLora, lora_targets, with_all_targets
+from seal_lab.model.base import LoadedModel, chat_prompt, generate_texts, load_model
+from seal_lab.model.grouptrain import GroupJob, Schedule, train_group
+from seal_lab.model.multilora import StackedLora, lora_targets, with_all_targets
+from seal_lab.scoring.textmetrics import clean_answer, score_answer
 from seal_lab.settings import ModelSettings
-from seal_lab.textmetrics import clean_answer, score_answer
 from services.evaluator.answering import gold_logprobs
 from services.generator.formats import get_format
 

@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from seal_lab.data import retention_questions
-from seal_lab.models import chat_prompt, generate_texts, load_model
+from seal_lab.formats.passages import retention_questions
+from seal_lab.model.base import chat_prompt, generate_texts, load_model
+from seal_lab.scoring.textmetrics import Scores, clean_answer, score_answer
 from seal_lab.settings import ModelSettings
-from seal_lab.textmetrics import Scores, clean_answer, score_answer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUESTION_TEMPLATE = "Let's answer a question directly and concisely.\nQuestion: {question}\nAnswer:"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from seal_lab.data import demo_passages, passages_to_json
+from seal_lab.formats.passages import demo_passages, passages_to_json
 from services.coordinator.cli.launcher import LocalStack
 
 

@@ -43,13 +43,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from seal_lab.data import Passage, load_passages, passages_to_json, retention_questions
-from seal_lab.grouptrain import Schedule
+from seal_lab.formats.passages import Passage, load_passages, passages_to_json, retention_questions
 from seal_lab.logging import configure_logging
-from seal_lab.models import LoadedModel, chat_prompt, generate_texts, load_model
+from seal_lab.model.base import LoadedModel, chat_prompt, generate_texts, load_model
+from seal_lab.model.grouptrain import Schedule
+from seal_lab.scoring.textmetrics import Scores, clean_answer, score_answer
 from seal_lab.security import Security
 from seal_lab.settings import ModelSettings
-from seal_lab.textmetrics import Scores, clean_answer, score_answer
 from services.evaluator.answering import QuestionItem, question_prompt
 from services.generator.formats import get_format
 

@@ -39,11 +39,11 @@ def main() -> None:
 
     import torch
 
-    from seal_lab.data import demo_passages
-    from seal_lab.datasets import TrainingExample
-    from seal_lab.directive import Directive
-    from seal_lab.grouptrain import GroupJob, train_group
-    from seal_lab.models import cpu_has_native_bf16, load_model
+    from seal_lab.formats.datasets import TrainingExample
+    from seal_lab.formats.directive import Directive
+    from seal_lab.formats.passages import demo_passages
+    from seal_lab.model.base import cpu_has_native_bf16, load_model
+    from seal_lab.model.grouptrain import GroupJob, train_group
     from seal_lab.settings import ModelSettings
 
     torch.set_num_threads(args.threads)

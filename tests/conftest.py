@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from seal_lab.localstore import LocalStore
-from seal_lab.s3store import S3Store
 from seal_lab.store import ObjectStore
+from seal_lab.store.local import LocalStore
+from seal_lab.store.s3 import S3Store
 from tests.s3_server import S3ServerInfo, running_s3_server, unique_bucket
 
 # ---------------------------------------------------------------------------------------------------------
-# Object stores (seal_lab.store, seal_lab.s3store): a real SeaweedFS S3 server, started once per session.
+# Object stores (seal_lab.store, seal_lab.store.s3): a real SeaweedFS S3 server, started once per session.
 # ---------------------------------------------------------------------------------------------------------
 
 

@@ -24,11 +24,11 @@ from typing import Any, ClassVar
 from fastapi.testclient import TestClient
 
 from seal.v1 import evaluator_pb2_grpc, generator_pb2_grpc, trainer_pb2_grpc
-from seal_lab.grpc_client import wait_until_serving
-from seal_lab.outage import OutagePolicy
-from seal_lab.service import ModelHost
+from seal_lab.rpc.client import wait_until_serving
+from seal_lab.serve.host import ModelHost
 from seal_lab.settings import ModelSettings
 from seal_lab.store import ObjectStore
+from seal_lab.store.outage import OutagePolicy
 from services.coordinator.api.app import create_app
 from services.coordinator.cli.launcher import free_ports
 from services.coordinator.settings import CoordinatorSettings

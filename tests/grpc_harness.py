@@ -10,8 +10,8 @@ from typing import Any
 
 import grpc
 
-from seal_lab.grpc_server import GrpcService, RunningServer, start_server
 from seal_lab.security import Security
+from seal_lab.serve.server import GrpcService, RunningServer, start_server
 
 
 @dataclass

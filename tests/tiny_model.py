@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seal_lab.models import prepare_model
+from seal_lab.model.base import prepare_model
 from seal_lab.settings import ModelSettings
 
 

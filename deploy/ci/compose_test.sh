@@ -158,7 +158,7 @@ sys.exit(0 if detail["status"] == "succeeded" else 1)'
 step "the adapter is in the bucket"
 "${compose[@]}" exec -T coordinator python -c '
 from seal_lab.settings import StoreSettings
-from seal_lab.openstore import open_store
+from seal_lab.store.open import open_store
 store = open_store(StoreSettings())
 keys = store.list_keys("adapters/")
 print("\n".join(keys))

@@ -175,7 +175,7 @@ def undescribed() -> list[str]:
 def openapi_schema() -> dict[str, Any]:
     """The coordinator's OpenAPI document, as `/openapi.json` serves it (nothing started, no store written)."""
     _importable()
-    from seal_lab.localstore import LocalStore
+    from seal_lab.store.local import LocalStore
     from services.coordinator.api.app import create_app
     from services.coordinator.settings import CoordinatorSettings
 

@@ -8,9 +8,9 @@ from typing import Any
 import uvicorn
 
 from seal_lab.logging import configure_logging
-from seal_lab.openstore import open_store
 from seal_lab.security import Security, refuse_unsafe_start, security_from_environment
 from seal_lab.settings import LoggingSettings, StoreSettings
+from seal_lab.store.open import open_store
 
 from .api.app import create_app
 from .settings import CoordinatorSettings

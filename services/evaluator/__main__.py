@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from seal.v1 import evaluator_pb2_grpc
-from seal_lab.grpc_server import GrpcService
-from seal_lab.openstore import open_store
 from seal_lab.security import security_from_environment
-from seal_lab.service import ModelHost, run_grpc_service
+from seal_lab.serve.host import ModelHost, run_grpc_service
+from seal_lab.serve.server import GrpcService
 from seal_lab.settings import LoggingSettings, ModelSettings, StoreSettings
+from seal_lab.store.open import open_store
 
 from .server import EvaluatorServicer
 from .settings import EvaluatorSettings

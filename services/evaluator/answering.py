@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from seal_lab.callend import IsCancelled, check_cancelled
-from seal_lab.models import LoadedModel, chat_prompt, generate_texts
-from seal_lab.multilora import AdapterWeights, StackedLora, with_all_targets
+from seal_lab.model.base import LoadedModel, chat_prompt, generate_texts
+from seal_lab.model.callend import IsCancelled, check_cancelled
+from seal_lab.model.multilora import AdapterWeights, StackedLora, with_all_targets
+from seal_lab.scoring.textmetrics import Scores, clean_answer, score_answer
 from seal_lab.store import json_bytes, sha256_hex
-from seal_lab.textmetrics import Scores, clean_answer, score_answer
 
 #: SEAL's question text for knowledge incorporation (no passage in the prompt); `{topic}` is SEAL's
 #: "Topic: {title}\n" line, or nothing for a question without a title.

@@ -20,18 +20,23 @@ from typing import Any
 import grpc
 
 from seal.v1 import common_pb2, evaluator_pb2, evaluator_pb2_grpc
-from seal_lab.adapters import base_model_ref, fetch_adapter, verify_adapter
-from seal_lab.bounds import MAX_ID_CHARS, check_length
-from seal_lab.callend import IsCancelled, call_end, check_cancelled
-from seal_lab.callgate import CallGate
-from seal_lab.data import MAX_ANSWER_CHARS, MAX_ANSWERS_PER_QUESTION, MAX_QUESTION_CHARS, MAX_TITLE_CHARS
 from seal_lab.errors import AlreadyExists, CallCancelled, FailedPrecondition, InvalidArgument
+from seal_lab.formats.adapters import base_model_ref, fetch_adapter, verify_adapter
+from seal_lab.formats.bounds import MAX_ID_CHARS, check_length
+from seal_lab.formats.passages import (
+    MAX_ANSWER_CHARS,
+    MAX_ANSWERS_PER_QUESTION,
+    MAX_QUESTION_CHARS,
+    MAX_TITLE_CHARS,
+)
 from seal_lab.logging import bind_context
-from seal_lab.multilora import AdapterWeights, load_peft_folder, lora_targets
-from seal_lab.outage import OutagePolicy, call_async, call_sync, wait_for_store
-from seal_lab.service import ModelHost
+from seal_lab.model.callend import IsCancelled, call_end, check_cancelled
+from seal_lab.model.multilora import AdapterWeights, load_peft_folder, lora_targets
+from seal_lab.scoring.textmetrics import Scores
+from seal_lab.serve.callgate import CallGate
+from seal_lab.serve.host import ModelHost
 from seal_lab.store import ObjectStore, json_bytes, read_record, sha256_hex, validate_key
-from seal_lab.textmetrics import Scores
+from seal_lab.store.outage import OutagePolicy, call_async, call_sync, wait_for_store
 
 from .answering import AnswerTask, QuestionItem, answer_tasks, question_set_hash
 from .judge import Judge, add_verdicts

@@ -11,12 +11,12 @@ from typing import Protocol
 
 import httpx
 
-from seal_lab.adapters import AdapterLimits
-from seal_lab.callend import IsCancelled, check_cancelled
-from seal_lab.directive import DIRECTIVE_LINE_PREFIX, DirectiveLimits, format_directive
 from seal_lab.errors import ConfigurationError, InvalidArgument
-from seal_lab.lora import adapter_applied
-from seal_lab.models import LoadedModel, chat_prompt, generate_texts
+from seal_lab.formats.adapters import AdapterLimits
+from seal_lab.formats.directive import DIRECTIVE_LINE_PREFIX, DirectiveLimits, format_directive
+from seal_lab.model.base import LoadedModel, chat_prompt, generate_texts
+from seal_lab.model.callend import IsCancelled, check_cancelled
+from seal_lab.model.lora import adapter_applied
 from seal_lab.openai_client import ChatClient, Endpoint, RetryRule
 from seal_lab.store import ObjectStore
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from seal_lab.directive import strip_directive
 from seal_lab.errors import InvalidArgument
+from seal_lab.formats.directive import strip_directive
 
 # A model's framing rather than content: "Here are the implications:", "Sure! ...", "Rewrite 2:".
 _PREAMBLE = re.compile(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from seal_lab.datasets import SelfEditMeta, TrainingExample, write_dataset
-from seal_lab.directive import DirectiveLimits, ParsedDirective, parse_directive
+from seal_lab.formats.datasets import SelfEditMeta, TrainingExample, write_dataset
+from seal_lab.formats.directive import DirectiveLimits, ParsedDirective, parse_directive
 from seal_lab.store import ObjectStore
 
 from .backends import RawSelfEdit

@@ -16,18 +16,18 @@ import grpc
 
 from seal.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from seal_lab import __version__
-from seal_lab.bounds import MAX_FORMAT_CHARS, MAX_ID_CHARS, MAX_LABEL_CHARS, check_length
-from seal_lab.callend import IsCancelled, call_end, check_cancelled
-from seal_lab.callgate import CallGate
-from seal_lab.data import MAX_CONTEXT_CHARS, MAX_TITLE_CHARS, check_passage_id
-from seal_lab.directive import DIRECTIVE_CEILING, Directive, DirectiveLimits
 from seal_lab.errors import CallCancelled, InvalidArgument
+from seal_lab.formats.bounds import MAX_FORMAT_CHARS, MAX_ID_CHARS, MAX_LABEL_CHARS, check_length
+from seal_lab.formats.directive import DIRECTIVE_CEILING, Directive, DirectiveLimits
+from seal_lab.formats.passages import MAX_CONTEXT_CHARS, MAX_TITLE_CHARS, check_passage_id
 from seal_lab.logging import bind_context
-from seal_lab.outage import OutagePolicy, call_sync, wait_for_store
+from seal_lab.model.callend import IsCancelled, call_end, check_cancelled
 from seal_lab.runtime import runtime_versions
-from seal_lab.service import ModelHost
+from seal_lab.serve.callgate import CallGate
+from seal_lab.serve.host import ModelHost
 from seal_lab.settings import GrpcServiceSettings
 from seal_lab.store import ObjectStore, validate_key
+from seal_lab.store.outage import OutagePolicy, call_sync, wait_for_store
 
 from .backends import Backend, LocalBackend, RawSelfEdit, Sampling
 from .formats import FORMATS, SelfEditFormat, get_format

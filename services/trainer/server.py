@@ -21,7 +21,8 @@ import grpc
 
 from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from seal_lab import __version__
-from seal_lab.adapters import (
+from seal_lab.errors import AlreadyExists, InvalidArgument, Unavailable
+from seal_lab.formats.adapters import (
     ADAPTER_PREFIX,
     AdapterFiles,
     adapter_meta,
@@ -29,12 +30,11 @@ from seal_lab.adapters import (
     has_weights,
     publish_adapter,
 )
-from seal_lab.bounds import MAX_ID_CHARS, check_length
-from seal_lab.callgate import CallGate
-from seal_lab.datasets import Dataset, TrainingExample, read_dataset
-from seal_lab.directive import Directive, DirectiveLimits
-from seal_lab.errors import AlreadyExists, InvalidArgument, Unavailable
-from seal_lab.grouptrain import (
+from seal_lab.formats.bounds import MAX_ID_CHARS, check_length
+from seal_lab.formats.datasets import Dataset, TrainingExample, read_dataset
+from seal_lab.formats.directive import Directive, DirectiveLimits
+from seal_lab.logging import bind_context
+from seal_lab.model.grouptrain import (
     GroupJob,
     Schedule,
     TrainingCancelled,
@@ -42,11 +42,11 @@ from seal_lab.grouptrain import (
     TrainProgressEvent,
     train_group,
 )
-from seal_lab.logging import bind_context
-from seal_lab.multilora import save_peft_folder
-from seal_lab.outage import OutagePolicy, call_async, call_sync, telling, wait_for_store
-from seal_lab.service import ModelHost
+from seal_lab.model.multilora import save_peft_folder
+from seal_lab.serve.callgate import CallGate
+from seal_lab.serve.host import ModelHost
 from seal_lab.store import ObjectStore, json_bytes, read_record, sha256_hex, validate_key
+from seal_lab.store.outage import OutagePolicy, call_async, call_sync, telling, wait_for_store
 
 from .grouping import GroupBatcher
 from .settings import TrainerSettings, group_defaults

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from seal_lab.directive import DIRECTIVE_CEILING
+from seal_lab.formats.directive import DIRECTIVE_CEILING
 from seal_lab.settings import GrpcServiceSettings
 
 

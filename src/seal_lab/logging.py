@@ -28,7 +28,7 @@ def bind_context(**fields: str) -> Iterator[None]:
 
 def current_context() -> dict[str, str]:
     """The fields bound here (`bind_context`): what this task's log lines carry, and what its gRPC calls
-    send on (`seal_lab.callids`)."""
+    send on (`seal_lab.rpc.callids`)."""
     return dict(_context.get())
 
 

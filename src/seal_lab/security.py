@@ -9,7 +9,7 @@ One token and one set of TLS files per process, used on every hop it serves and 
   the server against the CA and, under mutual TLS, presents its own certificate (the same files).
 
 Entry points build the settings (`security_from_environment`) and pass a `Security` down; the gRPC side is
-`seal_lab.grpc_auth`, the HTTP side the coordinator's `api/deps.py` and `cli/api_client.py`.
+`seal_lab.rpc.auth`, the HTTP side the coordinator's `api/deps.py` and `cli/api_client.py`.
 """
 
 from __future__ import annotations

@@ -130,7 +130,9 @@ def test_cli_reports_bad_dataset_files_clearly(stack: LocalStack, tmp_path: Path
         json.dumps([{"title": "A", "context": "Some text.", "questions": [{"question": "Q?"}]}])
     )
     result = _cli(stack, "run", "--dataset", str(missing_fields))
-    assert result.returncode == 2  # refused by the CLI (seal_lab.data) before the coordinator sees it
+    assert (
+        result.returncode == 2
+    )  # refused by the CLI (seal_lab.formats.passages) before the coordinator sees it
     assert "record 0" in result.stderr and "answer" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from seal_lab.data import demo_passages, passages_to_json
+from seal_lab.formats.passages import demo_passages, passages_to_json
 from services.coordinator.cli.launcher import LocalStack
 
 pytestmark = pytest.mark.e2e

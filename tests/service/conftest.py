@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from seal.v1 import evaluator_pb2_grpc, generator_pb2_grpc, trainer_pb2_grpc
-from seal_lab.localstore import LocalStore
-from seal_lab.service import ModelHost
+from seal_lab.serve.host import ModelHost
 from seal_lab.settings import ModelSettings
+from seal_lab.store.local import LocalStore
 from services.evaluator.server import EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings
 from services.generator.server import GeneratorServicer

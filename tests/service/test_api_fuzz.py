@@ -23,8 +23,8 @@ from pydantic import SecretStr
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 from schemathesis.python.asgi import get_client, shutdown_lifespans
 
-from seal_lab.localstore import LocalStore
 from seal_lab.security import Security
+from seal_lab.store.local import LocalStore
 from services.coordinator.api.app import create_app
 from services.coordinator.engine.manager import RunManager
 from services.coordinator.settings import CoordinatorSettings

@@ -32,11 +32,17 @@ from seal.v1 import (
     trainer_pb2,
     trainer_pb2_grpc,
 )
-from seal_lab.adapters import ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS, AdapterLimits, fetch_adapter
-from seal_lab.directive import Directive, DirectiveLimits
-from seal_lab.localstore import LocalStore
-from seal_lab.service import ModelHost
+from seal_lab.formats.adapters import (
+    ADAPTER_CONFIG,
+    ADAPTER_META,
+    ADAPTER_WEIGHTS,
+    AdapterLimits,
+    fetch_adapter,
+)
+from seal_lab.formats.directive import Directive, DirectiveLimits
+from seal_lab.serve.host import ModelHost
 from seal_lab.settings import ModelSettings
+from seal_lab.store.local import LocalStore
 from services.evaluator.server import EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings
 from services.generator.backends import RawSelfEdit
@@ -55,7 +61,7 @@ QUESTION = evaluator_pb2.Question(question_id="q0", question="Colour?", answers=
 PASSAGE = generator_pb2.Passage(passage_id="p-1", title="Bells", context="The Vellum Bell is red.")
 #: An adapter for this model whose config asks for a rank no trainer gives (refused before peft loads it).
 HUGE_RANK_ADAPTER = "adapters/huge-rank"
-#: Over the 16 MiB a message may have (seal_lab.grpc_wire): the server refuses it before any handler runs.
+#: Over the 16 MiB a message may have (seal_lab.rpc.wire): the server refuses it before any handler runs.
 OVERSIZE = "x" * (17 * 1024 * 1024)
 
 

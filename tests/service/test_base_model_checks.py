@@ -10,14 +10,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from seal.v1 import evaluator_pb2_grpc
-from seal_lab.adapters import ADAPTER_WEIGHTS
-from seal_lab.datasets import TrainingExample
-from seal_lab.directive import Directive
-from seal_lab.localstore import LocalStore
-from seal_lab.lora import train_adapter
-from seal_lab.models import load_model
-from seal_lab.service import ModelHost
+from seal_lab.formats.adapters import ADAPTER_WEIGHTS
+from seal_lab.formats.datasets import TrainingExample
+from seal_lab.formats.directive import Directive
+from seal_lab.model.base import load_model
+from seal_lab.model.lora import train_adapter
+from seal_lab.serve.host import ModelHost
 from seal_lab.settings import ModelSettings
+from seal_lab.store.local import LocalStore
 from services.coordinator.api.app import create_app
 from services.coordinator.settings import CoordinatorSettings
 from services.evaluator.server import EvaluatorServicer

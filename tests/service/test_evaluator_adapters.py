@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from seal.v1 import evaluator_pb2, evaluator_pb2_grpc
-from seal_lab.adapters import (
+from seal_lab.formats.adapters import (
     ADAPTER_CONFIG,
     ADAPTER_META,
     ADAPTER_WEIGHTS,
@@ -22,13 +22,13 @@ from seal_lab.adapters import (
     canonical_adapter_config,
     publish_adapter,
 )
-from seal_lab.datasets import TrainingExample
-from seal_lab.directive import Directive
-from seal_lab.localstore import LocalStore
-from seal_lab.lora import train_adapter
-from seal_lab.models import load_model
-from seal_lab.service import ModelHost
+from seal_lab.formats.datasets import TrainingExample
+from seal_lab.formats.directive import Directive
+from seal_lab.model.base import load_model
+from seal_lab.model.lora import train_adapter
+from seal_lab.serve.host import ModelHost
 from seal_lab.settings import ModelSettings
+from seal_lab.store.local import LocalStore
 from services.evaluator.server import CACHE_PREFIX, EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings
 from tests.grpc_harness import ServerThread, serve
@@ -87,7 +87,7 @@ def _copy(store: LocalStore, source: str, key: str) -> None:
 def test_an_adapter_whose_config_names_another_base_model_is_refused_and_not_cached(setup: Setup):
     """Its seal_adapter.json carries this model's fingerprint (copied from a real adapter), but its config,
     what peft and the Hub read, says gpt2: the two disagree, and the evaluator refuses it as the generator
-    refuses such a policy adapter (one check, `seal_lab.adapters.verify_adapter`)."""
+    refuses such a policy adapter (one check, `seal_lab.formats.adapters.verify_adapter`)."""
     store = setup.store
     own = setup.adapters[0]
     files = AdapterFiles(

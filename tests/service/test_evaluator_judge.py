@@ -10,9 +10,9 @@ import grpc
 import pytest
 
 from seal.v1 import common_pb2, evaluator_pb2, evaluator_pb2_grpc
-from seal_lab.localstore import LocalStore
-from seal_lab.service import ModelHost
+from seal_lab.serve.host import ModelHost
 from seal_lab.settings import ModelSettings
+from seal_lab.store.local import LocalStore
 from services.evaluator.answering import QuestionItem
 from services.evaluator.judge import grade_prompt
 from services.evaluator.server import EvaluatorServicer

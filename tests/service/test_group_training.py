@@ -8,12 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from seal_lab.datasets import TrainingExample
-from seal_lab.directive import Directive
 from seal_lab.errors import InvalidArgument
-from seal_lab.grouptrain import GroupJob, Schedule, TrainOutcome, tokenize, train_group
-from seal_lab.models import load_model
-from seal_lab.multilora import StackedLora, fresh_adapter, load_peft_folder, lora_targets, save_peft_folder
+from seal_lab.formats.datasets import TrainingExample
+from seal_lab.formats.directive import Directive
+from seal_lab.model.base import load_model
+from seal_lab.model.grouptrain import GroupJob, Schedule, TrainOutcome, tokenize, train_group
+from seal_lab.model.multilora import (
+    StackedLora,
+    fresh_adapter,
+    load_peft_folder,
+    lora_targets,
+    save_peft_folder,
+)
 from seal_lab.settings import ModelSettings
 from tests.tiny_model import tiny_llama
 
@@ -205,7 +211,7 @@ def test_answers_under_stacked_adapters_equal_answers_one_at_a_time(loaded):
 def test_runs_of_tokens_are_found_in_order():
     import torch
 
-    from seal_lab.multilora import Runs, _runs
+    from seal_lab.model.multilora import Runs, _runs
 
     assert _runs(torch.tensor([0, 0, 1, 1, 1, -1, 2])) == Runs([0, 1, -1, 2], [2, 3, 1, 1])
     assert _runs(torch.tensor([3])) == Runs([3], [1])

@@ -14,10 +14,10 @@ import grpc
 import pytest
 
 from seal.v1 import evaluator_pb2, evaluator_pb2_grpc, generator_pb2, generator_pb2_grpc
-from seal_lab.directive import DirectiveLimits
-from seal_lab.localstore import LocalStore
-from seal_lab.service import ModelHost
+from seal_lab.formats.directive import DirectiveLimits
+from seal_lab.serve.host import ModelHost
 from seal_lab.settings import ModelSettings
+from seal_lab.store.local import LocalStore
 from services.evaluator.server import EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings
 from services.generator.server import MAX_NEW_TOKENS, MAX_SAMPLES, GeneratorServicer

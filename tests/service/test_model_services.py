@@ -17,10 +17,10 @@ from seal.v1 import (
     trainer_pb2,
     trainer_pb2_grpc,
 )
-from seal_lab.adapters import ADAPTER_CARD, ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS
-from seal_lab.data import demo_passages
-from seal_lab.directive import Directive, DirectiveLimits
-from seal_lab.localstore import LocalStore
+from seal_lab.formats.adapters import ADAPTER_CARD, ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS
+from seal_lab.formats.directive import Directive, DirectiveLimits
+from seal_lab.formats.passages import demo_passages
+from seal_lab.store.local import LocalStore
 
 PASSAGE = demo_passages()[1]
 
@@ -109,7 +109,7 @@ def test_health_is_serving_and_services_share_the_base_model(
 
 def test_health_is_not_serving_before_the_model_loads(shared_store, model_settings):
     from seal.v1 import trainer_pb2_grpc as tg
-    from seal_lab.service import ModelHost
+    from seal_lab.serve.host import ModelHost
     from services.trainer.server import TrainerServicer
     from tests.grpc_harness import serve
     from tests.service.conftest import TEST_TRAINER_SETTINGS
@@ -445,7 +445,7 @@ def test_evaluator_refuses_questions_without_gold_answers(evaluator_server):
 def tokenizer(model_settings):
     from transformers import AutoTokenizer
 
-    from seal_lab.models import prepare_model
+    from seal_lab.model.base import prepare_model
 
     return AutoTokenizer.from_pretrained(prepare_model(model_settings))
 
@@ -513,7 +513,7 @@ def test_evaluator_prompt_carries_the_topic_through_the_chat_template(tokenizer)
 def test_evaluator_gold_logprob_rises_under_an_adapter_taught_the_answers(evaluator_server, answer_adapter):
     import math
 
-    from seal_lab.textmetrics import score_answer
+    from seal_lab.scoring.textmetrics import score_answer
 
     response = _evaluate_topics(evaluator_server, ["", answer_adapter])
     base, taught = response.evaluations

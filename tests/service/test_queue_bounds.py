@@ -15,10 +15,10 @@ import grpc
 import pytest
 
 from seal.v1 import evaluator_pb2, evaluator_pb2_grpc, generator_pb2, generator_pb2_grpc
-from seal_lab.directive import DirectiveLimits
-from seal_lab.grpc_wire import BUSY_CAUSE, CAUSE_KEY
-from seal_lab.localstore import LocalStore
-from seal_lab.models import ModelWorker
+from seal_lab.formats.directive import DirectiveLimits
+from seal_lab.model.base import ModelWorker
+from seal_lab.rpc.wire import BUSY_CAUSE, CAUSE_KEY
+from seal_lab.store.local import LocalStore
 from services.evaluator.server import EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings
 from services.generator.backends import RawSelfEdit

@@ -24,11 +24,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from seal.v1 import evaluator_pb2_grpc
 from seal_lab.errors import StoreUnavailable
-from seal_lab.localstore import LocalStore
-from seal_lab.s3store import S3Store
-from seal_lab.service import ModelHost
+from seal_lab.serve.host import ModelHost
 from seal_lab.settings import ModelSettings
 from seal_lab.store import ObjectStore
+from seal_lab.store.local import LocalStore
+from seal_lab.store.s3 import S3Store
 from services.coordinator.api.app import create_app
 from services.coordinator.engine.records import RecordWriter
 from services.coordinator.settings import CoordinatorSettings

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from seal_lab.localstore import LocalStore
+from seal_lab.store.local import LocalStore
 from services.generator.backends import OpenAIBackend
 from tests.fault_harness import (
     JOBS,

@@ -15,10 +15,10 @@ import urllib3
 from minio import Minio
 
 from seal_lab.errors import ConfigurationError, InvalidArgument, NotFound, Unavailable
-from seal_lab.openstore import open_store
-from seal_lab.s3store import S3Store
 from seal_lab.settings import StoreSettings
 from seal_lab.store import ObjectStore, sha256_hex
+from seal_lab.store.open import open_store
+from seal_lab.store.s3 import S3Store
 from tests.s3_server import S3ServerInfo, find_weed, unique_bucket
 
 BAD_KEYS = ["../x", "/abs", "a//b", "", "with space", "a/../b", "./a", "trailing/", "ünï"]

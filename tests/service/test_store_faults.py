@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from seal_lab.errors import NotFound, StoreFull, StoreUnavailable, Unavailable
-from seal_lab.localstore import LocalStore
-from seal_lab.s3store import S3Store
 from seal_lab.store import ObjectStore
+from seal_lab.store.local import LocalStore
+from seal_lab.store.s3 import S3Store
 from tests.s3_server import S3Server, S3ServerInfo, unique_bucket
 
 #: connect 1 s, read 1 s, 1 retry: one call waits about 2 x 1 s, plus up to 0.5 s of jitter.

@@ -15,7 +15,7 @@ from minio import Minio
 from minio.error import S3Error
 
 from seal_lab.errors import StoreUnavailable
-from seal_lab.s3store import S3Store
+from seal_lab.store.s3 import S3Store
 from tests.s3_server import S3ServerInfo, identity_keys, running_s3_server, scoped_identity, unique_bucket
 
 

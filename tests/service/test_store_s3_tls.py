@@ -13,7 +13,7 @@ import pytest
 import trustme
 
 from seal_lab.errors import StoreUnavailable
-from seal_lab.s3store import S3Store
+from seal_lab.store.s3 import S3Store
 from tests.s3_server import S3ServerInfo, S3Tls, running_s3_server, unique_bucket
 
 

@@ -15,8 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from seal.v1 import common_pb2, generator_pb2, generator_pb2_grpc
-from seal_lab.directive import DirectiveLimits
-from seal_lab.service import ModelHost
+from seal_lab.formats.directive import DirectiveLimits
+from seal_lab.serve.host import ModelHost
 from services.coordinator.cli.launcher import free_ports
 from services.generator.backends import OpenAIBackend
 from services.generator.server import GeneratorServicer

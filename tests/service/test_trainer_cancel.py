@@ -14,16 +14,16 @@ import grpc
 import pytest
 
 from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
-from seal_lab.datasets import TrainingExample
-from seal_lab.directive import Directive
-from seal_lab.grouptrain import GroupJob, TrainingCancelled, TrainOutcome, train_group
-from seal_lab.grpc_client import open_channel
-from seal_lab.grpc_wire import BUSY_CAUSE, CAUSE_KEY
-from seal_lab.localstore import LocalStore
-from seal_lab.models import load_model
-from seal_lab.service import ModelHost
+from seal_lab.formats.datasets import TrainingExample
+from seal_lab.formats.directive import Directive
+from seal_lab.model.base import load_model
+from seal_lab.model.grouptrain import GroupJob, TrainingCancelled, TrainOutcome, train_group
+from seal_lab.rpc.client import open_channel
+from seal_lab.rpc.wire import BUSY_CAUSE, CAUSE_KEY
+from seal_lab.serve.host import ModelHost
 from seal_lab.settings import ModelSettings
 from seal_lab.store import sha256_hex
+from seal_lab.store.local import LocalStore
 from services.trainer.server import TrainerServicer
 from services.trainer.settings import TrainerSettings
 from tests.grpc_harness import ServerThread, serve

@@ -17,9 +17,9 @@ import grpc
 import pytest
 
 from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
-from seal_lab.grpc_client import wait_until_serving
-from seal_lab.localstore import LocalStore
+from seal_lab.rpc.client import wait_until_serving
 from seal_lab.store import sha256_hex
+from seal_lab.store.local import LocalStore
 from services.coordinator.cli.launcher import free_ports
 from tests.tiny_model import tiny_llama
 

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from seal.v1 import common_pb2, trainer_pb2_grpc
-from seal_lab.service import ModelHost
+from seal_lab.serve.host import ModelHost
 from services.coordinator.api.app import create_app
 from services.coordinator.settings import CoordinatorSettings
 from services.trainer.server import TrainerServicer
@@ -71,7 +71,7 @@ def _info(server: ServerThread) -> common_pb2.ServiceInfo:
 def test_jobs_are_spread_over_every_trainer(
     generator_server, trainer_server, spare_trainer, evaluator_server, tmp_path
 ):
-    from seal_lab.localstore import LocalStore
+    from seal_lab.store.local import LocalStore
 
     store = LocalStore(tmp_path / "store")
     trainers = [trainer_server, spare_trainer]
@@ -94,7 +94,7 @@ def test_jobs_are_spread_over_every_trainer(
 def test_a_trainer_that_disappears_mid_run_is_routed_around(
     generator_server, trainer_server, spare_trainer, evaluator_server, tmp_path
 ):
-    from seal_lab.localstore import LocalStore
+    from seal_lab.store.local import LocalStore
 
     store = LocalStore(tmp_path / "store")
     with _client(generator_server, [spare_trainer, trainer_server], evaluator_server, store) as client:

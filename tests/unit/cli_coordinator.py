@@ -11,9 +11,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from seal_lab.data import parse_passages
 from seal_lab.errors import NotFound
-from seal_lab.localstore import LocalStore
+from seal_lab.formats.passages import parse_passages
+from seal_lab.store.local import LocalStore
 from services.coordinator.api.app import create_app
 from services.coordinator.api.deps import get_manager
 from services.coordinator.cli import api_client

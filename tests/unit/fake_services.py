@@ -17,8 +17,8 @@ from typing import Any
 import grpc
 
 from seal.v1 import common_pb2, evaluator_pb2, generator_pb2, trainer_pb2
-from seal_lab.directive import DEFAULT_DIRECTIVE, DirectiveLimits
-from seal_lab.grpc_wire import CAUSE_KEY, STORE_CAUSE
+from seal_lab.formats.directive import DEFAULT_DIRECTIVE, DirectiveLimits
+from seal_lab.rpc.wire import CAUSE_KEY, STORE_CAUSE
 from services.coordinator.engine.clients import TrainerEndpoint, TrainerPool
 
 FINGERPRINT = "sha256:fake-model"

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
-from seal_lab.callgate import CallGate
 from seal_lab.errors import InvalidArgument
-from seal_lab.grpc_server import GrpcService
+from seal_lab.serve.callgate import CallGate
+from seal_lab.serve.server import GrpcService
 
 
 class RecordingTrainer(trainer_pb2_grpc.TrainerServicer):

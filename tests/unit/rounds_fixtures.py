@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from seal_lab.data import Passage, Question
+from seal_lab.formats.passages import Passage, Question
 from services.coordinator.results.build import build_results
 from services.coordinator.run.jobs import JobName, trial_suffix
 from services.coordinator.run.schemas import RunConfig

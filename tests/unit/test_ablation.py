@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import ablation  # noqa: E402
 import seed_check  # noqa: E402
 
-from seal_lab.data import load_passages  # noqa: E402
+from seal_lab.formats.passages import load_passages  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ pytest.importorskip("peft")
 from fastapi.testclient import TestClient  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from seal_lab.adapters import AdapterFiles, adapter_meta, base_model_ref, publish_adapter  # noqa: E402
-from seal_lab.localstore import LocalStore  # noqa: E402
+from seal_lab.formats.adapters import AdapterFiles, adapter_meta, base_model_ref, publish_adapter  # noqa: E402
+from seal_lab.store.local import LocalStore  # noqa: E402
 from services.coordinator.api.app import create_app  # noqa: E402
 from services.coordinator.api.deps import get_manager  # noqa: E402
 from services.coordinator.cli import api_client  # noqa: E402
@@ -47,7 +47,7 @@ with torch.no_grad():
 
 
 def _adapter(model) -> object:
-    from seal_lab.multilora import AdapterWeights
+    from seal_lab.model.multilora import AdapterWeights
 
     generator = torch.Generator().manual_seed(1)
     weights = {}
@@ -64,9 +64,9 @@ def _adapter(model) -> object:
 def test_an_exported_adapter_loads_in_a_fresh_process_on_its_recorded_base(tmp_path: Path, monkeypatch):
     from transformers import AutoModelForCausalLM
 
-    from seal_lab.lora import adapter_applied
-    from seal_lab.models import LoadedModel, model_fingerprint
-    from seal_lab.multilora import save_peft_folder
+    from seal_lab.model.base import LoadedModel, model_fingerprint
+    from seal_lab.model.lora import adapter_applied
+    from seal_lab.model.multilora import save_peft_folder
 
     base_dir = tiny_llama(tmp_path / "machine-a" / "tiny-base")
     model = AutoModelForCausalLM.from_pretrained(base_dir).eval()

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from seal_lab.adapters import (
+from seal_lab.errors import InvalidArgument
+from seal_lab.formats.adapters import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     AdapterFiles,
@@ -18,9 +19,8 @@ from seal_lab.adapters import (
     fetch_adapter,
     publish_adapter,
 )
-from seal_lab.directive import DirectiveLimits
-from seal_lab.errors import InvalidArgument
-from seal_lab.localstore import LocalStore
+from seal_lab.formats.directive import DirectiveLimits
+from seal_lab.store.local import LocalStore
 from tests.unit.test_adapters import META, _safetensors
 
 GOOD = {"peft_type": "LORA", "r": 16, "lora_alpha": 32, "target_modules": ["q_proj", "v_proj"]}

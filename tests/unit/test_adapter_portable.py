@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from seal_lab.adapters import (
+from seal_lab.formats.adapters import (
     ADAPTER_CARD,
     ADAPTER_CONFIG,
     ADAPTER_META,
@@ -20,8 +20,8 @@ from seal_lab.adapters import (
     base_model_ref,
     publish_adapter,
 )
-from seal_lab.localstore import LocalStore
 from seal_lab.settings import EMBEDDED_MODEL
+from seal_lab.store.local import LocalStore
 
 UPSTREAM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -31,7 +31,7 @@ def _peft_folder(folder: Path, recorded_base: str) -> Path:
     the loaded model's `name_or_path`: for the embedded model, a path into this machine's model cache)."""
     pytest.importorskip("peft")
     torch = pytest.importorskip("torch")
-    from seal_lab.multilora import AdapterWeights, save_peft_folder
+    from seal_lab.model.multilora import AdapterWeights, save_peft_folder
 
     generator = torch.Generator().manual_seed(0)
     weights = {

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from seal_lab.adapters import (
+from seal_lab.formats.adapters import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     AdapterFiles,
@@ -20,9 +20,9 @@ from seal_lab.adapters import (
     base_model_ref,
     publish_adapter,
 )
-from seal_lab.localstore import LocalStore
 from seal_lab.security import Security
 from seal_lab.settings import EMBEDDED_MODEL
+from seal_lab.store.local import LocalStore
 from services.coordinator.api.app import create_app
 from services.coordinator.api.deps import get_manager
 from services.coordinator.settings import CoordinatorSettings

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from seal_lab.adapters import (
+from seal_lab.errors import CorruptObject, FailedPrecondition, NotFound
+from seal_lab.formats.adapters import (
     ADAPTER_CARD,
     ADAPTER_CONFIG,
     ADAPTER_META,
@@ -21,9 +22,8 @@ from seal_lab.adapters import (
     publish_adapter,
     verify_adapter,
 )
-from seal_lab.errors import CorruptObject, FailedPrecondition, NotFound
-from seal_lab.localstore import LocalStore
 from seal_lab.store import sha256_hex
+from seal_lab.store.local import LocalStore
 
 
 def _safetensors() -> bytes:

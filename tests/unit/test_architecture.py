@@ -2,8 +2,9 @@
 
 Services talk to each other over gRPC and the object store only, never through Python imports; the shared
 library (`src/seal_lab`) serves every service and imports none; its own modules import each other without
-loops. The coordinator is built in wings, each answering one question, that import each other only along
-the arrows of `MAY_IMPORT` (services/coordinator/README.md draws them). Imports inside functions count too:
+loops. The library and the coordinator are each built in wings, each answering one question, that import
+each other only along the arrows of `LIBRARY_MAY_IMPORT` and `MAY_IMPORT` (src/seal_lab/README.md and
+services/coordinator/README.md draw them). Imports inside functions count too:
 a loop deferred to call time is still a loop. A module is as long as its one job needs: no line count here.
 """
 
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import ast
 import graphlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from seal_lab.runtime import MODEL_PACKAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "src" / "seal_lab"
@@ -74,14 +77,19 @@ def test_services_never_import_each_other():
     assert crossings == []
 
 
-def test_the_shared_library_imports_no_service():
-    offenders = sorted(
+def _importers(folder: Path, forbidden: tuple[str, ...], where: Callable[[str], bool] = bool) -> list[str]:
+    """Every import of a module of `folder` (those `where` picks) of a module in `forbidden` or below it."""
+    return sorted(
         f"{module} imports {target}"
-        for module, targets in _graph(LIBRARY).items()
+        for module, targets in _graph(folder).items()
+        if where(module)
         for target in targets
-        if target == "services" or target.startswith("services.")
+        if any(target == package or target.startswith(f"{package}.") for package in forbidden)
     )
-    assert offenders == []
+
+
+def test_the_shared_library_imports_no_service():
+    assert _importers(LIBRARY, ("services",)) == []
 
 
 def _loops(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -114,8 +122,162 @@ def test_the_shared_library_and_the_coordinator_have_no_import_loops():
         assert loops == [], "import loops: " + "; ".join(" -> ".join(loop) for loop in loops)
 
 
+def _crossings(
+    folder: Path,
+    wing_of: Callable[[str], str | None],
+    may_import: dict[str, set[str]],
+    also: dict[str, set[str]] | None = None,
+) -> list[str]:
+    """Every import of `folder` from one wing into another that its wing's arrows (or the module's own
+    exception in `also`) do not allow."""
+    return sorted(
+        f"{module} imports {target}"
+        for module, targets in _graph(folder).items()
+        if (wing := wing_of(module)) is not None
+        for target in targets
+        if (other := wing_of(target)) in may_import
+        and other != wing
+        and other not in may_import[wing] | (also or {}).get(module, set())
+    )
+
+
+def _assert_wings_without_loops(
+    folder: Path, wing_of: Callable[[str], str | None], may_import: dict[str, set[str]]
+) -> None:
+    wings: dict[str, set[str]] = {}
+    for module, targets in _graph(folder).items():
+        if (wing := wing_of(module)) is not None:
+            wings.setdefault(wing, set()).update(
+                w for t in targets if (w := wing_of(t)) in may_import and w != wing
+            )
+    for graph in (wings, may_import):  # neither the imports nor the rules make a loop
+        try:
+            graphlib.TopologicalSorter(graph).prepare()
+        except graphlib.CycleError as loop:
+            raise AssertionError(f"wings importing in a loop: {' -> '.join(loop.args[1])}") from None
+    assert set(wings) == set(may_import)
+
+
 def test_the_grpc_client_does_not_load_the_server_bootstrap():
-    assert "seal_lab.grpc_server" not in set(_imports(LIBRARY / "grpc_client.py"))
+    assert "seal_lab.serve.server" not in set(_imports(LIBRARY / "rpc" / "client.py"))
+
+
+# The library's wings. Each module at its top (`settings`, `errors`, `logging`, `security`, `runtime`,
+# `openai_client`) counts as a wing of its own; `seal_lab` itself only holds the version.
+#: wing -> the wings it may import (src/seal_lab/README.md draws these arrows).
+LIBRARY_MAY_IMPORT: dict[str, set[str]] = {
+    "settings": set(),
+    "errors": set(),
+    "logging": set(),
+    "runtime": set(),
+    "security": {"settings"},
+    "openai_client": {"errors"},
+    "scoring": set(),  # answer metrics and statistics: pure
+    "store": {"errors", "settings"},  # where the bytes live
+    "formats": {"errors", "settings", "store"},  # what crosses a service boundary
+    "rpc": {"logging", "security"},  # what both ends of a gRPC call agree on, and the calling end
+    "model": {"errors", "settings", "store", "formats"},  # the torch half
+    "serve": {"errors", "logging", "runtime", "security", "settings", "rpc", "model"},  # a model service
+}
+#: The torch half: only `model/` imports these, and nothing in the library imports a model package at
+#: module level outside it, so the light half (the coordinator, the CLI, the probes) runs without the extra.
+TORCH_HALF = ("torch", "transformers", "peft")
+#: What a format never imports: the transports, and the store's backends (a format reads and writes through
+#: the interface, `seal_lab.store`, whichever backend the process opened).
+TRANSPORTS_AND_BACKENDS = (
+    "grpc",
+    "httpx",
+    "requests",
+    "urllib3",
+    "minio",
+    "boto3",
+    "seal_lab.rpc",
+    "seal_lab.serve",
+    "seal_lab.store.local",
+    "seal_lab.store.s3",
+    "seal_lab.store.open",
+    "seal_lab.store.outage",
+)
+
+
+def _library_wing(module: str) -> str | None:
+    """The library's wing a module belongs to (None: outside the library, or the package itself)."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "seal_lab" and len(parts) > 1 else None
+
+
+def _module_level_imports(path: Path) -> Iterator[str]:
+    """The modules a file imports when it is imported: not inside a function, not under `if TYPE_CHECKING`."""
+    pending: list[ast.AST] = list(ast.parse(path.read_text(), str(path)).body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            pending.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            yield node.module or ""
+        pending.extend(ast.iter_child_nodes(node))
+
+
+def test_every_library_module_is_in_a_wing():
+    strays = sorted(
+        m for m in _graph(LIBRARY) if m != "seal_lab" and _library_wing(m) not in LIBRARY_MAY_IMPORT
+    )
+    assert strays == [], f"{strays}: put each in a wing (or add a wing to LIBRARY_MAY_IMPORT and the README)"
+
+
+def test_the_library_wings_import_only_along_their_arrows():
+    assert _crossings(LIBRARY, _library_wing, LIBRARY_MAY_IMPORT) == []
+
+
+def test_the_library_wings_import_each_other_without_loops():
+    _assert_wings_without_loops(LIBRARY, _library_wing, LIBRARY_MAY_IMPORT)
+
+
+def test_the_light_half_never_imports_the_torch_half():
+    # Of the library's wings only serve/ (a model service: the model behind a gRPC server) reaches model/.
+    assert [wing for wing, arrows in LIBRARY_MAY_IMPORT.items() if "model" in arrows] == ["serve"]
+    outside = [path for path in sorted(LIBRARY.rglob("*.py")) if _library_wing(_module_name(path)) != "model"]
+    anywhere = sorted(
+        f"{_module_name(path)} imports {target}"
+        for path in outside
+        for target in _imports(path)
+        if _names(target, TORCH_HALF)
+    )
+    assert anywhere == [], "only model/ imports torch, transformers or peft"
+    at_import = sorted(
+        f"{_module_name(path)} imports {target} at module level"
+        for path in outside
+        for target in _module_level_imports(path)
+        if _names(target, MODEL_PACKAGES)
+    )
+    assert at_import == [], "outside model/, the model extra's packages are imported only where they are used"
+
+
+def test_the_formats_import_no_transport_and_no_store_backend():
+    assert (
+        _importers(LIBRARY, TRANSPORTS_AND_BACKENDS, lambda module: _library_wing(module) == "formats") == []
+    )
+
+
+def test_the_coordinator_calls_the_services_and_serves_none():
+    assert _importers(COORDINATOR, ("seal_lab.serve",)) == []
+
+
+def test_the_librarys_map_names_every_module():
+    """src/seal_lab/README.md has one line per module: a new module goes on the map with its job."""
+    readme = (LIBRARY / "README.md").read_text()
+    missing = sorted(
+        relative
+        for path in LIBRARY.rglob("*.py")
+        if (path.name != "__init__.py" or path.parent.name == "store")  # the store's interface is its package
+        and f"`{(relative := path.relative_to(LIBRARY).as_posix())}`" not in readme
+    )
+    assert missing == []
 
 
 # The coordinator's wings. `settings` (the settings every wing is configured by) and `__main__` (the server's
@@ -155,15 +317,15 @@ INPUT_OUTPUT = (
     "typer",
     "socket",
     "subprocess",
-    "seal_lab.grpc_client",
-    "seal_lab.grpc_server",
-    "seal_lab.grpc_wire",
-    "seal_lab.s3store",
-    "seal_lab.localstore",
-    "seal_lab.openstore",
+    "seal_lab.rpc.client",
+    "seal_lab.serve.server",
+    "seal_lab.rpc.wire",
+    "seal_lab.store.s3",
+    "seal_lab.store.local",
+    "seal_lab.store.open",
     "seal_lab.httpretry",
-    "seal_lab.healthcheck",
-    "seal_lab.metrics_http",
+    "seal_lab.rpc.healthcheck",
+    "seal_lab.serve.metrics_http",
 )
 PURE_WINGS = ("run", "results", "report")
 
@@ -208,28 +370,11 @@ def test_every_coordinator_module_is_in_a_wing():
 
 
 def test_the_coordinator_wings_import_only_along_their_arrows():
-    crossings = sorted(
-        f"{module} imports {target}"
-        for module, targets in _graph(COORDINATOR).items()
-        for target in targets
-        if (wing := _wing(module)) is not None
-        and (other := _wing(target)) not in (None, wing)
-        and other not in MAY_IMPORT[wing] | ALSO_MAY_IMPORT.get(module, set())
-    )
-    assert crossings == []
+    assert _crossings(COORDINATOR, _wing, MAY_IMPORT, ALSO_MAY_IMPORT) == []
 
 
 def test_the_coordinator_wings_import_each_other_without_loops():
-    wings: dict[str, set[str]] = {}
-    for module, targets in _graph(COORDINATOR).items():
-        if (wing := _wing(module)) is not None:
-            wings.setdefault(wing, set()).update(w for t in targets if (w := _wing(t)) not in (None, wing))
-    for graph in (wings, MAY_IMPORT):  # neither the imports nor the rules make a loop
-        try:
-            graphlib.TopologicalSorter(graph).prepare()
-        except graphlib.CycleError as loop:
-            raise AssertionError(f"wings importing in a loop: {' -> '.join(loop.args[1])}") from None
-    assert set(wings) == set(MAY_IMPORT)
+    _assert_wings_without_loops(COORDINATOR, _wing, MAY_IMPORT)
 
 
 def test_the_engine_serves_no_http_and_parses_no_command_line():
@@ -260,7 +405,7 @@ def test_the_cli_speaks_http_and_never_the_engine():
     assert MAY_IMPORT["cli"] == {"run"}
     assert _offenders(("cli",), ("fastapi", "starlette", "uvicorn"), graph) == []
     # It reaches the coordinator over HTTP; only the launcher touches gRPC, to wait for the services it starts.
-    grpc = ("grpc", "seal.v1", "seal_lab.grpc_client", "seal_lab.grpc_server")
+    grpc = ("grpc", "seal.v1", "seal_lab.rpc.client", "seal_lab.serve.server")
     assert [
         o for o in _offenders(("cli",), grpc, graph) if not o.startswith(f"{PACKAGE}.cli.launcher ")
     ] == []

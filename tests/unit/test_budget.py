@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from benchmarks.conditions import PRESETS
-from seal_lab.data import parse_passages
-from seal_lab.directive import Directive, DirectiveLimits
 from seal_lab.errors import InvalidArgument
-from seal_lab.localstore import LocalStore
+from seal_lab.formats.directive import Directive, DirectiveLimits
+from seal_lab.formats.passages import parse_passages
+from seal_lab.store.local import LocalStore
 from services.coordinator.engine.budget import (
     BudgetExhausted,
     plan_run,

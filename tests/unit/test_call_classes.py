@@ -9,8 +9,8 @@ import grpc
 import pytest
 
 from seal.v1 import evaluator_pb2, generator_pb2
-from seal_lab.grpc_wire import BUSY_CAUSE, CAUSE_KEY
-from seal_lab.localstore import LocalStore
+from seal_lab.rpc.wire import BUSY_CAUSE, CAUSE_KEY
+from seal_lab.store.local import LocalStore
 from services.coordinator.engine import calls
 from services.coordinator.engine.manager import RunManager
 from services.coordinator.run.schemas import RunConfig, RunCreate

@@ -10,10 +10,10 @@ import logging
 import grpc
 
 from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
-from seal_lab.callids import JOB_ID_KEY, RUN_ID_KEY, incoming, outgoing
-from seal_lab.grpc_server import start_server
-from seal_lab.localstore import LocalStore
 from seal_lab.logging import _ContextFilter, bind_context, current_context
+from seal_lab.rpc.callids import JOB_ID_KEY, RUN_ID_KEY, incoming, outgoing
+from seal_lab.serve.server import start_server
+from seal_lab.store.local import LocalStore
 from services.coordinator.engine.clients import ServiceClients
 from services.coordinator.engine.manager import RunManager
 from services.coordinator.settings import CoordinatorSettings
@@ -26,7 +26,7 @@ JOB_ID = "0000-r1-train-implications-0"
 
 
 def _server_lines(caplog, method: str) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "seal_lab.grpc_server" and method in r.getMessage()]
+    return [r for r in caplog.records if r.name == "seal_lab.serve.server" and method in r.getMessage()]
 
 
 def test_the_coordinators_clients_send_the_ids_and_the_service_logs_them_on_the_call(caplog):

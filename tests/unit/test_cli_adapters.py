@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from seal_lab.adapters import ADAPTER_CONFIG
-from seal_lab.localstore import LocalStore
+from seal_lab.formats.adapters import ADAPTER_CONFIG
+from seal_lab.store.local import LocalStore
 from services.coordinator.api.app import create_app
 from services.coordinator.api.deps import get_manager
 from services.coordinator.cli import api_client

@@ -1,4 +1,4 @@
-"""`seal-lab run --dataset FILE` (and `--heldout-dataset`) read stock SQuAD files through `seal_lab.data` and
+"""`seal-lab run --dataset FILE` (and `--heldout-dataset`) read stock SQuAD files through `seal_lab.formats.passages` and
 send SEAL-format records; a bad file is refused before any request, naming its line. The coordinator is an
 httpx mock transport (no server)."""
 

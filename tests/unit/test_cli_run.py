@@ -40,7 +40,7 @@ TEACHER_FILE = [{"context": "The lamp is red.", "completions": ["The lamp is red
 
 
 def without_ids(passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A dataset file's passages as sent: the CLI's loader (seal_lab.data) gives each its derived id."""
+    """A dataset file's passages as sent: the CLI's loader (seal_lab.formats.passages) gives each its derived id."""
     return [{k: v for k, v in p.items() if k != "id"} for p in passages]
 
 

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import SecretStr
 
-from seal_lab.localstore import LocalStore
 from seal_lab.security import Security
+from seal_lab.store.local import LocalStore
 from services.coordinator.api.app import create_app
 from services.coordinator.api.routes.metrics import RunsCollector
 from services.coordinator.engine.manager import RunManager

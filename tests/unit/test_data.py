@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from seal_lab.data import (
+from seal_lab.errors import InvalidArgument
+from seal_lab.formats.passages import (
     MAX_CONTEXT_CHARS,
     MAX_QUESTION_CHARS,
     MAX_QUESTIONS_PER_PASSAGE,
@@ -22,7 +23,6 @@ from seal_lab.data import (
     parse_passages_bytes,
     passages_to_json,
 )
-from seal_lab.errors import InvalidArgument
 
 SQUAD_VAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "seal" / "squad_val.json"
 
@@ -351,7 +351,7 @@ def test_seal_squad_val_parses() -> None:
 
 
 def test_retention_subset_is_evenly_spaced_fixed_and_bounded() -> None:
-    from seal_lab.data import retention_questions, retention_set_size
+    from seal_lab.formats.passages import retention_questions, retention_set_size
 
     every = retention_questions()
     assert len(every) == retention_set_size() == 64

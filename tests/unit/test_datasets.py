@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from seal_lab.datasets import (
+from seal_lab.errors import CorruptObject, InvalidArgument
+from seal_lab.formats.datasets import (
     PolicyMeta,
     SelfEditMeta,
     TrainingExample,
@@ -14,8 +15,7 @@ from seal_lab.datasets import (
     read_dataset,
     write_dataset,
 )
-from seal_lab.errors import CorruptObject, InvalidArgument
-from seal_lab.localstore import LocalStore
+from seal_lab.store.local import LocalStore
 
 META = SelfEditMeta(
     format="implications",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from seal.v1 import generator_pb2
-from seal_lab.directive import (
+from seal_lab.formats.directive import (
     DEFAULT_DIRECTIVE,
     Directive,
     DirectiveLimits,

@@ -12,9 +12,9 @@ import grpc
 import pytest
 from fastapi.testclient import TestClient
 
-from seal_lab.directive import DIRECTIVE_CEILING, DirectiveLimits, DirectiveSource, parse_directive
 from seal_lab.errors import InvalidArgument
-from seal_lab.localstore import LocalStore
+from seal_lab.formats.directive import DIRECTIVE_CEILING, DirectiveLimits, DirectiveSource, parse_directive
+from seal_lab.store.local import LocalStore
 from services.coordinator.api.app import create_app
 from services.coordinator.engine.manager import RunManager
 from services.coordinator.engine.servicecheck import directive_problems

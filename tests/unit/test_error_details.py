@@ -11,10 +11,10 @@ import grpc
 import pytest
 
 from seal_lab.errors import InvalidArgument
-from seal_lab.grpc_server import _abort_code
-from seal_lab.localstore import LocalStore
 from seal_lab.runtime import runtime_versions
+from seal_lab.serve.server import _abort_code
 from seal_lab.store import MAX_KEY_SEGMENT_CHARS, validate_key
+from seal_lab.store.local import LocalStore
 
 SECRET_PATH = "/srv/seal/private/store/adapters/x"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from seal_lab.datasets import TrainingExample
 from seal_lab.errors import InvalidArgument
+from seal_lab.formats.datasets import TrainingExample
 from services.generator.formats import FORMATS, get_format
 from services.generator.selfedit import training_examples
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from seal_lab.localstore import LocalStore
+from seal_lab.store.local import LocalStore
 from services.coordinator.api import bodylimit
 from services.coordinator.api.app import create_app
 from services.coordinator.engine import admission

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from seal_lab.data import Passage, Question, load_passages
+from seal_lab.formats.passages import Passage, Question, load_passages
 
 DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "data"
 SETS = {

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from seal_lab.data import Passage, Question
-from seal_lab.localstore import LocalStore
+from seal_lab.formats.passages import Passage, Question
 from seal_lab.store import json_bytes
+from seal_lab.store.local import LocalStore
 from services.coordinator.engine.records import job_key, read_run
 from services.coordinator.results.build import build_results
 from services.coordinator.run.records import (
@@ -153,7 +153,7 @@ def test_the_coordinator_converts_protobuf_in_convert_py_only():
 
 def test_records_of_this_version_read_back_as_they_were_made(tmp_path):
     from seal.v1 import evaluator_pb2, generator_pb2, trainer_pb2
-    from seal_lab.directive import DEFAULT_DIRECTIVE
+    from seal_lab.formats.directive import DEFAULT_DIRECTIVE
     from services.coordinator.engine import convert
 
     made = {

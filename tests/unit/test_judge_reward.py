@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from seal.v1 import common_pb2, evaluator_pb2
-from seal_lab.localstore import LocalStore
+from seal_lab.store.local import LocalStore
 from services.coordinator.engine.manager import RunManager
 from services.coordinator.run.schemas import RunConfig, RunCreate
 from services.evaluator.settings import EvaluatorSettings

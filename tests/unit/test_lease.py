@@ -11,7 +11,7 @@ import time
 import pytest
 
 from seal_lab.errors import AlreadyExists
-from seal_lab.localstore import LocalStore
+from seal_lab.store.local import LocalStore
 from services.coordinator.engine.lease import Leases, default_owner, lease_key
 from services.coordinator.engine.records import LeaseLost
 

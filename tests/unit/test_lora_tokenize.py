@@ -1,4 +1,4 @@
-"""`seal_lab.grouptrain.tokenize`: loss on the completion only, and long prompts cut from the left (no model)."""
+"""`seal_lab.model.grouptrain.tokenize`: loss on the completion only, and long prompts cut from the left (no model)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from seal_lab.datasets import TrainingExample
-from seal_lab.grouptrain import tokenize as _tokenize
+from seal_lab.formats.datasets import TrainingExample
+from seal_lab.model.grouptrain import tokenize as _tokenize
 
 EOS = 0
 
@@ -70,8 +70,8 @@ def test_plain_text_ends_with_eos_when_the_recipe_says_so():
 
 
 def test_a_step_budget_cycles_the_data_without_repeating_an_example_in_a_step():
-    from seal_lab.directive import Directive
-    from seal_lab.grouptrain import _Plan
+    from seal_lab.formats.directive import Directive
+    from seal_lab.model.grouptrain import _Plan
 
     encoded = [(ids(f"x{i}"), ids(f"x{i}")) for i in range(5)]
     plan = _Plan.build(encoded, Directive(batch_size=2, steps=12), seed=3)
@@ -89,7 +89,7 @@ def test_a_step_budget_cycles_the_data_without_repeating_an_example_in_a_step():
 
 
 def test_the_schedule_warms_up_decays_and_never_stalls():
-    from seal_lab.grouptrain import Schedule
+    from seal_lab.model.grouptrain import Schedule
 
     factors = [Schedule().factor(step, 10) for step in range(10)]
     assert factors == pytest.approx([0.5, 1.0, 8 / 9, 7 / 9, 6 / 9, 5 / 9, 4 / 9, 3 / 9, 2 / 9, 1 / 9])

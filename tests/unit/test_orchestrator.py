@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from seal_lab.localstore import LocalStore
+from seal_lab.store.local import LocalStore
 from services.coordinator.engine.manager import RunManager
 from services.coordinator.engine.records import MANIFEST, job_key, run_key
 from services.coordinator.engine.state import RunState

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from seal_lab import outage
 from seal_lab.errors import InvalidArgument, StoreFull, StoreUnavailable
-from seal_lab.outage import OutagePolicy, call_async, call_sync
+from seal_lab.store import outage
+from seal_lab.store.outage import OutagePolicy, call_async, call_sync
 
 
 def test_delays_grow_to_the_cap_with_jitter_in_the_upper_half():

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from seal_lab.data import Passage, Question
-from seal_lab.datasets import TrainingExample
-from seal_lab.directive import DIRECTIVE_LINE_PREFIX, Directive, format_directive
 from seal_lab.errors import InvalidArgument
-from seal_lab.localstore import LocalStore
+from seal_lab.formats.datasets import TrainingExample
+from seal_lab.formats.directive import DIRECTIVE_LINE_PREFIX, Directive, format_directive
+from seal_lab.formats.passages import Passage, Question
 from seal_lab.store import content_key
+from seal_lab.store.local import LocalStore
 from services.coordinator.engine.policy import (
     build_policy_dataset,
     match_teacher_completions,

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from seal_lab.grpc_server import start_server
+from seal_lab.serve.server import start_server
 from services.coordinator.cli.launcher import free_ports
 
 

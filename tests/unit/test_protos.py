@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from seal.v1 import evaluator_pb2, generator_pb2, trainer_pb2
-from seal_lab import protogen
+from seal_lab.rpc import protogen
 
 
 def test_generated_stubs_are_up_to_date():

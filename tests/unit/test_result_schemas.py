@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from seal_lab.localstore import LocalStore
+from seal_lab.store.local import LocalStore
 from services.coordinator.engine.manager import RunManager
 from services.coordinator.run.result_schemas import ConditionRow, RunResults
 from services.coordinator.run.schemas import RunConfig, RunCreate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seal_lab.data import parse_passages
+from seal_lab.formats.passages import parse_passages
 from services.coordinator.results.build import build_results
 from services.coordinator.run.schemas import RunConfig
 

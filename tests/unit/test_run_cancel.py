@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from seal_lab.errors import FailedPrecondition
-from seal_lab.localstore import LocalStore
+from seal_lab.store.local import LocalStore
 from services.coordinator.api.app import create_app
 from services.coordinator.api.deps import get_manager
 from services.coordinator.engine.manager import RunManager

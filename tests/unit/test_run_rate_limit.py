@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from seal_lab.errors import NotFound
-from seal_lab.localstore import LocalStore
 from seal_lab.security import Security
+from seal_lab.store.local import LocalStore
 from services.coordinator.api.app import create_app
 from services.coordinator.api.deps import get_manager
 from services.coordinator.api.ratelimit import MAX_IDLE_BUCKETS, RateLimited, RateLimiter

@@ -198,7 +198,7 @@ def test_read_teacher_file_errors(tmp_path: Path):
 
 
 def test_an_epochs_override_trains_epochs_and_the_policy_update_trains_its_epochs():
-    from seal_lab.directive import DEFAULT_DIRECTIVE, Directive, DirectiveLimits
+    from seal_lab.formats.directive import DEFAULT_DIRECTIVE, Directive, DirectiveLimits
     from services.coordinator.engine.experiment import directive_trials
     from services.coordinator.run.records import SelfEdit
 

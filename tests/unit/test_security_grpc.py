@@ -24,10 +24,10 @@ from seal.v1 import (
     trainer_pb2,
     trainer_pb2_grpc,
 )
-from seal_lab.grpc_client import open_channel
-from seal_lab.grpc_server import GrpcService, RunningServer, start_server
-from seal_lab.healthcheck import _check as probe
+from seal_lab.rpc.client import open_channel
+from seal_lab.rpc.healthcheck import _check as probe
 from seal_lab.security import Security
+from seal_lab.serve.server import GrpcService, RunningServer, start_server
 from tests.tls_fixtures import TOKEN, WRONG_TOKEN, LabCertificates, make_certificates
 
 SERVICES: list[tuple[ServiceDescriptor, Any]] = [

@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from seal_lab.errors import NotFound
-from seal_lab.localstore import LocalStore
 from seal_lab.security import Security, TlsSettings
+from seal_lab.store.local import LocalStore
 from services.coordinator.__main__ import uvicorn_options
 from services.coordinator.api.app import create_app
 from services.coordinator.api.deps import get_manager

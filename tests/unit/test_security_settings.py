@@ -19,7 +19,7 @@ from seal_lab.security import (
     security_from_environment,
     startup_problem,
 )
-from seal_lab.service import run_grpc_service
+from seal_lab.serve.host import run_grpc_service
 from seal_lab.settings import GrpcServiceSettings, LoggingSettings
 from tests.tls_fixtures import TOKEN, make_certificates
 

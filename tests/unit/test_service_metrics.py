@@ -13,11 +13,11 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from seal.v1 import trainer_pb2, trainer_pb2_grpc
-from seal_lab.grpc_client import open_channel
-from seal_lab.grpc_server import start_server
-from seal_lab.metrics import ServiceMetrics
-from seal_lab.metrics_http import start_metrics_server
+from seal_lab.rpc.client import open_channel
 from seal_lab.security import Security
+from seal_lab.serve.metrics import ServiceMetrics
+from seal_lab.serve.metrics_http import start_metrics_server
+from seal_lab.serve.server import start_server
 from services.generator.settings import GeneratorSettings
 from services.trainer.settings import TrainerSettings
 from tests.tls_fixtures import TOKEN, make_certificates

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from seal.v1 import evaluator_pb2, generator_pb2, trainer_pb2
-from seal_lab.directive import DEFAULT_DIRECTIVE, DirectiveLimits
 from seal_lab.errors import InvalidArgument
+from seal_lab.formats.directive import DEFAULT_DIRECTIVE, DirectiveLimits
 from services.evaluator.server import EvaluatorServicer
 from services.evaluator.settings import EvaluatorSettings
 from services.generator.server import validate_import, validate_request

@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from seal_lab.stats import (
+from seal_lab.scoring.stats import (
     bootstrap_ci,
     cluster_bootstrap_ci,
     describe,

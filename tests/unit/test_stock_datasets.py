@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from seal_lab.data import MAX_CONTEXT_CHARS, load_passages, parse_passages_bytes, passages_to_json
 from seal_lab.errors import InvalidArgument
+from seal_lab.formats.passages import MAX_CONTEXT_CHARS, load_passages, parse_passages_bytes, passages_to_json
 
 CONTEXT_A = "Foo was built in 1901 by Bar."
 CONTEXT_B = "Baz opened in 1950."

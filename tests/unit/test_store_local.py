@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from seal_lab.errors import InvalidArgument, NotFound, StoreFull, StoreUnavailable
-from seal_lab.localstore import LocalStore
+from seal_lab.store.local import LocalStore
 
 
 @pytest.fixture

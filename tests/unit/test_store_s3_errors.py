@@ -11,7 +11,7 @@ import urllib3
 from minio.error import S3Error, ServerError
 
 from seal_lab.errors import AlreadyExists, StoreFull, StoreUnavailable
-from seal_lab.s3store import S3Store, http_client
+from seal_lab.store.s3 import S3Store, http_client
 from tests.s3_server import S3ServerInfo
 
 

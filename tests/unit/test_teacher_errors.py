@@ -11,8 +11,8 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from seal_lab.directive import DirectiveLimits
 from seal_lab.errors import FailedPrecondition, InvalidArgument, SealError, Unavailable
+from seal_lab.formats.directive import DirectiveLimits
 from seal_lab.openai_client import retry_after_seconds
 from services.generator.backends import OpenAIBackend, Sampling
 

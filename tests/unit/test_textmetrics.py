@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seal_lab.textmetrics import (
+from seal_lab.scoring.textmetrics import (
     Scores,
     clean_answer,
     contains_answer,

@@ -17,11 +17,11 @@ import trustme
 from pydantic import SecretStr
 
 from seal.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
-from seal_lab.directive import DirectiveLimits
-from seal_lab.grpc_client import channel_options, open_channel
-from seal_lab.grpc_server import RunningServer, start_server
-from seal_lab.localstore import LocalStore
+from seal_lab.formats.directive import DirectiveLimits
+from seal_lab.rpc.client import channel_options, open_channel
 from seal_lab.security import Security, TlsSettings
+from seal_lab.serve.server import RunningServer, start_server
+from seal_lab.store.local import LocalStore
 from services.coordinator.engine.clients import ServiceClients, TrainerEndpoint, TrainerPool, connect_trainer
 from services.coordinator.engine.discovery import address_of, system_resolver
 from services.coordinator.engine.manager import RunManager

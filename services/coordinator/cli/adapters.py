@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from seal_lab.adapters import (
+from seal_lab.formats.adapters import (
     ADAPTER_CONFIG,
     ADAPTER_FILES,
     ADAPTER_PREFIX,

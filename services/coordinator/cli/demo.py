@@ -36,7 +36,7 @@ def prepare_model() -> None:
     Needs the model extra."""
     require_model_extra("prepare-model")
     from seal_lab.logging import configure_logging
-    from seal_lab.models import prepare_model as prepare
+    from seal_lab.model.base import prepare_model as prepare
     from seal_lab.settings import ModelSettings
 
     configure_logging()

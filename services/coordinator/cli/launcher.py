@@ -17,7 +17,7 @@ from types import TracebackType
 import httpx
 from rich.console import Console
 
-from seal_lab.grpc_client import wait_until_serving
+from seal_lab.rpc.client import wait_until_serving
 from seal_lab.security import Security
 
 from ..settings import CoordinatorSettings

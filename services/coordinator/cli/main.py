@@ -11,8 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from seal_lab.data import load_passages, passages_to_json
 from seal_lab.errors import InvalidArgument
+from seal_lab.formats.passages import load_passages, passages_to_json
 
 from . import adapters, demo, updown
 from .api_client import (
@@ -57,7 +57,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def read_dataset(path: Path) -> list[dict[str, Any]]:
-    """A passages file in SEAL's format, SQuAD v1.1 JSON or squad JSON lines (`seal_lab.data` tells them
+    """A passages file in SEAL's format, SQuAD v1.1 JSON or squad JSON lines (`seal_lab.formats.passages` tells them
     apart and checks every record here, naming the record or line), sent as SEAL-format records."""
     try:
         return passages_to_json(load_passages(path))

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from seal_lab.adapters import check_adapter_present
-from seal_lab.data import retention_questions
-from seal_lab.directive import DirectiveLimits
 from seal_lab.errors import InvalidArgument
-from seal_lab.grpc_wire import MAX_MESSAGE_BYTES
-from seal_lab.outage import ONCE, call_async
+from seal_lab.formats.adapters import check_adapter_present
+from seal_lab.formats.directive import DirectiveLimits
+from seal_lab.formats.passages import retention_questions
+from seal_lab.rpc.wire import MAX_MESSAGE_BYTES
 from seal_lab.store import ObjectStore
+from seal_lab.store.outage import ONCE, call_async
 
 from ..run.limits import MAX_TEACHER_COMPLETION_CHARS
 from ..run.schemas import RunCreate

@@ -22,9 +22,9 @@ from typing import Any
 
 import grpc
 
-from seal_lab.data import Passage
-from seal_lab.directive import Directive, DirectiveLimits, epochs_mean_epochs
 from seal_lab.errors import InvalidArgument, SealError
+from seal_lab.formats.directive import Directive, DirectiveLimits, epochs_mean_epochs
+from seal_lab.formats.passages import Passage
 
 from ..settings import CoordinatorSettings
 from .state import RunState

@@ -20,10 +20,10 @@ from typing import Any
 import grpc
 
 from seal.v1 import common_pb2
-from seal_lab.data import Passage, Question
-from seal_lab.directive import Directive, DirectiveLimits
-from seal_lab.grpc_client import RETRYABLE_CODES, is_busy, is_store_outage
-from seal_lab.outage import OutagePolicy
+from seal_lab.formats.directive import Directive, DirectiveLimits
+from seal_lab.formats.passages import Passage, Question
+from seal_lab.rpc.client import RETRYABLE_CODES, is_busy, is_store_outage
+from seal_lab.store.outage import OutagePolicy
 
 from ..run.records import EvaluationRecord, RunServices, SelfEditsRecord, TrainRecord
 from ..settings import CoordinatorSettings

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import grpc
 
 from seal.v1 import common_pb2, evaluator_pb2_grpc, generator_pb2_grpc, trainer_pb2_grpc
-from seal_lab.grpc_client import is_store_outage, open_channel
+from seal_lab.rpc.client import is_store_outage, open_channel
 from seal_lab.security import Security
 
 from ..settings import CoordinatorSettings, DnsTarget, parse_target

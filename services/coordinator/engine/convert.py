@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from seal.v1 import common_pb2, evaluator_pb2, generator_pb2, trainer_pb2
-from seal_lab.data import Passage, Question
-from seal_lab.directive import Directive, DirectiveLimits, directive_source_name
+from seal_lab.formats.directive import Directive, DirectiveLimits, directive_source_name
+from seal_lab.formats.passages import Passage, Question
 
 from ..run.records import (
     Answer,

@@ -9,7 +9,7 @@ from typing import Any
 
 from seal.v1 import trainer_pb2
 from seal_lab.errors import StoreUnavailable
-from seal_lab.outage import OnRetry
+from seal_lab.store.outage import OnRetry
 
 from ..run.schemas import RunEvent
 from .records import RecordWriter, run_key

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from seal_lab.datasets import read_dataset
 from seal_lab.errors import StoreUnavailable
+from seal_lab.formats.datasets import read_dataset
 from seal_lab.store import ObjectStore
 
 from ..run.result_schemas import RunResults

@@ -12,12 +12,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from seal_lab.data import Passage, retention_questions
-from seal_lab.directive import Directive, DirectiveLimits, epochs_mean_epochs
 from seal_lab.errors import FailedPrecondition
+from seal_lab.formats.directive import Directive, DirectiveLimits, epochs_mean_epochs
+from seal_lab.formats.passages import Passage, retention_questions
 from seal_lab.logging import bind_context
-from seal_lab.outage import OutagePolicy, call_async
 from seal_lab.store import ObjectStore
+from seal_lab.store.outage import OutagePolicy, call_async
 
 from ..results.rounds import round_passages
 from ..run.jobs import JobName, policy_condition, teacher_condition
@@ -122,7 +122,9 @@ class Experiment:
         run.current = f"round {run.round}, {where}: {job.label}"
         self.events.emit(run, "progress", run.current, passage_id=passage_id, job=name)
         try:
-            with bind_context(job_id=name):  # on its log lines, and sent to the services (seal_lab.callids)
+            with bind_context(
+                job_id=name
+            ):  # on its log lines, and sent to the services (seal_lab.rpc.callids)
                 record = await work()
         except JobFailed as exc:
             record = FailedRecord(error=str(exc))

@@ -19,11 +19,11 @@ import logging
 import time
 from functools import partial
 
-from seal_lab.data import demo_passages, parse_passages
 from seal_lab.errors import FailedPrecondition, InvalidArgument, StoreUnavailable, Unavailable
+from seal_lab.formats.passages import demo_passages, parse_passages
 from seal_lab.logging import bind_context
-from seal_lab.outage import ONCE, OutagePolicy, call_async, wait_for_store
 from seal_lab.store import ObjectStore
+from seal_lab.store.outage import ONCE, OutagePolicy, call_async, wait_for_store
 
 from ..results.build import build_results
 from ..run.schemas import RunCreate

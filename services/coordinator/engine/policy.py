@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from seal_lab.data import Passage
-from seal_lab.datasets import PolicyMeta, TrainingExample, read_dataset, write_dataset
-from seal_lab.directive import DIRECTIVE_LINE_PREFIX, Directive, format_directive
 from seal_lab.errors import InvalidArgument
+from seal_lab.formats.datasets import PolicyMeta, TrainingExample, read_dataset, write_dataset
+from seal_lab.formats.directive import DIRECTIVE_LINE_PREFIX, Directive, format_directive
+from seal_lab.formats.passages import Passage
 from seal_lab.store import ObjectStore
 
 #: What the policy dataset's meta record keeps of each winner.

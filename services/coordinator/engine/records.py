@@ -26,8 +26,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from seal_lab.errors import AlreadyExists, StoreUnavailable
-from seal_lab.outage import OnRetry, OutagePolicy, call_async
 from seal_lab.store import QUARANTINE_PREFIX, ObjectStore, read_record
+from seal_lab.store.outage import OnRetry, OutagePolicy, call_async
 
 from ..run.records import JobRecord, parse_job_record
 

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import grpc
 
 from seal.v1 import common_pb2
-from seal_lab.directive import DirectiveLimits
 from seal_lab.errors import FailedPrecondition, InvalidArgument
+from seal_lab.formats.directive import DirectiveLimits
 
 from ..run.schemas import RunConfig
 from .clients import TrainerPool

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from seal_lab.data import Passage, parse_passages, passages_to_json
 from seal_lab.errors import AlreadyExists, InvalidArgument
+from seal_lab.formats.passages import Passage, parse_passages, passages_to_json
 from seal_lab.runtime import runtime_versions
 from seal_lab.store import ObjectStore
 

@@ -7,8 +7,8 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from seal_lab.data import Passage
-from seal_lab.stats import describe
+from seal_lab.formats.passages import Passage
+from seal_lab.scoring.stats import describe
 
 from ..run.jobs import JobName, trial_suffix
 from ..run.records import JobRecord, PolicyRecord, job_records

@@ -3,7 +3,7 @@
 SEAL's claim is an ordering of conditions on the same held-out passages, so every comparison is paired by
 passage: per-passage differences, paired t and Wilcoxon tests, Holm's correction over the planned
 comparisons of a metric, a bootstrap interval, and the minimum detectable effect at the N used. A null is
-reported with its bounds, not hidden (`seal_lab.stats.verdict`).
+reported with its bounds, not hidden (`seal_lab.scoring.stats.verdict`).
 
 Planned comparisons (fixed before any data is seen):
 - passage + round-0 self-edits vs passage only (does training on self-edits beat training on the passage?);
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from seal_lab.stats import describe, holm, minimum_detectable_effect, paired_test, verdict
+from seal_lab.scoring.stats import describe, holm, minimum_detectable_effect, paired_test, verdict
 
 from ..run.jobs import is_teacher_condition, policy_condition
 

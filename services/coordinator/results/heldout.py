@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from seal_lab.data import Passage
-from seal_lab.stats import describe
+from seal_lab.formats.passages import Passage
+from seal_lab.scoring.stats import describe
 
 from ..run.jobs import JobName, policy_condition, teacher_condition
 from ..run.records import Scores

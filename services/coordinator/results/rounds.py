@@ -8,8 +8,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from seal_lab.data import Passage, retention_set_size
-from seal_lab.stats import variance_components
+from seal_lab.formats.passages import Passage, retention_set_size
+from seal_lab.scoring.stats import variance_components
 
 from ..run.jobs import JobName, trial_suffix
 from ..run.schemas import RunConfig

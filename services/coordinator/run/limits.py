@@ -1,7 +1,7 @@
 """What the coordinator accepts at its door, in one place: the size of a request body and of its parts.
 
 The limits of a passage record (title, id, questions, answers) belong to its format and live with it, in
-`seal_lab.data`; the schemas (schemas.py) and the run-creation checks (engine/admission.py) use the names
+`seal_lab.formats.passages`; the schemas (schemas.py) and the run-creation checks (engine/admission.py) use the names
 here. A request over a limit is refused before any work starts: 413 for a body too large
 (api/bodylimit.py), 422 for a part.
 """

@@ -19,8 +19,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from seal_lab.data import retention_set_size, unencodable_text
 from seal_lab.errors import InvalidArgument
+from seal_lab.formats.passages import retention_set_size, unencodable_text
 from seal_lab.store import MAX_KEY_CHARS, validate_key
 
 from .limits import (

@@ -6,8 +6,8 @@ import random
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from seal_lab.data import Passage, parse_passages
 from seal_lab.errors import InvalidArgument
+from seal_lab.formats.passages import Passage, parse_passages
 
 from .schemas import RunCreate
 

@@ -1,5 +1,5 @@
 """Published adapters, read-only: list them, show one (its config and `seal_adapter.json`), download one of
-its files by name. The store layout is `seal_lab.adapters`'; these routes only read it. Store reads block, so
+its files by name. The store layout is `seal_lab.formats.adapters`'; these routes only read it. Store reads block, so
 the routes are plain functions (FastAPI runs them in its thread pool)."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
-from seal_lab.adapters import (
+from seal_lab.errors import CorruptObject, FailedPrecondition, NotFound
+from seal_lab.formats.adapters import (
     ADAPTER_CONFIG,
     ADAPTER_FILES,
     ADAPTER_META,
@@ -23,7 +24,6 @@ from seal_lab.adapters import (
     adapter_key,
     list_adapter_keys,
 )
-from seal_lab.errors import CorruptObject, FailedPrecondition, NotFound
 from seal_lab.store import ObjectStore
 
 from ..deps import Manager

@@ -1,9 +1,9 @@
 """gRPC server bootstrap shared by the generator, trainer and evaluator.
 
 - standard `grpc.health.v1` service: NOT_SERVING until the service's model is loaded, then SERVING;
-- with a token, an interceptor that refuses calls without it (health stays open; `seal_lab.grpc_auth`);
+- with a token, an interceptor that refuses calls without it (health stays open; `seal_lab.rpc.auth`);
 - an interceptor that maps `SealError` to its status code and logs unexpected errors as INTERNAL, and logs
-  each call with the run and job ids its metadata carries (`seal_lab.callids`), counting it in the metrics;
+  each call with the run and job ids its metadata carries (`seal_lab.rpc.callids`), counting it in the metrics;
 - server reflection (grpcurl), behind the token like every method but health;
 - TLS (mutual TLS as an option) when the security settings name a certificate, else plaintext;
 - SIGTERM/SIGINT -> health NOT_SERVING -> `server.stop(grace)` so in-flight calls can finish.
@@ -25,14 +25,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from seal_lab.callgate import CallGate
-from seal_lab.callids import incoming
 from seal_lab.errors import SealError, StoreUnavailable
-from seal_lab.grpc_auth import OPEN_METHOD_PREFIX, BearerTokenInterceptor, server_credentials
-from seal_lab.grpc_wire import CAUSE_KEY, MAX_MESSAGE_BYTES, STORE_CAUSE
 from seal_lab.logging import bind_context
-from seal_lab.metrics import ServiceMetrics
+from seal_lab.rpc.auth import OPEN_METHOD_PREFIX, BearerTokenInterceptor, server_credentials
+from seal_lab.rpc.callids import incoming
+from seal_lab.rpc.wire import CAUSE_KEY, MAX_MESSAGE_BYTES, STORE_CAUSE
 from seal_lab.security import Security
+from seal_lab.serve.callgate import CallGate
+from seal_lab.serve.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def _trailing_metadata(exc: BaseException) -> tuple[tuple[str, str], ...]:
 
 class _Call:
     """One call of a `seal.v1` method: its run and job ids bound to every log line it writes
-    (`seal_lab.callids`), a line when it starts and one when it is answered, and its metrics."""
+    (`seal_lab.rpc.callids`), a line when it starts and one when it is answered, and its metrics."""
 
     def __init__(
         self, method: str, context: grpc.aio.ServicerContext, metrics: ServiceMetrics | None

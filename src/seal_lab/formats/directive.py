@@ -135,7 +135,7 @@ def _number(value: Any) -> str:
 
 #: The widest limits any trainer may publish (its `SEAL_TRAINER_MAX_*` settings are bounded by these) and a
 #: generator accepts from a caller: a caller's `max_epochs 1e6` is refused, not shown to the model and recorded.
-#: The rank and alpha ceilings are those of an adapter any reader accepts (seal_lab.adapters.AdapterLimits).
+#: The rank and alpha ceilings are those of an adapter any reader accepts (seal_lab.formats.adapters.AdapterLimits).
 DIRECTIVE_CEILING = DirectiveLimits(
     min_epochs=1,
     max_epochs=100,

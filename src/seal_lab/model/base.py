@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from seal_lab.callend import IsCancelled, check_cancelled
 from seal_lab.errors import ConfigurationError
+from seal_lab.model.callend import IsCancelled, check_cancelled
 from seal_lab.settings import EMBEDDED_MODEL, ModelSettings
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Bounds every service applies to the ids and names callers send, before any work: one place, one message.
 
-The passage format's own limits (context, title, questions, answers) live with the format in `seal_lab.data`;
+The passage format's own limits (context, title, questions, answers) live with the format in `seal_lab.formats.passages`;
 store keys have theirs in `seal_lab.store.validate_key`. A refusal names the field and the limit and quotes
 none of a value that may be megabytes long.
 """

@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from seal_lab.adaptercard import model_card
-from seal_lab.directive import DirectiveLimits
 from seal_lab.errors import AlreadyExists, CorruptObject, FailedPrecondition, InvalidArgument, NotFound
+from seal_lab.formats.adaptercard import model_card
+from seal_lab.formats.directive import DirectiveLimits
 from seal_lab.settings import EMBEDDED_MODEL
 from seal_lab.store import ObjectStore, content_digest, is_key_segment, validate_key
 

@@ -21,12 +21,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from seal_lab.datasets import TrainingExample
-from seal_lab.directive import Directive
 from seal_lab.errors import CallCancelled, InvalidArgument
-from seal_lab.groupoptim import GroupAdamW
-from seal_lab.models import LoadedModel
-from seal_lab.multilora import AdapterWeights, StackedLora, fresh_adapter, lora_targets
+from seal_lab.formats.datasets import TrainingExample
+from seal_lab.formats.directive import Directive
+from seal_lab.model.base import LoadedModel
+from seal_lab.model.groupoptim import GroupAdamW
+from seal_lab.model.multilora import AdapterWeights, StackedLora, fresh_adapter, lora_targets
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ StoreFactory = Callable[[StoreSettings], ObjectStore]
 
 
 def _local_factory(settings: StoreSettings) -> ObjectStore:
-    from seal_lab.localstore import LocalStore
+    from seal_lab.store.local import LocalStore
 
     return LocalStore.from_settings(settings)
 
 
 def _s3_factory(settings: StoreSettings) -> ObjectStore:
-    from seal_lab.s3store import S3Store  # minio is imported only when S3 is used
+    from seal_lab.store.s3 import S3Store  # minio is imported only when S3 is used
 
     return S3Store.from_settings(settings)
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seal_lab.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from seal_lab.errors import FailedPrecondition
+from seal_lab.formats.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 PEFT_PREFIX = "base_model.model."
 

@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from seal_lab.adapters import DEFAULT_ADAPTER_LIMITS, AdapterLimits, base_model_ref, fetch_adapter
-from seal_lab.datasets import TrainingExample
-from seal_lab.directive import Directive
-from seal_lab.grouptrain import GroupJob, TrainOutcome, TrainProgressEvent, train_group
-from seal_lab.models import LoadedModel
-from seal_lab.multilora import save_peft_folder
+from seal_lab.formats.adapters import DEFAULT_ADAPTER_LIMITS, AdapterLimits, base_model_ref, fetch_adapter
+from seal_lab.formats.datasets import TrainingExample
+from seal_lab.formats.directive import Directive
+from seal_lab.model.base import LoadedModel
+from seal_lab.model.grouptrain import GroupJob, TrainOutcome, TrainProgressEvent, train_group
+from seal_lab.model.multilora import save_peft_folder
 from seal_lab.store import ObjectStore
 
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from seal_lab.grpc_wire import BUSY_CAUSE, CAUSE_KEY
+from seal_lab.rpc.wire import BUSY_CAUSE, CAUSE_KEY
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from seal_lab.data import unencodable_text
 from seal_lab.errors import InvalidArgument
+from seal_lab.formats.passages import unencodable_text
 from seal_lab.store import ObjectStore, content_digest, jsonl_bytes
 
 DATASET_PREFIX = "datasets"

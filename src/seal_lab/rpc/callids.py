@@ -2,7 +2,7 @@
 
 A client (the coordinator) sends the ids its own log lines carry (`seal_lab.logging.bind_context`) as
 `x-seal-run-id` and `x-seal-job-id`; a server binds what it receives to every log line of that call
-(`seal_lab.grpc_server`). Ids are short tokens: a value that is too long or holds other characters is
+(`seal_lab.serve.server`). Ids are short tokens: a value that is too long or holds other characters is
 dropped with a warning that does not echo it (it could be anything a caller sent), never an error.
 """
 

@@ -9,13 +9,13 @@ from collections.abc import Awaitable, Callable
 from seal.v1 import common_pb2
 from seal_lab import __version__
 from seal_lab.errors import Unavailable
-from seal_lab.grpc_server import GrpcService, serve_until_signalled
 from seal_lab.logging import configure_logging
-from seal_lab.metrics import ServiceMetrics
-from seal_lab.metrics_http import start_metrics_server
-from seal_lab.models import LoadedModel, ModelWorker, load_model
+from seal_lab.model.base import LoadedModel, ModelWorker, load_model
 from seal_lab.runtime import MODEL_EXTRA_HINT, missing_model_packages, runtime_versions
 from seal_lab.security import Security, refuse_unsafe_start
+from seal_lab.serve.metrics import ServiceMetrics
+from seal_lab.serve.metrics_http import start_metrics_server
+from seal_lab.serve.server import GrpcService, serve_until_signalled
 from seal_lab.settings import GrpcServiceSettings, LoggingSettings, ModelSettings
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Container probes: exit 0 when the service is up.
 
-  python -m seal_lab.healthcheck HOST:PORT     a gRPC service reports SERVING (standard health service)
-  python -m seal_lab.healthcheck URL           an HTTP(S) URL answers 2xx (the coordinator's /healthz)
+  python -m seal_lab.rpc.healthcheck HOST:PORT     a gRPC service reports SERVING (standard health service)
+  python -m seal_lab.rpc.healthcheck URL           an HTTP(S) URL answers 2xx (the coordinator's /healthz)
 
 The probe connects as the container's own services do: TLS and the token from `SEAL_TLS_*` and
 `SEAL_AUTH_TOKEN` (health itself needs no token, but under mutual TLS it needs the client certificate).
@@ -14,7 +14,7 @@ import sys
 
 import httpx
 
-from seal_lab.grpc_client import is_serving, open_channel
+from seal_lab.rpc.client import is_serving, open_channel
 from seal_lab.security import Security, security_from_environment
 
 TIMEOUT_SECONDS = 3.0
@@ -35,7 +35,7 @@ def _check_http(url: str, security: Security) -> bool:
 
 def main() -> None:
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m seal_lab.healthcheck HOST:PORT | URL")
+        sys.exit("usage: python -m seal_lab.rpc.healthcheck HOST:PORT | URL")
     target = sys.argv[1]
     security = security_from_environment("healthcheck")
     if target.startswith(("http://", "https://")):

@@ -1,4 +1,4 @@
-"""The stock SQuAD layouts, turned into SEAL-format records for `seal_lab.data` to validate.
+"""The stock SQuAD layouts, turned into SEAL-format records for `seal_lab.formats.passages` to validate.
 
 - SQuAD v1.1 JSON: ``{"data": [{"title", "paragraphs": [{"context", "qas": [{"question", "answers": [{"text",
   "answer_start"}]}]}]}]}``; each paragraph is one passage.
@@ -6,7 +6,7 @@
   "answer_start": [...]}}``, one question per line; rows with the same title and context are one passage.
 
 Only the structure needed to regroup is checked here; every record's fields and bounds are checked by
-`seal_lab.data`, which names each record by where it came from (``data[0].paragraphs[3]``, ``line 7``).
+`seal_lab.formats.passages`, which names each record by where it came from (``data[0].paragraphs[3]``, ``line 7``).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _row_answers(row: dict[str, Any], where: str) -> object:
         if "text" not in answers:
             raise InvalidArgument(f"{where}: 'answers' has no 'text' list")
         return answers["text"]
-    return answers  # a list (or a wrong type), which `seal_lab.data` checks and explains
+    return answers  # a list (or a wrong type), which `seal_lab.formats.passages` checks and explains
 
 
 def from_squad_rows(lines: list[tuple[int, dict[str, Any]]], source: str) -> list[Converted]:

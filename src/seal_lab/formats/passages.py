@@ -2,7 +2,7 @@
 
 The format is a JSON list of ``{title, context, questions: [{question, answer}]}``. A passages file may also
 be stock SQuAD (v1.1 JSON, or Hugging Face ``squad`` rows as JSON lines): `parse_passages_bytes` and
-`load_passages` recognise all three (`seal_lab.squad` regroups the stock layouts). Parsing is strict and
+`load_passages` recognise all three (`seal_lab.formats.squad` regroups the stock layouts). Parsing is strict and
 every refusal says where (source, record index or line, title, field) so that a user can fix a file without
 guessing. Record and question indexes are 0-based: "record 3" is ``data[3]``; line numbers are 1-based.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from seal_lab.errors import InvalidArgument
-from seal_lab.squad import Converted, from_squad_rows, from_squad_v1, json_lines
-from seal_lab.squad import type_name as _type_name
+from seal_lab.formats.squad import Converted, from_squad_rows, from_squad_v1, json_lines
+from seal_lab.formats.squad import type_name as _type_name
 from seal_lab.store import MAX_KEY_SEGMENT_CHARS, is_key_segment
 
 MAX_CONTEXT_CHARS = 20_000

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROTO_DIR = ROOT / "proto"
 OUT_DIR = ROOT / "src"
 PACKAGE = Path("seal") / "v1"

@@ -1,6 +1,6 @@
 """S3 object store on the `minio` client: plain S3 calls only, so MinIO, SeaweedFS and AWS all work.
 
-Imported lazily by `seal_lab.openstore`, so a local-only deployment never loads minio. Building a store does no
+Imported lazily by `seal_lab.store.open`, so a local-only deployment never loads minio. Building a store does no
 network I/O; `check()` probes the bucket (creating it if allowed), so services can start while the store is down.
 
 Writes are write-once on the server: a conditional PUT (`If-None-Match: *`) fails with 412 when the key

@@ -1,7 +1,7 @@
 """Prometheus metrics of a gRPC service, in a registry of its own (tests start several servers in one process).
 
 - `seal_grpc_calls_total{method,code}`, `seal_grpc_call_seconds{method}`, `seal_grpc_calls_in_progress`:
-  every `seal.v1` call, counted by `seal_lab.grpc_server` when it is answered (health is not counted);
+  every `seal.v1` call, counted by `seal_lab.serve.server` when it is answered (health is not counted);
 - `seal_admitted_calls{what}` / `seal_busy_refusals_total{what}`: a servicer's `CallGate` (its queue);
 - `seal_tokens_total{kind}`, `seal_token_seconds_total{kind}`, `seal_tokens_per_second{kind}`: tokens trained
   (trainer, `kind="trained"`) or generated (generator, `kind="generated"`), read from the answers, so no
@@ -9,7 +9,7 @@
 - `process_*` (resident memory, CPU) from prometheus_client, and `seal_cuda_memory_*_bytes{device}` where torch
   has initialised CUDA in this process (this module never imports torch).
 
-`seal_lab.metrics_http` serves the registry.
+`seal_lab.serve.metrics_http` serves the registry.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from seal_lab.callgate import CallGate
+from seal_lab.serve.callgate import CallGate
 
 #: Seconds: from a quick GetInfo to an hour-long training job.
 CALL_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)

@@ -10,9 +10,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from seal_lab.callids import outgoing_now
-from seal_lab.grpc_auth import channel_credentials, metadata_interceptors, token_pairs
-from seal_lab.grpc_wire import BUSY_CAUSE, CAUSE_KEY, MAX_MESSAGE_BYTES, STORE_CAUSE
+from seal_lab.rpc.auth import channel_credentials, metadata_interceptors, token_pairs
+from seal_lab.rpc.callids import outgoing_now
+from seal_lab.rpc.wire import BUSY_CAUSE, CAUSE_KEY, MAX_MESSAGE_BYTES, STORE_CAUSE
 from seal_lab.security import Security
 
 #: Failures worth retrying: the service is down, restarting or too slow. RESOURCE_EXHAUSTED is not one of
@@ -59,7 +59,7 @@ def open_channel(address: str, security: Security | None = None, server_name: st
     """A channel to `address` that sends the token on every call and speaks TLS when `security` has it
     (the server checked against the lab CA, under `server_name` when given; this process's certificate
     presented for mutual TLS). Each call also carries the run and job ids of the caller's log context
-    (`seal_lab.callids`). A `dns:///name:port` address spreads calls over every address of the name."""
+    (`seal_lab.rpc.callids`). A `dns:///name:port` address spreads calls over every address of the name."""
     security = security or Security()
     token = token_pairs(security.token_value)
     interceptors = metadata_interceptors(lambda: [*token, *outgoing_now()])

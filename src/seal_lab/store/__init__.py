@@ -6,8 +6,8 @@ safe. Content-addressed objects (`content_key`) can be read back verified (`get_
 corrupt is moved aside under `quarantine/` so the next reader sees it missing and a writer can restore it.
 Downloads go to a temporary file that is renamed into place, so a reader never sees half a file.
 
-The interface and what every backend shares live here; `seal_lab.localstore` and `seal_lab.s3store` hold the
-backends, and `seal_lab.openstore.open_store` picks one from the settings (the backends import this module,
+The interface and what every backend shares live here; `seal_lab.store.local` and `seal_lab.store.s3` hold the
+backends, and `seal_lab.store.open.open_store` picks one from the settings (the backends import this module,
 never the other way round).
 """
 

@@ -1,0 +1,1 @@
+"""Scores and statistics, pure: answer metrics and the small-sample statistics of the reports."""
