@@ -51,8 +51,8 @@ def main() -> None:
 
     import torch
 
-    from seal_lab.data import demo_passages
-    from seal_lab.models import chat_prompt, cpu_has_native_bf16, load_model
+    from seal_lab.formats.passages import demo_passages
+    from seal_lab.model.base import chat_prompt, cpu_has_native_bf16, load_model
     from seal_lab.settings import ModelSettings
     from services.evaluator.answering import QuestionItem
     from services.generator.formats import get_format
@@ -107,7 +107,7 @@ def main() -> None:
 
 def _measure(loaded: Any, chat: str, questions: list, args: argparse.Namespace, best: Any) -> list[dict]:
     """The evaluator's and the generator's work on `loaded`, at each batch size."""
-    from seal_lab.models import generate_texts
+    from seal_lab.model.base import generate_texts
     from services.evaluator.answering import answer_questions
 
     rows: list[dict] = []

@@ -162,7 +162,7 @@ def main() -> None:
 
 
 def _machine(cores: int, threads: int) -> dict[str, Any]:
-    from seal_lab.models import cpu_has_native_bf16
+    from seal_lab.model.base import cpu_has_native_bf16
 
     cpu = platform.processor()
     try:
