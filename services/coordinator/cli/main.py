@@ -15,7 +15,7 @@ from seal_lab.data import load_passages, passages_to_json
 from seal_lab.errors import InvalidArgument
 
 from ..run.schemas import RewardMetric
-from . import adapters, demo, updown
+from . import adapters, demo, strategies, updown
 from .api_client import (
     CoordinatorError,
     cancel_run,
@@ -291,6 +291,7 @@ app.command()(demo.demo)
 app.command()(updown.up)
 app.command()(updown.down)
 app.add_typer(adapters.app, name="adapters")
+app.add_typer(strategies.app, name="strategies")
 
 
 def main() -> None:

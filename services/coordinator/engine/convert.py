@@ -39,6 +39,7 @@ def generate_request(
         limits=limits,
         include_passage=config.include_passage,
         run_id=run_id,
+        strategy=config.strategy_text(edit_format),
     )
 
 
@@ -59,6 +60,7 @@ def import_request(
         include_passage=config.include_passage or outputs == [""],
         source=source,
         run_id=run_id,
+        strategy=config.strategy_text(edit_format),
     )
 
 
