@@ -105,7 +105,7 @@ def test_schema_errors_name_the_field_and_its_line():
 def test_the_sandbox_refuses_attribute_tricks():
     sneaky = TWO_STAGES.replace("{{ entities }}", "{{ entities.__class__.__mro__ }}")
     strategy = parse_strategy(sneaky)
-    with pytest.raises(Exception, match="unsafe|__class__|undefined"):
+    with pytest.raises(Exception, match=r"unsafe|__class__|undefined"):
         strategy.render(1, "T", "C", {"entities": "x"})
 
 

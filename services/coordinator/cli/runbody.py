@@ -135,11 +135,9 @@ def _comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _read_files(text: str) -> list[str] | None:
-    """Comma-separated paths -> the files' texts (None when no path was given: not sent)."""
+def _read_files(text: str) -> list[str]:
+    """Comma-separated paths -> the files' texts."""
     paths = _comma_list(text)
-    if not paths:
-        return None
     texts = []
     for path in paths:
         try:
