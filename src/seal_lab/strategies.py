@@ -27,7 +27,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -172,7 +172,7 @@ ORIGINAL_FORMATS = {
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
-@cache
+@lru_cache(maxsize=256)  # templates come in requests too: bounded
 def _template(text: str) -> jinja2.Template:
     return _ENV.from_string(text)
 
