@@ -1,7 +1,7 @@
 """A tournament of self-edit strategies: every strategy on the same held-out passages at the same budget.
 
     .venv/bin/python benchmarks/strategies.py --preset smoke   # 2 demo passages, 2 strategies: minutes
-    .venv/bin/python benchmarks/strategies.py --preset cpu     # 12 held-out SQuAD passages, 4 strategies
+    .venv/bin/python benchmarks/strategies.py --preset cpu     # 8 held-out SQuAD passages, 4 strategies (about 1-2 h)
     .venv/bin/python benchmarks/strategies.py --preset gpu     # 200 held-out passages, 8 strategies
     .venv/bin/python benchmarks/strategies.py --strategies implications,entigraph,./mine.yaml --reference implications
 
@@ -38,10 +38,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from conditions import DATA_DIR, _num, _run, choose_passages  # noqa: E402  (the conditions benchmark's machinery)
 
-#: Sizes. "smoke": the demo passages, two strategies, tiny generations (checks the machinery, says nothing
-#: about strategies). "cpu": about an hour on two cores is 12 held-out passages and four strategies
-#: (each run trains 2 adapters per held-out passage plus K per training passage, at about 40 s each).
-#: "gpu": SEAL's 200 held-out passages and the whole built-in set beside SEAL's prompts.
+#: Sizes. "smoke": two held-out passages, two strategies, 48 new tokens (checks the machinery, says nothing
+#: about strategies; measured: 23 min on a 2-core machine shared with other jobs, about 9-13 min per strategy).
+#: "cpu": 8 held-out passages and four strategies. Estimated, not measured: each held-out passage trains two
+#: adapters (passage only and the strategy's) per strategy; at the smoke's loaded pace (about 3.5 min per
+#: held-out passage and strategy) that is about 2 hours, and about an hour on an idle 2-core machine if
+#: conditions.py's 40 s per adapter holds. "gpu": SEAL's 200 held-out passages, eight strategies.
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "heldout": 2,
@@ -52,7 +54,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "retention": False,
     },
     "cpu": {
-        "heldout": 12,
+        "heldout": 8,
         "train": 1,
         "k": 1,
         "max_new_tokens": 160,
