@@ -338,7 +338,9 @@ def builtin_texts() -> dict[str, str]:
 def builtin(name: str) -> Strategy:
     texts = builtin_texts()
     if name not in texts:
-        raise InvalidArgument(f"unknown self-edit strategy {name!r}; built in: {', '.join(texts)}")
+        raise InvalidArgument(
+            f"unknown self-edit format {name!r} (no such built-in strategy); built in: {', '.join(texts)}"
+        )
     strategy = parse_strategy(texts[name], f"{name}.yaml")
     if strategy.name != name:
         raise InvalidArgument(f"built-in strategy file {name}.yaml names itself {strategy.name!r}")

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from seal_lab.data import demo_passages
 from seal_lab.datasets import SelfEditMeta
+from seal_lab.errors import InvalidArgument
 from seal_lab.strategies import (
     MAX_STRATEGY_CHARS,
     StrategyError,
@@ -149,9 +150,9 @@ def _implications_text() -> str:
 
 
 def test_a_request_s_strategy_must_carry_the_name_it_is_sent_under():
-    with pytest.raises(StrategyError.__mro__[1], match="named 'two-step', not 'other'"):
+    with pytest.raises(InvalidArgument, match="named 'two-step', not 'other'"):
         resolve("other", TWO_STAGES)
-    with pytest.raises(StrategyError.__mro__[1], match="unknown self-edit strategy 'haiku'"):
+    with pytest.raises(InvalidArgument, match="unknown self-edit format 'haiku'"):
         resolve("haiku")
 
 
