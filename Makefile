@@ -10,7 +10,7 @@ LIGHT_BIN := $(LIGHT_VENV)/bin
 TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 
-.PHONY: system-packages-test install demo test test-light test-compose k8s-validate docs settings-doc env lock lint format protos bench bench-conditions clean
+.PHONY: system-packages-test install demo test test-light test-compose k8s-validate docs settings-doc env lock lint format protos bench bench-conditions bench-strategies clean
 
 install: $(VENV)/.installed
 
@@ -99,6 +99,11 @@ bench: install
 # SEAL's conditions table with ReST-EM rounds on SQuAD passages (needs ../shared/data/seal/; about an hour).
 bench-conditions: install
 	$(BIN)/python benchmarks/conditions.py
+
+# A tournament of self-edit strategies on the same held-out passages (PRESET=smoke|cpu|gpu; cpu is about an hour).
+PRESET ?= cpu
+bench-strategies: install
+	$(BIN)/python benchmarks/strategies.py --preset $(PRESET)
 
 clean:
 	rm -rf $(VENV) $(LIGHT_VENV) .seal

@@ -19,6 +19,7 @@ from rich.table import Table
 from seal_lab.formats.datasets import TrainingExample
 from seal_lab.formats.directive import Directive, DirectiveLimits
 from seal_lab.formats.passages import demo_passages
+from seal_lab.formats.strategies import builtin
 from seal_lab.logging import configure_logging
 from seal_lab.model.base import load_model
 from seal_lab.model.lora import train_adapter
@@ -27,7 +28,6 @@ from seal_lab.settings import ModelSettings
 from seal_lab.store.local import LocalStore
 from services.evaluator.answering import QuestionItem, answer_questions
 from services.generator.backends import LocalBackend, Sampling
-from services.generator.formats import get_format
 
 DIRECTIVES = {
     "lr 1e-3, 5 epochs": Directive(epochs=5, learning_rate=1e-3, batch_size=1),
@@ -46,14 +46,14 @@ def main() -> None:
 
     loaded = load_model(ModelSettings())
     passages = demo_passages()
-    implications = get_format("implications")
+    implications = builtin("implications")
     with tempfile.TemporaryDirectory() as tmp:
         backend = LocalBackend(loaded, LocalStore(Path(tmp)))
         texts = {
             p.passage_id: [
                 implications.training_texts(raw.text)
                 for raw in backend.write(
-                    implications.prompt(p.title, p.context),
+                    implications.render(0, p.title, p.context, {}),
                     args.samples,
                     Sampling(0.7, 0.95, 192, 0),
                     "",

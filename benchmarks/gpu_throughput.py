@@ -33,13 +33,13 @@ from rich.table import Table
 
 from seal_lab.formats.datasets import TrainingExample
 from seal_lab.formats.directive import DEFAULT_DIRECTIVE, Directive
+from seal_lab.formats.strategies import builtin
 from seal_lab.model.base import LoadedModel, prepare_model
 from seal_lab.model.grouptrain import GroupJob, TrainOutcome, train_group
 from seal_lab.model.multilora import lora_targets
 from seal_lab.settings import ModelSettings
 from services.evaluator.answering import AnswerTask, QuestionItem, answer_tasks
 from services.evaluator.settings import EvaluatorSettings
-from services.generator.formats import get_format
 from services.trainer.settings import TrainerSettings, group_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def load_workload(path: Path | None, passages: int) -> tuple[list[SelfEdit], str
     the product builds them (`implications` format, passage included), and the passage's first questions."""
     if path is None:
         return _synthetic(passages), "synthetic: SEAL's self-edit file was not found"
-    edit_format = get_format("implications")
+    edit_format = builtin("implications")
     edits = []
     for p, record in enumerate(json.loads(path.read_text())[:passages]):
         questions = [

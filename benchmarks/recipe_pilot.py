@@ -29,6 +29,7 @@ from rich.table import Table
 from seal_lab.formats.datasets import TrainingExample
 from seal_lab.formats.directive import Directive
 from seal_lab.formats.passages import retention_questions
+from seal_lab.formats.strategies import builtin
 from seal_lab.logging import configure_logging
 from seal_lab.model.base import LoadedModel, chat_prompt, generate_texts, load_model
 from seal_lab.model.grouptrain import GroupJob, Schedule, train_group
@@ -36,7 +37,6 @@ from seal_lab.model.multilora import StackedLora, lora_targets, with_all_targets
 from seal_lab.scoring.textmetrics import clean_answer, score_answer
 from seal_lab.settings import ModelSettings
 from services.evaluator.answering import gold_logprobs
-from services.generator.formats import get_format
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seal"
 RAW_QUESTION = "Let's answer a question directly and concisely.\nQuestion: {question}\nAnswer:"
@@ -87,8 +87,8 @@ def choose(data_dir: Path, count: int, seed: int) -> list[dict]:
 
 
 def self_edits(loaded: LoadedModel, passages: list[dict], seed: int) -> list[list[str]]:
-    fmt = get_format("implications")
-    prompts = [chat_prompt(loaded.tokenizer, fmt.prompt(p["title"], p["context"])) for p in passages]
+    fmt = builtin("implications")
+    prompts = [chat_prompt(loaded.tokenizer, fmt.render(0, p["title"], p["context"], {})) for p in passages]
     outputs = generate_texts(loaded, prompts, max_new_tokens=192, temperature=0.7, top_p=0.95, seed=seed)
     return [fmt.training_texts(o.text) for o in outputs]
 

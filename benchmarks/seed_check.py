@@ -44,6 +44,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seal_lab.formats.passages import Passage, load_passages, passages_to_json, retention_questions
+from seal_lab.formats.strategies import builtin
 from seal_lab.logging import configure_logging
 from seal_lab.model.base import LoadedModel, chat_prompt, generate_texts, load_model
 from seal_lab.model.grouptrain import Schedule
@@ -51,7 +52,6 @@ from seal_lab.scoring.textmetrics import Scores, clean_answer, score_answer
 from seal_lab.security import Security
 from seal_lab.settings import ModelSettings
 from services.evaluator.answering import QuestionItem, question_prompt
-from services.generator.formats import get_format
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -115,7 +115,7 @@ class Yardstick:
         """The self-edit instruction, before the chat template."""
         if self.edit_prompt == "plain":
             return PLAIN_EDIT_PROMPT.format(title=title, context=context)
-        return get_format("implications").prompt(title, context)
+        return builtin("implications").render(0, title, context, {})
 
     def lines(self, output: str) -> list[str]:
         """The training lines in a generated self-edit."""
@@ -125,7 +125,7 @@ class Yardstick:
         if self.line_cut == "numbering":
             cut = (_NUMBERING.sub("", line).strip() for line in output.splitlines())
             return [line for line in cut if line]
-        return get_format("implications").training_texts(output)
+        return builtin("implications").training_texts(output)
 
     def texts(self, title: str, context: str, lines: list[str]) -> list[str]:
         """The training examples: the passage, then each line (without EOS; `train_adapter` adds it)."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -14,7 +15,7 @@ import httpx
 from seal_lab.errors import ConfigurationError, InvalidArgument
 from seal_lab.formats.adapters import AdapterLimits
 from seal_lab.formats.directive import DIRECTIVE_LINE_PREFIX, DirectiveLimits, format_directive
-from seal_lab.model.base import LoadedModel, chat_prompt, generate_texts
+from seal_lab.model.base import GeneratedText, LoadedModel, chat_prompt, generate_texts
 from seal_lab.model.callend import IsCancelled, check_cancelled
 from seal_lab.model.lora import adapter_applied
 from seal_lab.openai_client import ChatClient, Endpoint, RetryRule
@@ -79,6 +80,19 @@ class Backend(Protocol):
         cancelled: IsCancelled | None = None,
     ) -> list[RawSelfEdit]: ...
 
+    def write_each(
+        self,
+        prompts: list[str],
+        sampling: Sampling,
+        policy_adapter_key: str,
+        limits: DirectiveLimits,
+        cancelled: IsCancelled | None = None,
+        directive: bool = True,
+    ) -> list[RawSelfEdit]:
+        """One text per prompt (a stage of a multi-stage strategy: sample i's prompt holds its earlier
+        stages' outputs); the directive is written only when `directive` (the last stage)."""
+        ...
+
 
 class LocalBackend:
     """The service's own base model, optionally with a policy adapter (ReST-EM) from the store."""
@@ -90,6 +104,16 @@ class LocalBackend:
         self.store = store
         self.model_name = loaded.name
 
+    @contextlib.contextmanager
+    def _model(self, policy_adapter_key: str, limits: DirectiveLimits) -> Iterator[LoadedModel]:
+        if not policy_adapter_key:
+            yield self.loaded
+            return
+        # The policy was trained by the trainer whose limits came with the request: its config stays within them.
+        adapter_limits = AdapterLimits.from_directive_limits(limits)
+        with adapter_applied(self.loaded, self.store, policy_adapter_key, adapter_limits) as policy_model:
+            yield dataclasses.replace(self.loaded, model=policy_model)
+
     def write(
         self,
         prompt: str,
@@ -99,27 +123,41 @@ class LocalBackend:
         limits: DirectiveLimits,
         cancelled: IsCancelled | None = None,
     ) -> list[RawSelfEdit]:
-        if not policy_adapter_key:
-            return self._write(self.loaded, prompt, num_samples, sampling, limits, cancelled)
-        # The policy was trained by the trainer whose limits came with the request: its config stays within them.
-        adapter_limits = AdapterLimits.from_directive_limits(limits)
-        with adapter_applied(self.loaded, self.store, policy_adapter_key, adapter_limits) as policy_model:
-            with_policy = dataclasses.replace(self.loaded, model=policy_model)
-            return self._write(with_policy, prompt, num_samples, sampling, limits, cancelled)
+        with self._model(policy_adapter_key, limits) as model:
+            chat = chat_prompt(model.tokenizer, prompt)
+            edits = self._generate(model, [chat], num_samples, sampling, cancelled)
+            return self._with_directives(model, [chat] * num_samples, edits, sampling, limits, cancelled)
+
+    def write_each(
+        self,
+        prompts: list[str],
+        sampling: Sampling,
+        policy_adapter_key: str,
+        limits: DirectiveLimits,
+        cancelled: IsCancelled | None = None,
+        directive: bool = True,
+    ) -> list[RawSelfEdit]:
+        with self._model(policy_adapter_key, limits) as model:
+            chats = [chat_prompt(model.tokenizer, prompt) for prompt in prompts]
+            edits = self._generate(model, chats, 1, sampling, cancelled)
+            if not directive:
+                return [
+                    RawSelfEdit(edit.text, "", edit.tokens, policy_examples=((chat, edit.text),))
+                    for chat, edit in zip(chats, edits, strict=True)
+                ]
+            return self._with_directives(model, chats, edits, sampling, limits, cancelled)
 
     @staticmethod
-    def _write(
+    def _generate(
         model: LoadedModel,
-        prompt: str,
+        chats: list[str],
         num_samples: int,
         sampling: Sampling,
-        limits: DirectiveLimits,
         cancelled: IsCancelled | None,
-    ) -> list[RawSelfEdit]:
-        chat = chat_prompt(model.tokenizer, prompt)
-        edits = generate_texts(
+    ) -> list[GeneratedText]:
+        return generate_texts(
             model,
-            [chat],
+            chats,
             max_new_tokens=sampling.max_new_tokens,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
@@ -127,10 +165,21 @@ class LocalBackend:
             num_return_sequences=num_samples,
             cancelled=cancelled,
         )
+
+    @staticmethod
+    def _with_directives(
+        model: LoadedModel,
+        chats: list[str],
+        edits: list[GeneratedText],
+        sampling: Sampling,
+        limits: DirectiveLimits,
+        cancelled: IsCancelled | None,
+    ) -> list[RawSelfEdit]:
+        """Each edit (written for the chat at its index) and the directive written after it."""
         # The directive is written as a continuation of the self-edit: a small model asked for it inside the
         # main prompt mixes it into the self-edit; prefilled, it does not.
         prefill = f"\n\nTo learn these facts, train a LoRA adapter. {directive_guidance(limits)}\n{DIRECTIVE_PREFIX}"
-        continuations = [chat + edit.text.rstrip() + prefill for edit in edits]
+        continuations = [chat + edit.text.rstrip() + prefill for chat, edit in zip(chats, edits, strict=True)]
         directives = generate_texts(
             model,
             continuations,
@@ -148,7 +197,9 @@ class LocalBackend:
                 edit.tokens + directive.tokens,
                 policy_examples=((chat, edit.text), (continuation, directive.text)),
             )
-            for edit, directive, continuation in zip(edits, directives, continuations, strict=True)
+            for chat, edit, directive, continuation in zip(
+                chats, edits, directives, continuations, strict=True
+            )
         ]
 
 
@@ -203,6 +254,17 @@ class OpenAIBackend:
         limits: DirectiveLimits,
         cancelled: IsCancelled | None = None,
     ) -> list[RawSelfEdit]:
+        return self.write_each([prompt] * num_samples, sampling, policy_adapter_key, limits, cancelled)
+
+    def write_each(
+        self,
+        prompts: list[str],
+        sampling: Sampling,
+        policy_adapter_key: str,
+        limits: DirectiveLimits,
+        cancelled: IsCancelled | None = None,
+        directive: bool = True,
+    ) -> list[RawSelfEdit]:
         if policy_adapter_key:
             raise InvalidArgument(
                 "a policy adapter needs the local backend; this generator uses a remote teacher"
@@ -211,10 +273,12 @@ class OpenAIBackend:
         instruction = (
             "\n\nAfter the list, choose how a small model should be trained on it (a LoRA adapter) and write one "
             f"last line that starts with 'Training:'. {directive_guidance(limits)}"
+            if directive
+            else ""
         )
         results = []
-        for index in range(num_samples):  # one request per sample: not every server supports `n`
-            check_cancelled(cancelled, f"before sample {index + 1} of {num_samples}")
+        for index, prompt in enumerate(prompts):  # one request per sample: not every server supports `n`
+            check_cancelled(cancelled, f"before sample {index + 1} of {len(prompts)}")
             reply = self._chat.complete(
                 [{"role": "user", "content": prompt + instruction}],
                 temperature=sampling.temperature,
@@ -223,7 +287,7 @@ class OpenAIBackend:
                 seed=sampling.seed + index,
             )
             text = reply.text or ""
-            results.append(RawSelfEdit(text, text, reply.completion_tokens))
+            results.append(RawSelfEdit(text, text if directive else "", reply.completion_tokens))
         return results
 
     def close(self) -> None:

@@ -7,10 +7,10 @@ from typing import Any
 
 from seal_lab.formats.datasets import SelfEditMeta, TrainingExample, write_dataset
 from seal_lab.formats.directive import DirectiveLimits, ParsedDirective, parse_directive
+from seal_lab.formats.strategies import Strategy
 from seal_lab.store import ObjectStore
 
 from .backends import RawSelfEdit
-from .formats import SelfEditFormat
 
 
 @dataclass(frozen=True)
@@ -40,17 +40,18 @@ def store_self_edit(
     store: ObjectStore,
     raw: RawSelfEdit,
     sample_index: int,
-    edit_format: SelfEditFormat,
+    strategy: Strategy,
     limits: DirectiveLimits,
     passage: Any,
     prompt: str,
     include_passage: bool,
     provenance: dict[str, Any],
+    stages: tuple[dict[str, str], ...] = (),
 ) -> StoredSelfEdit:
     parsed = parse_directive(raw.directive_text, limits)
-    texts = edit_format.training_texts(raw.text)
+    texts = strategy.training_texts(raw.text)
     meta = SelfEditMeta(
-        format=edit_format.name,
+        format=strategy.name,
         passage_id=passage.passage_id,
         sample_index=sample_index,
         prompt=prompt,
@@ -63,6 +64,8 @@ def store_self_edit(
         generated_tokens=raw.tokens,
         policy_examples=tuple(TrainingExample(p, c) for p, c in raw.policy_examples),
         provenance=provenance,
+        strategy_sha256=strategy.key_hash,
+        stages=stages,
     )
     examples = training_examples(passage.title, passage.context, texts, include_passage)
     key = write_dataset(store, meta, examples)

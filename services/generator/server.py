@@ -20,6 +20,7 @@ from seal_lab.errors import CallCancelled, InvalidArgument
 from seal_lab.formats.bounds import MAX_FORMAT_CHARS, MAX_ID_CHARS, MAX_LABEL_CHARS, check_length
 from seal_lab.formats.directive import DIRECTIVE_CEILING, Directive, DirectiveLimits
 from seal_lab.formats.passages import MAX_CONTEXT_CHARS, MAX_TITLE_CHARS, check_passage_id
+from seal_lab.formats.strategies import MAX_STRATEGY_CHARS, Strategy, builtin_names, resolve
 from seal_lab.logging import bind_context
 from seal_lab.model.callend import IsCancelled, call_end, check_cancelled
 from seal_lab.runtime import runtime_versions
@@ -30,9 +31,9 @@ from seal_lab.store import ObjectStore, validate_key
 from seal_lab.store.outage import OutagePolicy, call_sync, wait_for_store
 
 from .backends import Backend, LocalBackend, RawSelfEdit, Sampling
-from .formats import FORMATS, SelfEditFormat, get_format
 from .selfedit import store_self_edit
 from .settings import GeneratorSettings
+from .stages import StagedSelfEdit, run_stages, stage_sampling
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +79,16 @@ def validate_limits(message: common_pb2.DirectiveLimits) -> DirectiveLimits:
     return limits
 
 
-def _validate_common(format_name: str, run_id: str) -> None:
+def _validate_common(format_name: str, strategy_text: str, run_id: str) -> Strategy:
     check_length(format_name, MAX_FORMAT_CHARS, "format")
-    get_format(format_name)
+    check_length(strategy_text, MAX_STRATEGY_CHARS, "strategy")
     check_length(run_id, MAX_ID_CHARS, "run_id")
+    return resolve(format_name, strategy_text)
 
 
 def validate_request(request: generator_pb2.GenerateRequest) -> Sampling:
     validate_passage(request.passage)
-    _validate_common(request.format, request.run_id)
+    _validate_common(request.format, request.strategy, request.run_id)
     if not 1 <= request.num_samples <= MAX_SAMPLES:
         raise InvalidArgument(f"num_samples={request.num_samples} must be in [1, {MAX_SAMPLES}]")
     sampling = request.sampling
@@ -110,7 +112,7 @@ def validate_request(request: generator_pb2.GenerateRequest) -> Sampling:
 
 def validate_import(request: generator_pb2.ImportRequest) -> None:
     validate_passage(request.passage)
-    _validate_common(request.format, request.run_id)
+    _validate_common(request.format, request.strategy, request.run_id)
     check_length(request.source, MAX_LABEL_CHARS, "source")
     if not 1 <= len(request.outputs) <= MAX_SAMPLES:
         raise InvalidArgument(f"{len(request.outputs)} outputs; give 1 to {MAX_SAMPLES}")
@@ -174,11 +176,11 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 version=__version__,
                 model_name=backend.model_name,
                 model_fingerprint=self._fingerprint(),
-                formats=list(FORMATS),
+                formats=builtin_names(),
                 backend=backend.name,
                 runtime=runtime_versions(),
             )
-        return self.host.info(formats=list(FORMATS), backend=backend.name)
+        return self.host.info(formats=builtin_names(), backend=backend.name)
 
     async def Generate(self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext):
         sampling = validate_request(request)
@@ -221,34 +223,39 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         fingerprint: str,
         cancelled: IsCancelled,
     ) -> list[generator_pb2.SelfEdit]:
-        edit_format = get_format(request.format)
+        strategy = resolve(request.format, request.strategy)
         limits = DirectiveLimits.from_proto(request.limits)
         passage = request.passage
-        prompt = edit_format.prompt(passage.title, passage.context)
         # A policy adapter comes from the store, which may be away for a while (without one, nothing here
         # touches the store and this is a single call).
-        raws = call_sync(
-            lambda: backend.write(
-                prompt, request.num_samples, sampling, request.policy_adapter_key, limits, cancelled=cancelled
+        staged = call_sync(
+            lambda: run_stages(
+                backend,
+                strategy,
+                passage.title,
+                passage.context,
+                request.num_samples,
+                sampling,
+                request.policy_adapter_key,
+                limits,
+                cancelled=cancelled,
             ),
             self.outage,
             "loading the policy adapter",
         )
-        provenance = {
+        provenance: dict[str, Any] = {
             "backend": backend.name,
             "generator_model": backend.model_name,
             "generator_fingerprint": fingerprint,
             "policy_adapter_key": request.policy_adapter_key,
-            "sampling": {
-                "temperature": sampling.temperature,
-                "top_p": sampling.top_p,
-                "max_new_tokens": sampling.max_new_tokens,
-                "seed": sampling.seed,
-            },
+            "sampling": _sampling_record(stage_sampling(strategy, len(strategy.stages) - 1, sampling)),
         }
-        return self._store(
-            raws, edit_format, limits, passage, prompt, request.include_passage, provenance, cancelled
-        )
+        if len(strategy.stages) > 1:
+            provenance["stage_sampling"] = [
+                _sampling_record(stage_sampling(strategy, i, sampling)) for i in range(len(strategy.stages))
+            ]
+        include_passage = _include_passage(strategy, request.include_passage)
+        return self._store(staged, strategy, limits, passage, include_passage, provenance, cancelled)
 
     async def Import(self, request: generator_pb2.ImportRequest, context: grpc.aio.ServicerContext):
         validate_import(request)
@@ -264,40 +271,47 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     def _import(
         self, request: generator_pb2.ImportRequest, cancelled: IsCancelled
     ) -> list[generator_pb2.SelfEdit]:
-        edit_format = get_format(request.format)
+        strategy = resolve(request.format, request.strategy)
         for index, output in enumerate(request.outputs):
-            if not request.include_passage and not edit_format.training_texts(output):
+            if not request.include_passage and not strategy.training_texts(output):
                 raise InvalidArgument(
-                    f"outputs[{index}] holds no {edit_format.name} training text and include_passage is false"
+                    f"outputs[{index}] holds no {strategy.name} training text and include_passage is false"
                 )
-        raws = [RawSelfEdit(output, output, 0) for output in request.outputs]
         passage = request.passage
+        # The prompt recorded is the first stage's (the only one that needs no earlier output).
+        prompt = strategy.render(0, passage.title, passage.context, {})
+        staged = [StagedSelfEdit(RawSelfEdit(output, output, 0), prompt, ()) for output in request.outputs]
         provenance = {"backend": "import", "source": request.source}
-        prompt = edit_format.prompt(passage.title, passage.context)
         limits = DirectiveLimits.from_proto(request.limits)
-        return self._store(
-            raws, edit_format, limits, passage, prompt, request.include_passage, provenance, cancelled
-        )
+        return self._store(staged, strategy, limits, passage, request.include_passage, provenance, cancelled)
 
     def _store(
         self,
-        raws: list[RawSelfEdit],
-        edit_format: SelfEditFormat,
+        staged: list[StagedSelfEdit],
+        strategy: Strategy,
         limits: DirectiveLimits,
         passage: generator_pb2.Passage,
-        prompt: str,
         include_passage: bool,
         provenance: dict[str, Any],
         cancelled: IsCancelled,
     ) -> list[generator_pb2.SelfEdit]:
         messages = []
-        for index, raw in enumerate(raws):
+        for index, edit in enumerate(staged):
             # A call that has ended stores nothing more (what it asked for goes to nobody).
-            check_cancelled(cancelled, f"before storing self-edit {index + 1} of {len(raws)}")
+            check_cancelled(cancelled, f"before storing self-edit {index + 1} of {len(staged)}")
             # Written content-addressed (idempotent), waiting out a store outage with the texts in memory.
             stored = call_sync(
-                lambda i=index, r=raw: store_self_edit(
-                    self.store, r, i, edit_format, limits, passage, prompt, include_passage, provenance
+                lambda i=index, e=edit: store_self_edit(
+                    self.store,
+                    e.raw,
+                    i,
+                    strategy,
+                    limits,
+                    passage,
+                    e.prompt,
+                    include_passage,
+                    provenance,
+                    stages=e.stages,
                 ),
                 self.outage,
                 "storing a self-edit",
@@ -305,14 +319,29 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             messages.append(
                 generator_pb2.SelfEdit(
                     dataset_key=stored.dataset_key,
-                    format=edit_format.name,
+                    format=strategy.name,
                     sample_index=index,
                     directive=stored.parsed.directive.to_proto(),
                     directive_source=stored.parsed.source.to_proto(),
                     directive_notes=list(stored.parsed.notes),
                     num_texts=len(stored.texts),
-                    preview=raw.text[:240],
-                    generated_tokens=raw.tokens,
+                    preview=edit.raw.text[:240],
+                    generated_tokens=edit.raw.tokens,
                 )
             )
         return messages
+
+
+def _include_passage(strategy: Strategy, requested: bool) -> bool:
+    """The strategy's own choice when it makes one, else the request's. (Imports keep the request's: the
+    passage-only row is an import that must train on the passage whatever the strategy says.)"""
+    return requested if strategy.include_passage is None else strategy.include_passage
+
+
+def _sampling_record(sampling: Sampling) -> dict[str, float | int]:
+    return {
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_new_tokens": sampling.max_new_tokens,
+        "seed": sampling.seed,
+    }

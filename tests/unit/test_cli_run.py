@@ -14,6 +14,7 @@ import typer
 from pydantic import Field
 from typer.testing import CliRunner
 
+from seal_lab.formats.strategies import builtin_texts
 from services.coordinator.cli import main as cli
 from services.coordinator.cli.runbody import (
     CONFIG_FILE_ONLY,
@@ -179,6 +180,8 @@ def test_a_field_with_no_command_line_form_is_refused_by_name():
 def test_every_option_lands_in_the_request_with_its_value(coordinator, tmp_path):
     teacher = write(tmp_path / "teacher.json", json.dumps(TEACHER_FILE))
     dataset = write(tmp_path / "passages.json", json.dumps([{**PASSAGE, "title": f"T{i}"} for i in range(3)]))
+    # a strategy file named like a built-in replaces it in this run
+    strategy = write(tmp_path / "rewrite.yaml", builtin_texts()["rewrite"].replace("a few", "several"))
     args = {
         "--name": "all", "--dataset": str(dataset), "--limit": "3", "--k": "2", "--formats": "rewrite,self-qa",
         "--temperature": "0.5", "--top-p": "0.5", "--max-new-tokens": "64", "--seed": "9",
@@ -187,6 +190,7 @@ def test_every_option_lands_in_the_request_with_its_value(coordinator, tmp_path)
         "--rounds": "1", "--heldout": "1", "--heldout-format": "self-qa", "--conditions-directive": "generated",
         "--policy-directive": "epochs=3,learning_rate=5e-4", "--min-reward": "0.1",
         "--directive-search": "epochs=2", "--teacher": f"gpt:rewrite:1={teacher}",
+        "--strategy-files": str(strategy),
     }  # fmt: skip
     flags = ["--no-retention", "--no-include-passage", "--no-specificity-control"]
     result = invoke(*[part for pair in args.items() for part in pair], *flags)
@@ -202,6 +206,7 @@ def test_every_option_lands_in_the_request_with_its_value(coordinator, tmp_path)
         request.config.policy_directive.epochs == 3 and request.config.policy_directive.learning_rate == 5e-4
     )
     assert (request.name, request.limit, len(request.passages or [])) == ("all", 3, 3)
+    assert "rewrite it in several different ways" in request.config.strategy_text("rewrite")
     imported = request.teachers[0]
     assert (imported.name, imported.format, imported.completion_index) == ("gpt", "rewrite", 1)
 

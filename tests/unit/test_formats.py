@@ -6,16 +6,17 @@ import pytest
 
 from seal_lab.errors import InvalidArgument
 from seal_lab.formats.datasets import TrainingExample
-from services.generator.formats import FORMATS, get_format
+from seal_lab.formats.strategies import builtin as get_format
+from seal_lab.formats.strategies import builtin_names
 from services.generator.selfedit import training_examples
 
 
 def test_seal_formats_are_available():
-    assert {"implications", "rewrite", "self-qa"} <= set(FORMATS)
+    assert {"implications", "rewrite", "self-qa"} <= set(builtin_names())
 
 
 def test_prompt_contains_the_passage():
-    prompt = get_format("implications").prompt("The Lamp", "The lamp is red.")
+    prompt = get_format("implications").render(0, "The Lamp", "The lamp is red.", {})
     assert "The Lamp\nThe lamp is red." in prompt and "implications" in prompt
 
 

@@ -14,7 +14,7 @@ import typer
 from seal_lab.errors import InvalidArgument
 from seal_lab.formats.passages import load_passages, passages_to_json
 
-from . import adapters, demo, updown
+from . import adapters, demo, strategies, updown
 from .api_client import (
     CoordinatorError,
     cancel_run,
@@ -290,6 +290,7 @@ app.command()(demo.demo)
 app.command()(updown.up)
 app.command()(updown.down)
 app.add_typer(adapters.app, name="adapters")
+app.add_typer(strategies.app, name="strategies")
 
 
 def main() -> None:

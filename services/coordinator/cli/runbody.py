@@ -19,6 +19,9 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from seal_lab.errors import InvalidArgument
+from seal_lab.formats.strategies import read_strategy_file
+
 from ..run.schemas import RunConfig, annotation_members
 from .api_client import CoordinatorError
 
@@ -132,6 +135,18 @@ def _comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def _read_files(text: str) -> list[str]:
+    """Comma-separated paths -> the files' texts."""
+    paths = _comma_list(text)
+    texts = []
+    for path in paths:
+        try:
+            texts.append(read_strategy_file(Path(path)))
+        except InvalidArgument as exc:
+            raise CoordinatorError(exc.message) from None
+    return texts
+
+
 def _as_typed(value: Any) -> Any:
     return value
 
@@ -173,6 +188,8 @@ def _option(owner: type[BaseModel], name: str, info: FieldInfo) -> ConfigOption:
     flag = "--" + name.replace("_", "-")
     annotation, args = info.annotation, get_args(info.annotation)
     default = info.get_default(call_default_factory=True)
+    if (info.json_schema_extra or {}).get("cli") == "files":  # text sent, paths typed
+        return ConfigOption(name, str, "", f"{described} (comma-separated paths)", _read_files)
     if (scalar := _scalar(annotation)) is not None:
         return ConfigOption(name, scalar, default, described, _as_typed)
     if get_origin(annotation) is list and len(args) == 1 and _scalar(args[0]) is not None:

@@ -49,6 +49,7 @@ def generate_request(
         limits=limits.to_proto(),
         include_passage=config.include_passage,
         run_id=run_id,
+        strategy=config.strategy_text(edit_format),
     )
 
 
@@ -69,6 +70,7 @@ def import_request(
         include_passage=config.include_passage or outputs == [""],
         source=source,
         run_id=run_id,
+        strategy=config.strategy_text(edit_format),
     )
 
 

@@ -228,7 +228,10 @@ class RunManager:
             raise InvalidArgument(
                 f"{len(passages)} passages; this coordinator takes at most {self.settings.max_passages_per_run}"
             )
-        requested = set(body.config.formats) | {t.format for t in body.teachers}
+        # A strategy the run sends as a file needs no generator to know it.
+        requested = (set(body.config.formats) | {t.format for t in body.teachers}) - set(
+            body.config.strategy_texts
+        )
         known = self.calls.known_formats
         unknown = sorted(f for f in requested if known and f not in known)
         if unknown:

@@ -63,7 +63,8 @@ def check_services(
                 f"the trainer at {address} does not allow the directives this run sets: {'; '.join(problems)}"
                 " (a directive the run sets is refused, not clamped: start a run with values inside them)"
             )
-    unknown = [f for f in config.formats if f not in generator.formats]
+    sent = config.strategy_texts  # strategies the run sends as files
+    unknown = [f for f in config.formats if f not in generator.formats and f not in sent]
     if unknown:
         raise FailedPrecondition(
             f"unknown self-edit format(s) {unknown}; the generator knows {list(generator.formats)}"

@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from seal_lab.errors import InvalidArgument
 from seal_lab.formats.passages import retention_set_size, unencodable_text
+from seal_lab.formats.strategies import MAX_STRATEGY_CHARS, StrategyError, parse_strategy
 from seal_lab.store import MAX_KEY_CHARS, validate_key
 
 from .limits import (
@@ -241,6 +242,14 @@ class RunConfig(RequestModel):
         max_length=8,
         description="also train every training self-edit with each of these directives and keep the best",
     )
+    strategy_files: list[Annotated[str, StringConstraints(max_length=MAX_STRATEGY_CHARS)]] = Field(
+        [],
+        max_length=4,
+        description="self-edit strategies as files (YAML, `seal-lab strategies check FILE`): each defines the "
+        "strategy of its `name`, which `formats` or `heldout_format` then names (one named like a built-in "
+        "replaces it in this run); the command line takes the files' paths",
+        json_schema_extra={"cli": "files"},
+    )
 
     @field_validator("policy_adapter_key")
     @classmethod
@@ -253,6 +262,28 @@ class RunConfig(RequestModel):
                 raise ValueError(exc.message) from None
         return key
 
+    @field_validator("strategy_files")
+    @classmethod
+    def _strategies_parse(cls, texts: list[str]) -> list[str]:
+        names = []
+        for index, text in enumerate(texts):
+            try:
+                names.append(parse_strategy(text, f"strategy_files[{index}]").name)
+            except StrategyError as exc:
+                raise ValueError(exc.message) from None
+        if len(set(names)) != len(names):
+            raise ValueError(f"strategy_files define a name twice: {names}")
+        return texts
+
+    @property
+    def strategy_texts(self) -> dict[str, str]:
+        """The strategies this run sends, by name (the built-ins are the generator's own)."""
+        return {parse_strategy(text).name: text for text in self.strategy_files}
+
+    def strategy_text(self, name: str) -> str:
+        """What a request for strategy `name` sends: the file's text, or "" for a built-in."""
+        return self.strategy_texts.get(name, "")
+
     @model_validator(mode="after")
     def _unique_formats(self) -> RunConfig:
         if len(set(self.formats)) != len(self.formats):
@@ -264,6 +295,9 @@ class RunConfig(RequestModel):
             )
         if self.heldout_format and self.heldout_format not in self.formats:
             raise ValueError(f"heldout_format {self.heldout_format!r} is not one of formats {self.formats}")
+        unused = sorted(set(self.strategy_texts) - {*self.formats, self.heldout_format})
+        if unused:
+            raise ValueError(f"strategy_files define {unused}, named in neither formats nor heldout_format")
         return self
 
     @property

@@ -25,29 +25,29 @@ _sym_db = _symbol_database.Default()
 from seal.v1 import common_pb2 as seal_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17seal/v1/generator.proto\x12\x07seal.v1\x1a\x14seal/v1/common.proto\"=\n\x07Passage\x12\x12\n\npassage_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\t\"Z\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x01\x12\r\n\x05top_p\x18\x02 \x01(\x01\x12\x16\n\x0emax_new_tokens\x18\x03 \x01(\x05\x12\x0c\n\x04seed\x18\x04 \x01(\x04\"\xf3\x01\n\x0fGenerateRequest\x12!\n\x07passage\x18\x01 \x01(\x0b\x32\x10.seal.v1.Passage\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x13\n\x0bnum_samples\x18\x03 \x01(\x05\x12)\n\x08sampling\x18\x04 \x01(\x0b\x32\x17.seal.v1.SamplingParams\x12\x1a\n\x12policy_adapter_key\x18\x05 \x01(\t\x12(\n\x06limits\x18\x06 \x01(\x0b\x32\x18.seal.v1.DirectiveLimits\x12\x17\n\x0finclude_passage\x18\x07 \x01(\x08\x12\x0e\n\x06run_id\x18\x08 \x01(\t\"\xf7\x01\n\x08SelfEdit\x12\x13\n\x0b\x64\x61taset_key\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x14\n\x0csample_index\x18\x03 \x01(\x05\x12%\n\tdirective\x18\x04 \x01(\x0b\x32\x12.seal.v1.Directive\x12\x32\n\x10\x64irective_source\x18\x05 \x01(\x0e\x32\x18.seal.v1.DirectiveSource\x12\x17\n\x0f\x64irective_notes\x18\x06 \x03(\t\x12\x11\n\tnum_texts\x18\x07 \x01(\x05\x12\x0f\n\x07preview\x18\x08 \x01(\t\x12\x18\n\x10generated_tokens\x18\t \x01(\x05\"\xb6\x01\n\rImportRequest\x12!\n\x07passage\x18\x01 \x01(\x0b\x32\x10.seal.v1.Passage\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x0f\n\x07outputs\x18\x03 \x03(\t\x12(\n\x06limits\x18\x04 \x01(\x0b\x32\x18.seal.v1.DirectiveLimits\x12\x17\n\x0finclude_passage\x18\x05 \x01(\x08\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x0e\n\x06run_id\x18\x07 \x01(\t\"e\n\x10GenerateResponse\x12%\n\nself_edits\x18\x01 \x03(\x0b\x32\x11.seal.v1.SelfEdit\x12\x19\n\x11model_fingerprint\x18\x02 \x01(\t\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\"N\n\x0eImportResponse\x12%\n\nself_edits\x18\x01 \x03(\x0b\x32\x11.seal.v1.SelfEdit\x12\x0f\n\x07seconds\x18\x03 \x01(\x01J\x04\x08\x02\x10\x03*\xaa\x01\n\x0f\x44irectiveSource\x12 \n\x1c\x44IRECTIVE_SOURCE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44IRECTIVE_SOURCE_PARSED\x10\x01\x12\x1c\n\x18\x44IRECTIVE_SOURCE_CLAMPED\x10\x02\x12\x1c\n\x18\x44IRECTIVE_SOURCE_PARTIAL\x10\x03\x12\x1c\n\x18\x44IRECTIVE_SOURCE_DEFAULT\x10\x04\x32\xc1\x01\n\tGenerator\x12\x38\n\x07GetInfo\x12\x17.seal.v1.GetInfoRequest\x1a\x14.seal.v1.ServiceInfo\x12?\n\x08Generate\x12\x18.seal.v1.GenerateRequest\x1a\x19.seal.v1.GenerateResponse\x12\x39\n\x06Import\x12\x16.seal.v1.ImportRequest\x1a\x17.seal.v1.ImportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17seal/v1/generator.proto\x12\x07seal.v1\x1a\x14seal/v1/common.proto\"=\n\x07Passage\x12\x12\n\npassage_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\t\"Z\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x01\x12\r\n\x05top_p\x18\x02 \x01(\x01\x12\x16\n\x0emax_new_tokens\x18\x03 \x01(\x05\x12\x0c\n\x04seed\x18\x04 \x01(\x04\"\x85\x02\n\x0fGenerateRequest\x12!\n\x07passage\x18\x01 \x01(\x0b\x32\x10.seal.v1.Passage\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x13\n\x0bnum_samples\x18\x03 \x01(\x05\x12)\n\x08sampling\x18\x04 \x01(\x0b\x32\x17.seal.v1.SamplingParams\x12\x1a\n\x12policy_adapter_key\x18\x05 \x01(\t\x12(\n\x06limits\x18\x06 \x01(\x0b\x32\x18.seal.v1.DirectiveLimits\x12\x17\n\x0finclude_passage\x18\x07 \x01(\x08\x12\x0e\n\x06run_id\x18\x08 \x01(\t\x12\x10\n\x08strategy\x18\t \x01(\t\"\xf7\x01\n\x08SelfEdit\x12\x13\n\x0b\x64\x61taset_key\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x14\n\x0csample_index\x18\x03 \x01(\x05\x12%\n\tdirective\x18\x04 \x01(\x0b\x32\x12.seal.v1.Directive\x12\x32\n\x10\x64irective_source\x18\x05 \x01(\x0e\x32\x18.seal.v1.DirectiveSource\x12\x17\n\x0f\x64irective_notes\x18\x06 \x03(\t\x12\x11\n\tnum_texts\x18\x07 \x01(\x05\x12\x0f\n\x07preview\x18\x08 \x01(\t\x12\x18\n\x10generated_tokens\x18\t \x01(\x05\"\xc8\x01\n\rImportRequest\x12!\n\x07passage\x18\x01 \x01(\x0b\x32\x10.seal.v1.Passage\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x0f\n\x07outputs\x18\x03 \x03(\t\x12(\n\x06limits\x18\x04 \x01(\x0b\x32\x18.seal.v1.DirectiveLimits\x12\x17\n\x0finclude_passage\x18\x05 \x01(\x08\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x0e\n\x06run_id\x18\x07 \x01(\t\x12\x10\n\x08strategy\x18\x08 \x01(\t\"e\n\x10GenerateResponse\x12%\n\nself_edits\x18\x01 \x03(\x0b\x32\x11.seal.v1.SelfEdit\x12\x19\n\x11model_fingerprint\x18\x02 \x01(\t\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\"N\n\x0eImportResponse\x12%\n\nself_edits\x18\x01 \x03(\x0b\x32\x11.seal.v1.SelfEdit\x12\x0f\n\x07seconds\x18\x03 \x01(\x01J\x04\x08\x02\x10\x03*\xaa\x01\n\x0f\x44irectiveSource\x12 \n\x1c\x44IRECTIVE_SOURCE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44IRECTIVE_SOURCE_PARSED\x10\x01\x12\x1c\n\x18\x44IRECTIVE_SOURCE_CLAMPED\x10\x02\x12\x1c\n\x18\x44IRECTIVE_SOURCE_PARTIAL\x10\x03\x12\x1c\n\x18\x44IRECTIVE_SOURCE_DEFAULT\x10\x04\x32\xc1\x01\n\tGenerator\x12\x38\n\x07GetInfo\x12\x17.seal.v1.GetInfoRequest\x1a\x14.seal.v1.ServiceInfo\x12?\n\x08Generate\x12\x18.seal.v1.GenerateRequest\x1a\x19.seal.v1.GenerateResponse\x12\x39\n\x06Import\x12\x16.seal.v1.ImportRequest\x1a\x17.seal.v1.ImportResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'seal.v1.generator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DIRECTIVESOURCE']._serialized_start=1078
-  _globals['_DIRECTIVESOURCE']._serialized_end=1248
+  _globals['_DIRECTIVESOURCE']._serialized_start=1114
+  _globals['_DIRECTIVESOURCE']._serialized_end=1284
   _globals['_PASSAGE']._serialized_start=58
   _globals['_PASSAGE']._serialized_end=119
   _globals['_SAMPLINGPARAMS']._serialized_start=121
   _globals['_SAMPLINGPARAMS']._serialized_end=211
   _globals['_GENERATEREQUEST']._serialized_start=214
-  _globals['_GENERATEREQUEST']._serialized_end=457
-  _globals['_SELFEDIT']._serialized_start=460
-  _globals['_SELFEDIT']._serialized_end=707
-  _globals['_IMPORTREQUEST']._serialized_start=710
-  _globals['_IMPORTREQUEST']._serialized_end=892
-  _globals['_GENERATERESPONSE']._serialized_start=894
-  _globals['_GENERATERESPONSE']._serialized_end=995
-  _globals['_IMPORTRESPONSE']._serialized_start=997
-  _globals['_IMPORTRESPONSE']._serialized_end=1075
-  _globals['_GENERATOR']._serialized_start=1251
-  _globals['_GENERATOR']._serialized_end=1444
+  _globals['_GENERATEREQUEST']._serialized_end=475
+  _globals['_SELFEDIT']._serialized_start=478
+  _globals['_SELFEDIT']._serialized_end=725
+  _globals['_IMPORTREQUEST']._serialized_start=728
+  _globals['_IMPORTREQUEST']._serialized_end=928
+  _globals['_GENERATERESPONSE']._serialized_start=930
+  _globals['_GENERATERESPONSE']._serialized_end=1031
+  _globals['_IMPORTRESPONSE']._serialized_start=1033
+  _globals['_IMPORTRESPONSE']._serialized_end=1111
+  _globals['_GENERATOR']._serialized_start=1287
+  _globals['_GENERATOR']._serialized_end=1480
 # @@protoc_insertion_point(module_scope)

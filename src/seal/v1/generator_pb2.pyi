@@ -44,7 +44,7 @@ class SamplingParams(_message.Message):
     def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_new_tokens: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("passage", "format", "num_samples", "sampling", "policy_adapter_key", "limits", "include_passage", "run_id")
+    __slots__ = ("passage", "format", "num_samples", "sampling", "policy_adapter_key", "limits", "include_passage", "run_id", "strategy")
     PASSAGE_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class GenerateRequest(_message.Message):
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_PASSAGE_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
     passage: Passage
     format: str
     num_samples: int
@@ -61,7 +62,8 @@ class GenerateRequest(_message.Message):
     limits: _common_pb2.DirectiveLimits
     include_passage: bool
     run_id: str
-    def __init__(self, passage: _Optional[_Union[Passage, _Mapping]] = ..., format: _Optional[str] = ..., num_samples: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., policy_adapter_key: _Optional[str] = ..., limits: _Optional[_Union[_common_pb2.DirectiveLimits, _Mapping]] = ..., include_passage: _Optional[bool] = ..., run_id: _Optional[str] = ...) -> None: ...
+    strategy: str
+    def __init__(self, passage: _Optional[_Union[Passage, _Mapping]] = ..., format: _Optional[str] = ..., num_samples: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., policy_adapter_key: _Optional[str] = ..., limits: _Optional[_Union[_common_pb2.DirectiveLimits, _Mapping]] = ..., include_passage: _Optional[bool] = ..., run_id: _Optional[str] = ..., strategy: _Optional[str] = ...) -> None: ...
 
 class SelfEdit(_message.Message):
     __slots__ = ("dataset_key", "format", "sample_index", "directive", "directive_source", "directive_notes", "num_texts", "preview", "generated_tokens")
@@ -86,7 +88,7 @@ class SelfEdit(_message.Message):
     def __init__(self, dataset_key: _Optional[str] = ..., format: _Optional[str] = ..., sample_index: _Optional[int] = ..., directive: _Optional[_Union[_common_pb2.Directive, _Mapping]] = ..., directive_source: _Optional[_Union[DirectiveSource, str]] = ..., directive_notes: _Optional[_Iterable[str]] = ..., num_texts: _Optional[int] = ..., preview: _Optional[str] = ..., generated_tokens: _Optional[int] = ...) -> None: ...
 
 class ImportRequest(_message.Message):
-    __slots__ = ("passage", "format", "outputs", "limits", "include_passage", "source", "run_id")
+    __slots__ = ("passage", "format", "outputs", "limits", "include_passage", "source", "run_id", "strategy")
     PASSAGE_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +96,7 @@ class ImportRequest(_message.Message):
     INCLUDE_PASSAGE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
     passage: Passage
     format: str
     outputs: _containers.RepeatedScalarFieldContainer[str]
@@ -101,7 +104,8 @@ class ImportRequest(_message.Message):
     include_passage: bool
     source: str
     run_id: str
-    def __init__(self, passage: _Optional[_Union[Passage, _Mapping]] = ..., format: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[_common_pb2.DirectiveLimits, _Mapping]] = ..., include_passage: _Optional[bool] = ..., source: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+    strategy: str
+    def __init__(self, passage: _Optional[_Union[Passage, _Mapping]] = ..., format: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[_common_pb2.DirectiveLimits, _Mapping]] = ..., include_passage: _Optional[bool] = ..., source: _Optional[str] = ..., run_id: _Optional[str] = ..., strategy: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("self_edits", "model_fingerprint", "seconds")

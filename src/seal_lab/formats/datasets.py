@@ -64,8 +64,19 @@ class SelfEditMeta:
     policy_examples: tuple[TrainingExample, ...]
     #: Who wrote it (backend, model, sampling, or the import source): kept as given, beside the fields above.
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: The strategy's hash (`seal_lab.formats.strategies`): "" for an original format as shipped, so those records
+    #: (and store keys) are what they were before strategies were files; set, the record says which text ran.
+    strategy_sha256: str = ""
+    #: A multi-stage strategy's earlier stages, in order: {"name", "prompt", "output"} each (the last stage is
+    #: `prompt` and `raw_output`). Empty for a one-stage strategy.
+    stages: tuple[dict[str, str], ...] = ()
 
     def record(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.strategy_sha256:
+            extra["strategy_sha256"] = self.strategy_sha256
+        if self.stages:
+            extra["stages"] = [dict(stage) for stage in self.stages]
         return {
             "type": "meta",
             "format": self.format,
@@ -80,6 +91,7 @@ class SelfEditMeta:
             "include_passage": self.include_passage,
             "generated_tokens": self.generated_tokens,
             "policy_examples": [e.pair() for e in self.policy_examples],
+            **extra,
             **self.provenance,
         }
 

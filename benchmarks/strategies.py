@@ -1,0 +1,246 @@
+"""A tournament of self-edit strategies: every strategy on the same held-out passages at the same budget.
+
+    .venv/bin/python benchmarks/strategies.py --preset smoke   # 2 demo passages, 2 strategies: minutes
+    .venv/bin/python benchmarks/strategies.py --preset cpu     # 8 held-out SQuAD passages, 4 strategies (about 1-2 h)
+    .venv/bin/python benchmarks/strategies.py --preset gpu     # 200 held-out passages, 8 strategies
+    .venv/bin/python benchmarks/strategies.py --strategies implications,entigraph,./mine.yaml --reference implications
+
+It uses the conditions benchmark's machinery (benchmarks/conditions.py: the passages, a local stack or a running
+coordinator, the run follower): one run per strategy, each with the same held-out passages, seed, K, token
+limit and the trainer's default directive (`conditions_directive: default`, so every adapter trains on the
+same step budget and only the data differ). Each run's held-out table has the no-adapter and passage-only rows
+(the same in every run: taken from the first) and the strategy's row. The verdicts are paired by passage
+against `--reference` (and passage-only against it too), Holm-corrected over all of them, with the minimum
+detectable effect (seal_lab.scoring.stats). A strategy is a built-in name or a path to a strategy file (sent as
+`strategy_files`). `--rounds 1` makes each row "strategy X after one ReST-EM round" (the policy trained on that
+strategy's winning self-edits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from seal_lab.formats.passages import demo_passages, passages_to_json
+from seal_lab.formats.strategies import parse_strategy, read_strategy_file
+from seal_lab.scoring.stats import describe, holm, paired_test, verdict
+from seal_lab.security import security_from_environment
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from conditions import DATA_DIR, _num, _run, choose_passages  # noqa: E402  (the conditions benchmark's machinery)
+
+#: Sizes. "smoke": two held-out passages, two strategies, 48 new tokens (checks the machinery, says nothing
+#: about strategies; measured: 23 min on a 2-core machine shared with other jobs, about 9-13 min per strategy).
+#: "cpu": 8 held-out passages and four strategies. Estimated, not measured: each held-out passage trains two
+#: adapters (passage only and the strategy's) per strategy; at the smoke's loaded pace (about 3.5 min per
+#: held-out passage and strategy) that is about 2 hours, and about an hour on an idle 2-core machine if
+#: conditions.py's 40 s per adapter holds. "gpu": SEAL's 200 held-out passages, eight strategies.
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "heldout": 2,
+        "train": 1,
+        "k": 1,
+        "max_new_tokens": 48,
+        "strategies": "implications,entigraph",
+        "retention": False,
+    },
+    "cpu": {
+        "heldout": 8,
+        "train": 1,
+        "k": 1,
+        "max_new_tokens": 160,
+        "strategies": "implications,rewrite,entigraph,active-reading",
+        "retention": True,
+    },
+    "gpu": {
+        "heldout": 200,
+        "train": 1,
+        "k": 1,
+        "max_new_tokens": 384,
+        "strategies": "implications,implications-long,rewrite,self-qa,spa-key-concepts,spa-teacher,entigraph,"
+        "active-reading",
+        "retention": True,
+    },
+}
+
+
+def strategy_source(spec: str) -> tuple[str, str]:
+    """(name, file text or "" for a built-in) of a `--strategies` entry: a built-in name or a file's path."""
+    if spec.endswith((".yaml", ".yml")) or "/" in spec:
+        text = read_strategy_file(Path(spec))
+        return parse_strategy(text, spec).name, text
+    return spec, ""
+
+
+def run_body(name: str, text: str, train: list, heldout: list, args: argparse.Namespace) -> dict[str, Any]:
+    """The run of one strategy: the same passages and budget as every other, only the strategy changes."""
+    return {
+        "name": f"strategy {name} N={len(heldout)}",
+        "passages": train,
+        "heldout_passages": heldout,
+        "config": {
+            "formats": [name],
+            "heldout_format": name,
+            "strategy_files": [text] if text else [],
+            "k": args.k,
+            "rounds": args.rounds,
+            "seed": args.seed,
+            "max_new_tokens": args.max_new_tokens,
+            "retention": args.retention,
+            "conditions_directive": "default",
+        },
+    }
+
+
+def passages(args: argparse.Namespace) -> tuple[list, list]:
+    if args.preset == "smoke" and args.data_dir == DATA_DIR and not (DATA_DIR / "squad_val.json").exists():
+        demo = passages_to_json(demo_passages())
+        return demo[: args.train], demo[args.train : args.train + args.heldout]
+    train, heldout, _ = choose_passages(args.data_dir, args.heldout, args.train, args.seed)
+    return train, heldout
+
+
+def the_row(args: argparse.Namespace) -> str:
+    """The held-out condition that holds the strategy's self-edits: the last round's generator."""
+    return f"p{args.rounds}"
+
+
+def tournament(details: dict[str, dict[str, Any]], row: str, reference: str, metric: str) -> dict[str, Any]:
+    """Per-passage scores of every strategy (and of no adapter and passage only, from the first run), their
+    means, and the paired comparisons against `reference`, Holm-corrected together."""
+    first = next(iter(details.values()))["results"]["heldout"]["passages"]
+    ids = [p["passage_id"] for p in first]
+    scores: dict[str, list[float | None]] = {
+        "no adapter": [p["scores"].get("base") for p in first],
+        "passage only": [p["scores"].get("passage") for p in first],
+    }
+    tokens: dict[str, float | None] = {}
+    for name, detail in details.items():
+        by_id = {p["passage_id"]: p for p in detail["results"]["heldout"]["passages"]}
+        scores[name] = [by_id.get(i, {}).get("scores", {}).get(row) for i in ids]
+        used = [by_id[i]["training"].get(row, {}).get("tokens") for i in ids if i in by_id]
+        used = [t for t in used if t is not None]
+        tokens[name] = sum(used) / len(used) if used else None
+    others = [name for name in scores if name not in (reference, "no adapter")]
+    tests = [paired_test(scores[name], scores[reference]) for name in others]
+    adjusted = holm([t.get("t_p") for t in tests])
+    comparisons = [
+        {
+            "a": name,
+            "b": reference,
+            **test,
+            "holm_p": p,
+            "verdict": verdict(test, adjusted_p=p, label_a=name, label_b=reference),
+        }
+        for name, test, p in zip(others, tests, adjusted, strict=True)
+    ]
+    rows = {
+        name: {**describe([v for v in values if v is not None]), "tokens": tokens.get(name)}
+        for name, values in scores.items()
+    }
+    return {
+        "metric": metric,
+        "reference": reference,
+        "passages": ids,
+        "scores": scores,
+        "rows": rows,
+        "comparisons": comparisons,
+    }
+
+
+def report(table: dict[str, Any], args: argparse.Namespace, wall: float) -> None:
+    out = Console(width=170)
+    view = Table(
+        title=f"Strategies on N={len(table['passages'])} held-out passages, K={args.k}, "
+        f"max_new_tokens {args.max_new_tokens}, {args.rounds} rounds, seed {args.seed}, default directive "
+        f"(metric {table['metric']}, ± s.e.)"
+    )
+    for column in ("row", "n", table["metric"], "± s.e.", "training tokens"):
+        view.add_column(column, justify="left" if column == "row" else "right")
+    for name, row in table["rows"].items():
+        view.add_row(name, str(row["n"]), _num(row["mean"]), _num(row["stderr"]), _num(row["tokens"], ".0f"))
+    out.print(view)
+    out.print(f"[bold]Paired against {table['reference']}[/bold] (Holm over {len(table['comparisons'])}):")
+    for test in table["comparisons"]:
+        out.print(f"  {test['verdict']}")
+    out.print(f"wall time {wall:.0f}s ({wall / 60:.1f} min)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="sizes; flags override")
+    parser.add_argument("--strategies", default=None, help="comma-separated built-in names or file paths")
+    parser.add_argument(
+        "--reference", default="implications", help="the strategy every other is compared with"
+    )
+    parser.add_argument("--heldout", type=int, default=None)
+    parser.add_argument("--train", type=int, default=None, help="training passages (a run needs one)")
+    parser.add_argument("--k", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=0, help="1: each strategy after one ReST-EM round")
+    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--retention", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument("--coordinator-url", "--url", dest="url", default="", help="default: a local stack")
+    parser.add_argument("--workdir", type=Path, default=None, help="the local stack's store and logs")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for the JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    for name, value in PRESETS[args.preset].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    console = Console(stderr=True)
+    sources = dict(strategy_source(spec.strip()) for spec in args.strategies.split(",") if spec.strip())
+    if args.reference not in sources:
+        console.print(f"[red]--reference {args.reference!r} is not one of --strategies {list(sources)}")
+        sys.exit(2)
+    train, heldout = passages(args)
+    security = security_from_environment("strategies.py")
+    started = time.perf_counter()
+    details: dict[str, dict[str, Any]] = {}
+
+    def run_all(url: str) -> None:
+        for name, text in sources.items():
+            detail = _run(url, run_body(name, text, train, heldout, args), console, security=security)
+            if detail["status"] == "failed" or not detail.get("results"):
+                console.print(f"[red]strategy {name}: run failed: {detail.get('error')}")
+                sys.exit(1)
+            details[name] = detail
+
+    if args.url:
+        run_all(args.url)
+    else:
+        from services.coordinator.cli.launcher import LocalStack
+
+        workdir = args.workdir or Path(tempfile.mkdtemp(prefix="seal-strategies-"))
+        console.print(f"store and logs in {workdir}")
+        with LocalStack(workdir, console, security=security) as stack:
+            run_all(stack.coordinator_url)
+    wall = time.perf_counter() - started
+    metric = next(iter(details.values()))["results"]["heldout"]["metric"]
+    table = tournament(details, the_row(args), args.reference, metric)
+    table["runs"] = {name: detail["id"] for name, detail in details.items()}
+    table["preset"], table["wall_seconds"] = args.preset, round(wall, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"strategies_{args.preset}_{int(time.time())}.json"
+    path.write_text(json.dumps(table, indent=1))
+    console.print(f"wrote {path}")
+    report(table, args, wall)
+
+
+if __name__ == "__main__":
+    main()

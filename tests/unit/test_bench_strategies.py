@@ -1,0 +1,89 @@
+"""benchmarks/strategies.py: the run of each strategy, and the tournament table from the runs' results."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load() -> ModuleType:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("bench_strategies", ROOT / "benchmarks" / "strategies.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load()
+
+
+def _detail(run_id: str, row_scores: list[float], base: list[float], passage: list[float]) -> dict:
+    return {
+        "id": run_id,
+        "status": "succeeded",
+        "results": {
+            "heldout": {
+                "metric": "f1",
+                "passages": [
+                    {
+                        "passage_id": f"q{i}",
+                        "scores": {"base": b, "passage": p, "p0": s},
+                        "training": {"p0": {"tokens": 100 + i}},
+                    }
+                    for i, (s, b, p) in enumerate(zip(row_scores, base, passage, strict=True))
+                ],
+            }
+        },
+    }
+
+
+def test_every_strategy_is_compared_with_the_reference_paired_and_holm_corrected():
+    base, passage = [0.1] * 8, [0.2, 0.25, 0.2, 0.3, 0.2, 0.25, 0.2, 0.3]
+    details = {
+        "implications": _detail("r1", [0.3, 0.35, 0.3, 0.4, 0.3, 0.35, 0.3, 0.4], base, passage),
+        "entigraph": _detail("r2", [0.3, 0.36, 0.31, 0.4, 0.3, 0.35, 0.29, 0.41], [9.0] * 8, [9.0] * 8),
+    }
+    table = bench.tournament(details, "p0", "implications", "f1")
+    # no adapter and passage only come from the first run
+    assert table["rows"]["no adapter"]["mean"] == 0.1 and table["rows"]["passage only"]["n"] == 8
+    assert (
+        table["rows"]["implications"]["mean"] == pytest.approx(0.3375)
+        and table["rows"]["entigraph"]["tokens"] == 103.5
+    )
+    (passage_vs, enti_vs) = table["comparisons"]
+    assert (passage_vs["a"], enti_vs["a"], enti_vs["b"]) == ("passage only", "entigraph", "implications")
+    assert (
+        "implications beats passage only" in passage_vs["verdict"]
+        and "Holm-adjusted" in passage_vs["verdict"]
+    )
+    assert enti_vs["verdict"].startswith("No detectable difference") and "MDE" in enti_vs["verdict"]
+    assert passage_vs["holm_p"] >= passage_vs["t_p"]
+
+
+def test_each_strategy_runs_with_the_same_passages_and_budget_and_a_file_is_sent(tmp_path):
+    args = bench.build_parser().parse_args(["--preset", "smoke"])
+    for name, value in bench.PRESETS["smoke"].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    mine = tmp_path / "mine.yaml"
+    from seal_lab.formats.strategies import builtin_texts
+
+    mine.write_text(builtin_texts()["entigraph"].replace("name: entigraph", "name: mine"))
+    name, text = bench.strategy_source(str(mine))
+    assert name == "mine" and "name: mine" in text and bench.strategy_source("rewrite") == ("rewrite", "")
+    a = bench.run_body("rewrite", "", ["t"], ["h"], args)
+    b = bench.run_body(name, text, ["t"], ["h"], args)
+    assert a["config"]["strategy_files"] == [] and b["config"]["strategy_files"] == [text]
+    assert (b["config"]["formats"], b["config"]["heldout_format"]) == (["mine"], "mine")
+    same = ("k", "rounds", "seed", "max_new_tokens", "conditions_directive")
+    assert {k: a["config"][k] for k in same} == {k: b["config"][k] for k in same}
+    from services.coordinator.run.schemas import RunConfig
+
+    RunConfig(**b["config"])  # the coordinator accepts it
