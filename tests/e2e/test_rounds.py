@@ -1,4 +1,6 @@
-"""ReST-EM rounds end to end on the embedded model: two rounds from the CLI, a rerun over HTTP on a fresh store.
+"""ReST-EM rounds end to end on a tiny random Llama (tests/tiny_model.py): two rounds from the CLI, a rerun over
+HTTP on a fresh store. These are the mechanics of rounds, held-out conditions and the report, which do not
+depend on the model's quality; the embedded model's own run is tests/e2e/test_embedded_model.py.
 
 Checks what issue 3 asks of a run: each round's policy adapter is in the store and the generator used it in
 the next round (its key is in the run's records), the next round's self-edits differ from round 0's for the
@@ -20,6 +22,7 @@ import pytest
 
 from seal_lab.formats.passages import demo_passages, passages_to_json
 from services.coordinator.cli.launcher import LocalStack
+from tests.tiny_model import tiny_stack_env
 
 pytestmark = pytest.mark.e2e
 
@@ -55,17 +58,19 @@ def _seal_files(tmp_path: Path) -> tuple[Path, Path, Path]:
     return files[0], files[1], files[2]
 
 
-def _stack(workdir: Path) -> LocalStack:
-    return LocalStack(workdir, extra_env=STACK_ENV)
+@pytest.fixture(scope="module")
+def stack_env(tmp_path_factory) -> dict[str, str]:
+    """One tiny model for both stacks: the rerun must see the very same base model."""
+    return {**STACK_ENV, **tiny_stack_env(tmp_path_factory.mktemp("tiny"))}
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory) -> Iterator[tuple[LocalStack, dict, Path, dict]]:
+def first_run(tmp_path_factory, stack_env) -> Iterator[tuple[LocalStack, dict, Path, dict]]:
     """Two rounds started and followed by the CLI; yields (stack, run detail, report path, request body)."""
     tmp = tmp_path_factory.mktemp("rounds")
     train, heldout, teacher = _seal_files(tmp)
     report = tmp / "report.html"
-    with _stack(tmp / "stack") as stack:
+    with LocalStack(tmp / "stack", extra_env=stack_env) as stack:
         command = [
             sys.executable, "-m", "services.coordinator.cli", "run",
             "--dataset", str(train), "--heldout-dataset", str(heldout), "--teacher", f"hand={teacher}",
@@ -153,7 +158,7 @@ def test_report_is_a_page_with_plots_and_examples(first_run):
     assert results["heldout"]["conditions"] == detail["results"]["heldout"]["conditions"]
 
 
-def test_same_seed_on_a_fresh_store_reproduces_self_edits_and_scores(first_run, tmp_path):
+def test_same_seed_on_a_fresh_store_reproduces_self_edits_and_scores(first_run, stack_env, tmp_path):
     """Round 0, its policy and every held-out condition they lead to, again on a fresh store. CI's time is
     short, so one round instead of two (round 0 does not depend on what comes after it) and the first held-out
     passage alone (a held-out passage's scores depend on it, the training passages and the seed, not on the
@@ -170,7 +175,7 @@ def test_same_seed_on_a_fresh_store_reproduces_self_edits_and_scores(first_run, 
         "config": {**body["config"], "rounds": 1},
     }
     with (
-        _stack(tmp_path / "fresh") as stack,
+        LocalStack(tmp_path / "fresh", extra_env=stack_env) as stack,
         httpx.Client(base_url=stack.coordinator_url, timeout=30) as client,
     ):
         created = client.post("/v1/runs", json=body)
