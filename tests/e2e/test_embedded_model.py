@@ -6,24 +6,15 @@ self-edits, adapters, rewards and policy: the embedded model's path is determini
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from seal_lab.data import demo_passages, passages_to_json
-from services.coordinator.launcher import LocalStack
+from seal_lab.formats.passages import demo_passages, passages_to_json
+from tests.e2e.fresh_stack import SHORT_RUN_ENV, run_on_a_fresh_stack
 
 pytestmark = pytest.mark.e2e
 
-#: Small enough for CI on two cores (the trainer's limits clamp the default directive's step budget too).
-STACK_ENV = {
-    "SEAL_TRAINER_MAX_EPOCHS": "2",
-    "SEAL_TRAINER_MAX_STEPS": "4",
-    "SEAL_TRAINER_MAX_MAX_LENGTH": "160",
-    "SEAL_LOG_LEVEL": "INFO",
-}
 BODY = {
     "name": "embedded",
     "passages": passages_to_json(demo_passages())[:1],
@@ -40,24 +31,6 @@ BODY = {
 }
 
 
-def _run_on_a_fresh_stack(workdir: Path) -> tuple[dict, Path]:
-    """The run's detail once finished, and its store."""
-    started = time.perf_counter()
-    with (
-        LocalStack(workdir, extra_env=STACK_ENV) as stack,
-        httpx.Client(base_url=stack.coordinator_url, timeout=30) as client,
-    ):
-        created = client.post("/v1/runs", json=BODY)
-        assert created.status_code == 202, created.text
-        run_id = created.json()["id"]
-        deadline = time.monotonic() + 900
-        while (detail := client.get(f"/v1/runs/{run_id}").json())["status"] in ("queued", "running"):
-            assert time.monotonic() < deadline, "the run timed out"
-            time.sleep(1)
-    print(f"\nembedded-model run {run_id} finished in {time.perf_counter() - started:.0f}s")
-    return detail, stack.workdir / "store"
-
-
 def _fingerprint(results: dict) -> dict:
     round_0 = results["rounds"][0]
     return {
@@ -70,7 +43,7 @@ def _fingerprint(results: dict) -> dict:
 
 
 def test_a_round_on_the_embedded_model_is_real_and_reproducible(tmp_path: Path):
-    first, store = _run_on_a_fresh_stack(tmp_path / "first")
+    first, store = run_on_a_fresh_stack(tmp_path / "first", SHORT_RUN_ENV, BODY)
     assert first["status"] == "succeeded", first["error"]
     results = first["results"]
     # Real model text all the way through: answers, self-edits, a best edit, a trained policy in the store.
@@ -84,6 +57,6 @@ def test_a_round_on_the_embedded_model_is_real_and_reproducible(tmp_path: Path):
         policy.startswith("adapters/") and (store / policy / "adapter_model.safetensors").stat().st_size > 0
     )
 
-    second, _ = _run_on_a_fresh_stack(tmp_path / "second")
+    second, _ = run_on_a_fresh_stack(tmp_path / "second", SHORT_RUN_ENV, BODY)
     assert second["status"] == "succeeded", second["error"]
     assert _fingerprint(second["results"]) == _fingerprint(results)

@@ -22,17 +22,11 @@ import pytest
 
 from seal_lab.formats.passages import demo_passages, passages_to_json
 from services.coordinator.cli.launcher import LocalStack
+from tests.e2e.fresh_stack import SHORT_RUN_ENV, run_on_a_fresh_stack
 from tests.tiny_model import tiny_stack_env
 
 pytestmark = pytest.mark.e2e
 
-#: Small enough for CI on two cores (the trainer's limits clamp the default directive's step budget too).
-STACK_ENV = {
-    "SEAL_TRAINER_MAX_EPOCHS": "2",
-    "SEAL_TRAINER_MAX_STEPS": "4",
-    "SEAL_TRAINER_MAX_MAX_LENGTH": "160",
-    "SEAL_LOG_LEVEL": "INFO",
-}
 SEED = 5
 
 
@@ -61,7 +55,7 @@ def _seal_files(tmp_path: Path) -> tuple[Path, Path, Path]:
 @pytest.fixture(scope="module")
 def stack_env(tmp_path_factory) -> dict[str, str]:
     """One tiny model for both stacks: the rerun must see the very same base model."""
-    return {**STACK_ENV, **tiny_stack_env(tmp_path_factory.mktemp("tiny"))}
+    return {**SHORT_RUN_ENV, **tiny_stack_env(tmp_path_factory.mktemp("tiny"))}
 
 
 @pytest.fixture(scope="module")
@@ -174,17 +168,7 @@ def test_same_seed_on_a_fresh_store_reproduces_self_edits_and_scores(first_run, 
         ],
         "config": {**body["config"], "rounds": 1},
     }
-    with (
-        LocalStack(tmp_path / "fresh", extra_env=stack_env) as stack,
-        httpx.Client(base_url=stack.coordinator_url, timeout=30) as client,
-    ):
-        created = client.post("/v1/runs", json=body)
-        assert created.status_code == 202, created.text
-        run_id = created.json()["id"]
-        deadline = time.monotonic() + 1500
-        while (rerun := client.get(f"/v1/runs/{run_id}").json())["status"] in ("queued", "running"):
-            assert time.monotonic() < deadline, "rerun timed out"
-            time.sleep(2)
+    rerun, _ = run_on_a_fresh_stack(tmp_path / "fresh", stack_env, body)
     assert rerun["status"] == "succeeded", rerun["error"]
 
     def fingerprint(results: dict, conditions: list[str]) -> dict:
