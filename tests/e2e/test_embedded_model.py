@@ -20,8 +20,8 @@ BODY = {
     "passages": passages_to_json(demo_passages())[:1],
     "config": {
         "k": 2,
-        "max_new_tokens": 48,
-        "eval_max_new_tokens": 12,
+        "max_new_tokens": 32,
+        "eval_max_new_tokens": 8,
         "seed": 5,
         "rounds": 1,
         "retention": False,
