@@ -27,11 +27,14 @@ demo: install
 
 # Programs the tests use that pip does not bring (Chromium for the report's browser test), checked first:
 # installed from Debian's packages as root, else one line says what to install and nothing runs.
-test: system-packages-test install
+# tests/unit runs once: on the base package (test-light, which proves the coordinator and the CLI need no
+# torch), then here only its tests marked `model` (they need the model extra, so test-light skips them).
+test: system-packages-test install test-light
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m seal_lab.rpc.protogen --check
-	$(BIN)/pytest -q -p no:cacheprovider --durations=10
+	$(BIN)/pytest -q -p no:cacheprovider -m model tests/unit
+	$(BIN)/pytest -q -p no:cacheprovider --durations=10 --ignore=tests/unit
 
 system-packages-test:
 	deploy/system-packages.sh chromium

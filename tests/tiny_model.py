@@ -28,3 +28,14 @@ def tiny_llama(directory: Path, tokenizer_dir: Path | None = None, seed: int = 0
     LlamaForCausalLM(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return str(directory)
+
+
+def tiny_stack_env(directory: Path) -> dict[str, str]:
+    """The environment that puts a LocalStack (or `seal-lab up`) on a fresh tiny Llama in `directory`: the
+    mechanics tests (faults, resume, CLI, up/down, rounds) run the real services on it in seconds."""
+    return {
+        "SEAL_MODEL_NAME": tiny_llama(directory),
+        "SEAL_MODEL_DEVICE": "cpu",
+        "SEAL_MODEL_DTYPE": "float32",
+        "SEAL_MODEL_TORCH_THREADS": "1",
+    }

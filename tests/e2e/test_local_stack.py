@@ -1,4 +1,6 @@
-"""The whole loop as four processes on loopback (as `make demo` runs it), with services dying mid-run.
+"""The whole loop as four processes on loopback (as `make demo` runs it), with services dying mid-run, on a
+tiny random Llama (tests/tiny_model.py): these are the mechanics (fault handling, resume, the CLI), which do
+not depend on the model; the embedded model's own end-to-end run is tests/e2e/test_embedded_model.py.
 
 - the trainer is SIGKILLed while it trains and restarted: the run finishes, its events show the failure,
   and no finished job is redone;
@@ -18,13 +20,15 @@ import httpx
 import pytest
 
 from services.coordinator.cli.launcher import LocalStack
+from tests.tiny_model import tiny_stack_env
 
 pytestmark = pytest.mark.e2e
 
-#: Small enough for CI on two cores; the trainer's limits cap every directive the model writes.
+#: The trainer's limits cap every directive the model writes; on the tiny model a training job is short, so
+#: its step cap is high enough for the test to catch one in the middle.
 STACK_ENV = {
     "SEAL_TRAINER_MAX_EPOCHS": "3",
-    "SEAL_TRAINER_MAX_STEPS": "10",
+    "SEAL_TRAINER_MAX_STEPS": "60",
     "SEAL_TRAINER_MAX_MAX_LENGTH": "160",
     "SEAL_LOG_LEVEL": "INFO",
 }
@@ -38,7 +42,8 @@ RUN_BODY = {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[LocalStack]:
-    with LocalStack(tmp_path_factory.mktemp("stack"), extra_env=STACK_ENV) as running:
+    env = {**STACK_ENV, **tiny_stack_env(tmp_path_factory.mktemp("tiny"))}
+    with LocalStack(tmp_path_factory.mktemp("stack"), extra_env=env) as running:
         yield running
 
 
@@ -108,7 +113,7 @@ def test_run_survives_trainer_kill_and_coordinator_restart(stack: LocalStack):
     adapter_keys = [line.split(" trained ")[1].split(":")[0] for line in trained]
     assert len(adapter_keys) == len(set(adapter_keys)) == 4
 
-    # Real model text all the way through.
+    # The model's text all the way through.
     for passage in detail["results"]["passages"]:
         assert passage["baseline_answers"] and passage["best"] is not None
         assert all(edit["preview"].strip() for edit in passage["self_edits"])

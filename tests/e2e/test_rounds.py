@@ -1,4 +1,6 @@
-"""ReST-EM rounds end to end on the embedded model: two rounds from the CLI, a rerun over HTTP on a fresh store.
+"""ReST-EM rounds end to end on a tiny random Llama (tests/tiny_model.py): two rounds from the CLI, a rerun over
+HTTP on a fresh store. These are the mechanics of rounds, held-out conditions and the report, which do not
+depend on the model's quality; the embedded model's own run is tests/e2e/test_embedded_model.py.
 
 Checks what issue 3 asks of a run: each round's policy adapter is in the store and the generator used it in
 the next round (its key is in the run's records), the next round's self-edits differ from round 0's for the
@@ -20,16 +22,11 @@ import pytest
 
 from seal_lab.formats.passages import demo_passages, passages_to_json
 from services.coordinator.cli.launcher import LocalStack
+from tests.e2e.fresh_stack import SHORT_RUN_ENV, run_on_a_fresh_stack
+from tests.tiny_model import tiny_stack_env
 
 pytestmark = pytest.mark.e2e
 
-#: Small enough for CI on two cores (the trainer's limits clamp the default directive's step budget too).
-STACK_ENV = {
-    "SEAL_TRAINER_MAX_EPOCHS": "2",
-    "SEAL_TRAINER_MAX_STEPS": "4",
-    "SEAL_TRAINER_MAX_MAX_LENGTH": "160",
-    "SEAL_LOG_LEVEL": "INFO",
-}
 SEED = 5
 
 
@@ -55,17 +52,19 @@ def _seal_files(tmp_path: Path) -> tuple[Path, Path, Path]:
     return files[0], files[1], files[2]
 
 
-def _stack(workdir: Path) -> LocalStack:
-    return LocalStack(workdir, extra_env=STACK_ENV)
+@pytest.fixture(scope="module")
+def stack_env(tmp_path_factory) -> dict[str, str]:
+    """One tiny model for both stacks: the rerun must see the very same base model."""
+    return {**SHORT_RUN_ENV, **tiny_stack_env(tmp_path_factory.mktemp("tiny"))}
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory) -> Iterator[tuple[LocalStack, dict, Path, dict]]:
+def first_run(tmp_path_factory, stack_env) -> Iterator[tuple[LocalStack, dict, Path, dict]]:
     """Two rounds started and followed by the CLI; yields (stack, run detail, report path, request body)."""
     tmp = tmp_path_factory.mktemp("rounds")
     train, heldout, teacher = _seal_files(tmp)
     report = tmp / "report.html"
-    with _stack(tmp / "stack") as stack:
+    with LocalStack(tmp / "stack", extra_env=stack_env) as stack:
         command = [
             sys.executable, "-m", "services.coordinator.cli", "run",
             "--dataset", str(train), "--heldout-dataset", str(heldout), "--teacher", f"hand={teacher}",
@@ -153,7 +152,7 @@ def test_report_is_a_page_with_plots_and_examples(first_run):
     assert results["heldout"]["conditions"] == detail["results"]["heldout"]["conditions"]
 
 
-def test_same_seed_on_a_fresh_store_reproduces_self_edits_and_scores(first_run, tmp_path):
+def test_same_seed_on_a_fresh_store_reproduces_self_edits_and_scores(first_run, stack_env, tmp_path):
     """Round 0, its policy and every held-out condition they lead to, again on a fresh store. CI's time is
     short, so one round instead of two (round 0 does not depend on what comes after it) and the first held-out
     passage alone (a held-out passage's scores depend on it, the training passages and the seed, not on the
@@ -169,17 +168,7 @@ def test_same_seed_on_a_fresh_store_reproduces_self_edits_and_scores(first_run, 
         ],
         "config": {**body["config"], "rounds": 1},
     }
-    with (
-        _stack(tmp_path / "fresh") as stack,
-        httpx.Client(base_url=stack.coordinator_url, timeout=30) as client,
-    ):
-        created = client.post("/v1/runs", json=body)
-        assert created.status_code == 202, created.text
-        run_id = created.json()["id"]
-        deadline = time.monotonic() + 1500
-        while (rerun := client.get(f"/v1/runs/{run_id}").json())["status"] in ("queued", "running"):
-            assert time.monotonic() < deadline, "rerun timed out"
-            time.sleep(2)
+    rerun, _ = run_on_a_fresh_stack(tmp_path / "fresh", stack_env, body)
     assert rerun["status"] == "succeeded", rerun["error"]
 
     def fingerprint(results: dict, conditions: list[str]) -> dict:

@@ -15,7 +15,7 @@ import pytest
 
 from services.coordinator.cli import updown as stack
 from services.coordinator.cli.launcher import free_ports
-from tests.tiny_model import tiny_llama
+from tests.tiny_model import tiny_stack_env
 from tests.unit.test_stock_datasets import rows_text, squad_row, squad_v1
 
 pytestmark = pytest.mark.e2e
@@ -44,10 +44,7 @@ def test_up_run_stock_squad_files_and_down(tmp_path: Path):
     (port,) = free_ports(1)
     env = {
         **os.environ,
-        "SEAL_MODEL_NAME": tiny_llama(tmp_path / "tiny"),
-        "SEAL_MODEL_DEVICE": "cpu",
-        "SEAL_MODEL_DTYPE": "float32",
-        "SEAL_MODEL_TORCH_THREADS": "1",
+        **tiny_stack_env(tmp_path / "tiny"),
         "SEAL_TRAINER_MAX_EPOCHS": "1",
         "SEAL_TRAINER_MAX_STEPS": "2",
         "SEAL_TRAINER_MAX_MAX_LENGTH": "64",

@@ -1,4 +1,7 @@
-"""Several trainers: jobs are spread over all of them, and a trainer that disappears mid-run is routed around."""
+"""Several trainers: jobs are spread over all of them, and a trainer that disappears mid-run is routed around.
+
+Routing is mechanics, so the services run on a tiny random Llama (tests/fault_harness.py): each run takes
+seconds, and a gate holds the spare trainer inside a training job while the test stops it."""
 
 from __future__ import annotations
 
@@ -10,11 +13,13 @@ from fastapi.testclient import TestClient
 
 from seal.v1 import common_pb2, trainer_pb2_grpc
 from seal_lab.serve.host import ModelHost
+from seal_lab.settings import ModelSettings
+from seal_lab.store.local import LocalStore
 from services.coordinator.api.app import create_app
 from services.coordinator.settings import CoordinatorSettings
-from services.trainer.server import TrainerServicer
+from tests.fault_harness import CountingTrainer, Gate, Services
 from tests.grpc_harness import ServerThread, serve
-from tests.service.conftest import TEST_TRAINER_SETTINGS
+from tests.tiny_model import tiny_llama
 
 PASSAGES = [
     {
@@ -30,11 +35,27 @@ PASSAGES = [
 CONFIG = {"k": 3, "max_new_tokens": 24, "eval_max_new_tokens": 8, "seed": 5, "retention": False}
 
 
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
 @pytest.fixture
-def spare_trainer(shared_store, model_settings) -> Iterator[ServerThread]:
-    servicer = TrainerServicer(shared_store, ModelHost("trainer", model_settings), TEST_TRAINER_SETTINGS)
+def services(tmp_path, tiny_model_path: str) -> Iterator[Services]:
+    """Generator, trainer and evaluator on the tiny model, on a fresh store."""
+    started = Services(LocalStore(tmp_path / "store"), tiny_model_path)
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def spare(services: Services, tiny_model_path: str) -> Iterator[tuple[CountingTrainer, ServerThread]]:
+    """A second trainer on the same store with the first one's limits (its servicer, with a gate, and its
+    server)."""
+    model = ModelSettings(name=tiny_model_path, device="cpu", dtype="float32")
+    servicer = CountingTrainer(services.store, ModelHost("trainer", model), services.trainer.settings)
     server = serve(servicer, "seal.v1.Trainer", trainer_pb2_grpc.add_TrainerServicer_to_server)
-    yield server
+    yield servicer, server
     server.stop()
 
 
@@ -68,12 +89,10 @@ def _info(server: ServerThread) -> common_pb2.ServiceInfo:
         return trainer_pb2_grpc.TrainerStub(channel).GetInfo(common_pb2.GetInfoRequest(), timeout=30)
 
 
-def test_jobs_are_spread_over_every_trainer(
-    generator_server, trainer_server, spare_trainer, evaluator_server, tmp_path
-):
-    from seal_lab.store.local import LocalStore
-
-    store = LocalStore(tmp_path / "store")
+def test_jobs_are_spread_over_every_trainer(services, spare):
+    generator_server, trainer_server, evaluator_server = services.servers
+    _, spare_trainer = spare
+    store = services.store
     trainers = [trainer_server, spare_trainer]
     with _client(generator_server, trainers, evaluator_server, store) as client:
         run_id = client.post("/v1/runs", json={"passages": PASSAGES[:1], "config": CONFIG}).json()["id"]
@@ -91,20 +110,20 @@ def test_jobs_are_spread_over_every_trainer(
     ]
 
 
-def test_a_trainer_that_disappears_mid_run_is_routed_around(
-    generator_server, trainer_server, spare_trainer, evaluator_server, tmp_path
-):
-    from seal_lab.store.local import LocalStore
-
-    store = LocalStore(tmp_path / "store")
+def test_a_trainer_that_disappears_mid_run_is_routed_around(services, spare):
+    generator_server, trainer_server, evaluator_server = services.servers
+    spare_servicer, spare_trainer = spare
+    spare_servicer.gate = gate = Gate()  # holds the spare's first training job until opened
+    store = services.store
     with _client(generator_server, [spare_trainer, trainer_server], evaluator_server, store) as client:
         run_id = client.post("/v1/runs", json={"passages": PASSAGES, "config": CONFIG}).json()["id"]
-        _wait(client, run_id, lambda d: d["jobs_done"] >= 3)  # baseline, generate, a first adapter
-        spare_trainer.stop()
+        assert gate.reached.wait(120), "the spare trainer never got a job"
+        spare_trainer.stop()  # it disappears in the middle of a training job
+        gate.open()
         detail = _wait(client, run_id, _finished)
     assert detail["status"] == "succeeded", detail["error"]
     assert detail["jobs_done"] == detail["jobs_total"]
     jobs = [store.get_json(k) for k in store.list_keys(f"runs/{run_id}/jobs/") if "-train-" in k]
     assert len(jobs) == 2 * CONFIG["k"]
-    # Jobs after the stop went to the trainer that stayed.
+    # Jobs after the stop went to the trainer that stayed (the one it held among them).
     assert sum(job["trainer"] == trainer_server.address for job in jobs) >= CONFIG["k"]

@@ -16,6 +16,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
+pytestmark = pytest.mark.model  # make test-light skips it, make test runs it
 
 from fastapi.testclient import TestClient  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402

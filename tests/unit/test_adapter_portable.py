@@ -77,6 +77,7 @@ def test_a_local_folder_is_recorded_by_the_id_its_config_names_else_by_its_name(
     assert meta["base_model_name"] == "tiny-base" and meta["base_model"]["fingerprint"] == "fp-1"
 
 
+@pytest.mark.model  # needs torch and peft (make test-light skips it)
 def test_two_machines_with_different_model_caches_publish_the_same_adapter_key(tmp_path: Path):
     """The same training on two machines: peft records each machine's cache path; the stored config names the
     upstream id, so the keys agree and no stored file holds either path."""
@@ -100,6 +101,7 @@ def test_two_machines_with_different_model_caches_publish_the_same_adapter_key(t
             assert "/home/" not in text and "/opt/" not in text, name
 
 
+@pytest.mark.model  # needs torch and peft (make test-light skips it)
 def test_the_stored_adapter_keeps_a_model_card_naming_its_base(tmp_path: Path):
     yaml = pytest.importorskip("yaml")
     base = base_model_ref(EMBEDDED_MODEL)

@@ -113,6 +113,7 @@ def test_verify_refuses_an_adapter_whose_config_names_another_base_model(tmp_pat
         verify_adapter(store, published("tiny"), "fp-2", base_id="other")
 
 
+@pytest.mark.model
 def test_fetch_downloads_the_two_peft_files(tmp_path: Path):
     pytest.importorskip("torch")  # safetensors' check opens the file for torch
     store = LocalStore(tmp_path / "store")

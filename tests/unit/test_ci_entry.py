@@ -3,11 +3,14 @@ targets install (or name) the programs outside pip that their tests need, before
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+
+from seal_lab.runtime import MODEL_PACKAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 CI = ROOT / ".ci" / "run"
@@ -113,3 +116,55 @@ def test_an_unknown_program_is_refused(tmp_path):
 
 def test_the_script_is_executable():
     assert os.access(SCRIPT, os.X_OK)
+
+
+def _needs_the_model_extra(node: ast.AST, helpers: set[str]) -> bool:
+    """Whether `node` calls pytest.importorskip on a model package, or a helper of its module that does."""
+    for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+        name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+        if name == "importorskip" and call.args and isinstance(call.args[0], ast.Constant):
+            if call.args[0].value in MODEL_PACKAGES:
+                return True
+        elif name in helpers:
+            return True
+    return False
+
+
+def _marked_model(decorators: list[ast.expr]) -> bool:
+    return any(ast.unparse(d) == "pytest.mark.model" for d in decorators)
+
+
+def test_tests_unit_runs_once_and_its_model_tests_in_make_test():
+    """`make test` runs test-light (tests/unit on the base package) and, on the full environment, only the
+    unit tests marked `model`: so each unit test that needs the model extra (and so is skipped by test-light)
+    must carry that mark, or it would run nowhere."""
+    rules = _make_rules()
+    prerequisites, recipe = rules["test"]
+    assert "test-light" in prerequisites, prerequisites
+    assert any(line.endswith("pytest -q -p no:cacheprovider tests/unit") for line in rules["test-light"][1])
+    runs = [line for line in recipe if "pytest" in line]
+    assert any(line.endswith("-m model tests/unit") for line in runs), runs
+    assert any("--ignore=tests/unit" in line for line in runs), runs
+    unmarked = []
+    for path in sorted((ROOT / "tests" / "unit").glob("test_*.py")):
+        module = ast.parse(path.read_text())
+        top = [n for n in module.body if not isinstance(n, ast.FunctionDef)]
+        marked_module = any(
+            isinstance(n, ast.Assign)
+            and ast.unparse(n.targets[0]) == "pytestmark"
+            and "mark.model" in ast.unparse(n)
+            for n in top
+        )
+        if marked_module:
+            continue
+        functions = [n for n in module.body if isinstance(n, ast.FunctionDef)]
+        helpers = {
+            f.name for f in functions if not f.name.startswith("test_") and _needs_the_model_extra(f, set())
+        }
+        if any(_needs_the_model_extra(n, set()) for n in top):
+            unmarked.append(f"{path.name} (module-level)")
+        for function in functions:
+            needs = function.name.startswith("test_") and _needs_the_model_extra(function, helpers)
+            if needs and not _marked_model(function.decorator_list):
+                unmarked.append(f"{path.name}::{function.name}")
+    assert not unmarked, f"unit tests that need the model extra without @pytest.mark.model: {unmarked}"
