@@ -52,10 +52,10 @@ def main() -> None:
     import torch
 
     from seal_lab.formats.passages import demo_passages
+    from seal_lab.formats.strategies import builtin
     from seal_lab.model.base import chat_prompt, cpu_has_native_bf16, load_model
     from seal_lab.settings import ModelSettings
     from services.evaluator.answering import QuestionItem
-    from services.generator.formats import get_format
 
     torch.set_num_threads(args.threads)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -70,7 +70,7 @@ def main() -> None:
         for q in p.questions
     ][:QUESTIONS]
     passage = passages[0]
-    edit_prompt = get_format("implications").prompt(passage.title, passage.context)
+    edit_prompt = builtin("implications").render(0, passage.title, passage.context, {})
     native = cpu_has_native_bf16()
 
     def best(work: Any) -> tuple[float, Any]:
