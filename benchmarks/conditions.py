@@ -146,11 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    for name, value in PRESETS[args.preset].items():
+def with_preset(args: argparse.Namespace, presets: dict[str, dict[str, Any]]) -> argparse.Namespace:
+    """Fill every option left unset (None) from the chosen preset; an option given on the command line wins."""
+    for name, value in presets[args.preset].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = with_preset(build_parser().parse_args(argv), PRESETS)
     console = Console(stderr=True)
     if not (args.data_dir / "squad_val.json").exists():
         console.print(f"[red]no squad_val.json in {args.data_dir}[/red] (pass --data-dir)")

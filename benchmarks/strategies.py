@@ -36,7 +36,7 @@ from seal_lab.security import security_from_environment
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from conditions import DATA_DIR, _num, _run, choose_passages  # noqa: E402  (the conditions benchmark's machinery)
+from conditions import DATA_DIR, _num, _run, choose_passages, with_preset  # noqa: E402  (the conditions benchmark's machinery)
 
 #: Sizes. "smoke": two held-out passages, two strategies, 48 new tokens (checks the machinery, says nothing
 #: about strategies; measured: 23 min on a 2-core machine shared with other jobs, about 9-13 min per strategy).
@@ -199,10 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    for name, value in PRESETS[args.preset].items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    args = with_preset(build_parser().parse_args(argv), PRESETS)
     console = Console(stderr=True)
     sources = dict(strategy_source(spec.strip()) for spec in args.strategies.split(",") if spec.strip())
     if args.reference not in sources:

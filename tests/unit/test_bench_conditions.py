@@ -127,3 +127,16 @@ def test_the_kubernetes_job_runs_the_script_with_flags_it_accepts():
     assert env["SEAL_AUTH_TOKEN_FILE"].startswith("/run/secrets/seal-auth/")
     # The coordinator's NetworkPolicy lets this label in.
     assert job["spec"]["template"]["metadata"]["labels"]["seal-lab/api-client"] == "true"
+
+
+def test_a_preset_fills_the_options_left_unset_and_the_command_line_wins():
+    parser = conditions.build_parser()
+    preset = conditions.PRESETS["cpu"]
+    filled = conditions.with_preset(parser.parse_args(["--preset", "cpu"]), conditions.PRESETS)
+    assert all(getattr(filled, name) == value for name, value in preset.items())
+    name = next(n for n, v in preset.items() if isinstance(v, int) and not isinstance(v, bool))
+    given = conditions.with_preset(
+        parser.parse_args(["--preset", "cpu", f"--{name.replace('_', '-')}", str(preset[name] + 1)]),
+        conditions.PRESETS,
+    )
+    assert getattr(given, name) == preset[name] + 1
