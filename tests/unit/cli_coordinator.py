@@ -68,6 +68,12 @@ class StandInManager:
             raise NotFound(f"no run {run_id!r}")
         return self.runs[run_id]
 
+    async def find(self, run_id: str) -> RunState:
+        return self.get(run_id)
+
+    def summaries(self) -> list:
+        return [run.summary() for run in self.runs.values()]
+
     async def create(self, body: RunCreate) -> RunState:
         self.created.append(body)
         return self.runs["run-done"]

@@ -44,7 +44,7 @@ async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 async def run_to_end(manager: RunManager, run: RunState) -> RunState:
     """Wait until the run is no longer executing here (finished, failed or stopped)."""
     await until(lambda: run.id not in manager._tasks)
-    return manager.runs[run.id]
+    return manager.get(run.id)
 
 
 def scenario(

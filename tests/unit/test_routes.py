@@ -45,6 +45,12 @@ class StandInManager:
             raise RunNotFound(f"no run {run_id!r}")
         return self.runs[run_id]
 
+    async def find(self, run_id: str) -> RunState:
+        return self.get(run_id)
+
+    def summaries(self) -> list:
+        return [run.summary() for run in self.runs.values()]
+
 
 def _run(run_id: str, status: str, results: dict | None = None) -> RunState:
     run = RunState(run_id, "name", RunConfig(retention=False), PASSAGES, created_at=1.0, status=status)

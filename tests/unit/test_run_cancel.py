@@ -84,7 +84,7 @@ def test_a_cancelled_run_stays_cancelled_after_a_coordinator_restart(tmp_path):
         await restarted.start()
         try:
             await until(lambda: restarted.ready)
-            loaded = restarted.runs[run.id]
+            loaded = await restarted.find(run.id)
             await asyncio.sleep(0.05)
             assert loaded.status == "cancelled" and run.id not in restarted._tasks
             assert sum(sum(s.calls.values()) for s in (second.generator, second.evaluator)) == 0

@@ -41,9 +41,10 @@ def get_manager(request: Request) -> RunManager:
 Manager = Annotated[RunManager, Depends(get_manager)]
 
 
-def get_run(run_id: str, manager: Manager) -> RunState:
-    """The run, or a 404 before any response starts (the event stream relies on it)."""
-    return manager.get(run_id)
+async def get_run(run_id: str, manager: Manager) -> RunState:
+    """The run (a finished one read from the store when not in memory), or a 404 before any response starts
+    (the event stream relies on it)."""
+    return await manager.find(run_id)
 
 
 Run = Annotated[RunState, Depends(get_run)]

@@ -9,10 +9,12 @@ from .budget import BudgetExhausted
 from .callstats import job_kind
 from .clients import ServiceClients
 from .errors import RunCancelled, RunFinished, RunNotFound, RunRunning
+from .index import FINISHED as FINISHED_STATUSES
 from .manager import RunManager
 from .state import RunState
 
 __all__ = [
+    "FINISHED_STATUSES",
     "BudgetExhausted",
     "RunCancelled",
     "RunFinished",

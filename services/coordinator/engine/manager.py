@@ -6,6 +6,10 @@ A service that is down is retried with backoff and shows up in the run's events;
 refuses (bad input) fails that job only, and the rest of the run goes on (calls.py). When the object store is
 away (down, hanging, full) the run pauses, without counting it against any service, and goes on when it is
 back. A lease (lease.py) makes sure one coordinator runs a run, even when several share the store.
+Every run has an entry in the store's run index (index.py), written with its status changes: start-up
+reads the index, not every run; the lease watch reads the index's newest entries and looks at the unfinished
+runs only. Finished runs are not kept in memory: their summaries are (the index's), and a finished run's
+details are read from the store when asked for, the last few kept (`FINISHED_CACHE`).
 A run's plan must fit the coordinator's budgets (budget.py) before it starts. A cancelled run stops at once
 (its service calls are cancelled, so the services drop their jobs) and, recorded in the store, stays stopped:
 no coordinator resumes it, and POST .../resume refuses it.
@@ -17,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from functools import partial
 
 from seal_lab.errors import FailedPrecondition, InvalidArgument, StoreUnavailable, Unavailable
@@ -37,10 +42,12 @@ from .errors import RunCancelled, RunFinished, RunNotFound, RunRunning
 from .events import EventLog
 from .examples import attach_examples
 from .experiment import Experiment
+from .index import SNAPSHOT_AFTER, RunIndex
 from .lease import Leases, default_owner
 from .policy import match_teacher_completions
-from .records import MANIFEST, LeaseLost, RecordWriter, delete_run, run_ids, run_key, write_spec
+from .records import MANIFEST, LeaseLost, RecordWriter, delete_run, has_spec, run_key, write_spec
 from .servicecheck import TrainerLimits
+from ..run.schemas import RunSummary
 from .state import (
     RunState,
     is_cancelled,
@@ -54,6 +61,10 @@ from .state import (
 
 log = logging.getLogger(__name__)
 
+#: Finished runs whose details stay in memory after they were read (or finished here); the others are read
+#: from the store when asked for.
+FINISHED_CACHE = 16
+
 
 class RunManager:
     """Owns every run of this coordinator: creation, execution, resumption, and their records."""
@@ -62,7 +73,11 @@ class RunManager:
         self.store = store
         self.clients = clients
         self.settings = settings
+        #: The unfinished runs in memory (those executing here among them); finished ones are retired.
         self.runs: dict[str, RunState] = {}
+        #: Every run's summary (the store's run index), finished runs included.
+        self.index = RunIndex(store)
+        self._finished: OrderedDict[str, RunState] = OrderedDict()
         self._tasks: dict[str, asyncio.Task] = {}
         self.owner = settings.instance_id or default_owner()
         self.leases = Leases(store, self.owner, settings.lease_ttl_seconds)
@@ -94,45 +109,75 @@ class RunManager:
         while True:
             await wait_for_store(self.store.check, "coordinator", self.settings.max_backoff_seconds)
             try:
-                for run_id in await call_async(lambda: run_ids(self.store), self.outage, "listing runs"):
-                    if run_id not in self.runs:
-                        await self._adopt(run_id, at_start=True)
+                await self._load_index()
+                if self.settings.resume_unfinished_runs:
+                    for run_id in self.index.unfinished():
+                        if run_id not in self._tasks:
+                            await self._adopt(run_id, at_start=True)
                 break
             except StoreUnavailable as exc:  # gone again while loading: wait for it once more
                 log.warning("store unavailable while loading runs (%s)", exc.message)
         self.ready = True
         self._background.append(asyncio.create_task(self._watch_leases(), name="lease-watch"))
 
-    async def _adopt(self, run_id: str, at_start: bool = False) -> None:
-        """Know a run that is in the store; run it here if it is unfinished and its lease can be had.
+    async def _load_index(self) -> None:
+        """Read the run index; rebuild the entries of runs it lacks from their records (a store an older
+        seal-lab wrote, a crash between a run's spec and its first entry), drop those whose run is gone."""
+        started = time.monotonic()
+        loaded = await call_async(self.index.load, self.outage, "reading the run index")
+        self.index.adopt(loaded)
+        folders = await call_async(self.index.run_folders, self.outage, "listing the run folders")
+        gone = [run_id for run_id in self.index.entries if run_id not in folders and self.index.get(run_id)]
+        for run_id in gone:
+            self.index.forget(run_id)
+        rebuilt = 0
+        for run_id in sorted(folders - set(self.index.entries)):  # a deleted run's entry counts: it stays gone
+            if not await call_async(partial(has_spec, self.store, run_id), self.outage, "reading a spec"):
+                continue
+            run = await self._load(run_id)
+            self._tell_problems(run)
+            self.index.rebuilt(run_id, run.summary(), run.unrunnable)
+            rebuilt += 1
+        if rebuilt or gone or loaded.tail > SNAPSHOT_AFTER or (self.index.entries and not loaded.snapshots):
+            entries = dict(self.index.entries)
+            await call_async(
+                lambda: self.index.snapshot(entries, loaded.snapshots), self.outage, "writing the run index"
+            )
+        log.info(
+            "run index: %d runs (%d rebuilt from their records, %d gone, %d log entries read) in %.2fs",
+            sum(1 for _ in self.index.summaries()),
+            rebuilt,
+            len(gone),
+            loaded.tail,
+            time.monotonic() - started,
+        )
 
-        Records are read again only when the lease is ours: another coordinator may have advanced the run.
+    async def _adopt(self, run_id: str, at_start: bool = False) -> None:
+        """Run here a run the index calls unfinished, if its lease can be had.
+
+        Records are read only when the lease is ours: another coordinator may have advanced the run.
         """
         known = self.runs.get(run_id)
-        if known is None:
-            known = await self._load(run_id)
-            self.runs[run_id] = known
-        if known.finished or known.unrunnable or not self.settings.resume_unfinished_runs:
-            self._tell_problems(known)
-            return
         lease = await call_async(lambda: self.leases.acquire(run_id), ONCE, "taking a lease")
         if lease is None:
-            known.current = f"running on another coordinator ({await self._holder(run_id)})"
-            self._tell_problems(known)
+            current = f"running on another coordinator ({await self._holder(run_id)})"
+            if known is not None:
+                known.current = current
+            entry = self.index.get(run_id)
+            if entry is not None and entry.summary is not None:
+                self.index.note(run_id, entry.summary.model_copy(update={"current": current}))
             return
         try:
             run = await self._load(run_id)
         except BaseException:
-            self._tell_problems(known)
             await asyncio.to_thread(self.leases.release, lease)
             raise
-        # Told on the state kept: this load reads events back from the store, where the first's may not be yet.
-        run.load_problems[:0], known.load_problems = known.load_problems, []
-        self.runs[run_id] = run
         self._tell_problems(run)
-        if run.finished or run.unrunnable:
+        if run.finished or run.unrunnable:  # the index was behind (a crash before its entry): correct it
             await asyncio.to_thread(self.leases.release, lease)
+            self._retire(run)
             return
+        self.runs[run_id] = run
         run.lease = lease
         reason = "coordinator restarted: resuming run" if at_start else "lease expired: taking the run over"
         self.events.emit(run, "status", reason, data={"resumed": True, "owner": self.owner}, persist=True)
@@ -153,12 +198,15 @@ class RunManager:
                         await self._stop_cancelled(run, "cancelled through another coordinator")
                     elif run.lease is not None:
                         await self._renew(run)
+                # What other coordinators changed: the index's newest entries (never the runs/ tree).
+                for run_id, entry in await call_async(self.index.poll, ONCE, "reading the run index"):
+                    if self.index.apply(run_id, entry) and run_id not in self._tasks:
+                        self._finished.pop(run_id, None)  # changed elsewhere: read again when asked
+                        if entry.finished:
+                            self.runs.pop(run_id, None)
                 if self.settings.resume_unfinished_runs:
-                    for run_id in await call_async(lambda: run_ids(self.store), ONCE, "listing runs"):
-                        run = self.runs.get(run_id)
-                        if run_id not in self._tasks and (
-                            run is None or not (run.finished or run.unrunnable)
-                        ):
+                    for run_id in self.index.unfinished():
+                        if run_id not in self._tasks:
                             await self._adopt(run_id)
             except StoreUnavailable as exc:
                 log.warning("lease watch: store unavailable (%s)", exc.message)
@@ -205,7 +253,27 @@ class RunManager:
             self.events.emit(run, "error", f"store: {problem}", data={"quarantine": problem}, persist=True)
         run.load_problems = []
 
+    def _index(self, run: RunState, **update: str) -> None:
+        """Queue the run's index entry (written in order with its events, waiting out store outages)."""
+        summary = run.summary()
+        key, record = self.index.entry(run.id, summary.model_copy(update=update) if update else summary, run.unrunnable)
+        self.writer.queue_event(key, record)
+
+    def _retire(self, run: RunState) -> None:
+        """A finished run leaves memory (but for the last few), after its index entry says how it ended."""
+        self.runs.pop(run.id, None)
+        self._finished[run.id] = run
+        self._finished.move_to_end(run.id)
+        while len(self._finished) > FINISHED_CACHE:
+            self._finished.popitem(last=False)
+        self._index(run)
+
     # ---- API -------------------------------------------------------------------------------------------
+
+    def summaries(self) -> list[RunSummary]:
+        """Every run's summary: those in memory as they are now, the others from the index."""
+        live = {run_id: run.summary() for run_id, run in self.runs.items()}
+        return [*live.values(), *(s for s in self.index.summaries() if s.id not in live)]
 
     def _require_ready(self) -> None:
         if not self.ready:
@@ -262,6 +330,7 @@ class RunManager:
         await call_async(lambda: write_spec(self.store, run.id, spec), ONCE, "writing a run spec")
         run.lease = lease
         self.runs[run.id] = run
+        self._index(run)
         self.events.emit(
             run,
             "status",
@@ -272,14 +341,35 @@ class RunManager:
         return run
 
     def get(self, run_id: str) -> RunState:
-        try:
-            return self.runs[run_id]
-        except KeyError:
-            raise RunNotFound(f"no run {run_id!r}") from None
+        """A run in memory (unfinished, or finished lately); `find` reads the others from the store."""
+        run = self.runs.get(run_id) or self._finished.get(run_id)
+        if run is None:
+            raise RunNotFound(f"no run {run_id!r}")
+        return run
+
+    async def find(self, run_id: str) -> RunState:
+        """Any run: from memory, else read from the store (a finished one is then kept among the last few)."""
+        run = self.runs.get(run_id) or self._finished.get(run_id)
+        if run is not None:
+            if run_id in self._finished:
+                self._finished.move_to_end(run_id)
+            return run
+        entry = self.index.get(run_id)
+        if entry is None or entry.summary is None:
+            raise RunNotFound(f"no run {run_id!r}")
+        run = await self._load(run_id)
+        self._tell_problems(run)
+        if run.finished or run.unrunnable:
+            self._finished[run_id] = run
+            while len(self._finished) > FINISHED_CACHE:
+                self._finished.popitem(last=False)
+        else:  # unfinished and not here: another coordinator runs it
+            run.current = entry.summary.current
+        return run
 
     async def resume(self, run_id: str) -> RunState:
         self._require_ready()
-        run = self.get(run_id)
+        run = await self.find(run_id)
         if run.unrunnable:
             raise FailedPrecondition(f"run {run_id} {run.error}")
         if run.id in self._tasks:
@@ -298,6 +388,9 @@ class RunManager:
             )
         run.lease = lease
         run.error = ""
+        self._finished.pop(run.id, None)
+        self.runs[run.id] = run
+        self._index(run, status="queued")  # before the record that resumes it (index.py)
         self.events.emit(run, "status", "resuming run on request", data={"resumed": True}, persist=True)
         self._schedule(run)
         return run
@@ -307,7 +400,7 @@ class RunManager:
         away, and nothing changed), so that no coordinator resumes it; then its task is cancelled, which
         cancels its gRPC calls (the services drop those jobs) and its jobs not yet started."""
         self._require_ready()
-        run = self.get(run_id)
+        run = await self.find(run_id)
         if run.status == "cancelled":
             return run
         if run.unrunnable:
@@ -323,11 +416,14 @@ class RunManager:
     async def delete(self, run_id: str) -> None:
         """Remove a finished run's records (the adapters and datasets it made stay: other runs share them)."""
         self._require_ready()
-        run = self.get(run_id)
+        run = await self.find(run_id)
         if run.id in self._tasks or not run.finished:
             raise RunRunning(f"run {run_id} is {run.status}; cancel it first (POST /v1/runs/{run_id}/cancel)")
         await call_async(lambda: delete_run(self.store, run_id), ONCE, f"deleting run {run_id}")
         self.runs.pop(run_id, None)
+        self._finished.pop(run_id, None)
+        key, record = self.index.entry(run_id, None)
+        self.writer.queue_event(key, record)
 
     async def _stop_cancelled(self, run: RunState, reason: str) -> None:
         run.status, run.current, run.error = "cancelled", "", ""
@@ -337,6 +433,7 @@ class RunManager:
             await asyncio.wait({task}, timeout=10)  # its calls are cancelled; then the lease can go
         self.events.emit(run, "status", f"run {reason}", data={"cancelled": True}, persist=True)
         await self._release(run)
+        self._retire(run)
 
     def _executing(self) -> list[RunState]:
         return [self.runs[run_id] for run_id in self._tasks]
@@ -353,6 +450,7 @@ class RunManager:
     async def _execute(self, run: RunState) -> None:
         with bind_context(run_id=run.id):
             run.status = "running"
+            self._index(run)
             self.events.emit(run, "status", "running")
             try:
                 limits = await self.calls.check(run)
@@ -404,6 +502,8 @@ class RunManager:
 
             if run.status == "failed":  # waits for a resume, which any coordinator may take
                 await self._release(run)
+            if run.finished and run.status != "cancelled":  # a cancelled one is retired by _stop_cancelled
+                self._retire(run)
 
     async def _release(self, run: RunState) -> None:
         lease, run.lease = run.lease, None

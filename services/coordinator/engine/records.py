@@ -62,6 +62,11 @@ def run_ids(store: ObjectStore) -> list[str]:
     return sorted(ids)
 
 
+def has_spec(store: ObjectStore, run_id: str) -> bool:
+    """Blocking: whether the run has a spec (or only its copy): a folder without one holds no run."""
+    return store.exists(run_key(run_id, SPEC)) or store.exists(run_key(run_id, SPEC_COPY))
+
+
 def write_spec(store: ObjectStore, run_id: str, spec: dict[str, Any]) -> None:
     """The copy first: a spec.json that exists always has its copy."""
     store.put_json(run_key(run_id, SPEC_COPY), spec)

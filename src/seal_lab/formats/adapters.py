@@ -377,13 +377,26 @@ def adapter_key(name: str) -> str:
 
 
 def list_adapter_keys(store: ObjectStore, limit: int, after: str = "") -> list[str]:
-    """Up to `limit` published adapters' keys (those with a config), sorted, after the key `after`."""
-    keys = sorted(
-        key.rsplit("/", 1)[0]
-        for key in store.list_keys(f"{ADAPTER_PREFIX}/")
-        if key.endswith(f"/{ADAPTER_CONFIG}") and key.count("/") == 2
-    )
-    return [key for key in keys if key > after][:limit]
+    """Up to `limit` published adapters' keys (those with a config), sorted, after the key `after`.
+
+    Read a page at a time from the store's ordered listing of the adapter folders (never every adapter's
+    files): the cost grows with `limit`, not with the number of adapters."""
+    prefix = f"{ADAPTER_PREFIX}/"
+    if after.startswith(prefix):
+        start = after[len(prefix) :]
+    elif after < prefix:
+        start = ""
+    else:  # after every adapter key
+        return []
+    keys: list[str] = []
+    while len(keys) < limit:
+        wanted = limit - len(keys)
+        names = store.list_folders(prefix, start, wanted)
+        keys += [f"{prefix}{n}" for n in names if store.exists(f"{prefix}{n}/{ADAPTER_CONFIG}")]
+        if len(names) < wanted:
+            break
+        start = names[-1]
+    return keys[:limit]
 
 
 def adapter_file_key(store: ObjectStore, key: str, name: str) -> str:

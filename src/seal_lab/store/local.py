@@ -30,7 +30,7 @@ from seal_lab.errors import (
     StoreUnavailable,
 )
 from seal_lab.settings import StoreSettings
-from seal_lab.store import ObjectStore, validate_key
+from seal_lab.store import ObjectStore, folder_page, validate_key
 
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 _COPY_CHUNK = 1024 * 1024
@@ -209,6 +209,19 @@ class LocalStore(ObjectStore):
                 if p.is_file() and not p.name.startswith(".")
             )
             return sorted(k for k in keys if k.startswith(prefix))
+
+    def list_folders(self, prefix: str, start_after: str = "", limit: int | None = None) -> list[str]:
+        # One directory scan of the folder the prefix names (its entries' names only, nothing below them).
+        if prefix and not prefix.endswith("/"):
+            raise InvalidArgument(f"list_folders needs a folder prefix ending with '/', not {prefix!r}")
+        folder = self.root / validate_key(prefix.rstrip("/")) if prefix else self.root
+        with self._translate("list folders under", prefix):
+            try:
+                with os.scandir(folder) as entries:
+                    names = [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+        return folder_page(names, start_after, limit)
 
     def check(self) -> None:
         if not self.root.is_dir():

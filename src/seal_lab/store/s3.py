@@ -36,7 +36,7 @@ from minio.helpers import check_bucket_name
 
 from seal_lab.errors import AlreadyExists, ConfigurationError, NotFound, StoreFull, StoreUnavailable
 from seal_lab.settings import StoreSettings
-from seal_lab.store import ObjectStore, validate_key
+from seal_lab.store import ObjectStore, folder_page, validate_key
 
 #: S3 error codes that mean "this object is not there" (HEAD responses carry no body; minio names them).
 _MISSING_KEY_CODES = frozenset({"NoSuchKey", "NoSuchObject"})
@@ -310,6 +310,21 @@ class S3Store(ObjectStore):
             objects = self.client.list_objects(self.bucket, prefix=prefix or None, recursive=True)
             # Some servers (SeaweedFS) can report directory markers; they are not objects.
             return sorted(o.object_name for o in objects if o.object_name and not o.is_dir)
+
+    def list_folders(self, prefix: str, start_after: str = "", limit: int | None = None) -> list[str]:
+        # The delimiter listing: one entry per folder (never the keys inside), from StartAfter on, and no
+        # further LIST request than `limit` needs. `~` sorts after every character a key may hold, so
+        # StartAfter `prefix/name/~` skips the whole folder `name`.
+        after = f"{prefix}{start_after}/~" if start_after else None
+        names: list[str] = []
+        with self._translate(f"list folders under {prefix!r}"):
+            for o in self.client.list_objects(self.bucket, prefix=prefix or None, start_after=after):
+                name = (o.object_name or "")[len(prefix) :].rstrip("/")
+                if o.is_dir and name and "/" not in name:
+                    names.append(name)
+                    if limit is not None and len(names) >= limit:
+                        break
+        return folder_page(names, start_after, limit)
 
     def get_file(self, key: str, destination: Path) -> Path:
         """Stream into a temporary file next to `destination`, then rename: readers never see a partial file."""

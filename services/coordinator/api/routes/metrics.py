@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
-from ...engine import job_kind
+from ...engine import FINISHED_STATUSES, job_kind
 from ...run.records import FailedRecord
 
 router = APIRouter(tags=["metrics"])
@@ -41,8 +41,7 @@ class RunsCollector(Collector):
         manager = self.manager()
         if manager is None:  # before the lifespan has built it
             return
-        runs = list(manager.runs.values())
-        yield from _runs(runs)
+        yield from _runs(manager.summaries(), list(manager.runs.values()))
         stats = manager.calls.stats
         trainers = manager.calls.clients.trainers.endpoints
         yield _gauge(
@@ -83,8 +82,9 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
 
 
-def _runs(runs: list[Any]) -> Iterator[Metric]:
-    by_status = Counter(run.status for run in runs)
+def _runs(summaries: list[Any], live: list[Any]) -> Iterator[Metric]:
+    """Counts over every run's summary; jobs by kind over the unfinished runs in memory (their records)."""
+    by_status = Counter(run.status for run in summaries)
     statuses = GaugeMetricFamily("seal_runs", "Runs this coordinator knows, by status", labels=["status"])
     for status in sorted({*RUN_STATUSES, *by_status}):
         statuses.add_metric([status], by_status[status])
@@ -96,16 +96,18 @@ def _runs(runs: list[Any]) -> Iterator[Metric]:
     seconds = GaugeMetricFamily(
         "seal_run_seconds", "Seconds since an unfinished run was created", labels=["run_id"]
     )
-    finished = [run for run in runs if run.finished and run.created_at]
-    for run in runs:
+    finished = [run for run in summaries if run.status in FINISHED_STATUSES and run.created_at]
+    for run in live:
         if run.finished or run.unrunnable:
             continue
         for name, record in run.jobs.items():
             kind = job_kind(name)
             done[kind] += 1
             failed[kind] += isinstance(record, FailedRecord)
-        remaining += max(0, run.jobs_total - len(run.jobs))
-        seconds.add_metric([run.id], now - run.created_at)
+    for run in summaries:
+        if run.status not in FINISHED_STATUSES:
+            remaining += max(0, run.jobs_total - run.jobs_done)
+            seconds.add_metric([run.id], now - run.created_at)
     for name, counts, what in (
         ("seal_jobs_done", done, "Jobs recorded by the unfinished runs, by kind"),
         ("seal_jobs_failed", failed, "Jobs of the unfinished runs that a service refused, by kind"),

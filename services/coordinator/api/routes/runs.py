@@ -42,8 +42,8 @@ async def list_runs(
 ) -> RunPage:
     """Runs newest first, `page_size` at a time (with `status` only, if given). A run created while you
     page comes before the page you are on: pages already read neither shift nor repeat."""
-    runs, next_token = page(manager.runs.values(), page_size, page_token, status)
-    return RunPage(runs=[run.summary() for run in runs], next_page_token=next_token)
+    runs, next_token = page(manager.summaries(), page_size, page_token, status)
+    return RunPage(runs=runs, next_page_token=next_token)
 
 
 @router.get("/{run_id}", response_model=RunDetail, responses=responses(404))
