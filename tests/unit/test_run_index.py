@@ -1,0 +1,226 @@
+"""The store's run index (engine/index.py): start-up reads it instead of every run, an old store without one is
+rebuilt from its records, the lease watch never lists `runs/`, finished runs leave memory and are read back
+on demand, and the event loop stays responsive while the watch runs over 1,000 runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from pathlib import Path
+
+from seal_lab.store.local import LocalStore
+from services.coordinator.engine.index import LOG_PREFIX, SNAPSHOT_PREFIX
+from services.coordinator.engine.manager import FINISHED_CACHE, RunManager
+from services.coordinator.engine.records import MANIFEST, run_key
+from tests.unit.fake_services import FakeClients
+from tests.unit.test_orchestrator import REQUEST, run_to_end, settings, until
+
+
+class CountingStore(LocalStore):
+    """A local store that remembers what was listed, and how many records were read."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.listed: list[str] = []
+        self.reads = 0
+
+    def list_keys(self, prefix: str) -> list[str]:
+        self.listed.append(prefix)
+        return super().list_keys(prefix)
+
+    def list_folders(self, prefix: str, start_after: str = "", limit: int | None = None) -> list[str]:
+        self.listed.append(f"folders:{prefix}")
+        return super().list_folders(prefix, start_after, limit)
+
+    def get_bytes(self, key: str) -> bytes:
+        self.reads += 1
+        return super().get_bytes(key)
+
+
+def _finished_run(root: Path, config) -> str:
+    """One run made over the fake services, run to its end; its id."""
+
+    async def main() -> str:
+        manager = RunManager(LocalStore(root), FakeClients(config.trainer_addresses), config)
+        await manager.start()
+        try:
+            run = await run_to_end(manager, await manager.create(REQUEST))
+            assert run.status == "succeeded"
+            return run.id
+        finally:
+            await manager.shutdown()
+
+    return asyncio.run(main())
+
+
+def _copies(root: Path, run_id: str, count: int) -> list[str]:
+    """`count` more finished runs: hard links to the run's files under new ids (cheap at 1,000)."""
+    ids = []
+    source = root / "runs" / run_id
+    for i in range(count):
+        new_id = f"{run_id}-{i:05d}"
+        target = root / "runs" / new_id
+        shutil.copytree(source, target, copy_function=os.link)
+        ids.append(new_id)
+    return ids
+
+
+def _start(store, config) -> RunManager:
+    manager = RunManager(store, FakeClients(config.trainer_addresses), config)
+    return manager
+
+
+def test_a_restart_reads_the_index_not_every_run_and_finished_runs_stay_on_disk(tmp_path):
+    config = settings()
+    run_id = _finished_run(tmp_path / "store", config)
+    copies = _copies(tmp_path / "store", run_id, FINISHED_CACHE + 4)
+
+    async def main() -> None:
+        # First start over runs the index lacks (the copies): rebuilt from their records, then a snapshot.
+        first = _start(LocalStore(tmp_path / "store"), config)
+        await first.start()
+        await first.shutdown()
+        assert (tmp_path / "store" / SNAPSHOT_PREFIX).is_dir()
+
+        store = CountingStore(tmp_path / "store")
+        manager = _start(store, config)
+        await manager.start()
+        try:
+            assert manager.ready
+            assert {s.id for s in manager.summaries()} == {run_id, *copies}
+            assert all(s.status == "succeeded" for s in manager.summaries())
+            assert manager.runs == {}  # finished: summaries only
+            # No run's records were listed or read to start: the index, and one listing of the run folders.
+            assert not [p for p in store.listed if p.startswith("runs/")]
+            assert "folders:runs/" in store.listed
+            assert store.reads < 5
+            run = await manager.find(copies[3])
+            assert run.status == "succeeded" and run.results is not None and run.jobs
+            assert run.summary() == next(s for s in manager.summaries() if s.id == copies[3])
+            for each in copies:
+                await manager.find(each)
+            assert len(manager._finished) == FINISHED_CACHE  # a bounded cache, not every run read
+        finally:
+            await manager.shutdown()
+
+    asyncio.run(main())
+
+
+def test_an_old_store_without_an_index_loads_and_gets_one(tmp_path):
+    config = settings()
+    run_id = _finished_run(tmp_path / "store", config)
+    shutil.rmtree(tmp_path / "store" / "index")
+
+    async def main() -> None:
+        manager = _start(LocalStore(tmp_path / "store"), config)
+        await manager.start()
+        try:
+            assert [s.id for s in manager.summaries()] == [run_id]
+            run = await manager.find(run_id)
+            assert run.status == "succeeded" and run.results is not None
+        finally:
+            await manager.shutdown()
+        assert list((tmp_path / "store" / SNAPSHOT_PREFIX).iterdir())
+
+    asyncio.run(main())
+
+
+def test_a_deleted_run_stays_gone_after_a_restart(tmp_path):
+    config = settings()
+    run_id = _finished_run(tmp_path / "store", config)
+
+    async def main() -> None:
+        manager = _start(LocalStore(tmp_path / "store"), config)
+        await manager.start()
+        await manager.delete(run_id)
+        await manager.shutdown()
+        again = _start(LocalStore(tmp_path / "store"), config)
+        await again.start()
+        try:
+            assert list(again.summaries()) == []
+        finally:
+            await again.shutdown()
+
+    asyncio.run(main())
+
+
+def test_the_lease_watch_reads_the_index_and_never_lists_the_runs(tmp_path):
+    """Idle, the watch lists the index's newest hours; a run another coordinator creates shows up from its
+    entry, and its finish too, without any listing of runs/."""
+    config = settings(lease_ttl_seconds=0.3)
+    store = CountingStore(tmp_path / "store")
+
+    async def main() -> None:
+        watcher = _start(store, config)
+        await watcher.start()
+        other = _start(LocalStore(tmp_path / "store"), settings(resume_unfinished_runs=False))
+        await other.start()
+        try:
+            store.listed.clear()
+            run = await run_to_end(other, await other.create(REQUEST))
+            assert run.status == "succeeded"
+            await until(lambda: any(s.id == run.id and s.status == "succeeded" for s in watcher.summaries()))
+            await asyncio.sleep(0.5)  # several more ticks, idle
+            assert store.listed and all(p.startswith(f"{LOG_PREFIX}/") for p in store.listed), store.listed
+            assert run.id not in watcher.runs
+            assert (await watcher.find(run.id)).results is not None
+        finally:
+            await other.shutdown()
+            await watcher.shutdown()
+
+    asyncio.run(main())
+
+
+def test_an_index_that_calls_a_finished_run_unfinished_is_corrected_by_the_watch(tmp_path):
+    """A crash between a run's manifest and its index entry: the watch reads the run, and the index says
+    how it ended."""
+    config = settings(lease_ttl_seconds=0.3)
+    run_id = _finished_run(tmp_path / "store", config)
+    store_root = tmp_path / "store"
+    for entry in sorted((store_root / LOG_PREFIX).rglob("*.json")):
+        if b'"succeeded"' in entry.read_bytes():
+            entry.unlink()  # the finishing entry was never written
+    shutil.rmtree(store_root / SNAPSHOT_PREFIX, ignore_errors=True)
+
+    async def main() -> None:
+        manager = _start(LocalStore(store_root), config)
+        await manager.start()
+        try:
+            await until(lambda: [s.status for s in manager.summaries()] == ["succeeded"])
+            assert manager.runs == {}
+        finally:
+            await manager.shutdown()
+        assert LocalStore(store_root).exists(run_key(run_id, MANIFEST))
+
+    asyncio.run(main())
+
+
+def test_the_event_loop_stays_responsive_while_the_watch_runs_over_1000_runs(tmp_path):
+    config = settings(lease_ttl_seconds=0.15)  # the watch every 50 ms
+    run_id = _finished_run(tmp_path / "store", config)
+    _copies(tmp_path / "store", run_id, 999)
+
+    async def main() -> float:
+        first = _start(LocalStore(tmp_path / "store"), config)  # rebuilds the index once
+        await first.start()
+        await first.shutdown()
+        manager = _start(LocalStore(tmp_path / "store"), config)
+        await manager.start()
+        try:
+            assert sum(1 for _ in manager.summaries()) == 1000
+            worst = 0.0
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                asked = time.monotonic()
+                await asyncio.sleep(0.005)
+                worst = max(worst, time.monotonic() - asked - 0.005)
+                page = manager.summaries()
+                assert len(page) == 1000
+            return worst
+        finally:
+            await manager.shutdown()
+
+    worst = asyncio.run(main())
+    assert worst < 0.1, f"the event loop froze for {worst * 1000:.0f} ms"
