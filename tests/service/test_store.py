@@ -68,6 +68,19 @@ def test_list_keys_by_prefix(store: ObjectStore) -> None:
     assert store.list_keys("") == sorted(keys)
 
 
+def test_list_folders_pages_one_level_in_key_order(store: ObjectStore) -> None:
+    """A page of the folders below a prefix, after a name, without their keys (the adapters' and runs'
+    listings): the same on both backends, in the order of the names."""
+    for key in ("f/a/x.json", "f/a/y/z.json", "f/a-b/x.json", "f/b/x.json", "f/c/d/x.json", "f/top.json"):
+        store.put_bytes(key, b"1")
+    assert store.list_folders("f/") == ["a", "a-b", "b", "c"]
+    assert store.list_folders("f/", limit=2) == ["a", "a-b"]
+    assert store.list_folders("f/", start_after="a") == ["a-b", "b", "c"]
+    assert store.list_folders("f/", start_after="a-b", limit=1) == ["b"]
+    assert store.list_folders("f/", start_after="c") == []
+    assert store.list_folders("none/") == []
+
+
 def test_put_file_get_file_into_nested_directory(store: ObjectStore, tmp_path: Path) -> None:
     source = tmp_path / "adapter.safetensors"
     data = os.urandom(6 * 1024 * 1024 + 17)  # above 5 MiB: fput_object uploads in parts

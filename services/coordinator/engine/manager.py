@@ -31,7 +31,7 @@ from seal_lab.store import ObjectStore
 from seal_lab.store.outage import ONCE, OutagePolicy, call_async, wait_for_store
 
 from ..results.build import build_results
-from ..run.schemas import RunCreate
+from ..run.schemas import RunCreate, RunSummary
 from ..run.split import choose_heldout
 from ..settings import CoordinatorSettings
 from . import admission
@@ -47,7 +47,6 @@ from .lease import Leases, default_owner
 from .policy import match_teacher_completions
 from .records import MANIFEST, LeaseLost, RecordWriter, delete_run, has_spec, run_key, write_spec
 from .servicecheck import TrainerLimits
-from ..run.schemas import RunSummary
 from .state import (
     RunState,
     is_cancelled,
@@ -131,7 +130,9 @@ class RunManager:
         for run_id in gone:
             self.index.forget(run_id)
         rebuilt = 0
-        for run_id in sorted(folders - set(self.index.entries)):  # a deleted run's entry counts: it stays gone
+        for run_id in sorted(
+            folders - set(self.index.entries)
+        ):  # a deleted run's entry counts: it stays gone
             if not await call_async(partial(has_spec, self.store, run_id), self.outage, "reading a spec"):
                 continue
             run = await self._load(run_id)
@@ -256,7 +257,9 @@ class RunManager:
     def _index(self, run: RunState, **update: str) -> None:
         """Queue the run's index entry (written in order with its events, waiting out store outages)."""
         summary = run.summary()
-        key, record = self.index.entry(run.id, summary.model_copy(update=update) if update else summary, run.unrunnable)
+        key, record = self.index.entry(
+            run.id, summary.model_copy(update=update) if update else summary, run.unrunnable
+        )
         self.writer.queue_event(key, record)
 
     def _retire(self, run: RunState) -> None:

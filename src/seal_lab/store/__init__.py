@@ -125,11 +125,17 @@ class ObjectStore(ABC):
         """All keys that start with `prefix`, sorted."""
 
     def list_folders(self, prefix: str, start_after: str = "", limit: int | None = None) -> list[str]:
-        """The names one level below the folder `prefix` (ends with '/') that hold keys, in the order of their
-        keys (`name/...`), only those after the name `start_after`, at most `limit`: a page of a large folder
+        """The names one level below the folder `prefix` (ends with '/') that hold keys, sorted, only those
+        after the name `start_after`, at most `limit`: a page of a large folder
         without listing what is inside it. This default lists every key below; the backends do better (a
         sorted directory scan, S3's delimiter and StartAfter)."""
-        names = sorted({key[len(prefix) :].split("/", 1)[0] for key in self.list_keys(prefix) if "/" in key[len(prefix) :]})
+        names = sorted(
+            {
+                key[len(prefix) :].split("/", 1)[0]
+                for key in self.list_keys(prefix)
+                if "/" in key[len(prefix) :]
+            }
+        )
         return folder_page(names, start_after, limit)
 
     @abstractmethod
@@ -244,8 +250,8 @@ def read_record(store: ObjectStore, key: str, problem: Callable[[Any], str | Non
 
 
 def folder_page(names: list[str], start_after: str, limit: int | None) -> list[str]:
-    """`names` in the order of their keys (a name's key is `name/`), after `start_after`, at most `limit`."""
-    chosen = sorted((n for n in names if not start_after or n + "/" > start_after + "/"), key=lambda n: n + "/")
+    """`names` sorted, those after `start_after` only, at most `limit`."""
+    chosen = sorted(n for n in names if n > start_after)
     return chosen if limit is None else chosen[:limit]
 
 

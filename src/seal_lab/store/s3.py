@@ -313,14 +313,15 @@ class S3Store(ObjectStore):
 
     def list_folders(self, prefix: str, start_after: str = "", limit: int | None = None) -> list[str]:
         # The delimiter listing: one entry per folder (never the keys inside), from StartAfter on, and no
-        # further LIST request than `limit` needs. `~` sorts after every character a key may hold, so
-        # StartAfter `prefix/name/~` skips the whole folder `name`.
-        after = f"{prefix}{start_after}/~" if start_after else None
+        # further LIST request than `limit` needs. Names are compared again here: a server that orders the
+        # keys (AWS: `a-b/` before `a/`) and one that orders the names (SeaweedFS's filer) give the same page,
+        # but for names that extend one another with a character before '/' (never run ids or digests).
+        after = f"{prefix}{start_after}" if start_after else None
         names: list[str] = []
         with self._translate(f"list folders under {prefix!r}"):
             for o in self.client.list_objects(self.bucket, prefix=prefix or None, start_after=after):
                 name = (o.object_name or "")[len(prefix) :].rstrip("/")
-                if o.is_dir and name and "/" not in name:
+                if o.is_dir and name and "/" not in name and name > start_after:
                     names.append(name)
                     if limit is not None and len(names) >= limit:
                         break
