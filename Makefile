@@ -10,7 +10,7 @@ LIGHT_BIN := $(LIGHT_VENV)/bin
 TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 
-.PHONY: system-packages-test install demo test test-light test-compose k8s-validate docs settings-doc env lock lint format protos bench bench-conditions bench-strategies clean
+.PHONY: system-packages-test install demo test test-light test-compose k8s-validate docs settings-doc env lock lint format protos bench bench-conditions bench-strategies bench-scale clean
 
 install: $(VENV)/.installed
 
