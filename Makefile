@@ -108,5 +108,10 @@ PRESET ?= cpu
 bench-strategies: install
 	$(BIN)/python benchmarks/strategies.py --preset $(PRESET)
 
+# The coordinator over synthetic stores of 100, 1,000 and 10,000 finished runs (issue 35); SCALE_ARGS adds
+# e.g. --s3-sizes 100,1000 (the SeaweedFS test server) or --sizes 100,1000.
+bench-scale: install
+	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
+
 clean:
 	rm -rf $(VENV) $(LIGHT_VENV) .seal
