@@ -299,7 +299,9 @@ def _write(out: Path, results: dict[str, Any]) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="100,1000,10000", help="N for the local store, comma-separated")
     parser.add_argument("--s3-sizes", default="", help="N for the S3 test server (e.g. 100,1000); none: skip")
     parser.add_argument("--idle-seconds", type=float, default=IDLE_SECONDS)
@@ -315,7 +317,11 @@ def main() -> None:
         run_id = template_run(template)
         files = sum(1 for p in (template / "runs" / run_id).rglob("*") if p.is_file())
         results: dict[str, Any] = {
-            "machine": {"cpus": os.cpu_count(), "host": socket.gethostname(), "python": sys.version.split()[0]},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "host": socket.gethostname(),
+                "python": sys.version.split()[0],
+            },
             "run_files": files,
             "passages": PASSAGES,
             "idle_seconds": args.idle_seconds,
@@ -335,7 +341,9 @@ def main() -> None:
     path = _write(args.out, results)
     print(f"wrote {path}")
     for r in results["sizes"]:
-        print(f"  {r['store']:5s} {_line(r)} (first start, rebuilding the index: {r['first_start']['start_s']} s)")
+        print(
+            f"  {r['store']:5s} {_line(r)} (first start, rebuilding the index: {r['first_start']['start_s']} s)"
+        )
     local = [r for r in results["sizes"] if r["store"] == "local"]
     if local:
         print(_line(max(local, key=lambda r: r["n"])))

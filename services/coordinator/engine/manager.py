@@ -88,14 +88,14 @@ class RunManager:
         self.calls = ServiceCalls(clients, settings, self.outage, self.events)
         self.budget = Budget(settings)
         self.limits = TrainerLimits(settings.info_timeout_seconds)  # plans trainings, checks directives
-        #: False until the store answered and every recorded run was loaded (/healthz says 503 until then).
+        #: False until the store answered and the run index was read (/healthz says 503 until then).
         self.ready = False
         self._background: list[asyncio.Task] = []
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Wait for the store, load every recorded run and resume the unfinished ones.
+        """Wait for the store, read the run index (index.py) and resume the unfinished runs.
 
         Returns when that is done, or after `startup_wait_seconds` while it goes on in the background (the
         store is away): the HTTP API then answers, /healthz with 503, until it is done.

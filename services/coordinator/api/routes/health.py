@@ -1,4 +1,4 @@
-"""`/healthz`: ready once the store answered and every recorded run was loaded."""
+"""`/healthz`: ready once the store answered and the run index was read."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
 async def healthz(manager: Manager) -> JSONResponse:
-    """200 once the store answered and every recorded run was loaded; 503 while waiting for the store."""
+    """200 once the store answered and the run index was read (runs it lacked rebuilt from their records); 503 while waiting for the store."""
     if not manager.ready:
         waiting = Health(status="waiting for the object store", version=__version__)
         return JSONResponse(status_code=503, content=waiting.model_dump())
