@@ -130,9 +130,8 @@ class RunManager:
         for run_id in gone:
             self.index.forget(run_id)
         rebuilt = 0
-        for run_id in sorted(
-            folders - set(self.index.entries)
-        ):  # a deleted run's entry counts: it stays gone
+        unknown = folders - set(self.index.entries)  # a deleted run's entry counts: it stays gone
+        for run_id in sorted(unknown):
             if not await call_async(partial(has_spec, self.store, run_id), self.outage, "reading a spec"):
                 continue
             run = await self._load(run_id)
