@@ -38,6 +38,9 @@ class NoRuns:
     runs: dict = {}  # noqa: RUF012 - read only
     ready = True
 
+    def summaries(self) -> list:
+        return []
+
     def __getattr__(self, name: str):
         def unknown(*args: object, **kwargs: object) -> None:
             raise NotFound("no such run")
