@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 #: Finished runs whose details stay in memory after they were read (or finished here); the others are read
 #: from the store when asked for.
 FINISHED_CACHE = 16
+#: Runs the index lacks read from their records at once at start-up (an old store's first start).
+REBUILD_AT_ONCE = 8
 
 
 class RunManager:
@@ -130,14 +132,14 @@ class RunManager:
         for run_id in gone:
             self.index.forget(run_id)
         rebuilt = 0
-        unknown = folders - set(self.index.entries)  # a deleted run's entry counts: it stays gone
-        for run_id in sorted(unknown):
-            if not await call_async(partial(has_spec, self.store, run_id), self.outage, "reading a spec"):
-                continue
-            run = await self._load(run_id)
-            self._tell_problems(run)
-            self.index.rebuilt(run_id, run.summary(), run.unrunnable)
-            rebuilt += 1
+        unknown = sorted(folders - set(self.index.entries))  # a deleted run's entry counts: it stays gone
+        for at in range(0, len(unknown), REBUILD_AT_ONCE):  # a few at a time: a store's latency, not its size
+            chunk = unknown[at : at + REBUILD_AT_ONCE]
+            for run in await asyncio.gather(*(self._rebuild(run_id) for run_id in chunk)):
+                if run is not None:
+                    self._tell_problems(run)
+                    self.index.rebuilt(run.id, run.summary(), run.unrunnable)
+                    rebuilt += 1
         if rebuilt or gone or loaded.tail > SNAPSHOT_AFTER or (self.index.entries and not loaded.snapshots):
             entries = dict(self.index.entries)
             await call_async(
@@ -151,6 +153,12 @@ class RunManager:
             loaded.tail,
             time.monotonic() - started,
         )
+
+    async def _rebuild(self, run_id: str) -> RunState | None:
+        """A run the index lacks, read from its records (None: its folder holds no run)."""
+        if not await call_async(partial(has_spec, self.store, run_id), self.outage, "reading a spec"):
+            return None
+        return await self._load(run_id)
 
     async def _adopt(self, run_id: str, at_start: bool = False) -> None:
         """Run here a run the index calls unfinished, if its lease can be had.
