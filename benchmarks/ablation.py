@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -76,6 +75,7 @@ from seal_lab.scoring.stats import paired_test
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from resultfiles import write_new  # noqa: E402
 from seed_check import (  # noqa: E402  (the plain loop, written once)
     ISSUE28,
     Yardstick,
@@ -369,17 +369,7 @@ def _squad(count: int, seed: int) -> list[Passage]:
 
 def _write(out: Path, results: dict[str, Any]) -> Path:
     """A new dated file; never one that exists."""
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(100):
-        path = out / f"ablation_{stamp}{'' if n == 0 else f'-{n}'}_cpu{os.cpu_count()}.json"
-        try:
-            with path.open("x") as f:
-                f.write(json.dumps(results, indent=1))
-            return path
-        except FileExistsError:
-            continue
-    raise SystemExit(f"no free file name for ablation_{stamp} in {out}")
+    return write_new(out, "ablation", results)
 
 
 def main() -> None:

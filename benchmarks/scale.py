@@ -41,7 +41,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO / "src"), str(REPO)]
+sys.path[:0] = [str(REPO / "src"), str(REPO), str(HERE)]
+
+from resultfiles import write_new  # noqa: E402
 
 from seal_lab.formats.adapters import ADAPTER_CONFIG, ADAPTER_META  # noqa: E402
 from seal_lab.formats.passages import demo_passages, passages_to_json  # noqa: E402
@@ -284,20 +286,6 @@ def _line(r: dict[str, Any]) -> str:
     )
 
 
-def _write(out: Path, results: dict[str, Any]) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(100):
-        path = out / f"scale_{stamp}{'' if n == 0 else f'-{n}'}_cpu{os.cpu_count()}.json"
-        try:
-            with path.open("x") as f:
-                f.write(json.dumps(results, indent=1))
-            return path
-        except FileExistsError:
-            continue
-    raise RuntimeError("no free results file name")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -338,7 +326,7 @@ def main() -> None:
         results["seconds"] = round(time.perf_counter() - started, 1)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    path = _write(args.out, results)
+    path = write_new(args.out, "scale", results)
     print(f"wrote {path}")
     for r in results["sizes"]:
         print(
