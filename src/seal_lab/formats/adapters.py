@@ -35,7 +35,7 @@ from seal_lab.errors import AlreadyExists, CorruptObject, FailedPrecondition, In
 from seal_lab.formats.adaptercard import model_card
 from seal_lab.formats.directive import DirectiveLimits
 from seal_lab.settings import EMBEDDED_MODEL
-from seal_lab.store import ObjectStore, content_digest, is_key_segment, validate_key
+from seal_lab.store import ObjectStore, content_digest, is_key_segment, read_many, validate_key
 
 ADAPTER_PREFIX = "adapters"
 #: The two files of a peft adapter folder (what `PeftModel.from_pretrained` reads).
@@ -392,7 +392,8 @@ def list_adapter_keys(store: ObjectStore, limit: int, after: str = "") -> list[s
     while len(keys) < limit:
         wanted = limit - len(keys)
         names = store.list_folders(prefix, start, wanted)
-        keys += [f"{prefix}{n}" for n in names if store.exists(f"{prefix}{n}/{ADAPTER_CONFIG}")]
+        published = read_many(store, lambda n: store.exists(f"{prefix}{n}/{ADAPTER_CONFIG}"), names)
+        keys += [f"{prefix}{n}" for n, yes in zip(names, published, strict=True) if yes]
         if len(names) < wanted:
             break
         start = names[-1]

@@ -19,13 +19,17 @@ import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from seal_lab.errors import AlreadyExists, CorruptObject, InvalidArgument, NotFound
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: One part of a key between slashes: letters, digits and `._=-` (portable across S3 servers and filesystems).
 KEY_SEGMENT_PATTERN = re.compile(r"^[A-Za-z0-9_.=-]+$")
@@ -96,6 +100,8 @@ class ObjectStore(ABC):
     location: str
     #: How error messages name this store (S3: the location; local: no filesystem path).
     label: str
+    #: How many small reads are worth making at once (`read_many`): a round trip each on S3, a file locally.
+    read_concurrency: int = 1
 
     @abstractmethod
     def put_bytes(
@@ -222,6 +228,16 @@ class ObjectStore(ABC):
         self.put_json(f"{target}.reason.json", {"key": key, "reason": reason, "at": now.isoformat()})
         self.delete(key)
         return target
+
+
+def read_many(store: ObjectStore, read: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """`read(item)` for each item, in order, up to the store's `read_concurrency` at once (a page of adapters
+    on S3 is 100 round trips: at once they take the time of a few)."""
+    workers = min(store.read_concurrency, len(items))
+    if workers <= 1:
+        return [read(item) for item in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(read, items))
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,8 @@ def http_client(settings: StoreSettings) -> urllib3.PoolManager:
 class S3Store(ObjectStore):
     """One bucket on an S3-compatible server; keys are object names."""
 
+    read_concurrency = 16
+
     def __init__(
         self,
         client: Minio,

@@ -24,7 +24,7 @@ from seal_lab.formats.adapters import (
     adapter_key,
     list_adapter_keys,
 )
-from seal_lab.store import ObjectStore
+from seal_lab.store import ObjectStore, read_many
 
 from ..deps import Manager
 
@@ -93,7 +93,7 @@ def list_adapters(
 ) -> AdapterList:
     """Published adapters, sorted by key, `limit` at a time."""
     keys = list_adapter_keys(store, limit + 1, after)
-    page = [_summary(store, key) for key in keys[:limit]]
+    page = read_many(store, lambda key: _summary(store, key), keys[:limit])
     return AdapterList(adapters=page, next_after=keys[limit - 1] if len(keys) > limit else None)
 
 
