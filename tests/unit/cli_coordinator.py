@@ -71,8 +71,9 @@ class StandInManager:
     async def find(self, run_id: str) -> RunState:
         return self.get(run_id)
 
-    def summaries(self) -> list:
-        return [run.summary() for run in self.runs.values()]
+    def summaries(self, before: object = None) -> list:
+        newest_first = sorted(self.runs.values(), key=lambda r: (r.created_at, r.id), reverse=True)
+        return [run.summary() for run in newest_first]
 
     async def create(self, body: RunCreate) -> RunState:
         self.created.append(body)

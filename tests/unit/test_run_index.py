@@ -217,11 +217,43 @@ def test_the_event_loop_stays_responsive_while_the_watch_runs_over_1000_runs(tmp
                 asked = time.monotonic()
                 await asyncio.sleep(0.005)
                 worst = max(worst, time.monotonic() - asked - 0.005)
-                page = manager.summaries()
-                assert len(page) == 1000
+                assert len(list(manager.summaries())) == 1000
             return worst
         finally:
             await manager.shutdown()
 
     worst = asyncio.run(main())
     assert worst < 0.1, f"the event loop froze for {worst * 1000:.0f} ms"
+
+
+def test_the_index_pages_newest_first_from_a_token_without_reading_every_run(tmp_path):
+    from services.coordinator.engine.index import RunIndex
+    from services.coordinator.run.schemas import RunSummary
+
+    def summary(run_id: str, created: float, status: str = "succeeded") -> RunSummary:
+        return RunSummary(
+            id=run_id,
+            name="",
+            status=status,
+            created_at=created,
+            updated_at=created,
+            passages=1,
+            jobs_total=1,
+            jobs_done=1,
+            jobs_failed=0,
+            retries=0,
+            current="",
+            error="",
+        )
+
+    index = RunIndex(LocalStore(tmp_path))
+    for i in range(5):
+        index.entry(f"run-{i}", summary(f"run-{i}", float(i % 3)))
+    assert list(index.newest_first()) == ["run-2", "run-4", "run-1", "run-3", "run-0"]
+    assert list(index.newest_first((1.0, "run-3"))) == ["run-1", "run-3", "run-0"]
+    index.entry("run-4", None)  # deleted
+    index.forget("run-1")
+    assert list(index.newest_first()) == ["run-2", "run-3", "run-0"]
+    index.entry("run-3", summary("run-3", 0.0, "failed"))  # a later entry of the same run: in its place
+    assert list(index.newest_first()) == ["run-2", "run-3", "run-0"]
+    assert index.get("run-3").summary.status == "failed"

@@ -71,7 +71,9 @@ def test_runs_created_in_the_same_instant_page_by_id_without_repeats():
         run.created_at = 5.0
     seen, token = [], None
     while True:
-        chunk, token = page(runs, 2, token, None)
+        chunk, token = page(
+            lambda _: sorted(runs, key=lambda r: (r.created_at, r.id), reverse=True), 2, token, None
+        )
         seen += [r.id for r in chunk]
         if token is None:
             break

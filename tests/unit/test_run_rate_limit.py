@@ -49,7 +49,7 @@ class Accepting:
     async def resume(self, run_id: str) -> None:
         raise NotFound(f"no run {run_id!r}")
 
-    def summaries(self) -> list:
+    def summaries(self, before: object = None) -> list:
         return []
 
 

@@ -38,7 +38,7 @@ class NoRuns:
     runs: dict = {}  # noqa: RUF012 - read only
     ready = True
 
-    def summaries(self) -> list:
+    def summaries(self, before: object = None) -> list:
         return []
 
     def __getattr__(self, name: str):

@@ -149,3 +149,21 @@ def test_check_reports_a_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_bavail=0, f_frsize=4096))
     with pytest.raises(StoreFull, match="0 bytes free"):
         store.check()
+
+
+def test_list_folders_keeps_a_settled_folder_and_sees_every_change(tmp_path):
+    """A folder's names are kept while its mtime stands: a new or deleted entry shows at once."""
+    store = LocalStore(tmp_path)
+    for name in ("b", "a", "c"):
+        store.put_bytes(f"adapters/{name}/x.json", b"1")
+    folder = tmp_path / "adapters"
+    os.utime(folder, ns=(0, 1_000_000_000))  # settled long ago: its listing is kept
+    assert store.list_folders("adapters/") == ["a", "b", "c"]
+    assert store.list_folders("adapters/", start_after="a", limit=1) == ["b"]
+    store.put_bytes("adapters/ab/x.json", b"1")  # a new entry moves the folder's mtime
+    assert store.list_folders("adapters/", start_after="a") == ["ab", "b", "c"]
+    os.utime(folder, ns=(0, 2_000_000_000))
+    assert store.list_folders("adapters/") == ["a", "ab", "b", "c"]
+    (folder / "ab" / "x.json").unlink()
+    (folder / "ab").rmdir()
+    assert store.list_folders("adapters/") == ["a", "b", "c"]

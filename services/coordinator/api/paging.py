@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import heapq
+import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..run.schemas import RunSummary
 from .errors import InvalidPageToken
@@ -47,15 +47,21 @@ def decode_token(token: str) -> SortKey:
 
 
 def page(
-    runs: Iterable[RunSummary], size: int, token: str | None, status: str | None
+    runs: Callable[[SortKey | None], Iterable[RunSummary]], size: int, token: str | None, status: str | None
 ) -> tuple[list[RunSummary], str | None]:
-    """One page of `runs` (with `status`, if given), newest first, and the token of the next (None: last).
-    A partial selection (`heapq.nlargest`), not a sort of every run: a page costs little at 10,000 runs."""
+    """One page (with `status`, if given), newest first, and the token of the next (None: last). `runs(before)`
+    yields the runs newest first from before `before` on (RunManager.summaries): a page reads its own runs,
+    and those of other statuses between them, not every run."""
     after = decode_token(token) if token else None
-    chosen = heapq.nlargest(
-        size + 1,
-        (r for r in runs if (status is None or r.status == status) and (after is None or _key(r) < after)),
-        key=_key,
+    chosen = list(
+        itertools.islice(
+            (
+                r
+                for r in runs(after)
+                if (status is None or r.status == status) and (after is None or _key(r) < after)
+            ),
+            size + 1,
+        )
     )
     if len(chosen) <= size:
         return chosen, None

@@ -22,6 +22,7 @@ the records at start-up (`missing`): one listing of the run folders, not of thei
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Iterator
@@ -125,6 +126,8 @@ class RunIndex:
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
         self.entries: dict[str, Entry] = {}
+        #: (created_at, run id) of every run with a summary, oldest first: pages are read from it in order.
+        self._order: list[tuple[float, str]] = []
         self._seen: dict[str, int] = {}  # log keys read within the margin -> their clock
         self._watermark_ns = 0
         self._last_ns = 0
@@ -140,6 +143,22 @@ class RunIndex:
         entry = self.entries.get(run_id)
         return entry if entry is not None and entry.summary is not None else None
 
+    def newest_first(self, before: tuple[float, str] | None = None) -> Iterator[str]:
+        """Run ids, newest first (by creation, then id), those strictly before `before` only: a page costs
+        its own length, not the number of runs. Read it through before the entries change (no await)."""
+        end = bisect.bisect_left(self._order, before) if before is not None else len(self._order)
+        for at in range(end - 1, -1, -1):
+            yield self._order[at][1]
+
+    def _reorder(self, run_id: str, old: Entry | None, new: Entry | None) -> None:
+        if old is not None and old.summary is not None:
+            key = (old.summary.created_at, run_id)
+            at = bisect.bisect_left(self._order, key)
+            if at < len(self._order) and self._order[at] == key:
+                del self._order[at]
+        if new is not None and new.summary is not None:
+            bisect.insort(self._order, (new.summary.created_at, run_id))
+
     def unfinished(self) -> list[str]:
         return [run_id for run_id, entry in self.entries.items() if not entry.finished]
 
@@ -149,6 +168,7 @@ class RunIndex:
         if known is not None and _order(known.key) >= _order(entry.key):
             return False
         self.entries[run_id] = entry
+        self._reorder(run_id, known, entry)
         return True
 
     def note(self, run_id: str, summary: RunSummary) -> None:
@@ -172,10 +192,15 @@ class RunIndex:
         self.apply(run_id, Entry(f"{now:020d}-{run_id}", summary, unrunnable))
 
     def forget(self, run_id: str) -> None:
-        self.entries.pop(run_id, None)
+        self._reorder(run_id, self.entries.pop(run_id, None), None)
 
     def adopt(self, loaded: Loaded) -> None:
         self.entries = loaded.entries
+        self._order = sorted(
+            (entry.summary.created_at, run_id)
+            for run_id, entry in self.entries.items()
+            if entry.summary is not None
+        )
         self._seen = loaded.seen
         self._watermark_ns = min(loaded.seen.values(), default=time.time_ns() - MARGIN_NS)
 

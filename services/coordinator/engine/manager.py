@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from functools import partial
 
 from seal_lab.errors import FailedPrecondition, InvalidArgument, StoreUnavailable, Unavailable
@@ -280,10 +282,26 @@ class RunManager:
 
     # ---- API -------------------------------------------------------------------------------------------
 
-    def summaries(self) -> list[RunSummary]:
-        """Every run's summary: those in memory as they are now, the others from the index."""
-        live = {run_id: run.summary() for run_id, run in self.runs.items()}
-        return [*live.values(), *(s for s in self.index.summaries() if s.id not in live)]
+    def summaries(self, before: tuple[float, str] | None = None) -> Iterator[RunSummary]:
+        """Every run's summary, newest first (by creation, then id), those before `before` only: the runs in
+        memory as they are now, the others as the index has them. Read it through before awaiting."""
+        indexed = (
+            self.runs[run_id].summary() if run_id in self.runs else self.index.entries[run_id].summary
+            for run_id in self.index.newest_first(before)
+        )
+        # A run in memory without an entry yet (none but a test's): merged in its place.
+        extra = sorted(
+            (run.summary() for run_id, run in self.runs.items() if self.index.get(run_id) is None),
+            key=lambda s: (s.created_at, s.id),
+            reverse=True,
+        )
+        extra = [s for s in extra if before is None or (s.created_at, s.id) < before]
+        merged = (
+            heapq.merge(indexed, extra, key=lambda s: (s.created_at, s.id), reverse=True)
+            if extra
+            else indexed
+        )
+        return (summary for summary in merged if summary is not None)
 
     def _require_ready(self) -> None:
         if not self.ready:

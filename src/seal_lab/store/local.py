@@ -13,10 +13,12 @@ name the key and "the local store", never an absolute path.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -30,10 +32,11 @@ from seal_lab.errors import (
     StoreUnavailable,
 )
 from seal_lab.settings import StoreSettings
-from seal_lab.store import ObjectStore, folder_page, validate_key
+from seal_lab.store import ObjectStore, validate_key
 
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 _COPY_CHUNK = 1024 * 1024
+_SETTLED_NS = 1_000_000_000
 
 
 class LocalStore(ObjectStore):
@@ -45,6 +48,7 @@ class LocalStore(ObjectStore):
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.location = f"file://{self.root}"
+        self._folders: dict[Path, tuple[int, list[str]]] = {}  # list_folders: folder -> (mtime, names)
 
     @classmethod
     def from_settings(cls, settings: StoreSettings) -> LocalStore:
@@ -211,17 +215,28 @@ class LocalStore(ObjectStore):
             return sorted(k for k in keys if k.startswith(prefix))
 
     def list_folders(self, prefix: str, start_after: str = "", limit: int | None = None) -> list[str]:
-        # One directory scan of the folder the prefix names (its entries' names only, nothing below them).
+        # One directory scan of the folder the prefix names (its entries' names only, nothing below them),
+        # kept while the folder's mtime stands (it changes when an entry is added or removed): a page of a
+        # folder of 10,000 adapters is then a bisection. A folder changed in the last second is scanned
+        # every time (a filesystem's clock may not tell two changes within one tick apart).
         if prefix and not prefix.endswith("/"):
             raise InvalidArgument(f"list_folders needs a folder prefix ending with '/', not {prefix!r}")
         folder = self.root / validate_key(prefix.rstrip("/")) if prefix else self.root
         with self._translate("list folders under", prefix):
             try:
-                with os.scandir(folder) as entries:
-                    names = [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
+                mtime = folder.stat().st_mtime_ns
+                cached = self._folders.get(folder)
+                if cached is not None and cached[0] == mtime:
+                    names = cached[1]
+                else:
+                    with os.scandir(folder) as entries:
+                        names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+                    if time.time_ns() - mtime > _SETTLED_NS:
+                        self._folders[folder] = (mtime, names)
             except (FileNotFoundError, NotADirectoryError):
                 return []
-        return folder_page(names, start_after, limit)
+        start = bisect.bisect_right(names, start_after) if start_after else 0
+        return names[start : None if limit is None else start + limit]
 
     def check(self) -> None:
         if not self.root.is_dir():

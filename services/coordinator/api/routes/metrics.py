@@ -41,7 +41,7 @@ class RunsCollector(Collector):
         manager = self.manager()
         if manager is None:  # before the lifespan has built it
             return
-        yield from _runs(manager.summaries(), list(manager.runs.values()))
+        yield from _runs(list(manager.summaries()), list(manager.runs.values()))
         stats = manager.calls.stats
         trainers = manager.calls.clients.trainers.endpoints
         yield _gauge(

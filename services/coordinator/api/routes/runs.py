@@ -42,7 +42,7 @@ async def list_runs(
 ) -> RunPage:
     """Runs newest first, `page_size` at a time (with `status` only, if given). A run created while you
     page comes before the page you are on: pages already read neither shift nor repeat."""
-    runs, next_token = page(manager.summaries(), page_size, page_token, status)
+    runs, next_token = page(manager.summaries, page_size, page_token, status)
     return RunPage(runs=runs, next_page_token=next_token)
 
 
