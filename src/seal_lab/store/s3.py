@@ -91,7 +91,8 @@ def http_client(settings: StoreSettings) -> urllib3.PoolManager:
 class S3Store(ObjectStore):
     """One bucket on an S3-compatible server; keys are object names."""
 
-    read_concurrency = 16
+    #: Below the connection pool's size (http_client's maxsize=10): a connection each, none discarded.
+    read_concurrency = 8
 
     def __init__(
         self,
