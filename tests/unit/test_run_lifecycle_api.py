@@ -72,7 +72,7 @@ def test_runs_created_in_the_same_instant_page_by_id_without_repeats():
     seen, token = [], None
     while True:
         chunk, token = page(
-            lambda _: sorted(runs, key=lambda r: (r.created_at, r.id), reverse=True), 2, token, None
+            lambda _: sorted(runs, key=lambda each: (each.created_at, each.id), reverse=True), 2, token, None
         )
         seen += [r.id for r in chunk]
         if token is None:
