@@ -229,7 +229,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         limits = AdapterLimits.from_directive_limits(self.limits)
         with tempfile.TemporaryDirectory(prefix="seal-init-") as tmp:
             base_id = base_model_ref(loaded.name).id
-            fetch_adapter(self.store, job.init_adapter_key, Path(tmp), loaded.fingerprint, limits, base_id=base_id)
+            fetch_adapter(
+                self.store, job.init_adapter_key, Path(tmp), loaded.fingerprint, limits, base_id=base_id
+            )
             init = load_peft_folder(Path(tmp), lora_targets(loaded.model, self.target_modules))
         rank = init.rank + (job.directive.lora_rank if job.merge_init else 0)
         if rank > self.limits.max_lora_rank:
