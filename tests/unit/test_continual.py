@@ -312,3 +312,41 @@ def test_replay_mixes_a_seeded_sample_of_earlier_examples_into_the_step(tmp_path
     assert texts[0] == "own" and len(texts) == 4 and set(texts[1:]) <= {"a1", "a2", "b1", "b2", "b3"}
     assert mixed.meta["replayed_from"] == earlier and mixed.meta["purpose"] == "continual replay"
     assert replay_dataset(store, own, earlier, 3, seed=4) == key  # the same draw, the same dataset
+
+
+def finished_run(tmp_path, **config: Any) -> dict[str, Any]:
+    clients, _ = stream_clients()
+    out: dict[str, Any] = {}
+
+    async def body(manager: RunManager, clients: FakeClients, store: LocalStore) -> None:
+        run = await run_to_end(manager, await manager.create(request(**config)))
+        assert run.status == "succeeded", run.error
+        out["run"] = {
+            "id": run.id,
+            "status": run.status,
+            "results": run.results.model_dump(mode="json"),
+        }
+
+    scenario(tmp_path, clients, settings(), body)
+    return out["run"]
+
+
+def test_the_cli_prints_the_matrix_and_the_report_draws_it(tmp_path) -> None:
+    from rich.console import Console
+
+    from services.coordinator.cli.display import render_results
+    from services.coordinator.report.render import render_report
+
+    run = finished_run(tmp_path)
+    console = Console(record=True, width=200)
+    render_results(console, run["results"])
+    text = console.export_text()
+    first = PASSAGES[0].title[:20]
+    row = next(line for line in text.splitlines() if first in line)
+    assert "1.00" in row and "0.50" in row and "0.33" in row and "0.67" in row  # its row, its forgetting
+    assert "final mean over seen 0.61" in text and "retention 0.50" in text
+    page = render_report(run)
+    assert page.count('class="cell"') == 6  # the lower triangle of a 3-step stream
+    assert "Accuracy matrix" in page and "Mean over seen passages and retention" in page
+    several = render_report(finished_run(tmp_path / "o", orderings=2))
+    assert "mean of 2 orderings" in several
