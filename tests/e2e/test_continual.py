@@ -75,7 +75,9 @@ def test_a_continual_stream_killed_mid_way_resumes_from_its_last_finished_step(t
         keys = [t["adapter_key"] for t in trains]
         assert len(set(keys)) == STEPS
         trained = [
-            line for line in (stack.logs / "trainer.log").read_text().splitlines() if " trained adapters/" in line
+            line
+            for line in (stack.logs / "trainer.log").read_text().splitlines()
+            if " trained adapters/" in line
         ]
         assert len(trained) == STEPS
         for key, previous in zip(keys[1:], keys[:-1], strict=True):

@@ -350,3 +350,27 @@ def test_the_cli_prints_the_matrix_and_the_report_draws_it(tmp_path) -> None:
     assert "Accuracy matrix" in page and "Mean over seen passages and retention" in page
     several = render_report(finished_run(tmp_path / "o", orderings=2))
     assert "mean of 2 orderings" in several
+
+
+def test_bad_continual_requests_get_a_4xx_with_a_message(tmp_path) -> None:
+    from tests.unit.test_run_cancel import with_api
+
+    clients, _ = stream_clients()
+
+    async def body(manager: RunManager, clients: FakeClients, store: LocalStore, http: Any) -> None:
+        cases = [
+            ({"mode": "continual", "rounds": 2}, 422, "rounds cannot be set with mode 'continual'"),
+            ({"mode": "continual", "order": []}, 422, "order is empty"),
+            (
+                {"mode": "continual", "order": ["Atlantis", 9]},
+                422,
+                "order names passages the run does not have",
+            ),
+        ]
+        for config, status, message in cases:
+            response = await http.post("/v1/runs", json={"dataset": "demo", "limit": 3, "config": config})
+            assert response.status_code == status, response.text
+            assert message in response.text
+        assert not manager.runs
+
+    with_api(tmp_path, clients, settings(), body)
