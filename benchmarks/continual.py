@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from services.coordinator.report.render import render_report
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from conditions import DATA_DIR, _num, _run, choose_passages, with_preset  # noqa: E402  (shared machinery)
+import conditions  # noqa: E402  (the conditions benchmark's machinery: passages, runs, the stack)
 
 #: Each option against forgetting as the run settings it sets; "none" is the stream as SEAL ran it (the first
 #: self-edit, one adapter carried on, nothing against forgetting).
@@ -69,18 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--options", default=None, help=f"comma-separated, among {', '.join(OPTIONS)}")
     parser.add_argument("--retention-questions", type=int, default=16, help="retention questions scored")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
-    parser.add_argument("--coordinator-url", "--url", dest="url", default="", help="a running coordinator")
-    parser.add_argument("--workdir", type=Path, default=None, help="the local stack's store and logs")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for JSON + HTML")
-    return parser
+    return conditions.add_stack_arguments(parser)
 
 
 def stream_passages(args: argparse.Namespace) -> list[dict[str, Any]]:
     """SQuAD passages outside SEAL's 200 covered ones (seeded); the demo set for a smoke run without data."""
     if args.preset == "smoke" and not (args.data_dir / "squad_val.json").exists():
         return passages_to_json(demo_passages())[: args.passages]
-    train, _, _ = choose_passages(args.data_dir, 0, args.passages, args.seed)
+    train, _, _ = conditions.choose_passages(args.data_dir, 0, args.passages, args.seed)
     return train
 
 
@@ -159,9 +154,9 @@ def report(results: dict[str, dict[str, Any]], comparisons: list[dict[str, Any]]
         table.add_row(
             name,
             f"{s['streams_finished']}/{s['streams']}",
-            _num(s["final_mean_seen"]),
-            f"{_num(s['final_retention'])} ({_num(s['retention_base'])})",
-            _num(s["mean_forgetting"]),
+            conditions._num(s["final_mean_seen"]),
+            f"{conditions._num(s['final_retention'])} ({conditions._num(s['retention_base'])})",
+            conditions._num(s["mean_forgetting"]),
         )
     out.print(table)
     for row in comparisons:
@@ -170,7 +165,7 @@ def report(results: dict[str, dict[str, Any]], comparisons: list[dict[str, Any]]
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = with_preset(build_parser().parse_args(argv), PRESETS)
+    args = conditions.with_preset(build_parser().parse_args(argv), PRESETS)
     console = Console(stderr=True)
     passages = stream_passages(args)
     runs = bodies(args, passages)
@@ -181,17 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     def run_all(url: str) -> None:
         for name, body in runs.items():
             console.print(f"[bold]{name}[/bold]: {body['config']}")
-            details[name] = _run(url, body, console, report_dir=None, security=security)
+            details[name] = conditions._run(url, body, console, report_dir=None, security=security)
 
-    if args.url:
-        run_all(args.url)
-    else:
-        from services.coordinator.cli.launcher import LocalStack
-
-        workdir = args.workdir or Path(tempfile.mkdtemp(prefix="seal-continual-"))
-        console.print(f"store and logs in {workdir}")
-        with LocalStack(workdir, console, security=security) as stack:
-            run_all(stack.coordinator_url)
+    conditions.on_coordinator(args, "seal-continual-", console, security, run_all)
     wall = time.perf_counter() - started
     failed = {
         name: d["error"] for name, d in details.items() if not (d.get("results") or {}).get("continual")

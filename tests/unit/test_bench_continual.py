@@ -3,30 +3,16 @@ comparisons against no option (by ordering and passage for accuracy, by ordering
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
 from services.coordinator.run.schemas import RunCreate
+from tests.unit.bench_scripts import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_continual", ROOT / "benchmarks" / "continual.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-continual = _load_script()
+continual = load_benchmark("continual")
 
 
 def test_every_option_is_a_valid_run_on_the_same_stream(tmp_path):
-    args = continual.with_preset(
+    args = continual.conditions.with_preset(
         continual.build_parser().parse_args(["--data-dir", str(tmp_path)]), continual.PRESETS
     )
     assert (args.passages, args.orderings) == (8, 3)
@@ -43,7 +29,7 @@ def test_every_option_is_a_valid_run_on_the_same_stream(tmp_path):
 
 
 def test_an_unknown_option_is_refused(tmp_path):
-    args = continual.with_preset(
+    args = continual.conditions.with_preset(
         continual.build_parser().parse_args(["--preset", "smoke", "--options", "none,magic"]),
         continual.PRESETS,
     )
