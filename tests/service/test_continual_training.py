@@ -87,3 +87,71 @@ def test_training_from_an_init_is_deterministic(loaded) -> None:
     ]
     for name in first.weights:
         torch.testing.assert_close(runs[0].weights[name][1], runs[1].weights[name][1], rtol=0, atol=0)
+
+
+# ---- the trainer service: Train from an init adapter, over gRPC ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trainer(tmp_path_factory: pytest.TempPathFactory):
+    from seal.v1 import trainer_pb2_grpc
+    from seal_lab.serve.host import ModelHost
+    from seal_lab.store.local import LocalStore
+    from services.trainer.server import TrainerServicer
+    from services.trainer.settings import TrainerSettings
+    from tests.grpc_harness import serve
+
+    store = LocalStore(tmp_path_factory.mktemp("store"))
+    path = tiny_llama(tmp_path_factory.mktemp("tiny-trainer"), seed=1)
+    settings = ModelSettings(name=path, device="cpu", dtype="float32", torch_threads=1)
+    servicer = TrainerServicer(
+        store,
+        ModelHost("trainer", settings),
+        TrainerSettings(max_epochs=2, max_max_length=64, max_lora_rank=8),
+    )
+    server = serve(servicer, "seal.v1.Trainer", trainer_pb2_grpc.add_TrainerServicer_to_server)
+    yield trainer_pb2_grpc.TrainerStub(server.channel()), store
+    server.stop()
+
+
+def train_call(stub, dataset_key: str, init: str = "", merge: bool = False, rank: int = 4):
+    from seal.v1 import trainer_pb2
+
+    request = trainer_pb2.TrainRequest(
+        dataset_key=dataset_key,
+        directive=directive(lora_rank=rank, lora_alpha=2 * rank, epochs=1).to_proto(),
+        seed=3,
+        init_adapter_key=init,
+        merge_init=merge,
+    )
+    return list(stub.Train(request, timeout=300))[-1].result
+
+
+def test_the_trainer_merges_an_init_adapter_and_keys_the_job_by_it(trainer) -> None:
+    import json
+
+    import grpc
+
+    from seal_lab.formats.datasets import PolicyMeta, write_dataset
+
+    stub, store = trainer
+    first_key = write_dataset(store, PolicyMeta(()), FIRST)
+    second_key = write_dataset(store, PolicyMeta(()), SECOND)
+    first = train_call(stub, first_key)
+    merged = train_call(stub, second_key, init=first.adapter_key, merge=True, rank=2)
+    fresh = train_call(stub, second_key, rank=2)
+    assert len({first.adapter_key, merged.adapter_key, fresh.adapter_key}) == 3
+    config = json.loads(store.get_bytes(f"{merged.adapter_key}/adapter_config.json"))
+    assert (config["r"], config["lora_alpha"]) == (6, 6)  # 4 merged + 2 new, scaling folded into B
+    meta = json.loads(store.get_bytes(f"{merged.adapter_key}/seal_adapter.json"))
+    assert meta["init_adapter_key"] == first.adapter_key and meta["merge_init"] is True
+    assert "init_adapter_key" not in json.loads(store.get_bytes(f"{fresh.adapter_key}/seal_adapter.json"))
+    again = train_call(stub, second_key, init=first.adapter_key, merge=True, rank=2)
+    assert again.reused and again.adapter_key == merged.adapter_key  # the same job: not trained twice
+    with pytest.raises(grpc.RpcError) as refused:
+        train_call(stub, second_key, init=merged.adapter_key, merge=True, rank=4)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "gives rank 10; this trainer's limit is 8" in refused.value.details()
+    with pytest.raises(grpc.RpcError) as refused:
+        train_call(stub, second_key, merge=True)
+    assert "merge_init needs an init_adapter_key" in refused.value.details()
