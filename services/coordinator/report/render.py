@@ -63,6 +63,47 @@ def scatter_chart(title: str, x_label: str, y_label: str, groups: list[ScatterGr
     return _chart(svg, title, plots.scatter_rows(x_label, y_label, groups))
 
 
+def heatmap_chart(
+    title: str, x_label: str, y_label: str, rows: list[str], columns: list[str], values: list[list[Any]]
+) -> Chart:
+    svg = plots.heatmap_chart(title, x_label, y_label, rows, columns, values)
+    return _chart(svg, title, plots.heatmap_rows(rows, columns, values))
+
+
+def _continual(continual: dict[str, Any]) -> dict[str, Any]:
+    """A continual run: the accuracy matrix as a heat map (one stream: its passages; several: by position,
+    SEAL's figure), the mean over seen passages and retention after each step beside it, a table per stream."""
+    streams, metric = continual["streams"], continual["metric"]
+    if len(streams) == 1:
+        shown = streams[0]
+        rows, values = shown["titles"], shown["matrix"]
+        title = "Accuracy matrix: passage (row) after step (column)"
+    else:
+        values = continual["by_position"]["matrix"]
+        rows = [f"passage {i + 1}" for i in range(len(values))]
+        title = f"Accuracy by position, mean of {continual['by_position']['streams']} orderings"
+    columns = [str(j + 1) for j in range(len(values))]
+    charts = [
+        heatmap_chart(title, "after step", f"{metric} on the passage's questions", rows, columns, values)
+    ]
+    curves = [
+        LineSeries(
+            f"ordering {s['ordering']}: mean over seen",
+            [(j + 1, v, None) for j, v in enumerate(s["mean_seen"])],
+        )
+        for s in streams[:6]
+    ]
+    curves += [
+        LineSeries(
+            f"ordering {s['ordering']}: retention",
+            [(step["position"] + 1, step["retention"], None) for step in s["steps"]],
+        )
+        for s in streams[:2]
+    ]
+    charts.append(line_chart("Mean over seen passages and retention", "after step", metric, curves))
+    return {"charts": charts, "streams": streams, "summary": continual["summary"], "metric": metric}
+
+
 def _directive(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in values.items())
 
@@ -171,8 +212,15 @@ def render_report(run: dict[str, Any]) -> str:
         "status": run["status"],
         "model_name": run.get("services", {}).get("evaluator", {}).get("model_name", "?"),
         "results": results,
+        "continual": None,
     }
-    if results:
+    if results and results.get("continual"):
+        context |= {
+            "summary": results["summary"],
+            "continual": _continual(results["continual"]),
+            "reproducibility": json.dumps(results.get("reproducibility", {}), indent=1, sort_keys=True),
+        }
+    elif results:
         context |= {
             "summary": results["summary"],
             "heldout": _heldout(results["heldout"]) if results.get("heldout") else None,

@@ -155,6 +155,23 @@ class RoundResult(_Stored):
     )
 
 
+class ContinualResults(_Stored):
+    """A continual run's streams (results/continual.py): per stream the accuracy matrix (passage i after step
+    j: rows the stream's passages in order, columns its steps, null above the diagonal), the mean over the
+    passages seen after each step, forgetting per passage (right after its step minus at the end), retention
+    and the next unseen passage per step; `by_position` averages the finished streams (SEAL's figure)."""
+
+    metric: str
+    pick: str
+    carry: str
+    streams: list[dict[str, Any]]
+    by_position: dict[str, Any]
+    per_stream: list[dict[str, Any]]
+    summary: dict[str, Any] = Field(
+        description="final mean over seen passages, final retention (and the base model's), mean forgetting"
+    )
+
+
 class RunResults(_Stored):
     """A finished run's results (`/v1/runs/{id}/results`). Keys a newer coordinator adds pass through."""
 
@@ -171,3 +188,4 @@ class RunResults(_Stored):
     examples: dict[str, list[dict[str, Any]]] | None = Field(
         None, description="the best and worst self-edits with their text"
     )
+    continual: ContinualResults | None = Field(None, description="a continual run's streams (mode continual)")
