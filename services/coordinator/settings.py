@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .run.limits import DEFAULT_MAX_BODY_BYTES, MAX_PASSAGES_PER_REQUEST
@@ -68,6 +68,12 @@ class CoordinatorSettings(BaseSettings):
     public_docs: bool = Field(
         default=False,
         description="Serve `/docs`, `/redoc` and `/openapi.json` without the token (a browser sends none); off, they need it like `/v1`.",
+    )
+    # The web UI (`/ui`) keeps its sign-in in a cookie signed with this key (api/session.py). Unset, the key is
+    # derived from SEAL_AUTH_TOKEN; set it to keep sessions apart from the token or across token holders.
+    ui_session_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs the web UI's session cookie (`/ui`). Unset: derived from `SEAL_AUTH_TOKEN` (random per process when there is no token).",
     )
     generator_address: str = Field(
         default="127.0.0.1:50051",

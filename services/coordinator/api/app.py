@@ -19,6 +19,8 @@ from .deps import require_token
 from .errors import HANDLERS, ApiError, HostCheck
 from .ratelimit import RateLimiter
 from .routes import adapters, docs, events, health, metrics, results, runs
+from .ui import install as install_ui
+from .ui.auth import FormRefused, SignInNeeded, form_refused, sign_in_page
 
 #: Every 4xx/5xx of the API has that body (errors.py). Declared as ranges, it also replaces FastAPI's default
 #: 422 schema (a list of error objects without `code`), so the OpenAPI document says what a refusal really holds
@@ -68,6 +70,8 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for kind, handler in HANDLERS.items():
         app.add_exception_handler(kind, handler)
+    app.add_exception_handler(SignInNeeded, sign_in_page)
+    app.add_exception_handler(FormRefused, form_refused)
     app.include_router(health.router)  # open: probes carry no token
     # The description holds no data, but it maps every route for whoever reaches the port: behind the token
     # (when there is one) unless opened on purpose.
@@ -80,4 +84,7 @@ def create_app(
         metrics.router,
     ):  # the token, when set
         app.include_router(router, dependencies=[Depends(require_token)], responses=_ERROR_RESPONSES)
+    # The web UI (/ui): its own sign-in (a form, a session cookie), over the routes above.
+    secret = settings.ui_session_secret.get_secret_value() if settings.ui_session_secret else None
+    install_ui(app, secret, security.token_value)
     return app
