@@ -37,7 +37,7 @@ test: system-packages-test install test-light
 	$(BIN)/pytest -q -p no:cacheprovider --durations=10 --ignore=tests/unit
 
 system-packages-test:
-	deploy/system-packages.sh chromium
+	deploy/system-packages.sh chromium chromedriver
 
 # The coordinator and the CLI without the model extra: the base package and the test tools in their own
 # virtual environment, which must hold none of torch, transformers, peft (...), and the unit tests there.

@@ -124,7 +124,7 @@ def test_a_run_started_from_the_form_shows_progress_results_and_downloads(stack)
     run = wait_status(client, run_id, ("succeeded",))
     assert run["name"] == "tiny" and run["config"]["k"] == 1 and run["config"]["heldout"] == 1
     page = client.get(f"/ui/runs/{run_id}").text
-    assert f'data-events="/v1/runs/{run_id}/events"' in page  # the live stream the script follows
+    assert f'data-events="/v1/runs/{run_id}/events?after=' in page  # the live stream the script follows
     assert 'data-field="status">succeeded' in page
     assert "Held-out conditions" in page and "+0.300" in page  # the fakes: 0.1 base, 0.4 adapted
     csv = client.get(f"/ui/runs/{run_id}/csv/passages.csv")

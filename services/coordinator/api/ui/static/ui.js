@@ -40,6 +40,7 @@
       const list = field("events");
       if (!list.querySelector(`[data-seq="${e.seq}"]`)) {
         item.dataset.seq = e.seq;
+        item.value = e.seq;
         list.prepend(item);
       }
     });
