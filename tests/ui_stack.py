@@ -5,6 +5,7 @@ and a local store. `hold_training()` / `release_training()` keep runs in flight 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -17,9 +18,9 @@ from pydantic import SecretStr
 
 from seal_lab.security import Security
 from seal_lab.store.local import LocalStore
-from services.coordinator.api.app import create_app
+from services.coordinator.api.app import create_app, track_runs
 from services.coordinator.engine.manager import RunManager
-from services.coordinator.settings import CoordinatorSettings
+from services.coordinator.settings import CoordinatorSettings, MlflowSettings
 from tests.unit.fake_services import FakeClients
 
 
@@ -30,7 +31,9 @@ def free_port() -> int:
 
 
 class UiStack:
-    def __init__(self, root: Path, token: str | None, **settings: Any) -> None:
+    def __init__(
+        self, root: Path, token: str | None, mlflow: MlflowSettings | None = None, **settings: Any
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings = CoordinatorSettings(
@@ -44,6 +47,9 @@ class UiStack:
         self.store = LocalStore(root / "store")
         self.clients = FakeClients(self.settings.trainer_addresses)
         self.security = Security(SecretStr(token) if token else None)
+        #: With a tracking URI, the runs are tracked in MLflow as the lifespan would (api/tracking.py).
+        self.mlflow = mlflow
+        self.tracker: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.manager: RunManager | None = None
         self._server: uvicorn.Server | None = None
@@ -65,14 +71,19 @@ class UiStack:
         app.state.manager = self.manager  # what the lifespan would build, over the fakes
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning")
         self._server = uvicorn.Server(config)
-        serving = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            await asyncio.sleep(0.01)
-        self._started.set()
-        try:
-            await serving
-        finally:
-            await self.manager.shutdown()
+        async with contextlib.AsyncExitStack() as stack:
+            if self.mlflow is not None:
+                self.tracker = await stack.enter_async_context(
+                    track_runs(app, self.settings, self.security, self.mlflow)
+                )
+            serving = asyncio.create_task(self._server.serve())
+            while not self._server.started:
+                await asyncio.sleep(0.01)
+            self._started.set()
+            try:
+                await serving
+            finally:
+                await self.manager.shutdown()
 
     def call(self, function: Any) -> Any:
         """Run `function()` on the server's loop (the fakes' events live there) and return its result."""
@@ -102,8 +113,10 @@ class UiStack:
 
 
 @contextmanager
-def ui_stack(root: Path, token: str | None = "ui-test-token", **settings: Any) -> Iterator[UiStack]:
-    stack = UiStack(root, token, **settings).start()
+def ui_stack(
+    root: Path, token: str | None = "ui-test-token", mlflow: MlflowSettings | None = None, **settings: Any
+) -> Iterator[UiStack]:
+    stack = UiStack(root, token, mlflow, **settings).start()
     try:
         yield stack
     finally:

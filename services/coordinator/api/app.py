@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
@@ -13,14 +14,16 @@ from seal_lab.security import Security
 from seal_lab.store import ObjectStore
 
 from ..engine import RunManager, ServiceClients
-from ..settings import CoordinatorSettings
+from ..settings import CoordinatorSettings, MlflowSettings
 from .bodylimit import BodySizeLimit
 from .deps import require_token
 from .errors import HANDLERS, ApiError, HostCheck
 from .ratelimit import RateLimiter
 from .routes import adapters, docs, events, health, metrics, results, runs
+from .tracking import tracking
 from .ui import install as install_ui
 from .ui.auth import FormRefused, SignInNeeded, form_refused, sign_in_page
+from .ui.client import api_for
 
 #: Every 4xx/5xx of the API has that body (errors.py). Declared as ranges, it also replaces FastAPI's default
 #: 422 schema (a list of error objects without `code`), so the OpenAPI document says what a refusal really holds
@@ -31,15 +34,40 @@ _ERROR_RESPONSES: dict[int | str, dict] = {
 }
 
 
+def internal_host(allowed_hosts: list[str]) -> str:
+    """A Host the app's host check lets in, for its own in-process calls (MLflow tracking)."""
+    for host in allowed_hosts:
+        if "*" not in host:
+            return host
+    first = allowed_hosts[0]
+    return "localhost" if first == "*" else first.replace("*.", "coordinator.", 1)
+
+
+def track_runs(
+    app: FastAPI, settings: CoordinatorSettings, security: Security, mlflow: MlflowSettings
+) -> Any:
+    """MLflow tracking over this app's own API (tracking.py), as a context the lifespan enters."""
+    host = internal_host(settings.allowed_hosts)
+    return tracking(
+        lambda: api_for(app, security.token_value, host),
+        mlflow.tracking_uri,
+        mlflow.experiment,
+        mlflow.poll_seconds,
+        mlflow.max_backoff_seconds,
+        mlflow.git_commit,
+    )
+
+
 def create_app(
     settings: CoordinatorSettings,
     store: ObjectStore,
     security: Security | None = None,
     clock: Callable[[], float] = time.monotonic,
+    mlflow: MlflowSettings | None = None,
 ) -> FastAPI:
     """`security`: the token `/v1` requires and the coordinator sends to the services, and TLS to them
     (HTTPS itself is uvicorn's: `__main__.py`). None: open, plaintext (loopback only). `clock`: the run-start
-    rate limit's (tests move it)."""
+    rate limit's (tests move it). `mlflow`: with a tracking URI, every run is tracked there (tracking.py)."""
     security = security or Security()
 
     @asynccontextmanager
@@ -49,7 +77,10 @@ def create_app(
         app.state.manager = manager
         await manager.start()
         try:
-            yield
+            async with AsyncExitStack() as stack:
+                if mlflow is not None and mlflow.tracking_uri:
+                    await stack.enter_async_context(track_runs(app, settings, security, mlflow))
+                yield
         finally:
             await manager.shutdown()
             await clients.close()

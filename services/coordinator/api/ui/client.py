@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 from fastapi import Request
+from starlette.types import ASGIApp
 
 
 class ApiRefused(Exception):
@@ -59,14 +60,23 @@ def _message(response: httpx.Response) -> str:
 
 
 @asynccontextmanager
-async def api(request: Request) -> AsyncIterator[Api]:
-    """A client of this app's API, as the signed-in user: the app's token (if any) in the bearer header, the
-    request's own Host (which the host check has already let in)."""
-    token: str | None = request.app.state.token
+async def api_for(app: ASGIApp, token: str | None, host: str) -> AsyncIterator[Api]:
+    """A client of `app`'s API in process: `token` (if any) in the bearer header, `host` as the Host (a name
+    the app's host check allows)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    headers["Host"] = request.headers.get("host", "localhost")
-    transport = httpx.ASGITransport(app=request.app)
+    headers["Host"] = host
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://coordinator", headers=headers, timeout=30.0
     ) as http:
         yield Api(http)
+
+
+@asynccontextmanager
+async def api(request: Request) -> AsyncIterator[Api]:
+    """A client of this app's API, as the signed-in user: the app's token, the request's own Host (which
+    the host check has already let in)."""
+    async with api_for(
+        request.app, request.app.state.token, request.headers.get("host", "localhost")
+    ) as client:
+        yield client
