@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.ui_stack import UiStack, ui_stack
+from tests.unit.test_adapter_routes import publish
 
 TOKEN = "browser-test-token"
 WIDTHS = (1280, 390)
@@ -141,7 +142,7 @@ def _start_run(driver, stack: UiStack, name: str, k: int) -> str:
     return driver.current_url.rsplit("/", 1)[1]
 
 
-def test_a_user_signs_in_starts_watches_compares_and_cancels_runs(browser, stack, artifacts):
+def test_a_user_signs_in_starts_watches_compares_and_cancels_runs(browser, stack, artifacts, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -217,3 +218,13 @@ def test_a_user_signs_in_starts_watches_compares_and_cancels_runs(browser, stack
     driver.get(f"{stack.url}/ui/services")
     assert "trainer-a:1" in driver.page_source
     _no_sideways_scroll(_shoot(driver, artifacts, "services"), "services")
+
+    # An adapter's card, reached from the list with the keyboard.
+    key = publish(stack.store, tmp_path / "peft", 1.0, seed=3)
+    driver.get(f"{stack.url}/ui/adapters")
+    link = driver.find_element(By.CSS_SELECTOR, "main table a")
+    link.send_keys(Keys.ENTER)
+    _wait(driver, lambda d: "/ui/adapters/" in d.current_url, "the adapter's card never opened")
+    assert key in _text(driver, "h1")
+    assert driver.find_elements(By.CSS_SELECTOR, 'a[href$="/files/adapter_model.safetensors"]')
+    _no_sideways_scroll(_shoot(driver, artifacts, "adapter"), "an adapter")

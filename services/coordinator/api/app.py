@@ -117,5 +117,5 @@ def create_app(
         app.include_router(router, dependencies=[Depends(require_token)], responses=_ERROR_RESPONSES)
     # The web UI (/ui): its own sign-in (a form, a session cookie), over the routes above.
     secret = settings.ui_session_secret.get_secret_value() if settings.ui_session_secret else None
-    install_ui(app, secret, security.token_value)
+    install_ui(app, secret, security.token_value, https=security.tls is not None and security.tls.serves)
     return app

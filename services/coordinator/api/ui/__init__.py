@@ -16,14 +16,16 @@ from . import auth, pages
 PREFIX = "/ui"
 
 
-def install(app: FastAPI, configured_secret: str | None, token: str | None) -> None:
-    """Serve the UI on `app`: its pages, its static files (vendored htmx, the CSS) and the session cookie."""
+def install(app: FastAPI, configured_secret: str | None, token: str | None, https: bool = False) -> None:
+    """Serve the UI on `app`: its pages, its static files (vendored htmx, the CSS) and the session cookie
+    (`https`: sent over HTTPS only, when the coordinator serves HTTPS)."""
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(configured_secret, token),
         session_cookie=COOKIE,
         max_age=MAX_AGE_SECONDS,
         same_site="lax",
+        https_only=https,
     )
     app.mount(
         f"{PREFIX}/static", StaticFiles(packages=[("services.coordinator.api.ui", "static")]), "ui-static"
