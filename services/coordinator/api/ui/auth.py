@@ -93,6 +93,12 @@ async def login_page(request: Request, next: str = "/ui/runs") -> Response:
     return render(request, "login.html.j2", next=_safe_next(next), error="", csrf=csrf_token(request))
 
 
+def _login_again(request: Request, next_url: str, error: str, code: int) -> Response:
+    return render(
+        request, "login.html.j2", next=_safe_next(next_url), error=error, csrf=csrf_token(request), code=code
+    )
+
+
 @router.post("/login")
 async def login(
     request: Request,
@@ -102,23 +108,9 @@ async def login(
 ) -> Response:
     expected: str | None = request.app.state.token
     if not hmac.compare_digest(csrf.encode(), csrf_token(request).encode()):
-        return render(
-            request,
-            "login.html.j2",
-            next=_safe_next(next),
-            error=BAD_FORM,
-            csrf=csrf_token(request),
-            code=400,
-        )
+        return _login_again(request, next, BAD_FORM, 400)
     if expected is not None and not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        return render(
-            request,
-            "login.html.j2",
-            next=_safe_next(next),
-            error=WRONG_TOKEN,
-            csrf=csrf_token(request),
-            code=401,
-        )
+        return _login_again(request, next, WRONG_TOKEN, 401)
     request.session.clear()
     if expected is not None:
         request.session[AUTH] = proof(expected)

@@ -211,12 +211,15 @@ ACTIONS = {
 }
 
 
+def _no_action(request: Request, action: str) -> Response:
+    message = f"no action {action!r}: {', '.join(ACTIONS)}"
+    return render(request, "message.html.j2", title="Not found", message=message, code=404)
+
+
 @router.get("/runs/{run_id}/{action}")
 async def confirm_page(request: Request, user: User, run_id: str, action: str) -> Response:
     if action not in ACTIONS:
-        return render(
-            request, "message.html.j2", title="Not found", message=f"no action {action!r}", code=404
-        )
+        return _no_action(request, action)
     async with api(request) as client:
         try:
             run = await client.get(f"/v1/runs/{run_id}", events=0)
@@ -231,9 +234,7 @@ async def confirm_page(request: Request, user: User, run_id: str, action: str) -
 @router.post("/runs/{run_id}/{action}")
 async def act(request: Request, user: FormUser, run_id: str, action: str) -> Response:
     if action not in ACTIONS:
-        return render(
-            request, "message.html.j2", title="Not found", message=f"no action {action!r}", code=404
-        )
+        return _no_action(request, action)
     async with api(request) as client:
         try:
             if action == "delete":
