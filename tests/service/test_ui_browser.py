@@ -61,6 +61,7 @@ def browser(tmp_path: Path) -> Iterator[object]:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
     options.add_argument("--window-size=1280,900")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, read at the end
     # The driver path is given, so selenium's manager downloads nothing.
     driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
     driver.set_page_load_timeout(WAIT)
@@ -228,3 +229,7 @@ def test_a_user_signs_in_starts_watches_compares_and_cancels_runs(browser, stack
     assert key in _text(driver, "h1")
     assert driver.find_elements(By.CSS_SELECTOR, 'a[href$="/files/adapter_model.safetensors"]')
     _no_sideways_scroll(_shoot(driver, artifacts, "adapter"), "an adapter")
+
+    # The pages ran without a script error or a blocked resource (the Content-Security-Policy).
+    console = [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    assert [m for m in console if "favicon.ico" not in m] == []

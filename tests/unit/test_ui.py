@@ -92,7 +92,10 @@ def test_nothing_is_served_without_the_token_and_the_login_form_signs_in(stack):
     assert wrong.status_code == 401 and "not the coordinator" in wrong.text
     assert client.post("/ui/login", data={"token": TOKEN, "csrf": "forged"}).status_code == 400
     client = signed_in(stack)
-    assert client.get("/ui/runs").status_code == 200
+    page = client.get("/ui/runs")
+    assert page.status_code == 200
+    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'self': no inline script
+    assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
     cookie = client.cookies.get("seal_ui")
     assert cookie and TOKEN not in cookie  # the cookie proves the token, it does not hold it
     assert client.get("/v1/runs").status_code == 200  # reads ride on the cookie (event stream, downloads)
@@ -188,7 +191,7 @@ def test_compare_puts_runs_side_by_side_with_config_differences_first(stack):
     differing = re.findall(r'<tr class="differs"><th scope="row">([^<]+)', page)
     assert [d.strip() for d in differing] == ["k"]
     assert "held-out: passage only" in page and page.count("+0.300") >= 2
-    assert "<svg" in page  # held-out score by round, both runs on one chart
+    assert page.count("<svg") == 2  # held-out score and mean reward by round, both runs on each chart
 
 
 def test_adapters_and_services_pages(stack, tmp_path):

@@ -264,21 +264,7 @@ async def compare_page(
         except ApiRefused as exc:
             return _refused(request, exc, "Cannot compare")
     labels, per_run = views.condition_table(runs)
-    curves = [
-        LineSeries(
-            r["name"] or r["id"],
-            [
-                (point["round"], point.get("mean"), point.get("stderr"))
-                for point in ((r.get("results") or {}).get("summary") or {}).get("heldout_by_round", [])
-            ],
-        )
-        for r in runs
-    ]
-    chart = (
-        line_chart("Held-out score by round", "round", "score", curves)
-        if any(c.points for c in curves)
-        else ""
-    )
+    charts = [chart for chart in (_heldout_chart(runs), _reward_chart(runs)) if chart]
     return render(
         request,
         "compare.html.j2",
@@ -287,8 +273,48 @@ async def compare_page(
         config_rows=views.config_rows([r["config"] for r in runs]),
         labels=labels,
         per_run=per_run,
-        chart=chart,
+        charts=charts,
         user=user,
+    )
+
+
+def _label(run: dict[str, Any]) -> str:
+    return run["name"] or run["id"]
+
+
+def _heldout_chart(runs: list[dict[str, Any]]) -> str:
+    """Each run's held-out score by round, one line per run ("" when no run has a held-out set)."""
+    curves = [
+        LineSeries(
+            _label(r),
+            [
+                (point["round"], point.get("mean"), point.get("stderr"))
+                for point in ((r.get("results") or {}).get("summary") or {}).get("heldout_by_round", [])
+            ],
+        )
+        for r in runs
+    ]
+    return (
+        line_chart("Held-out score by round", "round", "score", curves)
+        if any(c.points for c in curves)
+        else ""
+    )
+
+
+def _reward_chart(runs: list[dict[str, Any]]) -> str:
+    """Each run's mean reward of the training self-edits by round, one line per run."""
+    curves = [
+        LineSeries(
+            _label(r),
+            [
+                (rnd["round"], (rnd.get("summary") or {}).get("mean_reward"), None)
+                for rnd in (r.get("results") or {}).get("rounds", [])
+            ],
+        )
+        for r in runs
+    ]
+    return (
+        line_chart("Mean reward by round", "round", "reward", curves) if any(c.points for c in curves) else ""
     )
 
 

@@ -21,8 +21,18 @@ _ENV.filters.update(age=views.age, num=views.num, signed=views.signed, short_key
 _ENV.globals.update(FINISHED=views.FINISHED, STATUSES=views.STATUSES)
 
 
+#: Scripts only from the coordinator itself (htmx and ui.js, no inline script); framed only by its own pages
+#: (the run page frames the report); forms post only to it. Styles may be inline (the charts' SVG, htmx's).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "frame-ancestors 'self'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
 def render(request: Request, template: str, code: int = 200, **context: Any) -> HTMLResponse:
     page = _ENV.get_template(template).render(
         path=request.url.path, fragment=bool(request.headers.get("hx-request")), **context
     )
-    return HTMLResponse(page, status_code=code)
+    return HTMLResponse(page, status_code=code, headers=SECURITY_HEADERS)
