@@ -22,6 +22,7 @@ from seal_lab.store.outage import OutagePolicy, call_async
 from ..results.rounds import round_passages
 from ..run.jobs import JobName, policy_condition, teacher_condition
 from ..run.records import (
+    BestSelfEdit,
     DirectiveRecord,
     EvaluationRecord,
     FailedRecord,
@@ -203,9 +204,9 @@ class Experiment:
         async def work() -> PolicyRecord:
             passages = round_passages(run.passages, run.split.train, run.jobs, run.config, round_index)
             winners = [
-                {"passage_id": p["passage_id"], **p["best"]}
+                BestSelfEdit.model_validate({"passage_id": p.passage_id, **p.best.model_dump()})
                 for p in passages
-                if p["best"] is not None and p["best"]["reward"] > run.config.min_reward
+                if p.best is not None and p.best.reward > run.config.min_reward
             ]
             record = {"round": round_index, "previous_policy_adapter_key": policy_key, "winners": winners}
             if not winners:

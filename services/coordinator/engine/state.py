@@ -18,7 +18,7 @@ from seal_lab.store import ObjectStore
 
 from ..run.jobs import JobName
 from ..run.records import FailedRecord, JobRecord, PolicyRecord, RunServices
-from ..run.result_schemas import RunResults
+from ..run.result_schemas import Reproducibility, RunResults
 from ..run.schemas import RunConfig, RunDetail, RunEvent, RunSummary
 from ..run.split import Split
 from .lease import Lease
@@ -256,30 +256,32 @@ def _adapter_key(policy: JobRecord | None) -> str:
     return (policy.adapter_key or "") if isinstance(policy, PolicyRecord) else ""
 
 
-def reproducibility(run: RunState) -> dict[str, Any]:
+def reproducibility(run: RunState) -> Reproducibility:
     """What it takes to rerun this run and get the same self-edits and scores."""
     generator, evaluator = run.services.generator, run.services.evaluator
     policies = [run.config.policy_adapter_key] + [
         _adapter_key(run.jobs.get(str(JobName.policy(r)))) for r in range(run.config.rounds)
     ]
-    return {
-        "seed": run.config.seed,
-        "config": run.config.model_dump(),
-        "split": run.split.ids(run.passages),
-        "teachers": {name: sorted(c) for name, (_, c) in run.teachers.items()},
-        "base_model": {
-            "name": evaluator.model_name if evaluator else "",
-            "fingerprint": evaluator.model_fingerprint if evaluator else "",
-        },
-        # Adapter keys are sha256 over the adapter's weights and config.
-        "policy_adapters": [{"round": r, "adapter_key": key} for r, key in enumerate(policies)],
-        "runtime": {
-            "coordinator": runtime_versions(),
-            **{
-                name: info.runtime
-                for name, info in (("generator", generator), ("evaluator", evaluator))
-                if info
+    return Reproducibility.model_validate(
+        {
+            "seed": run.config.seed,
+            "config": run.config.model_dump(),
+            "split": run.split.ids(run.passages),
+            "teachers": {name: sorted(c) for name, (_, c) in run.teachers.items()},
+            "base_model": {
+                "name": evaluator.model_name if evaluator else "",
+                "fingerprint": evaluator.model_fingerprint if evaluator else "",
             },
-            "trainers": [t.runtime for t in run.services.trainers],
-        },
-    }
+            # Adapter keys are sha256 over the adapter's weights and config.
+            "policy_adapters": [{"round": r, "adapter_key": key} for r, key in enumerate(policies)],
+            "runtime": {
+                "coordinator": runtime_versions(),
+                **{
+                    name: info.runtime
+                    for name, info in (("generator", generator), ("evaluator", evaluator))
+                    if info
+                },
+                "trainers": [t.runtime for t in run.services.trainers],
+            },
+        }
+    )

@@ -48,7 +48,7 @@ class DirectiveRecord(OpenRecord):
     max_length: int | None = None
     steps: int | None = None
 
-    def values(self) -> dict[str, Any]:
+    def values(self) -> dict[str, Number]:
         """The fields the record has, by name."""
         return self.model_dump()
 
@@ -99,23 +99,6 @@ class TrainRecord(OpenRecord):
     metrics: TrainMetrics | None = None
 
 
-class PolicyRecord(OpenRecord):
-    """ReST-EM's policy update after a round: the winners it trained on, or why it was skipped."""
-
-    round: int = 0
-    previous_policy_adapter_key: str = ""
-    #: The winning self-edits, as the round's results describe them (results/rounds.py `best`).
-    winners: list[dict[str, Any]] = []
-    adapter_key: str | None = None
-    directive: DirectiveRecord | None = None
-    reused: bool = False
-    trainer: str | None = None
-    metrics: TrainMetrics | None = None
-    skipped: str = ""
-    dataset_key: str | None = None
-    examples: int | None = None
-
-
 class Scores(OpenRecord):
     """An answer's scores, or their mean: what the evaluator sent (older records lack the later metrics;
     `judge` only from an evaluator with SEAL's judge)."""
@@ -130,6 +113,41 @@ class Scores(OpenRecord):
     def value(self, metric: str) -> Any:
         """The metric's value, None when this record has none."""
         return getattr(self, metric, None)
+
+
+class BestSelfEdit(OpenRecord):
+    """A passage's best self-edit in a round (the round's results); a policy update's winners are these,
+    with the passage they won on."""
+
+    #: Only on a policy update's winners (a round's results keep it on the passage).
+    passage_id: str | None = None
+    format: str = ""
+    sample_index: int = 0
+    dataset_key: str = ""
+    adapter_key: str | None = None
+    #: The directive it trained with: its own, or the directive-search trial's that scored best.
+    directive: DirectiveRecord = Field(default_factory=DirectiveRecord)
+    directive_trial: str = ""
+    reward: Number = 0.0
+    scores: Scores | None = None
+    positive: bool = False
+
+
+class PolicyRecord(OpenRecord):
+    """ReST-EM's policy update after a round: the winners it trained on, or why it was skipped."""
+
+    round: int = 0
+    previous_policy_adapter_key: str = ""
+    #: The winning self-edits, as the round's results describe them (results/rounds.py `best`).
+    winners: list[BestSelfEdit] = []
+    adapter_key: str | None = None
+    directive: DirectiveRecord | None = None
+    reused: bool = False
+    trainer: str | None = None
+    metrics: TrainMetrics | None = None
+    skipped: str = ""
+    dataset_key: str | None = None
+    examples: int | None = None
 
 
 class Answer(OpenRecord):
