@@ -210,7 +210,7 @@ def test_a_finished_runs_results_load_typed_and_unreadable_ones_are_told_not_ser
     for run_id, results in (("run-good", RESULTS), ("run-bad", {**RESULTS, "rounds": "not a list"})):
         run = RunState(run_id, "a name", RunConfig(k=1), [passage], created_at=1.0, status="succeeded")
         write_spec(store, run_id, run_spec(run))
-        store.put_json(run_key(run_id, MANIFEST), {**manifest(run), "results": results})
+        store.put_json(run_key(run_id, MANIFEST), {**manifest(run).model_dump(), "results": results})
     good = load_run(store, "run-good")
     assert isinstance(good.results, RunResults) and good.results.model_dump() == RESULTS
     bad = load_run(store, "run-bad")

@@ -130,7 +130,7 @@ class Experiment:
         except JobFailed as exc:
             record = FailedRecord(error=str(exc))
             self.events.emit(run, "error", f"job {name} failed: {exc}", passage_id=passage_id, job=name)
-        await self.events.persist(run, job_key(run.id, name), record.model_dump(), f"recording job {name}")
+        await self.events.persist(run, job_key(run.id, name), record, f"recording job {name}")
         run.jobs[name] = record
         if isinstance(record, FailedRecord):
             return None

@@ -202,6 +202,53 @@ class RunServices(OpenRecord):
     trainers: list[ServiceRecord] = []
 
 
+class RunSplit(OpenRecord):
+    """Which passages train the policy and which are held out, by id (the spec keeps the seed that chose
+    them)."""
+
+    seed: int | None = None
+    train: list[str] = []
+    heldout: list[str] = []
+
+
+class StoredTeacher(OpenRecord):
+    """An imported teacher's self-edits as the spec keeps them: held-out passage id -> completion."""
+
+    name: str
+    format: str = ""
+    completions: dict[str, str] = {}
+
+
+class RunSpec(OpenRecord):
+    """`runs/<id>/spec.json` (and its copy): everything needed to run, and resume, a run. The first
+    coordinators wrote no split and no teachers."""
+
+    id: str | None = None
+    name: str
+    created_at: Number
+    #: The RunConfig as JSON: read into this version's RunConfig when the run loads, so that a spec from
+    #: another version still reads and the run is told unrunnable (with why) instead of being moved aside.
+    config: dict[str, Any]
+    #: SEAL/SQuAD-format passages as JSON, parsed (with clear errors) by seal_lab.formats.passages.
+    passages: list[Any]
+    split: RunSplit | None = None
+    teachers: list[StoredTeacher] = []
+
+
+class Manifest(OpenRecord):
+    """`runs/<id>/manifest.json`, written last: its presence means the run finished."""
+
+    id: str | None = None
+    status: str
+    error: str = ""
+    finished_at: Number | None = None
+    services: RunServices | None = None
+    job_keys: list[str] = []
+    #: The results as JSON (run/result_schemas.py RunResults): read on their own, so that results this version
+    #: cannot read are told while the run's status still loads.
+    results: dict[str, Any] | None
+
+
 class UnknownRecord(OpenRecord):
     """The record of a job whose name this version never writes (a newer coordinator's): kept as it is,
     counted, and left out of the results."""

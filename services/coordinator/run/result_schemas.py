@@ -20,6 +20,7 @@ from .records import (
     FailedRecord,
     Number,
     PolicyRecord,
+    RunSplit,
     Scores,
     SelfEdit,
     TrainMetrics,
@@ -373,11 +374,6 @@ class GainPoint(_Stored):
     group: str
     gain: Number
     retention: Number | None = None
-
-
-class RunSplit(_Stored):
-    train: list[str] = Field(default_factory=list)
-    heldout: list[str] = Field(default_factory=list)
 
 
 class BaseModelInfo(_Stored):
