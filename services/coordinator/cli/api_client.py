@@ -8,16 +8,18 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import typer
 from httpx_sse import SSEError, connect_sse
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
 from seal_lab.security import Security, security_from_environment
 
+from ..run.result_schemas import RunResults
 from .display import render_results
 from .progress import progress_view
 
@@ -160,7 +162,7 @@ def finish(detail: dict[str, Any], as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(detail))
     elif detail.get("results"):
-        render_results(out, detail["results"])
+        render_results(out, _results(detail["results"]))
     if detail["status"] == "failed":
         console.print(f"[red]run {detail['id']} failed: {detail['error']}")
         raise typer.Exit(1)
@@ -169,7 +171,19 @@ def finish(detail: dict[str, Any], as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-def fail(message: str) -> None:
+def _results(data: object) -> RunResults:
+    """A run's results as the API sent them, typed (the coordinator's own model: run/result_schemas.py)."""
+    try:
+        return RunResults.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        fail(
+            f"the coordinator's results do not read as this seal-lab's ({where}: {first['msg']}); --json shows them"
+        )
+
+
+def fail(message: str) -> NoReturn:
     console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)  # one line, even in a log
     raise typer.Exit(2)
 
