@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from services.coordinator.cli import api_client
 from services.coordinator.cli import main as cli
+from services.coordinator.run.schemas import RunEvent, RunSummary
 
 DETAIL = {"id": "run-1", "status": "succeeded", "results": None, "error": ""}
 
@@ -29,11 +30,28 @@ def frame(event: str, data: dict[str, Any], event_id: int | None = None) -> byte
 
 
 def run_event(seq: int, message: str) -> bytes:
-    return frame("run", {"seq": seq, "kind": "status", "message": message}, seq)
+    """A run event as the coordinator streams it (RunEvent's JSON)."""
+    event = RunEvent(seq=seq, ts=1.0, kind="status", message=message)
+    return frame("run", event.model_dump(mode="json"), seq)
 
 
 def summary(status: str, done: int) -> bytes:
-    return frame("summary", {"status": status, "jobs_total": 3, "jobs_done": done, "current": ""})
+    """The run's summary as the coordinator streams it (RunSummary's JSON)."""
+    data = RunSummary(
+        id="run-1",
+        name="",
+        status=status,  # type: ignore[arg-type]
+        created_at=1.0,
+        updated_at=1.0,
+        passages=1,
+        jobs_total=3,
+        jobs_done=done,
+        jobs_failed=0,
+        retries=0,
+        current="",
+        error="",
+    )
+    return frame("summary", data.model_dump(mode="json"))
 
 
 def listed(run_id: str) -> dict[str, Any]:

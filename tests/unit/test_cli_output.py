@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from services.coordinator.cli import main as cli
 from services.coordinator.cli.progress import BarView, LineView, QuietView, progress_view
+from services.coordinator.run.schemas import RunSummary
 
 from . import cli_coordinator
 from .cli_coordinator import RESULTS, event, finished_run
@@ -100,8 +101,23 @@ def test_a_piped_stdout_gets_the_plain_lines_even_when_stderr_is_a_terminal():
 def test_a_plain_line_is_never_wrapped_nor_read_as_markup():
     buffer = io.StringIO()
     with LineView(Console(file=buffer, width=40)) as view:
-        view.event(event(0, "error", "[bold]not markup[/bold] " + "x" * 100).model_dump())
-        view.summary({"jobs_done": 1, "jobs_total": 9, "status": "failed", "error": "trainer [gone]"})
+        view.event(event(0, "error", "[bold]not markup[/bold] " + "x" * 100))
+        view.summary(
+            RunSummary(
+                id="run-1",
+                name="",
+                status="failed",
+                created_at=0.0,
+                updated_at=0.0,
+                passages=1,
+                jobs_total=9,
+                jobs_done=1,
+                jobs_failed=1,
+                retries=0,
+                current="",
+                error="trainer [gone]",
+            )
+        )
     lines = buffer.getvalue().splitlines()
     assert len(lines) == 2 and lines[0].endswith("[error] [bold]not markup[/bold] " + "x" * 100)
     assert lines[1].endswith("1/9 jobs, status failed: trainer [gone]")
@@ -110,7 +126,7 @@ def test_a_plain_line_is_never_wrapped_nor_read_as_markup():
 def test_the_bar_prints_notable_events_with_their_brackets():
     buffer = io.StringIO()
     with BarView(Console(file=buffer, force_terminal=True, width=200)) as view:
-        view.event(event(0, "retry", "store [S3] away").model_dump())
-        view.event(event(1, "progress", "round 0, passage 1/1: baseline", job="j").model_dump())
+        view.event(event(0, "retry", "store [S3] away"))
+        view.event(event(1, "progress", "round 0, passage 1/1: baseline", job="j"))
     text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", buffer.getvalue())  # without the terminal's escapes
     assert "[retry] store [S3] away" in text and "baseline" not in text

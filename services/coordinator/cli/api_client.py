@@ -20,6 +20,7 @@ from rich.markup import escape
 from seal_lab.security import Security, security_from_environment
 
 from ..run.result_schemas import RunResults
+from ..run.schemas import RunEvent, RunSummary
 from .display import render_results
 from .progress import progress_view
 
@@ -145,17 +146,45 @@ def follow_run(client: httpx.Client, run_id: str, quiet: bool = False) -> dict[s
                                 f"the coordinator's event stream sent a {sse.event!r} event that is not JSON"
                             ) from None
                         if sse.event == "summary":
-                            view.summary(data)
-                            if data["status"] in FINAL_STATUSES:
+                            summary = _streamed(data)
+                            view.summary(summary)
+                            if summary.status in FINAL_STATUSES:
                                 return check(client.get(f"/v1/runs/{run_id}"))
                         elif sse.event == "run":
-                            last_seq = max(last_seq, int(sse.id) if sse.id else data["seq"])
-                            view.event(data)
+                            event = _event(data)
+                            seq = int(sse.id) if sse.id else event.seq if event else last_seq
+                            last_seq = max(last_seq, seq)
+                            if event is not None:
+                                view.event(event)
             except (httpx.TransportError, SSEError) as exc:
                 if not connected and isinstance(exc, httpx.ConnectError):
                     raise  # never reached: no coordinator there (`session` says so), not a dropped stream
                 view.notice(f"[retry] lost the coordinator ({type(exc).__name__}); reconnecting")
                 time.sleep(2)
+
+
+def _streamed(data: object) -> RunSummary:
+    """A `summary` event of the stream, typed; a clear error when it is not one."""
+    try:
+        return RunSummary.model_validate(data)
+    except ValidationError as exc:
+        raise CoordinatorError(
+            f"the coordinator's event stream sent a summary this seal-lab cannot read ({_first_error(exc)})"
+        ) from None
+
+
+def _event(data: object) -> RunEvent | None:
+    """A run event of the stream, typed; None for one this version does not know (a newer coordinator's
+    kind), which no view would show."""
+    try:
+        return RunEvent.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    return f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
 
 
 def finish(detail: dict[str, Any], as_json: bool) -> None:
@@ -176,10 +205,8 @@ def _results(data: object) -> RunResults:
     try:
         return RunResults.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"]))
         fail(
-            f"the coordinator's results do not read as this seal-lab's ({where}: {first['msg']}); --json shows them"
+            f"the coordinator's results do not read as this seal-lab's ({_first_error(exc)}); --json shows them"
         )
 
 
