@@ -249,6 +249,22 @@ class Manifest(OpenRecord):
     results: dict[str, Any] | None
 
 
+class LeaseRecord(OpenRecord):
+    """`runs/<id>/lease/<epoch>.json`: which coordinator runs the run, and until when (engine/lease.py)."""
+
+    run_id: str = ""
+    epoch: int = 0
+    owner: str = ""
+    renewed_at: Number | None = None
+    #: Seconds since the epoch; a lease without one protects nothing.
+    expires_at: Number | None = None
+    #: Given up by a graceful stop (only then present).
+    released: bool | None = None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is None or self.expires_at <= now
+
+
 class UnknownRecord(OpenRecord):
     """The record of a job whose name this version never writes (a newer coordinator's): kept as it is,
     counted, and left out of the results."""
