@@ -238,3 +238,32 @@ def test_a_file_that_cannot_be_written_is_one_line_too(monkeypatch, tmp_path):
     result = CliRunner().invoke(cli.app, ["report", "run-1", "-o", str(blocker / "report.html")])
     assert result.exit_code == 2 and result.output.startswith("error: ") and "a-file" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_follow_skips_an_event_of_a_kind_this_version_does_not_know_and_refuses_a_summary_it_cannot_read(
+    monkeypatch,
+):
+    """The stream is read into RunEvent and RunSummary: an event of a newer coordinator's kind is left out (no
+    view shows it), a summary that is not one is a clear error rather than a KeyError."""
+    newer = frame("run", {"seq": 1, "ts": 1.0, "kind": "distilling", "message": "a newer kind"}, 1)
+    bodies = [
+        run_event(0, "running") + newer + run_event(2, "run succeeded") + summary("succeeded", 3),
+        frame("summary", {"status": "succeeded"}),
+    ]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=bodies.pop(0))
+        return httpx.Response(200, json=DETAIL)
+
+    real_client = httpx.Client
+    monkeypatch.setattr(
+        api_client.httpx, "Client", lambda **kw: real_client(transport=httpx.MockTransport(answer), **kw)
+    )
+    result = CliRunner().invoke(cli.app, ["follow", "run-1"])
+    assert result.exit_code == 0, result.output
+    assert "[status] running" in result.output and "[status] run succeeded" in result.output
+    assert "a newer kind" not in result.output
+    refused = CliRunner().invoke(cli.app, ["follow", "run-1"], env={"COLUMNS": "200"})
+    assert refused.exit_code == 2
+    assert "sent a summary this seal-lab cannot read (id: Field required)" in refused.output
