@@ -1,10 +1,12 @@
-"""A finished run's results as the API sends them (`/v1/runs/{id}/results`): typed models with examples, so
-the OpenAPI document says what a client reads, from the top down to SEAL's conditions table, the planned
-comparisons and the rounds.
+"""A finished run's results: typed models from the builder (results/) to the manifest, the API
+(`/v1/runs/{id}/results`), the report and the CLI, so the OpenAPI document says what a client reads, from the
+top down to each passage, self-edit and trial, SEAL's conditions table, the planned comparisons and the rounds.
 
 Permissive on purpose: every model keeps keys it does not name (a newer coordinator's), and fields a stored
 result from an older one lacks are optional and stay absent in the response (not sent as null), so the
-results read back exactly as they were stored.
+results read back exactly as they were stored (tests/fixtures/results holds earlier coordinators'). Fields
+are declared in the order the builders write them, and a number keeps its JSON type (`Number`: an int stays
+an int), so a run's results are the same JSON, key for key and byte for byte, as when they were dicts.
 """
 
 from __future__ import annotations
