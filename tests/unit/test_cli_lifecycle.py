@@ -162,21 +162,27 @@ def test_an_older_coordinator_s_detail_is_still_shown():
         api_client.check(httpx.Response(404, json={"detail": "no such route"}))
 
 
-def test_follow_skips_the_keep_alive_that_comes_between_events(monkeypatch):
-    """FastAPI's SSE sends `: ping` every 15 s; after an event with an id, httpx-sse hands it over as an empty
-    message. Before the fix, every run longer than 15 s ended the CLI with a JSONDecodeError traceback."""
-    from fastapi.sse import KEEPALIVE_COMMENT
+def _coordinator_streaming(monkeypatch: pytest.MonkeyPatch, streams: list[bytes]) -> None:
+    """A stand-in coordinator: each GET of the events answers the next of `streams`; the run is DETAIL."""
 
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/events"):
-            body = run_event(0, "running") + KEEPALIVE_COMMENT + KEEPALIVE_COMMENT + summary("succeeded", 3)
-            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=streams.pop(0))
         return httpx.Response(200, json=DETAIL)
 
     real_client = httpx.Client
     monkeypatch.setattr(
         api_client.httpx, "Client", lambda **kw: real_client(transport=httpx.MockTransport(answer), **kw)
     )
+
+
+def test_follow_skips_the_keep_alive_that_comes_between_events(monkeypatch):
+    """FastAPI's SSE sends `: ping` every 15 s; after an event with an id, httpx-sse hands it over as an empty
+    message. Before the fix, every run longer than 15 s ended the CLI with a JSONDecodeError traceback."""
+    from fastapi.sse import KEEPALIVE_COMMENT
+
+    streams = [run_event(0, "running") + KEEPALIVE_COMMENT + KEEPALIVE_COMMENT + summary("succeeded", 3)]
+    _coordinator_streaming(monkeypatch, streams)
     result = CliRunner().invoke(cli.app, ["follow", "run-1"])
     assert result.exit_code == 0, result.output
     assert "[status] running" in result.output and "Traceback" not in result.output
@@ -246,20 +252,11 @@ def test_follow_skips_an_event_of_a_kind_this_version_does_not_know_and_refuses_
     """The stream is read into RunEvent and RunSummary: an event of a newer coordinator's kind is left out (no
     view shows it), a summary that is not one is a clear error rather than a KeyError."""
     newer = frame("run", {"seq": 1, "ts": 1.0, "kind": "distilling", "message": "a newer kind"}, 1)
-    bodies = [
+    streams = [
         run_event(0, "running") + newer + run_event(2, "run succeeded") + summary("succeeded", 3),
         frame("summary", {"status": "succeeded"}),
     ]
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/events"):
-            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=bodies.pop(0))
-        return httpx.Response(200, json=DETAIL)
-
-    real_client = httpx.Client
-    monkeypatch.setattr(
-        api_client.httpx, "Client", lambda **kw: real_client(transport=httpx.MockTransport(answer), **kw)
-    )
+    _coordinator_streaming(monkeypatch, streams)
     result = CliRunner().invoke(cli.app, ["follow", "run-1"])
     assert result.exit_code == 0, result.output
     assert "[status] running" in result.output and "[status] run succeeded" in result.output
