@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from services.coordinator.cli import api_client
 from services.coordinator.cli import main as cli
-from services.coordinator.run.schemas import RunEvent, RunSummary
+from services.coordinator.run.schemas import RunEvent
+from tests.unit.cli_coordinator import run_summary
 
 DETAIL = {"id": "run-1", "status": "succeeded", "results": None, "error": ""}
 
@@ -37,21 +38,7 @@ def run_event(seq: int, message: str) -> bytes:
 
 def summary(status: str, done: int) -> bytes:
     """The run's summary as the coordinator streams it (RunSummary's JSON)."""
-    data = RunSummary(
-        id="run-1",
-        name="",
-        status=status,  # type: ignore[arg-type]
-        created_at=1.0,
-        updated_at=1.0,
-        passages=1,
-        jobs_total=3,
-        jobs_done=done,
-        jobs_failed=0,
-        retries=0,
-        current="",
-        error="",
-    )
-    return frame("summary", data.model_dump(mode="json"))
+    return frame("summary", run_summary(status, done).model_dump(mode="json"))
 
 
 def listed(run_id: str) -> dict[str, Any]:

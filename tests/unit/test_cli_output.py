@@ -14,10 +14,9 @@ from typer.testing import CliRunner
 
 from services.coordinator.cli import main as cli
 from services.coordinator.cli.progress import BarView, LineView, QuietView, progress_view
-from services.coordinator.run.schemas import RunSummary
 
 from . import cli_coordinator
-from .cli_coordinator import RESULTS, event, finished_run
+from .cli_coordinator import RESULTS, event, finished_run, run_summary
 
 coordinator = cli_coordinator.coordinator  # the fixture, for this module
 
@@ -102,22 +101,7 @@ def test_a_plain_line_is_never_wrapped_nor_read_as_markup():
     buffer = io.StringIO()
     with LineView(Console(file=buffer, width=40)) as view:
         view.event(event(0, "error", "[bold]not markup[/bold] " + "x" * 100))
-        view.summary(
-            RunSummary(
-                id="run-1",
-                name="",
-                status="failed",
-                created_at=0.0,
-                updated_at=0.0,
-                passages=1,
-                jobs_total=9,
-                jobs_done=1,
-                jobs_failed=1,
-                retries=0,
-                current="",
-                error="trainer [gone]",
-            )
-        )
+        view.summary(run_summary("failed", 1, total=9, error="trainer [gone]"))
     lines = buffer.getvalue().splitlines()
     assert len(lines) == 2 and lines[0].endswith("[error] [bold]not markup[/bold] " + "x" * 100)
     assert lines[1].endswith("1/9 jobs, status failed: trainer [gone]")
