@@ -10,7 +10,7 @@ LIGHT_BIN := $(LIGHT_VENV)/bin
 TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 
-.PHONY: system-packages-test install demo test test-light test-compose k8s-validate docs settings-doc env lock lint format protos bench bench-conditions bench-strategies clean
+.PHONY: system-packages-test install demo test test-light test-compose k8s-validate docs settings-doc env lock lint format protos bench bench-conditions bench-strategies bench-continual clean
 
 install: $(VENV)/.installed
 
@@ -107,6 +107,11 @@ bench-conditions: install
 PRESET ?= cpu
 bench-strategies: install
 	$(BIN)/python benchmarks/strategies.py --preset $(PRESET)
+
+# Continual learning (issue 31): a stream of 8 SQuAD passages in 3 orderings, each option against forgetting
+# (replay, retention-aware pick, smaller update) vs none, paired (PRESET=smoke|cpu|gpu; gpu: 64 orderings).
+bench-continual: install
+	$(BIN)/python benchmarks/continual.py --preset $(PRESET)
 
 clean:
 	rm -rf $(VENV) $(LIGHT_VENV) .seal

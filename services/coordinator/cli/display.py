@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..run.records import DirectiveRecord, FailedRecord, PolicyRecord
-from ..run.result_schemas import Estimate, RunResults
+from ..run.result_schemas import ContinualResults, Estimate, RunResults
 
 
 def print_json(console: Console, data: Any) -> None:
@@ -30,7 +30,48 @@ def directive_short(directive: DirectiveRecord) -> str:
     )
 
 
+def render_continual(console: Console, continual: ContinualResults) -> None:
+    """A continual run: per stream the accuracy matrix (passage i after step j), the mean over seen passages,
+    retention and the next unseen passage after each step, forgetting per passage; then the final figures."""
+    metric = continual.metric
+    for stream in continual.streams:
+        steps = len(stream["order"])
+        table = Table(
+            title=f"ordering {stream['ordering']}: {metric} of passage (row) after step (column); "
+            f"carry {continual.carry}, pick {continual.pick}"
+        )
+        table.add_column("passage", overflow="fold", max_width=28)
+        table.add_column("base", justify="right")
+        for j in range(steps):
+            table.add_column(str(j + 1), justify="right")
+        table.add_column("forgetting", justify="right")
+        for i, title in enumerate(stream["titles"]):
+            cells = ["" if j < i else _fmt(stream["matrix"][i][j]) for j in range(steps)]
+            table.add_row(escape(title), _fmt(stream["baseline"][i]), *cells, _fmt(stream["forgetting"][i]))
+        by_step = {s["position"]: s for s in stream["steps"]}
+        for label, field in (
+            ("mean over seen", "mean_seen"),
+            ("retention", "retention"),
+            ("next passage", "next"),
+        ):
+            table.add_row(
+                f"[bold]{label}[/bold]", "", *(_fmt(by_step.get(j, {}).get(field)) for j in range(steps)), ""
+            )
+        console.print(table)
+        if stream["stopped"]:
+            console.print(f"[red]stopped:[/red] {escape(stream['stopped'])}")
+    summary = continual.summary
+    console.print(
+        f"{summary['streams_finished']}/{summary['streams']} streams finished | final mean over seen "
+        f"{_fmt(summary['final_mean_seen'])} | retention {_fmt(summary['final_retention'])} (base model "
+        f"{_fmt(summary['retention_base'])}) | mean forgetting {_fmt(summary['mean_forgetting'])}"
+    )
+
+
 def render_results(console: Console, results: RunResults) -> None:
+    if results.continual:
+        render_continual(console, results.continual)
+        return
     summary = results.summary
     metric = summary.metric
     table = Table(title=f"SEAL inner loop: closed-book {metric} per passage (reward = adapted - baseline)")

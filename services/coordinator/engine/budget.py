@@ -25,6 +25,7 @@ from seal_lab.errors import InvalidArgument, SealError
 from seal_lab.formats.directive import Directive, DirectiveLimits, epochs_mean_epochs
 from seal_lab.formats.passages import Passage
 
+from ..run.continual import stream_orders
 from ..settings import CoordinatorSettings
 from .state import RunState
 
@@ -102,6 +103,15 @@ def plan_run(run: RunState, limits: DirectiveLimits) -> RunPlan:
         return passage_tokens(passage) * config.include_passage + written
 
     trainings = tokens = 0
+    if config.mode == "continual":  # each step trains its candidates, the replayed examples beside its own
+        candidates = 1 if config.continual_pick == "first" else config.k
+        replayed = config.continual_replay * (config.max_new_tokens + texts)
+        for order in stream_orders(config, run.passages):
+            for index in order:
+                data = edit_tokens(run.passages[index]) + replayed
+                trainings += candidates
+                tokens += candidates * worst_training_tokens(limits, data)
+        return RunPlan(run.jobs_total, trainings, tokens)
     per_self_edit = config.reward_seeds
     for index in run.split.train:
         data = edit_tokens(run.passages[index])

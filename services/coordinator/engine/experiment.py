@@ -120,7 +120,12 @@ class Experiment:
             return None if isinstance(record, FailedRecord) else record  # type: ignore[return-value]
         passage_id = "" if job.index is None else run.passages[job.index].passage_id
         where = "run" if job.index is None else f"passage {job.index + 1}/{len(run.passages)}"
-        run.current = f"round {run.round}, {where}: {job.label}"
+        stage = (
+            f"round {run.round}"
+            if job.stream is None
+            else f"stream {job.stream[0]}, step {job.stream[1] + 1}"
+        )
+        run.current = f"{stage}, {where}: {job.label}"
         self.events.emit(run, "progress", run.current, passage_id=passage_id, job=name)
         try:
             with bind_context(

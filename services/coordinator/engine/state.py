@@ -16,6 +16,7 @@ from seal_lab.formats.passages import Passage, parse_passages, passages_to_json
 from seal_lab.runtime import runtime_versions
 from seal_lab.store import ObjectStore
 
+from ..run.continual import continual_jobs_total
 from ..run.jobs import JobName
 from ..run.records import FailedRecord, JobRecord, Manifest, PolicyRecord, RunServices, RunSpec
 from ..run.result_schemas import Reproducibility, RunResults
@@ -74,6 +75,8 @@ class RunState:
     @property
     def jobs_total(self) -> int:
         config = self.config
+        if config.mode == "continual":
+            return continual_jobs_total(config, self.passages)
         # per round and format: generate + K trainings (times the directive trials); then evaluate, retention
         per_round = len(config.formats) * (
             1 + config.k * (1 + len(config.directive_search)) * config.reward_seeds

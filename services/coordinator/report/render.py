@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -23,6 +24,7 @@ from ..run.records import PolicyRecord, RunServices
 from ..run.result_schemas import (
     Comparisons,
     ConditionRow,
+    ContinualResults,
     Example,
     HeldoutResults,
     MetricEstimate,
@@ -89,6 +91,47 @@ class ReportRun(BaseModel):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return value or None
+
+
+def heatmap_chart(
+    title: str, x_label: str, y_label: str, rows: list[str], columns: list[str], values: list[list[Any]]
+) -> Chart:
+    svg = plots.heatmap_chart(title, x_label, y_label, rows, columns, values)
+    return _chart(svg, title, plots.heatmap_rows(rows, columns, values))
+
+
+def _continual(continual: ContinualResults) -> dict[str, Any]:
+    """A continual run: the accuracy matrix as a heat map (one stream: its passages; several: by position,
+    SEAL's figure), the mean over seen passages and retention after each step beside it, a table per stream."""
+    streams, metric = continual.streams, continual.metric
+    if len(streams) == 1:
+        shown = streams[0]
+        rows, values = shown["titles"], shown["matrix"]
+        title = "Accuracy matrix: passage (row) after step (column)"
+    else:
+        values = continual.by_position["matrix"]
+        rows = [f"passage {i + 1}" for i in range(len(values))]
+        title = f"Accuracy by position, mean of {continual.by_position['streams']} orderings"
+    columns = [str(j + 1) for j in range(len(values))]
+    charts = [
+        heatmap_chart(title, "after step", f"{metric} on the passage's questions", rows, columns, values)
+    ]
+    curves = [
+        LineSeries(
+            f"ordering {s['ordering']}: mean over seen",
+            [(j + 1, v, None) for j, v in enumerate(s["mean_seen"])],
+        )
+        for s in streams[:6]
+    ]
+    curves += [
+        LineSeries(
+            f"ordering {s['ordering']}: retention",
+            [(step["position"] + 1, step["retention"], None) for step in s["steps"]],
+        )
+        for s in streams[:2]
+    ]
+    charts.append(line_chart("Mean over seen passages and retention", "after step", metric, curves))
+    return {"charts": charts, "streams": streams, "summary": continual.summary, "metric": metric}
 
 
 def _directive(values: Mapping[str, float | int]) -> str:
@@ -228,9 +271,16 @@ def render_report(run: ReportRun) -> str:
         if evaluator is not None and "model_name" in evaluator.model_fields_set
         else "?",
         "results": results,
+        "continual": None,
     }
-    if results:
-        reproducibility = results.reproducibility.model_dump() if results.reproducibility else {}
+    reproducibility = results.reproducibility.model_dump() if results and results.reproducibility else {}
+    if results and results.continual:
+        context |= {
+            "summary": results.summary,
+            "continual": _continual(results.continual),
+            "reproducibility": json.dumps(reproducibility, indent=1, sort_keys=True),
+        }
+    elif results:
         context |= {
             "summary": results.summary,
             "heldout": _heldout(results.heldout) if results.heldout else None,

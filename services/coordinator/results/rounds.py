@@ -37,6 +37,15 @@ from .readout import (
 DIRECTIVE_FIELDS = ("epochs", "learning_rate", "lora_rank", "lora_alpha", "batch_size", "steps")
 
 
+def retention_penalty(config: RunConfig, base_retention: float | None, kept: float | None) -> float:
+    """`retention_lambda` times what an adapter lost on the retention sample against the base model (floored
+    at 0); 0 when it is off or the retention scores are missing. Subtracted from the reward: the ReST-EM
+    winners, and so the policy, favour self-edits that teach without erasing."""
+    if not config.retention_lambda or base_retention is None or kept is None:
+        return 0.0
+    return config.retention_lambda * max(0.0, base_retention - kept)
+
+
 def round_passages(
     passages: list[Passage],
     indices: Sequence[int],
@@ -84,6 +93,9 @@ def round_passages(
                     reward = None
                     if evaluation is not None and seed_rewards:
                         reward = round(statistics.fmean(seed_rewards), 4)
+                    penalty = retention_penalty(config, base_retention, kept)
+                    if reward is not None and penalty:  # retention-aware: the gain minus what it erased
+                        reward = round(reward - penalty, 4)
                     trials.append(
                         Trial(
                             trial=trial_suffix(trial),

@@ -282,6 +282,11 @@ _RECORD_OF_STEP: dict[str, type[OpenRecord]] = {
     "evaluate": EvaluationRecord,
     "retention": EvaluationRecord,
     "control": EvaluationRecord,
+    # a continual stream's evaluations (run/jobs.py CONTINUAL_STEPS)
+    "candidates": EvaluationRecord,
+    "candret": EvaluationRecord,
+    "accuracy": EvaluationRecord,
+    "next": EvaluationRecord,
 }
 
 

@@ -275,6 +275,8 @@ class VarianceComponents(_Stored):
 class RoundSummary(_Stored):
     """One round's means, retention, reward by format and directive, and the seconds spent."""
 
+    #: "continual" in a continual run's summary (its other keys are the streams' summary); absent otherwise.
+    mode: str | None = None
     metric: str = ""
     passages: int = 0
     passages_scored: int = 0
@@ -440,6 +442,23 @@ class Example(_Stored):
     error: str | None = None
 
 
+class ContinualResults(_Stored):
+    """A continual run's streams (results/continual.py): per stream the accuracy matrix (passage i after step
+    j: rows the stream's passages in order, columns its steps, null above the diagonal), the mean over the
+    passages seen after each step, forgetting per passage (right after its step minus at the end), retention
+    and the next unseen passage per step; `by_position` averages the finished streams (SEAL's figure)."""
+
+    metric: str
+    pick: str
+    carry: str
+    streams: list[dict[str, Any]]
+    by_position: dict[str, Any]
+    per_stream: list[dict[str, Any]]
+    summary: dict[str, Any] = Field(
+        description="final mean over seen passages, final retention (and the base model's), mean forgetting"
+    )
+
+
 class RunResults(_Stored):
     """A finished run's results (`/v1/runs/{id}/results`). Keys a newer coordinator adds pass through."""
 
@@ -456,3 +475,4 @@ class RunResults(_Stored):
     examples: dict[str, list[Example]] | None = Field(
         None, description="the best and worst self-edits with their text"
     )
+    continual: ContinualResults | None = Field(None, description="a continual run's streams (mode continual)")
