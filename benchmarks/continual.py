@@ -30,7 +30,8 @@ from seal_lab.formats.passages import demo_passages, passages_to_json
 from seal_lab.scoring.stats import paired_test, verdict
 from seal_lab.security import security_from_environment
 from services.coordinator.cli.display import render_continual
-from services.coordinator.report.render import render_report
+from services.coordinator.report.render import ReportRun, render_report
+from services.coordinator.run.result_schemas import ContinualResults
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -145,7 +146,7 @@ def report(results: dict[str, dict[str, Any]], comparisons: list[dict[str, Any]]
     out = Console(width=170)
     first = next(iter(results))
     out.print(f"[bold]{first}[/bold]:")
-    render_continual(out, results[first])
+    render_continual(out, ContinualResults.model_validate(results[first]))
     table = Table(title="Options against forgetting: final figures, mean over orderings")
     for column in ("option", "streams", "final mean over seen", "retention (base)", "mean forgetting"):
         table.add_column(column, justify="left" if column == "option" else "right")
@@ -205,7 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     path = args.out / f"continual_{first_id}.json"
     path.write_text(json.dumps(summary, indent=1))
     for detail in details.values():  # named by run id: a rerun never overwrites an earlier result
-        (args.out / f"continual_{detail['id']}.html").write_text(render_report(detail))
+        page = render_report(ReportRun.model_validate(detail))
+        (args.out / f"continual_{detail['id']}.html").write_text(page)
     console.print(f"wrote {path}; wall time {wall:.0f}s ({wall / 60:.1f} min)")
 
 

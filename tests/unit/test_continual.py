@@ -335,20 +335,21 @@ def test_the_cli_prints_the_matrix_and_the_report_draws_it(tmp_path) -> None:
     from rich.console import Console
 
     from services.coordinator.cli.display import render_results
-    from services.coordinator.report.render import render_report
+    from services.coordinator.report.render import ReportRun, render_report
+    from services.coordinator.run.result_schemas import RunResults
 
     run = finished_run(tmp_path)
     console = Console(record=True, width=200)
-    render_results(console, run["results"])
+    render_results(console, RunResults.model_validate(run["results"]))
     text = console.export_text()
     first = PASSAGES[0].title[:20]
     row = next(line for line in text.splitlines() if first in line)
     assert "1.00" in row and "0.50" in row and "0.33" in row and "0.67" in row  # its row, its forgetting
     assert "final mean over seen 0.61" in text and "retention 0.50" in text
-    page = render_report(run)
+    page = render_report(ReportRun.model_validate(run))
     assert page.count('class="cell"') == 6  # the lower triangle of a 3-step stream
     assert "Accuracy matrix" in page and "Mean over seen passages and retention" in page
-    several = render_report(finished_run(tmp_path / "o", orderings=2))
+    several = render_report(ReportRun.model_validate(finished_run(tmp_path / "o", orderings=2)))
     assert "mean of 2 orderings" in several
 
 

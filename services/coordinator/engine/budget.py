@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import grpc
 
@@ -63,7 +62,7 @@ def training_tokens(directive: Directive, data_tokens: int) -> int:
 
 
 def worst_training_tokens(
-    limits: DirectiveLimits, data_tokens: int, known: dict[str, Any] | None = None
+    limits: DirectiveLimits, data_tokens: int, known: dict[str, float | int] | None = None
 ) -> int:
     """The bound for a directive of which only the fields `known` are given (a directive-search trial), or
     none (one a model writes): the others at the worst the limits allow, in whichever mode costs more."""

@@ -394,7 +394,9 @@ class RunManager:
                 await self.events.persist(
                     run, run_key(run.id, MANIFEST), manifest(run), "writing the manifest"
                 )
-                self.events.emit(run, "status", f"run {run.status}", data={"summary": run.results.summary})
+                self.events.emit(
+                    run, "status", f"run {run.status}", data={"summary": run.results.summary.model_dump()}
+                )
                 await self._release(run)
             except asyncio.CancelledError:
                 if run.lease is not None and run.status != "cancelled":
