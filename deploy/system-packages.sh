@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The programs outside pip that a make target needs, installed from Debian's packages when missing.
 #
-#   deploy/system-packages.sh PROGRAM...     e.g. chromium kubectl dockerd
+#   deploy/system-packages.sh PROGRAM...     e.g. chromium chromedriver kubectl dockerd
 #
 # Each PROGRAM is a command; the table below names its Debian package. What is already on PATH is left
 # alone. Missing ones are installed with apt-get when this runs as root on a machine that has it; otherwise
 # it prints one line saying what to install and exits 2, before anything else runs. The Makefile calls it
-# first in `make test` (chromium), `make k8s-validate` (kubectl) and `make test-compose` (Docker), so a new
-# user and CI take the same path. SEAL_SKIP_BROWSER_TESTS=1 drops chromium from what is needed.
+# first in `make test` (chromium and its driver, for the browser tests), `make k8s-validate` (kubectl) and `make test-compose` (Docker), so a new
+# user and CI take the same path. SEAL_SKIP_BROWSER_TESTS=1 drops chromium and chromedriver from what is
+# needed.
 set -euo pipefail
 
 # Docker's packages come with their recommended ones (cgroupfs-mount, xz-utils...), as the compose test has
@@ -15,6 +16,7 @@ set -euo pipefail
 package_of() {
   case "$1" in
     chromium) echo chromium ;;
+    chromedriver) echo chromium-driver ;;  # selenium drives Chromium through it (tests/service/test_ui_browser.py)
     kubectl) echo kubernetes-client ;;
     dockerd) echo docker.io+ ;;
     docker-compose) echo docker-compose+ ;;
@@ -25,7 +27,7 @@ package_of() {
 
 missing=()
 for program in "$@"; do
-  if [ "$program" = chromium ] && [ "${SEAL_SKIP_BROWSER_TESTS:-}" = 1 ]; then
+  if { [ "$program" = chromium ] || [ "$program" = chromedriver ]; } && [ "${SEAL_SKIP_BROWSER_TESTS:-}" = 1 ]; then
     continue
   fi
   package=$(package_of "$program")

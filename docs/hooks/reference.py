@@ -43,6 +43,7 @@ SETTINGS_CLASSES = [
     ("services.trainer.settings", "TrainerSettings"),
     ("services.evaluator.settings", "EvaluatorSettings"),
     ("services.coordinator.settings", "CoordinatorSettings"),
+    ("services.coordinator.settings", "MlflowSettings"),
 ]
 #: Base classes that no process reads on their own (their fields appear under each subclass).
 ABSTRACT_SETTINGS = {"GrpcServiceSettings"}

@@ -13,7 +13,7 @@ from seal_lab.settings import LoggingSettings, StoreSettings
 from seal_lab.store.open import open_store
 
 from .api.app import create_app
-from .settings import CoordinatorSettings
+from .settings import CoordinatorSettings, MlflowSettings
 
 
 def uvicorn_options(settings: CoordinatorSettings, security: Security) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def main() -> None:
     refuse_unsafe_start("seal-coordinator", settings.host, security)
     logging_settings = LoggingSettings()
     configure_logging(logging_settings.level, logging_settings.json_format, service="coordinator")
-    app = create_app(settings, open_store(StoreSettings()), security)
+    app = create_app(settings, open_store(StoreSettings()), security, mlflow=MlflowSettings())
     uvicorn.run(app, **uvicorn_options(settings, security))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .run.limits import DEFAULT_MAX_BODY_BYTES, MAX_PASSAGES_PER_REQUEST
@@ -68,6 +68,12 @@ class CoordinatorSettings(BaseSettings):
     public_docs: bool = Field(
         default=False,
         description="Serve `/docs`, `/redoc` and `/openapi.json` without the token (a browser sends none); off, they need it like `/v1`.",
+    )
+    # The web UI (`/ui`) keeps its sign-in in a cookie signed with this key (api/session.py). Unset, the key is
+    # derived from SEAL_AUTH_TOKEN; set it to keep sessions apart from the token or across token holders.
+    ui_session_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs the web UI's session cookie (`/ui`). Unset: derived from `SEAL_AUTH_TOKEN` (random per process when there is no token).",
     )
     generator_address: str = Field(
         default="127.0.0.1:50051",
@@ -249,3 +255,31 @@ class CoordinatorSettings(BaseSettings):
             if "*" in host[1:] or (host.startswith("*") and host != "*" and not host.startswith("*.")):
                 raise ValueError(f"{host!r}: a wildcard is `*` alone or a leading `*.` (`*.example.org`)")
         return hosts
+
+
+class MlflowSettings(BaseSettings):
+    """`SEAL_MLFLOW_*`: MLflow tracking of every run (the `mlflow` extra; off unless a URI is set)."""
+
+    model_config = SettingsConfigDict(env_prefix="SEAL_MLFLOW_", extra="ignore")
+
+    tracking_uri: str = Field(
+        default="",
+        description="MLflow tracking server (`http://host:5000`); each run becomes an MLflow run, written as it goes. Empty: no tracking. Needs `pip install 'seal-lab[mlflow]'`.",
+    )
+    experiment: str = Field(
+        default="seal-lab",
+        min_length=1,
+        description="The MLflow experiment the runs go into (made if missing).",
+    )
+    poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often the coordinator's runs are read for new progress to write."
+    )
+    max_backoff_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest wait between attempts while the tracking server is down; writes wait in order, nothing is dropped, no run waits for them.",
+    )
+    git_commit: str = Field(
+        default="",
+        description="The `seal.git_commit` tag of every MLflow run. Empty: `git rev-parse HEAD` of the source tree when it is a checkout, else `unknown`.",
+    )

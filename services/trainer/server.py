@@ -25,8 +25,10 @@ from seal_lab.errors import AlreadyExists, InvalidArgument, Unavailable
 from seal_lab.formats.adapters import (
     ADAPTER_PREFIX,
     AdapterFiles,
+    AdapterLimits,
     adapter_meta,
     base_model_ref,
+    fetch_adapter,
     has_weights,
     publish_adapter,
 )
@@ -42,7 +44,7 @@ from seal_lab.model.grouptrain import (
     TrainProgressEvent,
     train_group,
 )
-from seal_lab.model.multilora import save_peft_folder
+from seal_lab.model.multilora import AdapterWeights, load_peft_folder, lora_targets, save_peft_folder
 from seal_lab.serve.callgate import CallGate
 from seal_lab.serve.host import ModelHost
 from seal_lab.store import ObjectStore, json_bytes, read_record, sha256_hex, validate_key
@@ -88,6 +90,16 @@ class TrainJob:
     dataset_key: str
     directive: Directive
     seed: int
+    #: The adapter it starts from ("" = a fresh one), and whether it is merged under a fresh one.
+    init_adapter_key: str = ""
+    merge_init: bool = False
+
+    @property
+    def start(self) -> dict[str, Any]:
+        """What the job starts from, when not a fresh adapter (part of its key and its adapter's record)."""
+        if not self.init_adapter_key:
+            return {}
+        return {"init_adapter_key": self.init_adapter_key, "merge_init": self.merge_init}
 
     def key(self, fingerprint: str, recipe: dict[str, Any]) -> str:
         identity = {
@@ -96,6 +108,7 @@ class TrainJob:
             "seed": self.seed,
             "base_model_fingerprint": fingerprint,
             "recipe": recipe,
+            **self.start,  # absent for a fresh adapter: the keys of earlier jobs stay as they were
         }
         return f"{JOB_PREFIX}/{sha256_hex(json_bytes(identity))}.json"
 
@@ -108,6 +121,8 @@ class _Queued:
     job_key: str
     examples: list[TrainingExample]
     on_progress: Callable[[TrainProgressEvent], None]
+    #: The adapter the job starts from (`TrainJob.init_adapter_key`), read from the store; None = fresh.
+    init: AdapterWeights | None = None
     #: Set when its call ended before its result (cancelled, deadline, disconnect); read by the training thread.
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -193,7 +208,38 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         problems = self.limits.violations(directive)
         if problems:
             raise InvalidArgument("directive outside the trainer's limits: " + "; ".join(problems))
-        return TrainJob(request.dataset_key, directive, request.seed)
+        if request.init_adapter_key:
+            validate_key(request.init_adapter_key)
+        elif request.merge_init:
+            raise InvalidArgument("merge_init needs an init_adapter_key")
+        return TrainJob(
+            request.dataset_key,
+            directive,
+            request.seed,
+            request.init_adapter_key,
+            request.merge_init and bool(request.init_adapter_key),
+        )
+
+    def _init_adapter(self, job: TrainJob) -> AdapterWeights | None:
+        """The adapter a job starts from, verified against this base model and within this trainer's limits
+        (a merge's result too: its rank is the init's plus the directive's)."""
+        if not job.init_adapter_key:
+            return None
+        loaded = self.host.loaded
+        limits = AdapterLimits.from_directive_limits(self.limits)
+        with tempfile.TemporaryDirectory(prefix="seal-init-") as tmp:
+            base_id = base_model_ref(loaded.name).id
+            fetch_adapter(
+                self.store, job.init_adapter_key, Path(tmp), loaded.fingerprint, limits, base_id=base_id
+            )
+            init = load_peft_folder(Path(tmp), lora_targets(loaded.model, self.target_modules))
+        rank = init.rank + (job.directive.lora_rank if job.merge_init else 0)
+        if rank > self.limits.max_lora_rank:
+            raise InvalidArgument(
+                f"merging {job.init_adapter_key!r} (rank {init.rank}) under a rank-{job.directive.lora_rank} "
+                f"adapter gives rank {rank}; this trainer's limit is {self.limits.max_lora_rank}"
+            )
+        return init
 
     async def Train(
         self, request: trainer_pb2.TrainRequest, context: grpc.aio.ServicerContext
@@ -220,13 +266,14 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                 lambda: read_dataset(self.store, job.dataset_key), self.outage, "reading a dataset"
             )
             examples = _training_examples(dataset, job.dataset_key, self.settings.max_dataset_examples)
+            init = await call_async(lambda: self._init_adapter(job), self.outage, "reading the init adapter")
             loop = asyncio.get_running_loop()
             queue: asyncio.Queue[TrainProgressEvent] = asyncio.Queue()
 
             def on_progress(event: TrainProgressEvent) -> None:
                 loop.call_soon_threadsafe(queue.put_nowait, event)
 
-            queued = _Queued(job, job_key, examples, on_progress)
+            queued = _Queued(job, job_key, examples, on_progress, init)
             task = asyncio.ensure_future(self._batcher().submit(queued))
 
             def caller_gone(*_: object) -> None:
@@ -293,6 +340,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                 # Every caller of a shared job sees its progress (whichever call reached the group first).
                 lambda event, ps=positions: [group[p].on_progress(event) for p in ps],
                 lambda ps=positions: all(group[p].cancelled.is_set() for p in ps),
+                q.init,
+                q.job.merge_init,
             )
             for q, positions in zip(firsts, to_train.values(), strict=True)
         ]
@@ -355,6 +404,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             dtype=loaded.dtype,
             seal_lab_version=__version__,
             metrics=metrics,
+            **job.start,
         )
         record = {"adapter_key": adapter_key, "metrics": metrics}
         # The store may be away now: the trained adapter waits in memory (up to the outage bound) rather than

@@ -64,6 +64,7 @@ def test_up_run_stock_squad_files_and_down(tmp_path: Path):
         assert started.returncode == 0, started.stderr
         url = f"http://127.0.0.1:{port}"
         assert f"export SEAL_COORDINATOR_URL={url}" in started.stdout
+        assert f"web UI: {url}/ui" in started.stdout
         assert len(pids) == 4 and all(alive(pid) for pid in pids)  # `up` has returned; they run on
 
         again = seal_lab(env, "up", "--workdir", str(workdir), "--port", str(port))

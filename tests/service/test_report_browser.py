@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from services.coordinator.report.render import render_report
+from services.coordinator.report.render import ReportRun, render_report
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "report_results.json"
 WIDTH = 1280
@@ -84,7 +84,7 @@ def measure(page: str, tmp_path: Path) -> dict[str, Any]:
 
 
 def test_the_report_fits_a_1280_pixel_window_without_horizontal_scrolling(tmp_path):
-    facts = measure(render_report(_run()), tmp_path)
+    facts = measure(render_report(ReportRun.model_validate(_run())), tmp_path)
     assert facts["viewport"] <= WIDTH
     assert facts["scrollWidth"] <= WIDTH, facts
     assert facts["tablesPastTheEdge"] == [], facts

@@ -20,7 +20,7 @@ from services.coordinator.cli import api_client
 from services.coordinator.engine.state import RunState
 from services.coordinator.run.records import job_records
 from services.coordinator.run.result_schemas import RunResults
-from services.coordinator.run.schemas import RunConfig, RunCreate, RunEvent
+from services.coordinator.run.schemas import RunConfig, RunCreate, RunEvent, RunSummary
 from services.coordinator.settings import CoordinatorSettings
 
 PASSAGES = parse_passages(
@@ -39,6 +39,24 @@ RESULTS = {
 
 def event(seq: int, kind: str, message: str, job: str = "") -> RunEvent:
     return RunEvent(seq=seq, ts=1_700_000_000.0 + seq, kind=kind, message=message, job=job)
+
+
+def run_summary(status: str, done: int, total: int = 3, error: str = "") -> RunSummary:
+    """A run's summary as the coordinator streams it after a change."""
+    return RunSummary(
+        id="run-1",
+        name="",
+        status=status,  # type: ignore[arg-type]
+        created_at=1.0,
+        updated_at=1.0,
+        passages=1,
+        jobs_total=total,
+        jobs_done=done,
+        jobs_failed=int(bool(error)),
+        retries=0,
+        current="",
+        error=error,
+    )
 
 
 def finished_run(run_id: str = "run-done", status: str = "succeeded") -> RunState:

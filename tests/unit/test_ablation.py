@@ -149,3 +149,32 @@ def test_results_are_never_overwritten(tmp_path):
     second = ablation._write(tmp_path, {"n": 2})
     assert first != second
     assert json.loads(first.read_text()) == {"n": 1} and json.loads(second.read_text()) == {"n": 2}
+
+
+def test_a_finished_adapter_is_kept_per_training_and_reused_only_for_the_styles_it_was_asked_in(
+    tmp_path, every
+):
+    from types import SimpleNamespace
+
+    loaded = SimpleNamespace(fingerprint="model-a")
+    passage = load_passages(ablation.TUNE_SET)[0]
+    kept = [(None, "What is the capital of France?", ("Paris",))]
+    key = ablation.outcome_key(loaded, every["plain"], passage, 0, "a self-edit", kept)
+    # The question style is not part of what an adapter is: the question variant shares the plain adapter.
+    assert ablation.outcome_key(loaded, every["question"], passage, 0, "a self-edit", kept) == key
+    for other in (
+        ablation.outcome_key(loaded, every["steps"], passage, 0, "a self-edit", kept),
+        ablation.outcome_key(loaded, every["plain"], passage, 1, "a self-edit", kept),
+        ablation.outcome_key(loaded, every["plain"], passage, 0, "another self-edit", kept),
+        ablation.outcome_key(
+            SimpleNamespace(fingerprint="model-b"), every["plain"], passage, 0, "a self-edit", kept
+        ),
+    ):
+        assert other != key
+
+    assert ablation.cached_outcome(tmp_path, key, {"plain"}) is None
+    record = {"scores": {"plain": {"scores": {"f1": 0.5}, "ask_seconds": 1.0}}, "steps": 10}
+    ablation.keep_outcome(tmp_path, key, record)
+    assert ablation.cached_outcome(tmp_path, key, {"plain"}) == record
+    assert ablation.cached_outcome(tmp_path, key, {"plain", "seal-lab"}) is None  # asked again, trained again
+    assert ablation.cached_outcome(None, key, {"plain"}) is None  # --no-cache

@@ -426,3 +426,29 @@ def test_the_coordinators_map_names_every_module():
         and f"`{(relative := path.relative_to(COORDINATOR).as_posix())}`" not in readme
     )
     assert missing == []
+
+
+#: The web UI (api/ui/) and MLflow tracking (api/tracking.py) read the coordinator only through its public HTTP
+#: API, like any client: they import
+#: no engine module, nor the API's modules that reach the engine (deps, errors, paging, routes); they may use the
+#: vocabulary (run), the report's pure plots, and the session check it shares with the API (api/session.py).
+UI = f"{PACKAGE}.api.ui"
+UI_MAY_IMPORT = (UI, f"{PACKAGE}.run", f"{PACKAGE}.report", f"{PACKAGE}.api.session")
+
+
+def test_the_ui_speaks_http_and_never_the_engine():
+    graph = _graph(COORDINATOR)
+    # MLflow tracking is a client of the API too.
+    ui_modules = [m for m in graph if _names(m, (UI, f"{PACKAGE}.api.tracking"))]
+    assert ui_modules, "services/coordinator/api/ui/ has no modules"
+    offenders = sorted(
+        f"{module} imports {target}"
+        for module in ui_modules
+        for target in graph[module]
+        if _names(target, (PACKAGE,)) and target != PACKAGE and not _names(target, UI_MAY_IMPORT)
+    )
+    assert offenders == []
+    # ...and it does speak HTTP: its client calls the API.
+    assert any(_names(target, ("httpx",)) for target in graph[f"{UI}.client"])
+    # The session check it shares with the API reaches nothing of the coordinator at all.
+    assert not [t for t in graph[f"{PACKAGE}.api.session"] if _names(t, (PACKAGE,))]

@@ -7,32 +7,24 @@ the run failed (so the script stops before its report, which needs a real run's 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import ClassVar
 
 import pytest
 import yaml
 
+from tests.unit.bench_scripts import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "k8s-bench-token-" + "7" * 24
 
 
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_conditions", ROOT / "benchmarks" / "conditions.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-conditions = _load_script()
+conditions = load_benchmark("conditions")
 
 
 class FakeCoordinator(BaseHTTPRequestHandler):

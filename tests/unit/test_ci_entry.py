@@ -60,6 +60,7 @@ def test_make_test_checks_its_system_packages_before_installing_or_testing():
     assert prerequisites[:2] == ["system-packages-test", "install"], prerequisites
     _, recipe = rules["system-packages-test"]
     assert any("deploy/system-packages.sh" in line and "chromium" in line for line in recipe), recipe
+    assert any("chromedriver" in line for line in recipe), recipe  # the UI's browser tests drive Chromium
     _, k8s = rules["k8s-validate"]
     assert "kubectl" in k8s[0], "k8s-validate must get kubectl before it renders anything"
 
@@ -104,8 +105,10 @@ def test_a_missing_program_without_apt_is_named_in_one_line_with_its_package(tmp
 
 def test_skipping_the_browser_tests_drops_chromium(tmp_path):
     path = _fake_path(tmp_path, [])
-    assert _script(path, "chromium", SEAL_SKIP_BROWSER_TESTS="1").returncode == 0
+    assert _script(path, "chromium", "chromedriver", SEAL_SKIP_BROWSER_TESTS="1").returncode == 0
     assert _script(path, "chromium").returncode == 2
+    missing = _script(path, "chromedriver")
+    assert missing.returncode == 2 and "chromium-driver" in missing.stderr
 
 
 def test_an_unknown_program_is_refused(tmp_path):

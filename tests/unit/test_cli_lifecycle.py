@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 
 from services.coordinator.cli import api_client
 from services.coordinator.cli import main as cli
+from services.coordinator.run.schemas import RunEvent
+from tests.unit.cli_coordinator import run_summary
 
 DETAIL = {"id": "run-1", "status": "succeeded", "results": None, "error": ""}
 
@@ -29,11 +31,14 @@ def frame(event: str, data: dict[str, Any], event_id: int | None = None) -> byte
 
 
 def run_event(seq: int, message: str) -> bytes:
-    return frame("run", {"seq": seq, "kind": "status", "message": message}, seq)
+    """A run event as the coordinator streams it (RunEvent's JSON)."""
+    event = RunEvent(seq=seq, ts=1.0, kind="status", message=message)
+    return frame("run", event.model_dump(mode="json"), seq)
 
 
 def summary(status: str, done: int) -> bytes:
-    return frame("summary", {"status": status, "jobs_total": 3, "jobs_done": done, "current": ""})
+    """The run's summary as the coordinator streams it (RunSummary's JSON)."""
+    return frame("summary", run_summary(status, done).model_dump(mode="json"))
 
 
 def listed(run_id: str) -> dict[str, Any]:
@@ -144,21 +149,27 @@ def test_an_older_coordinator_s_detail_is_still_shown():
         api_client.check(httpx.Response(404, json={"detail": "no such route"}))
 
 
-def test_follow_skips_the_keep_alive_that_comes_between_events(monkeypatch):
-    """FastAPI's SSE sends `: ping` every 15 s; after an event with an id, httpx-sse hands it over as an empty
-    message. Before the fix, every run longer than 15 s ended the CLI with a JSONDecodeError traceback."""
-    from fastapi.sse import KEEPALIVE_COMMENT
+def _coordinator_streaming(monkeypatch: pytest.MonkeyPatch, streams: list[bytes]) -> None:
+    """A stand-in coordinator: each GET of the events answers the next of `streams`; the run is DETAIL."""
 
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/events"):
-            body = run_event(0, "running") + KEEPALIVE_COMMENT + KEEPALIVE_COMMENT + summary("succeeded", 3)
-            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=streams.pop(0))
         return httpx.Response(200, json=DETAIL)
 
     real_client = httpx.Client
     monkeypatch.setattr(
         api_client.httpx, "Client", lambda **kw: real_client(transport=httpx.MockTransport(answer), **kw)
     )
+
+
+def test_follow_skips_the_keep_alive_that_comes_between_events(monkeypatch):
+    """FastAPI's SSE sends `: ping` every 15 s; after an event with an id, httpx-sse hands it over as an empty
+    message. Before the fix, every run longer than 15 s ended the CLI with a JSONDecodeError traceback."""
+    from fastapi.sse import KEEPALIVE_COMMENT
+
+    streams = [run_event(0, "running") + KEEPALIVE_COMMENT + KEEPALIVE_COMMENT + summary("succeeded", 3)]
+    _coordinator_streaming(monkeypatch, streams)
     result = CliRunner().invoke(cli.app, ["follow", "run-1"])
     assert result.exit_code == 0, result.output
     assert "[status] running" in result.output and "Traceback" not in result.output
@@ -220,3 +231,23 @@ def test_a_file_that_cannot_be_written_is_one_line_too(monkeypatch, tmp_path):
     result = CliRunner().invoke(cli.app, ["report", "run-1", "-o", str(blocker / "report.html")])
     assert result.exit_code == 2 and result.output.startswith("error: ") and "a-file" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_follow_skips_an_event_of_a_kind_this_version_does_not_know_and_refuses_a_summary_it_cannot_read(
+    monkeypatch,
+):
+    """The stream is read into RunEvent and RunSummary: an event of a newer coordinator's kind is left out (no
+    view shows it), a summary that is not one is a clear error rather than a KeyError."""
+    newer = frame("run", {"seq": 1, "ts": 1.0, "kind": "distilling", "message": "a newer kind"}, 1)
+    streams = [
+        run_event(0, "running") + newer + run_event(2, "run succeeded") + summary("succeeded", 3),
+        frame("summary", {"status": "succeeded"}),
+    ]
+    _coordinator_streaming(monkeypatch, streams)
+    result = CliRunner().invoke(cli.app, ["follow", "run-1"])
+    assert result.exit_code == 0, result.output
+    assert "[status] running" in result.output and "[status] run succeeded" in result.output
+    assert "a newer kind" not in result.output
+    refused = CliRunner().invoke(cli.app, ["follow", "run-1"], env={"COLUMNS": "200"})
+    assert refused.exit_code == 2
+    assert "sent a summary this seal-lab cannot read (id: Field required)" in refused.output

@@ -16,7 +16,7 @@ from services.coordinator.cli import main as cli
 from services.coordinator.cli.progress import BarView, LineView, QuietView, progress_view
 
 from . import cli_coordinator
-from .cli_coordinator import RESULTS, event, finished_run
+from .cli_coordinator import RESULTS, event, finished_run, run_summary
 
 coordinator = cli_coordinator.coordinator  # the fixture, for this module
 
@@ -100,8 +100,8 @@ def test_a_piped_stdout_gets_the_plain_lines_even_when_stderr_is_a_terminal():
 def test_a_plain_line_is_never_wrapped_nor_read_as_markup():
     buffer = io.StringIO()
     with LineView(Console(file=buffer, width=40)) as view:
-        view.event(event(0, "error", "[bold]not markup[/bold] " + "x" * 100).model_dump())
-        view.summary({"jobs_done": 1, "jobs_total": 9, "status": "failed", "error": "trainer [gone]"})
+        view.event(event(0, "error", "[bold]not markup[/bold] " + "x" * 100))
+        view.summary(run_summary("failed", 1, total=9, error="trainer [gone]"))
     lines = buffer.getvalue().splitlines()
     assert len(lines) == 2 and lines[0].endswith("[error] [bold]not markup[/bold] " + "x" * 100)
     assert lines[1].endswith("1/9 jobs, status failed: trainer [gone]")
@@ -110,7 +110,7 @@ def test_a_plain_line_is_never_wrapped_nor_read_as_markup():
 def test_the_bar_prints_notable_events_with_their_brackets():
     buffer = io.StringIO()
     with BarView(Console(file=buffer, force_terminal=True, width=200)) as view:
-        view.event(event(0, "retry", "store [S3] away").model_dump())
-        view.event(event(1, "progress", "round 0, passage 1/1: baseline", job="j").model_dump())
+        view.event(event(0, "retry", "store [S3] away"))
+        view.event(event(1, "progress", "round 0, passage 1/1: baseline", job="j"))
     text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", buffer.getvalue())  # without the terminal's escapes
     assert "[retry] store [S3] away" in text and "baseline" not in text

@@ -201,7 +201,11 @@ def test_every_option_lands_in_the_request_with_its_value(coordinator, tmp_path)
         for name in RunConfig.model_fields
         if getattr(request.config, name) != RunConfig.model_fields[name].default
     }
-    assert changed | {"policy_directive"} == set(RunConfig.model_fields)
+    # the continual fields are refused on a standard run, retention_lambda with --no-retention:
+    # test_continual_options_land_in_the_request sets them
+    assert changed | {"policy_directive"} == set(RunConfig.model_fields) - CONTINUAL_ONLY - {
+        "retention_lambda"
+    }
     assert (
         request.config.policy_directive.epochs == 3 and request.config.policy_directive.learning_rate == 5e-4
     )
@@ -209,6 +213,33 @@ def test_every_option_lands_in_the_request_with_its_value(coordinator, tmp_path)
     assert "rewrite it in several different ways" in request.config.strategy_text("rewrite")
     imported = request.teachers[0]
     assert (imported.name, imported.format, imported.completion_index) == ("gpt", "rewrite", 1)
+
+
+CONTINUAL_ONLY = {
+    "mode", "order", "orderings", "continual_pick", "continual_carry", "continual_replay", "continual_update"
+}  # fmt: skip
+
+
+def test_continual_options_land_in_the_request(coordinator, tmp_path):
+    dataset = write(tmp_path / "passages.json", json.dumps([{**PASSAGE, "title": f"T{i}"} for i in range(3)]))
+    args = {
+        "--dataset": str(dataset), "--order": "T2,0", "--continual-pick": "best", "--continual-carry": "merge",
+        "--continual-replay": "2", "--continual-update": "lora_rank=2,learning_rate=1e-4",
+        "--retention-lambda": "0.5",
+    }  # fmt: skip
+    result = invoke("--continual", *[part for pair in args.items() for part in pair])
+    assert result.exit_code == 0, result.output
+    config = coordinator.manager.created[0].config
+    assert (config.mode, config.order, config.continual_pick, config.continual_carry) == (
+        "continual",
+        ["T2", "0"],
+        "best",
+        "merge",
+    )
+    assert config.continual_replay == 2 and config.retention_lambda == 0.5
+    assert config.continual_update is not None and config.continual_update.fields_set() == {
+        "lora_rank": 2, "learning_rate": 1e-4
+    }  # fmt: skip
 
 
 def test_the_held_out_dataset_option_sends_held_out_passages(coordinator, tmp_path):
@@ -221,7 +252,8 @@ def test_without_a_config_the_options_defaults_are_the_coordinators(coordinator)
     assert invoke().exit_code == 0
     sent = coordinator.sent
     assert sent["dataset"] == "demo" and sent["teachers"] == [] and sent["limit"] is None
-    assert sent["config"] == RunConfig().model_dump(exclude={"policy_directive"})
+    # fields whose default is None are not sent (the coordinator's default either way)
+    assert sent["config"] == RunConfig().model_dump(exclude={"policy_directive", "order", "continual_update"})
 
 
 @pytest.mark.parametrize("field", ["conditions_directive", "reward_metric"])

@@ -105,7 +105,7 @@ def test_retention_on_the_first_heldout_passages_only_counts_and_reports_its_sco
     ).model_dump()
     rows = {c["condition"]: c for c in heldout["heldout"]["conditions"]}
     assert rows["passage"]["retention_n"] == 1 and rows["passage"]["n"] == 2
-    from services.coordinator.report.render import render_report
+    from services.coordinator.report.render import ReportRun, render_report
 
-    page = render_report({"id": "run-1", "status": "succeeded", "results": heldout})
+    page = render_report(ReportRun.model_validate({"id": "run-1", "status": "succeeded", "results": heldout}))
     assert "scored on the first 1 held-out passages of each condition" in page

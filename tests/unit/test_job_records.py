@@ -210,7 +210,7 @@ def test_a_finished_runs_results_load_typed_and_unreadable_ones_are_told_not_ser
     for run_id, results in (("run-good", RESULTS), ("run-bad", {**RESULTS, "rounds": "not a list"})):
         run = RunState(run_id, "a name", RunConfig(k=1), [passage], created_at=1.0, status="succeeded")
         write_spec(store, run_id, run_spec(run))
-        store.put_json(run_key(run_id, MANIFEST), {**manifest(run), "results": results})
+        store.put_json(run_key(run_id, MANIFEST), {**manifest(run).model_dump(), "results": results})
     good = load_run(store, "run-good")
     assert isinstance(good.results, RunResults) and good.results.model_dump() == RESULTS
     bad = load_run(store, "run-bad")
@@ -218,3 +218,72 @@ def test_a_finished_runs_results_load_typed_and_unreadable_ones_are_told_not_ser
     assert bad.load_problems == [
         "the results in the run's manifest cannot be read (rounds: Input should be a valid list)"
     ]
+
+
+# ---- the run's spec and manifest (run/records.py RunSpec, Manifest) ----------------------------------------
+
+#: spec.json as the first coordinator (0d082a0) wrote it: no split, no teachers.
+FIRST_SPEC = {
+    "id": "run-first",
+    "name": "first",
+    "created_at": 1764200000.25,
+    "config": {"k": 1},
+    "passages": [
+        {
+            "title": "Amazon",
+            "context": "The Amazon ...",
+            "questions": [{"question": "Where?", "answer": "the Amazon"}],
+        }
+    ],
+}
+#: manifest.json as the first coordinator wrote it (services as GetInfo dicts, results as then).
+FIRST_MANIFEST = {
+    "id": "run-first",
+    "status": "succeeded",
+    "error": "",
+    "finished_at": 1764200100,
+    "services": {},
+    "job_keys": ["0000-baseline"],
+    "results": None,
+}
+
+
+def test_a_first_coordinators_spec_and_manifest_load_typed_and_dump_back_to_the_same_bytes(tmp_path):
+    from services.coordinator.engine.records import MANIFEST, SPEC, run_key
+    from services.coordinator.engine.state import load_run
+    from services.coordinator.run.records import Manifest, RunSpec
+
+    store = LocalStore(tmp_path / "store")
+    store.put_json(run_key("run-first", SPEC), FIRST_SPEC)
+    store.put_json(run_key("run-first", MANIFEST), FIRST_MANIFEST)
+    stored = read_run(store, "run-first")
+    assert isinstance(stored.spec, RunSpec) and stored.spec.split is None and stored.spec.teachers == []
+    assert isinstance(stored.manifest, Manifest) and stored.manifest.status == "succeeded"
+    for name, record in ((SPEC, stored.spec), (MANIFEST, stored.manifest)):
+        assert json_bytes(record.model_dump()) == store.get_bytes(run_key("run-first", name)), name
+    run = load_run(store, "run-first")
+    assert (run.name, run.status, run.updated_at, run.heldout_ids) == (
+        "first",
+        "succeeded",
+        1764200100,
+        frozenset(),
+    )
+    assert run.config.k == 1 and run.passages[0].title == "Amazon"
+
+
+def test_a_spec_or_manifest_that_is_not_one_is_moved_aside_as_before(tmp_path):
+    from services.coordinator.engine.records import MANIFEST, SPEC, SPEC_COPY, run_key
+
+    store = LocalStore(tmp_path / "store")
+    store.put_json(run_key("run-x", SPEC), {k: v for k, v in FIRST_SPEC.items() if k != "passages"})
+    store.put_json(run_key("run-x", SPEC_COPY), FIRST_SPEC)
+    store.put_json(run_key("run-x", MANIFEST), {"status": 3, "results": None})
+    stored = read_run(store, "run-x")
+    # spec.json lacks its passages: moved aside and restored from its copy, byte for byte.
+    assert stored.spec is not None and stored.spec.name == "first" and stored.manifest is None
+    assert store.get_bytes(run_key("run-x", SPEC)) == store.get_bytes(run_key("run-x", SPEC_COPY))
+    assert any("(not a run spec)" in p for p in stored.problems)
+    assert any(
+        "manifest.json (not the record expected there)" in p and "the run will finish again" in p
+        for p in stored.problems
+    )

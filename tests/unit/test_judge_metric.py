@@ -10,7 +10,7 @@ import pytest
 
 from seal.v1 import evaluator_pb2
 from services.coordinator.engine.convert import evaluation_record
-from services.coordinator.report.render import render_report
+from services.coordinator.report.render import ReportRun, render_report
 from services.coordinator.results.build import build_results
 from services.coordinator.results.comparisons import METRICS
 from tests.unit import rounds_fixtures as fx
@@ -27,14 +27,16 @@ def _judged_jobs() -> dict[str, dict[str, Any]]:
 
 def _report(results: dict[str, Any]) -> str:
     return render_report(
-        {
-            "id": "run-1",
-            "name": "judge",
-            "status": "succeeded",
-            "config": fx.config().model_dump(),
-            "services": {},
-            "results": results,
-        }
+        ReportRun.model_validate(
+            {
+                "id": "run-1",
+                "name": "judge",
+                "status": "succeeded",
+                "config": fx.config().model_dump(),
+                "services": {},
+                "results": results,
+            }
+        )
     )
 
 

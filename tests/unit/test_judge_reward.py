@@ -66,7 +66,7 @@ def test_with_a_judge_every_reward_is_the_judges_gain(tmp_path):
         rewards = [e["reward"] for p in passages for e in p["self_edits"]]
         assert rewards and all(r == pytest.approx(ADAPTED_JUDGE - BASE_JUDGE) for r in rewards)
         assert pytest.approx(ADAPTED_F1 - BASE_F1) != ADAPTED_JUDGE - BASE_JUDGE
-        assert run.results.summary["mean_best_gain"] == round(ADAPTED_JUDGE - BASE_JUDGE, 4)
+        assert run.results.summary.mean_best_gain == round(ADAPTED_JUDGE - BASE_JUDGE, 4)
 
     scenario(tmp_path, clients, config, body)
 

@@ -83,3 +83,20 @@ def test_a_live_coordinator_or_one_on_another_host_keeps_its_runs(store):
         run_id = f"run-{abs(hash(holder))}"
         Leases(store, holder, ttl_seconds=3600).first(run_id)
         assert Leases(store, default_owner(), ttl_seconds=30).acquire(run_id) is None
+
+
+def test_a_lease_record_is_typed_and_one_that_is_not_a_lease_protects_nothing(store):
+    from seal_lab.store import json_bytes
+    from services.coordinator.run.records import LeaseRecord
+
+    a, b = Leases(store, "a", ttl_seconds=30), Leases(store, "b", ttl_seconds=30)
+    lease = a.first("run-1")
+    stored = store.get_bytes(lease.key)
+    record = LeaseRecord.model_validate_json(stored)
+    assert record.owner == "a" and record.epoch == 1 and not record.expired(time.time())
+    assert record.released is None and json_bytes(record.model_dump()) == stored  # no `released` until then
+    a.release(lease)
+    assert LeaseRecord.model_validate_json(store.get_bytes(lease.key)).released is True
+    # Epoch 2 with an expiry that is not a number: nobody holds the run, b takes it (epoch 3).
+    store.put_json(lease_key("run-1", 2), {"owner": "a", "expires_at": "soon"})
+    assert b.holder("run-1") == "" and b.acquire("run-1") is not None

@@ -78,7 +78,7 @@ def test_a_run_over_fake_services_records_every_job_then_its_manifest(tmp_path):
             assert JobName.parse(name).index in (0, 1)
         assert store.get_json(run_key(run.id, MANIFEST))["status"] == "succeeded"
         assert run.results is not None
-        assert run.results.summary["mean_best_gain"] == round(ADAPTED_F1 - BASE_F1, 4)
+        assert run.results.summary.mean_best_gain == round(ADAPTED_F1 - BASE_F1, 4)
         assert clients.generator.calls["Generate"] == 2 and clients.trainer["trainer-a:1"].calls["Train"] == 4
 
     scenario(tmp_path, FakeClients(["trainer-a:1"]), settings(), body)
@@ -92,7 +92,7 @@ def test_a_run_with_a_heldout_passage_scores_its_conditions_and_keeps_one_split(
         assert run.status == "succeeded" and len(run.jobs) == run.jobs_total
         split = store.get_json(run_key(run.id, "spec.json"))["split"]
         assert len(split["train"]) == 2 and len(split["heldout"]) == 1
-        assert run.results is not None and run.results.reproducibility["split"] == {
+        assert run.results is not None and run.results.reproducibility.split.model_dump() == {
             "train": split["train"],
             "heldout": split["heldout"],
         }

@@ -19,6 +19,7 @@ from services.coordinator.engine.policy import (
     match_teacher_completions,
     policy_examples,
 )
+from services.coordinator.run.records import BestSelfEdit
 
 OWN_DIRECTIVE = {"epochs": 5, "learning_rate": 0.003, "lora_rank": 16, "lora_alpha": 32, "batch_size": 1}
 
@@ -40,18 +41,21 @@ def _examples(name: str) -> list[dict[str, str]]:
     ]
 
 
-def _winner(name: str, trial: str = "", directive: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "passage_id": f"p-{name}",
-        "dataset_key": f"datasets/{name}.jsonl",
-        "reward": 0.25,
-        "format": "implications",
-        "sample_index": 1,
-        "adapter_key": f"adapters/{name}",
-        "directive": directive or {**OWN_DIRECTIVE, "max_length": 256},
-        "directive_trial": trial,
-        "positive": True,
-    }
+def _winner(name: str, trial: str = "", directive: dict[str, Any] | None = None) -> BestSelfEdit:
+    """A winner as a policy record keeps it (run/records.py)."""
+    return BestSelfEdit.model_validate(
+        {
+            "passage_id": f"p-{name}",
+            "dataset_key": f"datasets/{name}.jsonl",
+            "reward": 0.25,
+            "format": "implications",
+            "sample_index": 1,
+            "adapter_key": f"adapters/{name}",
+            "directive": directive or {**OWN_DIRECTIVE, "max_length": 256},
+            "directive_trial": trial,
+            "positive": True,
+        }
+    )
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import io
 import json
 import re
 import tomllib
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from services.coordinator.report.render import render_report
+from services.coordinator.report.render import ReportRun, render_report
 from services.coordinator.results.build import build_results
 from tests.unit import rounds_fixtures as fx
 
@@ -67,7 +68,7 @@ def _run(results: dict[str, Any] | None, name: str = "two rounds") -> dict[str, 
 
 @pytest.fixture(scope="module")
 def html(finished_results) -> str:
-    return render_report(_run(finished_results))
+    return render_report(ReportRun.model_validate(_run(finished_results)))
 
 
 def test_a_self_contained_page(html):
@@ -125,7 +126,7 @@ def test_rounds_what_worked_and_examples(html):
 def test_untrusted_text_is_escaped(finished_results):
     results = copy.deepcopy(finished_results)
     results["rounds"][0]["policy_adapter_key"] = MALICIOUS
-    html = render_report(_run(results, name=MALICIOUS))
+    html = render_report(ReportRun.model_validate(_run(results, name=MALICIOUS)))
     assert "<script" not in html
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
     # The title (name), the example's raw output and the policy key are each escaped.
@@ -133,14 +134,14 @@ def test_untrusted_text_is_escaped(finished_results):
 
 
 def test_a_run_without_results_has_not_finished():
-    html = render_report(_run(None))
+    html = render_report(ReportRun.model_validate(_run(None)))
     assert "has not finished" in html and "<svg" not in html
-    assert "has not finished" in render_report({**_run(None), "results": {}})
+    assert "has not finished" in render_report(ReportRun.model_validate({**_run(None), "results": {}}))
 
 
 def test_a_run_without_heldout_passages_has_no_conditions_section():
     results = build_results(fx.TRAIN_PASSAGES, fx.build_jobs(heldout=False), fx.config(rounds=0)).model_dump()
-    html = render_report(_run(results))
+    html = render_report(ReportRun.model_validate(_run(results)))
     assert "Held-out passages" not in html and "<td>no adapter</td>" not in html
     assert "Training rounds" in html and "none scored" in html
     assert html.count("<svg") == 5
@@ -190,14 +191,20 @@ def _wide_run() -> dict[str, Any]:
 
 
 def test_every_number_and_label_of_the_old_report_is_still_there_in_the_same_order():
-    old = _words((FIXTURES / "report_before_jinja.html").read_text())
-    new = _words(render_report(_wide_run()))
+    # Up to the reproducibility record: it shows the record's JSON, and the fixture's policy adapters were
+    # bare keys there (a shape no coordinator wrote), now {round, adapter_key} as the record has them.
+    old_page = (FIXTURES / "report_before_jinja.html").read_text()
+    page = render_report(ReportRun.model_validate(_wide_run()))
+    old, new = _words(old_page.split("<details>")[0]), _words(page.split("<details>")[0])
     assert len(old) > 1000
     rest = iter(new)  # `word in rest` consumes it: old must be a subsequence of new
     missing = [word for word in old if word not in rest]
     assert missing == []
     # What was added: one "data (CSV)" link per chart.
-    assert len(new) - len(old) == 2 * render_report(_wide_run()).count("<svg")
+    assert len(new) - len(old) == 2 * page.count("<svg")
+    adapters = _wide_run()["results"]["reproducibility"]["policy_adapters"]
+    record = unescape(page.split("<details>")[1])
+    assert all(f'"adapter_key": "{a["adapter_key"]}"' in record for a in adapters)
 
 
 def _csv_links(page: str) -> dict[str, list[list[str]]]:
@@ -227,7 +234,7 @@ def test_csv_values_are_quoted_and_the_link_stays_one_attribute(finished_results
     results = copy.deepcopy(finished_results)
     evil = 'fmt, "quoted"\nnext line <b>&'
     results["what_worked"]["reward_by_format"] = {evil: {"mean": 0.5, "stderr": None, "n": 3}}
-    page = render_report(_run(results))
+    page = render_report(ReportRun.model_validate(_run(results)))
     rows = _csv_links(page)["reward-per-self-edit-format.csv"]
     assert rows[1] == [evil, "0.5", "", "3"]  # the comma, quotes and newline survive a CSV reader
     href = next(m for m in CSV_LINK.finditer(page) if m.group(2) == "reward-per-self-edit-format.csv")

@@ -4,6 +4,7 @@ the comparisons and the rounds, and permissive: real results and older stored on
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,3 +71,108 @@ def test_the_openapi_document_types_the_table_rows_comparisons_and_rounds_with_e
     for name in ("ConditionRow", "Comparison", "RoundResult", "Estimate"):
         assert schemas[name]["examples"], name
     assert schemas["RunResults"]["properties"]["rounds"]["items"]["$ref"].endswith("/RoundResult")
+
+
+# ---- the nested parts (issue 30, item 3) ------------------------------------------------------------------
+
+
+def _built() -> RunResults:
+    from services.coordinator.results.build import build_results
+    from tests.unit import rounds_fixtures as fx
+
+    return build_results(fx.PASSAGES, fx.build_jobs(), fx.config(), fx.SPLIT, fx.TEACHERS)
+
+
+def test_every_part_of_the_results_is_a_typed_model_from_the_builder_on():
+    from services.coordinator.run import result_schemas as rs
+    from services.coordinator.run.records import Answer, BestSelfEdit, DirectiveRecord, PolicyRecord, Scores
+
+    results = _built()
+    assert isinstance(results.summary, rs.ResultsSummary) and results.summary.heldout_by_round
+    round1 = results.rounds[1]
+    assert isinstance(round1.summary, rs.RoundSummary)
+    assert any(r.summary.seconds.get("policy_train") for r in results.rounds)
+    passage = round1.passages[0]
+    assert isinstance(passage, rs.PassageResult) and isinstance(passage.questions[0], rs.QuestionResult)
+    assert isinstance(passage.baseline, Scores) and isinstance(passage.best, BestSelfEdit)
+    assert passage.best.passage_id is None  # the passage carries it; a policy update's winners do
+    edit = passage.self_edits[0]
+    assert isinstance(edit, rs.SelfEditResult) and isinstance(edit.directive, DirectiveRecord)
+    trial = edit.trials[1]
+    assert isinstance(trial, rs.Trial) and trial.trial == "-d1" and isinstance(trial.answers[0], Answer)
+    update = results.rounds[0].policy_update
+    assert isinstance(update, PolicyRecord) and isinstance(update.winners[0], BestSelfEdit)
+    assert update.winners[0].passage_id == "p-a"
+    heldout = results.heldout
+    assert heldout is not None and isinstance(heldout.passages[0], rs.HeldoutPassage)
+    assert isinstance(heldout.power, rs.Power) and isinstance(heldout.metrics["p0"]["f1"], rs.MetricEstimate)
+    assert isinstance(heldout.conditions[1].control_gain, rs.Estimate)
+    assert isinstance(results.what_worked.directive_search[0], rs.SearchTrial)
+    assert isinstance(results.gain_vs_retention[0], rs.GainPoint)
+
+
+def test_results_stored_and_read_back_are_the_same_json_and_the_same_bytes():
+    from seal_lab.store import json_bytes
+
+    results = _built().model_dump()
+    stored = json_bytes(results)
+    read_back = RunResults.model_validate(json.loads(stored)).model_dump()
+    assert read_back == results and json_bytes(read_back) == stored
+
+
+def test_numbers_in_the_nested_parts_keep_their_json_type():
+    summary = {"seconds": {"train": 3, "evaluate": 1.5}, "mean_reward": 1, "reward_by_format": {"x": 0}}
+    dumped = RunResults.model_validate({**RESULTS, "summary": summary}).model_dump()["summary"]
+    # As JSON text: an int stays "3", not "3.0" (the stored bytes would change otherwise).
+    assert json.dumps(dumped, sort_keys=True) == json.dumps(summary, sort_keys=True)
+
+
+def test_the_openapi_document_types_the_passages_self_edits_trials_and_held_out_passages(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from services.coordinator.api.app import create_app
+    from services.coordinator.settings import CoordinatorSettings
+
+    schemas = (
+        TestClient(create_app(CoordinatorSettings(), LocalStore(tmp_path)))
+        .get("/openapi.json")
+        .json()["components"]["schemas"]
+    )
+
+    def ref(model: str, field: str) -> str:
+        prop = schemas[model]["properties"][field]
+        target = prop.get("items") or next((p for p in prop.get("anyOf", [prop]) if "$ref" in p), prop)
+        return target.get("$ref", "").rsplit("/", 1)[-1]
+
+    assert ref("RunResults", "passages") == "PassageResult"
+    assert ref("PassageResult", "self_edits") == "SelfEditResult"
+    assert ref("SelfEditResult", "trials") == "Trial"
+    assert ref("PassageResult", "best") == "BestSelfEdit"
+    assert ref("RoundResult", "summary") == "RoundSummary"
+    assert ref("HeldoutResults", "passages") == "HeldoutPassage"
+    assert ref("RunResults", "what_worked") == "WhatWorked"
+    assert ref("RunResults", "gain_vs_retention") == "GainPoint"
+    assert ref("RunResults", "reproducibility") == "Reproducibility"
+
+
+OLD_RESULTS = sorted((Path(__file__).parents[2] / "tests" / "fixtures" / "results").glob("*.json"))
+
+
+def test_there_are_results_of_two_earlier_coordinators():
+    assert [p.stem for p in OLD_RESULTS] == [
+        "78eaaa7-plain",
+        "78eaaa7-rounds",
+        "d970ee5-plain",
+        "d970ee5-rounds",
+    ]
+
+
+@pytest.mark.parametrize("path", OLD_RESULTS, ids=lambda p: p.stem)
+def test_results_an_earlier_coordinator_stored_read_typed_and_dump_back_to_the_same_bytes(path):
+    from seal_lab.store import json_bytes
+    from services.coordinator.run.result_schemas import HeldoutPassage, PassageResult
+
+    typed = RunResults.model_validate_json(path.read_bytes())
+    assert isinstance(typed.passages[0], PassageResult) and typed.passages[0].self_edits
+    assert typed.heldout is not None and isinstance(typed.heldout.passages[0], HeldoutPassage)
+    assert json_bytes(typed.model_dump()) == path.read_bytes()

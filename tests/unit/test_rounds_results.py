@@ -375,3 +375,13 @@ def test_a_failed_heldout_job_is_reported_and_leaves_its_condition_short():
     assert "p1" not in passage["scores"]
     row = next(c for c in results["heldout"]["conditions"] if c["condition"] == "p1")
     assert row["n"] == 1 and row["stderr"] is None
+
+
+def test_a_retention_aware_reward_subtracts_lambda_times_what_was_forgotten():
+    weighed = build_results(
+        fx.PASSAGES, fx.build_jobs(), fx.config(retention_lambda=2.0), fx.SPLIT, fx.TEACHERS
+    ).model_dump()
+    trials = _passage(_round(weighed, 0), "p-a")["self_edits"][1]["trials"]
+    # gains 0.0 / 0.4 (test_per_round_rewards...), forgetting 0.2 / 0.05 (test_forgetting_per_trial)
+    assert [t["reward"] for t in trials] == [close(0.0 - 2 * 0.2), close(0.4 - 2 * 0.05)]
+    assert [t["forgetting"] for t in trials] == [close(0.2), close(0.05)]

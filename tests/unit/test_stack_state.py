@@ -105,6 +105,7 @@ def test_up_records_the_stack_refuses_a_second_up_and_down_stops_it(fake_launche
     result, output = invoke("up", "--workdir", str(workdir), "--port", "8123")
     assert result.exit_code == 0, output
     assert "export SEAL_COORDINATOR_URL=http://127.0.0.1:8123" in output
+    assert "web UI: http://127.0.0.1:8123/ui" in output
     [fake] = fake_launcher
     assert fake.detached
     state = stack.read_state(workdir.resolve())

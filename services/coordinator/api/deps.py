@@ -10,6 +10,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..engine import RunManager, RunState
+from .session import SAFE_METHODS, signed_in
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -23,11 +24,14 @@ def require_token(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
     """401 (with `WWW-Authenticate: Bearer`) unless the request carries the coordinator's token; open when
-    it has none (then it listens on loopback only: `refuse_unsafe_start`)."""
+    it has none (then it listens on loopback only: `refuse_unsafe_start`). A read (GET, HEAD) may instead
+    carry the web UI's signed session cookie (session.py): the browser's event stream and downloads."""
     expected: str | None = request.app.state.token
     if expected is None:
         return
     if credentials is None:
+        if request.method in SAFE_METHODS and signed_in(request, expected):
+            return
         raise HTTPException(401, MISSING_TOKEN, headers={"WWW-Authenticate": "Bearer"})
     # compare_digest takes the same time wherever the first difference is (bytes: any characters).
     if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):

@@ -8,16 +8,19 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import typer
 from httpx_sse import SSEError, connect_sse
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
 from seal_lab.security import Security, security_from_environment
 
+from ..run.result_schemas import RunResults
+from ..run.schemas import RunEvent, RunSummary
 from .display import render_results
 from .progress import progress_view
 
@@ -143,12 +146,16 @@ def follow_run(client: httpx.Client, run_id: str, quiet: bool = False) -> dict[s
                                 f"the coordinator's event stream sent a {sse.event!r} event that is not JSON"
                             ) from None
                         if sse.event == "summary":
-                            view.summary(data)
-                            if data["status"] in FINAL_STATUSES:
+                            summary = _streamed(data)
+                            view.summary(summary)
+                            if summary.status in FINAL_STATUSES:
                                 return check(client.get(f"/v1/runs/{run_id}"))
                         elif sse.event == "run":
-                            last_seq = max(last_seq, int(sse.id) if sse.id else data["seq"])
-                            view.event(data)
+                            event = _event(data)
+                            seq = int(sse.id) if sse.id else event.seq if event else last_seq
+                            last_seq = max(last_seq, seq)
+                            if event is not None:
+                                view.event(event)
             except (httpx.TransportError, SSEError) as exc:
                 if not connected and isinstance(exc, httpx.ConnectError):
                     raise  # never reached: no coordinator there (`session` says so), not a dropped stream
@@ -156,11 +163,35 @@ def follow_run(client: httpx.Client, run_id: str, quiet: bool = False) -> dict[s
                 time.sleep(2)
 
 
+def _streamed(data: object) -> RunSummary:
+    """A `summary` event of the stream, typed; a clear error when it is not one."""
+    try:
+        return RunSummary.model_validate(data)
+    except ValidationError as exc:
+        raise CoordinatorError(
+            f"the coordinator's event stream sent a summary this seal-lab cannot read ({_first_error(exc)})"
+        ) from None
+
+
+def _event(data: object) -> RunEvent | None:
+    """A run event of the stream, typed; None for one this version does not know (a newer coordinator's
+    kind), which no view would show."""
+    try:
+        return RunEvent.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    return f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
+
+
 def finish(detail: dict[str, Any], as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(detail))
     elif detail.get("results"):
-        render_results(out, detail["results"])
+        render_results(out, _results(detail["results"]))
     if detail["status"] == "failed":
         console.print(f"[red]run {detail['id']} failed: {detail['error']}")
         raise typer.Exit(1)
@@ -169,7 +200,17 @@ def finish(detail: dict[str, Any], as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-def fail(message: str) -> None:
+def _results(data: object) -> RunResults:
+    """A run's results as the API sent them, typed (the coordinator's own model: run/result_schemas.py)."""
+    try:
+        return RunResults.model_validate(data)
+    except ValidationError as exc:
+        fail(
+            f"the coordinator's results do not read as this seal-lab's ({_first_error(exc)}); --json shows them"
+        )
+
+
+def fail(message: str) -> NoReturn:
     console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)  # one line, even in a log
     raise typer.Exit(2)
 

@@ -117,12 +117,22 @@ def run(
     name: str = "",
     follow: bool = True,
     as_json: Annotated[bool, typer.Option("--json", help="print the machine-readable result")] = False,
+    continual: Annotated[
+        bool,
+        typer.Option(
+            "--continual", help="a continual run: the passages as one stream (--mode continual; see --order)"
+        ),
+    ] = False,
     url: Url = DEFAULT_URL,
     **config: Any,  # one option per field of RunConfig (runbody.with_config_options)
 ) -> None:
-    """Start a run (one inner loop, or ReST-EM rounds with held-out conditions) and follow it to the results."""
+    """Start a run (one inner loop, ReST-EM rounds with held-out conditions, or a continual stream) and follow
+    it to the results."""
     with session(url, timeout=60) as client:  # no request yet: a bad option or file fails first
-        created = start_run(client, run_request(ctx, config_file))
+        body = run_request(ctx, config_file)
+        if continual:
+            body.setdefault("config", {})["mode"] = "continual"
+        created = start_run(client, body)
         console.print(f"run {created['id']}: {created['passages']} passages, {created['jobs_total']} jobs")
         if not follow:
             if as_json:

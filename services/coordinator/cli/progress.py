@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Protocol
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..run.schemas import epoch_seconds
+from ..run.schemas import RunEvent, RunSummary
 
 #: Events worth a line of their own in either view (jobs starting and finishing are the bar's, or the plain
 #: view's per-job lines).
@@ -27,11 +27,11 @@ class ProgressView(Protocol):
 
     def __exit__(self, *exc: object) -> None: ...
 
-    def summary(self, data: dict[str, Any]) -> None:
-        """The run's summary (RunSummary's JSON) after a change."""
+    def summary(self, data: RunSummary) -> None:
+        """The run's summary after a change."""
 
-    def event(self, data: dict[str, Any]) -> None:
-        """One of the run's events (RunEvent's JSON)."""
+    def event(self, data: RunEvent) -> None:
+        """One of the run's events."""
 
     def notice(self, message: str) -> None:
         """A line of the client's own, e.g. that it lost the coordinator and reconnects."""
@@ -55,10 +55,10 @@ class QuietView:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def summary(self, data: dict[str, Any]) -> None:
+    def summary(self, data: RunSummary) -> None:
         pass
 
-    def event(self, data: dict[str, Any]) -> None:
+    def event(self, data: RunEvent) -> None:
         pass
 
     def notice(self, message: str) -> None:
@@ -89,18 +89,18 @@ class BarView:
     ) -> None:
         self.progress.stop()
 
-    def summary(self, data: dict[str, Any]) -> None:
+    def summary(self, data: RunSummary) -> None:
         self.progress.update(
             self.task,
-            total=data["jobs_total"],
-            completed=data["jobs_done"],
-            status=data["status"],
-            description=escape(data["current"][:90]),
+            total=data.jobs_total,
+            completed=data.jobs_done,
+            status=data.status,
+            description=escape(data.current[:90]),
         )
 
-    def event(self, data: dict[str, Any]) -> None:
-        if data["kind"] in NOTABLE_KINDS:
-            self.notice(f"[{data['kind']}] {data['message']}")
+    def event(self, data: RunEvent) -> None:
+        if data.kind in NOTABLE_KINDS:
+            self.notice(f"[{data.kind}] {data.message}")
 
     def notice(self, message: str) -> None:
         self.progress.console.print(escape(message), highlight=False)
@@ -124,26 +124,26 @@ class LineView:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def summary(self, data: dict[str, Any]) -> None:
+    def summary(self, data: RunSummary) -> None:
         # The summary counts every job with a record; the job lines count on from it until the next one.
-        self.done, self.total = data["jobs_done"], data["jobs_total"]
-        if data["status"] != self.status:
-            self.status = data["status"]
-            error = f": {data['error']}" if data.get("error") else ""
+        self.done, self.total = data.jobs_done, data.jobs_total
+        if data.status != self.status:
+            self.status = data.status
+            error = f": {data.error}" if data.error else ""
             self._line(time.time(), f"{self._count()} jobs, status {self.status}{error}")
 
-    def event(self, data: dict[str, Any]) -> None:
-        kind, job = data["kind"], data.get("job", "")
+    def event(self, data: RunEvent) -> None:
+        kind, job = data.kind, data.job
         if kind == "progress" and job:
-            self.started[job] = data["message"]
+            self.started[job] = data.message
             return
         if kind == "job" or (kind == "error" and job):  # a failed job is finished too (it has a record)
             self.done += 1
             what = self.started.pop(job, job)
-            text = f"{what} done" if kind == "job" else f"[error] {data['message']}"
-            self._line(_when(data), f"{self._count()} {text}")
+            text = f"{what} done" if kind == "job" else f"[error] {data.message}"
+            self._line(data.ts, f"{self._count()} {text}")
         elif kind in NOTABLE_KINDS:
-            self._line(_when(data), f"[{kind}] {data['message']}")
+            self._line(data.ts, f"[{kind}] {data.message}")
 
     def notice(self, message: str) -> None:
         self._line(time.time(), message)
@@ -159,12 +159,3 @@ class LineView:
             highlight=False,
             soft_wrap=True,
         )
-
-
-def _when(event: dict[str, Any]) -> float:
-    """An event's time (RFC 3339, as the API gives it; float seconds from an older coordinator); now if absent."""
-    try:
-        seconds = epoch_seconds(event.get("ts"))  # the API's own reader of its times
-    except ValueError:
-        return time.time()
-    return float(seconds) if isinstance(seconds, int | float) else time.time()

@@ -180,6 +180,10 @@ def _scalar(annotation: Any) -> Any:
 
 
 def _model(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds (`Model` or `Model | None`: an empty option is not sent either way), or None."""
+    members = [m for m in annotation_members(annotation) if m is not type(None)]
+    if len(members) == 1:
+        annotation = members[0]
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
@@ -190,6 +194,10 @@ def _option(owner: type[BaseModel], name: str, info: FieldInfo) -> ConfigOption:
     default = info.get_default(call_default_factory=True)
     if (info.json_schema_extra or {}).get("cli") == "files":  # text sent, paths typed
         return ConfigOption(name, str, "", f"{described} (comma-separated paths)", _read_files)
+    if (info.json_schema_extra or {}).get("cli") == "list":  # names or numbers, as text; empty: not sent
+        return ConfigOption(
+            name, str, "", f"{described} (comma-separated)", lambda text: _comma_list(text) or None
+        )
     if (scalar := _scalar(annotation)) is not None:
         return ConfigOption(name, scalar, default, described, _as_typed)
     if get_origin(annotation) is list and len(args) == 1 and _scalar(args[0]) is not None:

@@ -175,6 +175,8 @@ def up(
     stop = "seal-lab down" if workdir == DEFAULT_WORKDIR else f"seal-lab down --workdir {workdir}"
     console.print(f"the stack runs in the background; logs in {stack.logs}; stop it with: {stop}")
     out.print(f"coordinator: {stack.coordinator_url}")
+    # The web UI: same server; with SEAL_AUTH_TOKEN set its login form asks for the token.
+    out.print(f"web UI: {stack.coordinator_url}/ui")
     out.print(f"export SEAL_COORDINATOR_URL={stack.coordinator_url}")
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import grpc
 
@@ -26,6 +25,7 @@ from seal_lab.errors import InvalidArgument, SealError
 from seal_lab.formats.directive import Directive, DirectiveLimits, epochs_mean_epochs
 from seal_lab.formats.passages import Passage
 
+from ..run.continual import stream_orders
 from ..settings import CoordinatorSettings
 from .state import RunState
 
@@ -62,7 +62,7 @@ def training_tokens(directive: Directive, data_tokens: int) -> int:
 
 
 def worst_training_tokens(
-    limits: DirectiveLimits, data_tokens: int, known: dict[str, Any] | None = None
+    limits: DirectiveLimits, data_tokens: int, known: dict[str, float | int] | None = None
 ) -> int:
     """The bound for a directive of which only the fields `known` are given (a directive-search trial), or
     none (one a model writes): the others at the worst the limits allow, in whichever mode costs more."""
@@ -103,6 +103,15 @@ def plan_run(run: RunState, limits: DirectiveLimits) -> RunPlan:
         return passage_tokens(passage) * config.include_passage + written
 
     trainings = tokens = 0
+    if config.mode == "continual":  # each step trains its candidates, the replayed examples beside its own
+        candidates = 1 if config.continual_pick == "first" else config.k
+        replayed = config.continual_replay * (config.max_new_tokens + texts)
+        for order in stream_orders(config, run.passages):
+            for index in order:
+                data = edit_tokens(run.passages[index]) + replayed
+                trainings += candidates
+                tokens += candidates * worst_training_tokens(limits, data)
+        return RunPlan(run.jobs_total, trainings, tokens)
     per_self_edit = config.reward_seeds
     for index in run.split.train:
         data = edit_tokens(run.passages[index])

@@ -334,14 +334,22 @@ class ServiceCalls:
         directive: Directive,
         label: str,
         seed_offset: int = 0,
+        init_adapter_key: str = "",
+        merge_init: bool = False,
     ) -> TrainRecord:
-        """Train one adapter (a passage's, or the policy's when `passage` is None) on a stored dataset.
+        """Train one adapter (a passage's, or the policy's when `passage` is None) on a stored dataset; from
+        `init_adapter_key` (a continual stream's current model, carried on or merged) when given.
 
         A retry goes to another trainer than the one that failed, waiting for its slot (see TrainerPool).
         """
         where = passage.passage_id if passage else "policy"
         request = convert.train_request(
-            dataset_key, directive, run.config.seed + seed_offset, f"{run.id}/{where}/{label}"
+            dataset_key,
+            directive,
+            run.config.seed + seed_offset,
+            f"{run.id}/{where}/{label}",
+            init_adapter_key,
+            merge_init,
         )
 
         async def attempt(_: int, avoid: str) -> TrainRecord:

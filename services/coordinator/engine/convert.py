@@ -114,9 +114,21 @@ def directive_limits(message: common_pb2.DirectiveLimits) -> DirectiveLimits:
     return DirectiveLimits.from_proto(message)
 
 
-def train_request(dataset_key: str, directive: Directive, seed: int, job_id: str) -> trainer_pb2.TrainRequest:
+def train_request(
+    dataset_key: str,
+    directive: Directive,
+    seed: int,
+    job_id: str,
+    init_adapter_key: str = "",
+    merge_init: bool = False,
+) -> trainer_pb2.TrainRequest:
     return trainer_pb2.TrainRequest(
-        dataset_key=dataset_key, directive=directive.to_proto(), seed=seed, job_id=job_id
+        dataset_key=dataset_key,
+        directive=directive.to_proto(),
+        seed=seed,
+        job_id=job_id,
+        init_adapter_key=init_adapter_key,
+        merge_init=merge_init,
     )
 
 

@@ -7,6 +7,8 @@ import logging
 import time
 from typing import Any
 
+from pydantic import BaseModel
+
 from seal.v1 import trainer_pb2
 from seal_lab.errors import StoreUnavailable
 from seal_lab.store.outage import OnRetry
@@ -59,7 +61,7 @@ class EventLog:
             persist = kind in ("retry", "error")
         if persist:  # failures survive a coordinator restart; written in order, waiting out store outages
             stamp = f"{time.time_ns():020d}"
-            self.writer.queue_event(run_key(run.id, f"events/{stamp}.json"), event.model_dump())
+            self.writer.queue_event(run_key(run.id, f"events/{stamp}.json"), event)
         log.log(logging.WARNING if kind in ("retry", "error") else logging.INFO, "%s", message)
         run.notify()
 
@@ -111,7 +113,7 @@ class EventLog:
             persist=sparse(waits),
         )
 
-    async def persist(self, run: RunState, key: str, record: dict[str, Any], what: str) -> None:
+    async def persist(self, run: RunState, key: str, record: BaseModel, what: str) -> None:
         """Write one of the run's records write-once, waiting out store outages."""
         await self.writer.put(key, record, self.store_retry(run, what))
         if run.status == "paused":

@@ -22,6 +22,7 @@ from seal_lab.store.outage import OutagePolicy, call_async
 from ..results.rounds import round_passages
 from ..run.jobs import JobName, policy_condition, teacher_condition
 from ..run.records import (
+    BestSelfEdit,
     DirectiveRecord,
     EvaluationRecord,
     FailedRecord,
@@ -119,7 +120,12 @@ class Experiment:
             return None if isinstance(record, FailedRecord) else record  # type: ignore[return-value]
         passage_id = "" if job.index is None else run.passages[job.index].passage_id
         where = "run" if job.index is None else f"passage {job.index + 1}/{len(run.passages)}"
-        run.current = f"round {run.round}, {where}: {job.label}"
+        stage = (
+            f"round {run.round}"
+            if job.stream is None
+            else f"stream {job.stream[0]}, step {job.stream[1] + 1}"
+        )
+        run.current = f"{stage}, {where}: {job.label}"
         self.events.emit(run, "progress", run.current, passage_id=passage_id, job=name)
         try:
             with bind_context(
@@ -129,7 +135,7 @@ class Experiment:
         except JobFailed as exc:
             record = FailedRecord(error=str(exc))
             self.events.emit(run, "error", f"job {name} failed: {exc}", passage_id=passage_id, job=name)
-        await self.events.persist(run, job_key(run.id, name), record.model_dump(), f"recording job {name}")
+        await self.events.persist(run, job_key(run.id, name), record, f"recording job {name}")
         run.jobs[name] = record
         if isinstance(record, FailedRecord):
             return None
@@ -203,9 +209,9 @@ class Experiment:
         async def work() -> PolicyRecord:
             passages = round_passages(run.passages, run.split.train, run.jobs, run.config, round_index)
             winners = [
-                {"passage_id": p["passage_id"], **p["best"]}
+                BestSelfEdit.model_validate({"passage_id": p.passage_id, **p.best.model_dump()})
                 for p in passages
-                if p["best"] is not None and p["best"]["reward"] > run.config.min_reward
+                if p.best is not None and p.best.reward > run.config.min_reward
             ]
             record = {"round": round_index, "previous_policy_adapter_key": policy_key, "winners": winners}
             if not winners:

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from seal_lab.errors import CorruptObject, NotFound
 from seal_lab.store import ObjectStore
@@ -100,10 +100,19 @@ def _entry(key: str, record: Any) -> tuple[str, Entry] | None:
         return None
 
 
-def entry_record(run_id: str, summary: RunSummary | None, unrunnable: str = "") -> dict[str, Any]:
+class IndexRecord(BaseModel):
+    """One log entry (and one line of a snapshot, with its `key`): the run's summary, or its deletion."""
+
+    run_id: str
+    summary: RunSummary | None = None
+    unrunnable: str = ""
+    deleted: bool = False
+
+
+def entry_record(run_id: str, summary: RunSummary | None, unrunnable: str = "") -> IndexRecord:
     if summary is None:
-        return {"run_id": run_id, "deleted": True}
-    return {"run_id": run_id, "summary": summary.model_dump(), "unrunnable": unrunnable}
+        return IndexRecord(run_id=run_id, deleted=True)
+    return IndexRecord(run_id=run_id, summary=summary, unrunnable=unrunnable)
 
 
 @dataclass
@@ -177,7 +186,7 @@ class RunIndex:
         if entry is not None and entry.summary is not None:
             self.entries[run_id] = Entry(entry.key, summary, entry.unrunnable)
 
-    def entry(self, run_id: str, summary: RunSummary | None, unrunnable: str = "") -> tuple[str, dict]:
+    def entry(self, run_id: str, summary: RunSummary | None, unrunnable: str = "") -> tuple[str, IndexRecord]:
         """A new log entry for the run (applied here at once); the caller writes it (key, record)."""
         now = max(time.time_ns(), self._last_ns + 1)
         self._last_ns = now
@@ -283,7 +292,7 @@ class RunIndex:
         through = max((_ns(e.key) for e in entries.values()), default=time.time_ns())
         key = f"{SNAPSHOT_PREFIX}/{time.time_ns():020d}.json"
         runs = [
-            {"key": entry.key, **entry_record(run_id, entry.summary, entry.unrunnable)}
+            {"key": entry.key, **entry_record(run_id, entry.summary, entry.unrunnable).model_dump()}
             for run_id, entry in sorted(entries.items())
         ]
         self.store.put_json(key, {"through": through, "runs": runs})

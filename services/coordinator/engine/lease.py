@@ -23,11 +23,13 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+
+from pydantic import ValidationError
 
 from seal_lab.errors import AlreadyExists, CorruptObject, NotFound
 from seal_lab.store import ObjectStore
 
+from ..run.records import LeaseRecord
 from .records import LeaseLost, run_key
 
 log = logging.getLogger(__name__)
@@ -82,79 +84,76 @@ class Leases:
         self.owner = owner
         self.ttl_seconds = ttl_seconds
 
-    def _latest(self, run_id: str) -> tuple[int, dict[str, Any] | None]:
+    def _latest(self, run_id: str) -> tuple[int, LeaseRecord | None]:
         keys = self.store.list_keys(run_key(run_id, "lease/"))
         epochs = sorted(int(k.rsplit("/", 1)[1].removesuffix(".json")) for k in keys if _is_epoch(k))
         if not epochs:
             return 0, None
+        # An unreadable lease (or one that is not a lease record) protects nothing: treat it as expired.
         try:
-            record = self.store.get_json(lease_key(run_id, epochs[-1]))
-        except (CorruptObject, NotFound):  # an unreadable lease protects nothing: treat it as expired
+            record = LeaseRecord.model_validate(self.store.get_json(lease_key(run_id, epochs[-1])))
+        except (CorruptObject, NotFound, ValidationError):
             record = None
-        return epochs[-1], record if isinstance(record, dict) else None
+        return epochs[-1], record
 
     def holder(self, run_id: str) -> str:
         """Who holds the run now ("" when nobody does)."""
         _, record = self._latest(run_id)
-        if record is None or _expired(record):
+        if record is None or record.expired(time.time()):
             return ""
-        return str(record.get("owner", ""))
+        return record.owner
 
     def first(self, run_id: str) -> Lease:
         """The lease of a run being created (epoch 1), taken before its spec exists; AlreadyExists if taken."""
         lease = Lease(run_id, 1, self.owner)
-        self.store.put_json(lease.key, self._record(lease))
+        self.store.put_json(lease.key, self._record(lease).model_dump())
         return lease
 
     def acquire(self, run_id: str) -> Lease | None:
         """Take the run if its lease is free, expired, released, or ours; None when another holds it."""
         epoch, record = self._latest(run_id)
-        if record is not None and not _expired(record):
-            owner = str(record.get("owner", ""))
-            if owner != self.owner and not _gone_from_this_host(owner):
-                return None
+        held = record is not None and not record.expired(time.time())
+        if held and record and record.owner != self.owner and not _gone_from_this_host(record.owner):
+            return None
         lease = Lease(run_id, epoch + 1, self.owner)
         try:
-            self.store.put_json(lease.key, self._record(lease))
+            self.store.put_json(lease.key, self._record(lease).model_dump())
         except AlreadyExists:  # another coordinator took this epoch a moment before us
             return None
         if epoch:
             log.info(
-                "run %s: lease epoch %d taken over from %s", run_id, lease.epoch, (record or {}).get("owner")
+                "run %s: lease epoch %d taken over from %s",
+                run_id,
+                lease.epoch,
+                record.owner if record else None,
             )
         return lease
 
     def renew(self, lease: Lease) -> None:
         """Extend the lease; raise LeaseLost if another coordinator has taken the run."""
         epoch, record = self._latest(lease.run_id)
-        if epoch != lease.epoch or (record is not None and record.get("owner") != lease.owner):
-            raise LeaseLost(
-                f"run {lease.run_id} was taken over by {(record or {}).get('owner', 'another coordinator')}"
-            )
-        self.store.put_json(lease.key, self._record(lease), overwrite=True)
+        if epoch != lease.epoch or (record is not None and record.owner != lease.owner):
+            known = record is not None and "owner" in record.model_fields_set
+            holder = record.owner if record is not None and known else "another coordinator"
+            raise LeaseLost(f"run {lease.run_id} was taken over by {holder}")
+        self.store.put_json(lease.key, self._record(lease).model_dump(), overwrite=True)
 
     def release(self, lease: Lease) -> None:
         """Give the run up now (graceful stop): another coordinator may take it without waiting."""
         epoch, _ = self._latest(lease.run_id)
         if epoch == lease.epoch:
-            self.store.put_json(
-                lease.key, {**self._record(lease), "expires_at": 0.0, "released": True}, overwrite=True
-            )
+            released = {**self._record(lease).model_dump(), "expires_at": 0.0, "released": True}
+            self.store.put_json(lease.key, released, overwrite=True)
 
-    def _record(self, lease: Lease) -> dict[str, Any]:
+    def _record(self, lease: Lease) -> LeaseRecord:
         now = time.time()
-        return {
-            "run_id": lease.run_id,
-            "epoch": lease.epoch,
-            "owner": lease.owner,
-            "renewed_at": now,
-            "expires_at": now + self.ttl_seconds,
-        }
-
-
-def _expired(record: dict[str, Any]) -> bool:
-    expires_at = record.get("expires_at")
-    return not isinstance(expires_at, int | float) or expires_at <= time.time()
+        return LeaseRecord(
+            run_id=lease.run_id,
+            epoch=lease.epoch,
+            owner=lease.owner,
+            renewed_at=now,
+            expires_at=now + self.ttl_seconds,
+        )
 
 
 def _is_epoch(key: str) -> bool:

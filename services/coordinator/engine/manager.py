@@ -33,6 +33,8 @@ from seal_lab.store import ObjectStore
 from seal_lab.store.outage import ONCE, OutagePolicy, call_async, wait_for_store
 
 from ..results.build import build_results
+from ..results.continual import build_continual_results
+from ..run.continual import stream_orders
 from ..run.schemas import RunCreate, RunSummary
 from ..run.split import choose_heldout
 from ..settings import CoordinatorSettings
@@ -40,6 +42,7 @@ from . import admission
 from .budget import Budget
 from .calls import RunInterrupted, ServiceCalls
 from .clients import ServiceClients
+from .continual import ContinualExperiment
 from .errors import RunCancelled, RunFinished, RunNotFound, RunRunning
 from .events import EventLog
 from .examples import attach_examples
@@ -320,6 +323,8 @@ class RunManager:
             passages = passages[: body.limit]
         train, heldout = choose_heldout(passages, body)
         passages = train + heldout
+        if body.config.mode == "continual":
+            stream_orders(body.config, passages)  # an order naming passages the run has not: 400
         if len(passages) > self.settings.max_passages_per_run:
             raise InvalidArgument(
                 f"{len(passages)} passages; this coordinator takes at most {self.settings.max_passages_per_run}"
@@ -483,7 +488,8 @@ class RunManager:
             try:
                 limits = await self.calls.check(run)
                 self.limits.publish(limits)
-                experiment = Experiment(
+                continual = run.config.mode == "continual"
+                experiment = (ContinualExperiment if continual else Experiment)(
                     run,
                     self.calls,
                     self.events,
@@ -493,7 +499,11 @@ class RunManager:
                     self.settings.max_concurrent_passages,
                 )
                 await experiment.run_all()
-                run.results = build_results(run.passages, run.jobs, run.config, run.split, run.teachers)
+                run.results = (
+                    build_continual_results(run.passages, run.jobs, run.config)
+                    if continual
+                    else build_results(run.passages, run.jobs, run.config, run.split, run.teachers)
+                )
                 run.results.reproducibility = reproducibility(run)
                 run.results.phase_seconds = {
                     e.data["phase"]: e.data["seconds"] for e in run.events if "phase" in e.data
@@ -510,7 +520,9 @@ class RunManager:
                 await self.events.persist(
                     run, run_key(run.id, MANIFEST), manifest(run), "writing the manifest"
                 )
-                self.events.emit(run, "status", f"run {run.status}", data={"summary": run.results.summary})
+                self.events.emit(
+                    run, "status", f"run {run.status}", data={"summary": run.results.summary.model_dump()}
+                )
                 await self._release(run)
             except asyncio.CancelledError:
                 if run.lease is not None and run.status != "cancelled":

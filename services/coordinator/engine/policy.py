@@ -11,36 +11,38 @@ from seal_lab.formats.directive import DIRECTIVE_LINE_PREFIX, Directive, format_
 from seal_lab.formats.passages import Passage
 from seal_lab.store import ObjectStore
 
+from ..run.records import BestSelfEdit
+
 #: What the policy dataset's meta record keeps of each winner.
 WINNER_FIELDS = ("passage_id", "dataset_key", "reward", "format", "sample_index")
 
 
-def policy_examples(written: tuple[TrainingExample, ...], winner: dict[str, Any]) -> list[TrainingExample]:
+def policy_examples(written: tuple[TrainingExample, ...], winner: BestSelfEdit) -> list[TrainingExample]:
     """The (prompt, completion) pairs the generator produced for a winning self-edit.
 
     When directive search found a better directive than the one the model wrote, the policy is taught that
     directive instead: "keep the best" applies to the training directive as well as to the data.
     """
     examples = list(written)
-    if winner.get("directive_trial") and len(examples) == 2:
-        best = Directive(**winner["directive"])
+    if winner.directive_trial and len(examples) == 2:
+        best = Directive(**winner.directive.values())
         examples[1] = TrainingExample(
             examples[1].prompt, format_directive(best).removeprefix(DIRECTIVE_LINE_PREFIX)
         )
     return examples
 
 
-def build_policy_dataset(store: ObjectStore, winners: list[dict[str, Any]]) -> tuple[str, int]:
+def build_policy_dataset(store: ObjectStore, winners: list[BestSelfEdit]) -> tuple[str, int]:
     """Write the SFT dataset (self-edit prompt -> winning self-edit) to the store: (key, examples)."""
     examples: list[TrainingExample] = []
     for winner in winners:
-        dataset = read_dataset(store, winner["dataset_key"])
+        dataset = read_dataset(store, winner.dataset_key)
         if not dataset.meta:
-            raise InvalidArgument(f"dataset {winner['dataset_key']!r} has no meta record")
+            raise InvalidArgument(f"dataset {winner.dataset_key!r} has no meta record")
         examples += policy_examples(dataset.policy_examples, winner)
     if not examples:
         return "", 0
-    meta = PolicyMeta(tuple({k: w.get(k) for k in WINNER_FIELDS} for w in winners))
+    meta = PolicyMeta(tuple({k: getattr(w, k) for k in WINNER_FIELDS} for w in winners))
     return write_dataset(store, meta, examples), len(examples)
 
 

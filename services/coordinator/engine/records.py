@@ -21,23 +21,24 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from seal_lab.errors import AlreadyExists, StoreUnavailable
 from seal_lab.store import QUARANTINE_PREFIX, ObjectStore, read_record
 from seal_lab.store.outage import OnRetry, OutagePolicy, call_async
 
-from ..run.records import JobRecord, parse_job_record
+from ..run.records import JobRecord, Manifest, OpenRecord, RunSpec, parse_job_record
 
 log = logging.getLogger(__name__)
+
+_Record = TypeVar("_Record", bound=OpenRecord)
 
 RUNS_PREFIX = "runs"
 SPEC = "spec.json"
 SPEC_COPY = "spec.copy.json"
 MANIFEST = "manifest.json"
-_SPEC_FIELDS = ("name", "created_at", "config", "passages")
 
 
 class LeaseLost(Exception):
@@ -67,10 +68,10 @@ def has_spec(store: ObjectStore, run_id: str) -> bool:
     return store.exists(run_key(run_id, SPEC)) or store.exists(run_key(run_id, SPEC_COPY))
 
 
-def write_spec(store: ObjectStore, run_id: str, spec: dict[str, Any]) -> None:
+def write_spec(store: ObjectStore, run_id: str, spec: RunSpec) -> None:
     """The copy first: a spec.json that exists always has its copy."""
-    store.put_json(run_key(run_id, SPEC_COPY), spec)
-    store.put_json(run_key(run_id, SPEC), spec)
+    store.put_json(run_key(run_id, SPEC_COPY), spec.model_dump())
+    store.put_json(run_key(run_id, SPEC), spec.model_dump())
 
 
 def delete_run(store: ObjectStore, run_id: str) -> None:
@@ -90,10 +91,10 @@ class StoredRun:
     """What the store holds for one run, read back with bad records moved aside."""
 
     run_id: str
-    spec: dict[str, Any] | None = None
+    spec: RunSpec | None = None
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
-    manifest: dict[str, Any] | None = None
+    manifest: Manifest | None = None
     #: One line per record moved to quarantine (or repaired), for the run's events.
     problems: list[str] = field(default_factory=list)
 
@@ -113,13 +114,15 @@ def read_run(store: ObjectStore, run_id: str) -> StoredRun:
         if record is not None:
             stored.events.append(record)
     if store.exists(run_key(run_id, MANIFEST)):
-        stored.manifest = _read_record(
+        parsed_manifest: list[Manifest] = []
+        _read_record(
             store,
             run_key(run_id, MANIFEST),
-            _expected(_is_manifest),
+            _parsed(Manifest, parsed_manifest),
             stored.problems,
             "the run will finish again",
         )
+        stored.manifest = parsed_manifest[0] if parsed_manifest else None
     return stored
 
 
@@ -157,28 +160,42 @@ def _expected(valid: Callable[[Any], bool]) -> Callable[[Any], str | None]:
     return lambda record: None if valid(record) else "not the record expected there"
 
 
-def _read_spec(store: ObjectStore, run_id: str, problems: list[str]) -> dict[str, Any] | None:
+def _read_spec(store: ObjectStore, run_id: str, problems: list[str]) -> RunSpec | None:
     """spec.json, else its copy (then spec.json is restored from the copy); None when both are lost."""
-    good: dict[str, Any] | None = None
+    good: RunSpec | None = None
     bad: list[str] = []
     for name in (SPEC, SPEC_COPY):
         key = run_key(run_id, name)
-        read = read_record(store, key, lambda record: None if _is_spec(record) else "not a run spec")
+        parsed: list[RunSpec] = []
+        read = read_record(store, key, _parsed(RunSpec, parsed, "not a run spec"))
         if read.problem:
             bad.append(name)
             problems.append(f"unreadable record {key} ({read.problem}) moved to {read.moved_to}")
-        elif read.record is not None:
-            good = good or read.record
+        elif parsed:
+            good = good or parsed[0]
     if good is not None:
         for name in bad:
             with contextlib.suppress(AlreadyExists):
-                store.put_json(run_key(run_id, name), good)
+                store.put_json(run_key(run_id, name), good.model_dump())
             problems.append(f"{run_key(run_id, name)} restored from the other copy")
     return good
 
 
-def _is_spec(record: Any) -> bool:
-    return isinstance(record, dict) and all(name in record for name in _SPEC_FIELDS)
+def _parsed(
+    model: type[_Record], into: list[_Record], problem: str = "not the record expected there"
+) -> Callable[[Any], str | None]:
+    """A record's check: it is a JSON object that reads as `model` (appended to `into`), else `problem`."""
+
+    def check(record: Any) -> str | None:
+        if not isinstance(record, dict):
+            return problem
+        try:
+            into.append(model.model_validate(record))
+        except ValidationError:
+            return problem
+        return None
+
+    return check
 
 
 def _is_event(record: Any) -> bool:
@@ -187,10 +204,6 @@ def _is_event(record: Any) -> bool:
         and isinstance(record.get("kind"), str)
         and isinstance(record.get("message"), str)
     )
-
-
-def _is_manifest(record: Any) -> bool:
-    return isinstance(record, dict) and isinstance(record.get("status"), str) and "results" in record
 
 
 class RecordWriter:
@@ -203,19 +216,18 @@ class RecordWriter:
     def __init__(self, store: ObjectStore, outage: OutagePolicy) -> None:
         self.store = store
         self.outage = outage
-        self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, BaseModel]] = asyncio.Queue()
         self._task: asyncio.Task | None = None
 
-    async def put(self, key: str, record: dict[str, Any], on_retry: OnRetry | None = None) -> None:
+    async def put(self, key: str, record: BaseModel, on_retry: OnRetry | None = None) -> None:
         """Write-once; a different record already there means another coordinator is running this run."""
+        data = record.model_dump()
         try:
-            await call_async(
-                lambda: self.store.put_json(key, record), self.outage, f"writing {key}", on_retry
-            )
+            await call_async(lambda: self.store.put_json(key, data), self.outage, f"writing {key}", on_retry)
         except AlreadyExists:
             raise LeaseLost(f"{key} was written by another coordinator") from None
 
-    def queue_event(self, key: str, record: dict[str, Any]) -> None:
+    def queue_event(self, key: str, record: BaseModel) -> None:
         self._queue.put_nowait((key, record))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name="event-writer")
@@ -225,7 +237,8 @@ class RecordWriter:
         while not self._queue.empty():
             key, record = self._queue.get_nowait()
             try:
-                await call_async(lambda k=key, r=record: self.store.put_json(k, r), forever, f"writing {key}")
+                data = record.model_dump()
+                await call_async(lambda k=key, d=data: self.store.put_json(k, d), forever, f"writing {key}")
             except AlreadyExists:  # a retried write that had landed with other bytes: the first one stands
                 log.warning("event %s already stored", key)
             except Exception:

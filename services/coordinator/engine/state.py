@@ -16,9 +16,10 @@ from seal_lab.formats.passages import Passage, parse_passages, passages_to_json
 from seal_lab.runtime import runtime_versions
 from seal_lab.store import ObjectStore
 
+from ..run.continual import continual_jobs_total
 from ..run.jobs import JobName
-from ..run.records import FailedRecord, JobRecord, PolicyRecord, RunServices
-from ..run.result_schemas import RunResults
+from ..run.records import FailedRecord, JobRecord, Manifest, PolicyRecord, RunServices, RunSpec
+from ..run.result_schemas import Reproducibility, RunResults
 from ..run.schemas import RunConfig, RunDetail, RunEvent, RunSummary
 from ..run.split import Split
 from .lease import Lease
@@ -74,6 +75,8 @@ class RunState:
     @property
     def jobs_total(self) -> int:
         config = self.config
+        if config.mode == "continual":
+            return continual_jobs_total(config, self.passages)
         # per round and format: generate + K trainings (times the directive trials); then evaluate, retention
         per_round = len(config.formats) * (
             1 + config.k * (1 + len(config.directive_search)) * config.reward_seeds
@@ -142,20 +145,22 @@ class RunState:
 # ---- records -------------------------------------------------------------------------------------------
 
 
-def run_spec(run: RunState) -> dict[str, Any]:
+def run_spec(run: RunState) -> RunSpec:
     """The spec a new run is stored with: everything needed to run (and resume) it."""
-    return {
-        "id": run.id,
-        "name": run.name,
-        "created_at": run.created_at,
-        "config": run.config.model_dump(),
-        "passages": passages_to_json(run.passages),
-        "split": {"seed": run.config.seed, **run.split.ids(run.passages)},
-        "teachers": [
-            {"name": name, "format": fmt, "completions": completions}
-            for name, (fmt, completions) in run.teachers.items()
-        ],
-    }
+    return RunSpec.model_validate(
+        {
+            "id": run.id,
+            "name": run.name,
+            "created_at": run.created_at,
+            "config": run.config.model_dump(),
+            "passages": passages_to_json(run.passages),
+            "split": {"seed": run.config.seed, **run.split.ids(run.passages)},
+            "teachers": [
+                {"name": name, "format": fmt, "completions": completions}
+                for name, (fmt, completions) in run.teachers.items()
+            ],
+        }
+    )
 
 
 def load_run(store: ObjectStore, run_id: str) -> RunState:
@@ -165,8 +170,8 @@ def load_run(store: ObjectStore, run_id: str) -> RunState:
     if spec is None:
         return _unrunnable(run_id, stored.problems, "its spec is unreadable in both copies (quarantined)")
     try:
-        config = RunConfig(**spec["config"])
-        passages = parse_passages(spec["passages"], f"run {run_id}")
+        config = RunConfig(**spec.config)
+        passages = parse_passages(spec.passages, f"run {run_id}")
     except (ValueError, InvalidArgument) as exc:
         # A spec from a newer seal-lab (an unknown config field, say): leave it untouched for that version.
         if isinstance(exc, ValidationError):
@@ -174,16 +179,16 @@ def load_run(store: ObjectStore, run_id: str) -> RunState:
         else:
             detail = str(exc).splitlines()[0]
         reason = f"its spec does not fit this seal-lab version ({detail})"
-        return _unrunnable(run_id, stored.problems, reason, name=str(spec.get("name", "")))
+        return _unrunnable(run_id, stored.problems, reason, name=spec.name)
     run = RunState(
         id=run_id,
-        name=spec["name"],
+        name=spec.name,
         config=config,
         passages=passages,
-        created_at=spec["created_at"],
-        updated_at=spec["created_at"],
-        heldout_ids=frozenset(spec.get("split", {}).get("heldout", [])),
-        teachers={t["name"]: (t["format"], t["completions"]) for t in spec.get("teachers", [])},
+        created_at=spec.created_at,
+        updated_at=spec.created_at,
+        heldout_ids=frozenset(spec.split.heldout if spec.split else []),
+        teachers={t.name: (t.format, t.completions) for t in spec.teachers},
     )
     run.jobs = stored.jobs
     for record in sorted(stored.events, key=lambda e: e.get("ts", 0)):
@@ -196,10 +201,11 @@ def load_run(store: ObjectStore, run_id: str) -> RunState:
             run.status, run.error = "queued", ""
     if stored.manifest is not None:
         manifest = stored.manifest
-        run.status, run.error = manifest["status"], manifest.get("error", "")
-        run.results = _stored_results(manifest["results"], stored.problems)
-        run.services = RunServices.model_validate(manifest.get("services") or {})
-        run.updated_at = manifest.get("finished_at", run.updated_at)
+        run.status, run.error = manifest.status, manifest.error
+        run.results = _stored_results(manifest.results, stored.problems)
+        run.services = manifest.services or RunServices()
+        if manifest.finished_at is not None:
+            run.updated_at = manifest.finished_at
     elif is_cancelled(store, run_id):
         run.status, run.error = "cancelled", ""
     run.load_problems = stored.problems
@@ -225,17 +231,17 @@ def is_cancelled(store: ObjectStore, run_id: str) -> bool:
     return store.exists(run_key(run_id, CANCEL))
 
 
-def manifest(run: RunState) -> dict[str, Any]:
+def manifest(run: RunState) -> Manifest:
     """Written last: its presence means the run finished."""
-    return {
-        "id": run.id,
-        "status": run.status,
-        "error": run.error,
-        "finished_at": time.time(),
-        "services": run.services.model_dump(),
-        "job_keys": sorted(run.jobs),
-        "results": None if run.results is None else run.results.model_dump(),
-    }
+    return Manifest(
+        id=run.id,
+        status=run.status,
+        error=run.error,
+        finished_at=time.time(),
+        services=run.services,
+        job_keys=sorted(run.jobs),
+        results=None if run.results is None else run.results.model_dump(),
+    )
 
 
 def _stored_results(stored: dict[str, Any] | None, problems: list[str]) -> RunResults | None:
@@ -256,30 +262,32 @@ def _adapter_key(policy: JobRecord | None) -> str:
     return (policy.adapter_key or "") if isinstance(policy, PolicyRecord) else ""
 
 
-def reproducibility(run: RunState) -> dict[str, Any]:
+def reproducibility(run: RunState) -> Reproducibility:
     """What it takes to rerun this run and get the same self-edits and scores."""
     generator, evaluator = run.services.generator, run.services.evaluator
     policies = [run.config.policy_adapter_key] + [
         _adapter_key(run.jobs.get(str(JobName.policy(r)))) for r in range(run.config.rounds)
     ]
-    return {
-        "seed": run.config.seed,
-        "config": run.config.model_dump(),
-        "split": run.split.ids(run.passages),
-        "teachers": {name: sorted(c) for name, (_, c) in run.teachers.items()},
-        "base_model": {
-            "name": evaluator.model_name if evaluator else "",
-            "fingerprint": evaluator.model_fingerprint if evaluator else "",
-        },
-        # Adapter keys are sha256 over the adapter's weights and config.
-        "policy_adapters": [{"round": r, "adapter_key": key} for r, key in enumerate(policies)],
-        "runtime": {
-            "coordinator": runtime_versions(),
-            **{
-                name: info.runtime
-                for name, info in (("generator", generator), ("evaluator", evaluator))
-                if info
+    return Reproducibility.model_validate(
+        {
+            "seed": run.config.seed,
+            "config": run.config.model_dump(),
+            "split": run.split.ids(run.passages),
+            "teachers": {name: sorted(c) for name, (_, c) in run.teachers.items()},
+            "base_model": {
+                "name": evaluator.model_name if evaluator else "",
+                "fingerprint": evaluator.model_fingerprint if evaluator else "",
             },
-            "trainers": [t.runtime for t in run.services.trainers],
-        },
-    }
+            # Adapter keys are sha256 over the adapter's weights and config.
+            "policy_adapters": [{"round": r, "adapter_key": key} for r, key in enumerate(policies)],
+            "runtime": {
+                "coordinator": runtime_versions(),
+                **{
+                    name: info.runtime
+                    for name, info in (("generator", generator), ("evaluator", evaluator))
+                    if info
+                },
+                "trainers": [t.runtime for t in run.services.trainers],
+            },
+        }
+    )

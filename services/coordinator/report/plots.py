@@ -1,4 +1,4 @@
-"""Self-contained inline SVG charts (line, bar, scatter) for the HTML report; standard library only."""
+"""Self-contained inline SVG charts (line, bar, scatter, heat map) for the HTML report; standard library only."""
 
 from __future__ import annotations
 
@@ -371,6 +371,86 @@ def scatter_chart(
 
 
 # --- the data behind each chart, as table rows (the report offers them as CSV) --------------------
+
+
+#: The heat map's colour scale, low to high (a light-to-dark blue: readable with the value printed on it).
+_HEAT_LOW, _HEAT_HIGH = (0xF7, 0xFB, 0xFF), (0x08, 0x30, 0x6B)
+
+
+def _heat(value: float, lo: float, hi: float) -> tuple[str, str]:
+    """A cell's fill for `value` on [lo, hi], and the colour of the text printed on it."""
+    t = 0.0 if hi <= lo else min(1.0, max(0.0, (value - lo) / (hi - lo)))
+    rgb = [round(a + (b - a) * t) for a, b in zip(_HEAT_LOW, _HEAT_HIGH, strict=True)]
+    return "#" + "".join(f"{c:02x}" for c in rgb), "#ffffff" if t > 0.55 else _AXIS
+
+
+def heatmap_chart(
+    title: str,
+    x_label: str,
+    y_label: str,
+    rows: list[str],
+    columns: list[str],
+    values: list[list[float | None]],
+    *,
+    lo: float = 0.0,
+    hi: float = 1.0,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> str:
+    """A matrix as coloured cells with their values printed (a None cell is left blank): `values[i][j]` is row
+    i (top to bottom), column j (left to right); the colour runs from `lo` to `hi`."""
+    if not rows or not columns or all(_num(v) is None for row in values for v in row):
+        return _no_data(title, width, height)
+    left = 16 + min(24, max(len(r) for r in rows)) * _CHAR_W
+    top, right, bottom = _TOP + 8, width - 16, height - 48
+    cw, ch = (right - left) / len(columns), (bottom - top) / len(rows)
+    parts = _open(title, width, height)
+    for i, label in enumerate(rows):
+        y = top + (i + 0.5) * ch
+        shown = label if len(label) <= 24 else label[:23] + "…"
+        parts.append(
+            f'<text x="{left - 6:.1f}" y="{y + 4:.1f}" text-anchor="end" fill="{_AXIS}">{_e(shown)}</text>'
+        )
+        for j in range(len(columns)):
+            v = _num(values[i][j]) if j < len(values[i]) else None
+            x = left + j * cw
+            if v is None:
+                parts.append(
+                    f'<rect x="{x:.1f}" y="{top + i * ch:.1f}" width="{cw:.1f}" height="{ch:.1f}" '
+                    f'fill="#ffffff" stroke="{_GRID}"/>'
+                )
+                continue
+            fill, ink = _heat(v, lo, hi)
+            parts.append(
+                f'<rect class="cell" x="{x:.1f}" y="{top + i * ch:.1f}" width="{cw:.1f}" height="{ch:.1f}" '
+                f'fill="{fill}" stroke="#ffffff"><title>{_e(label)}, {_e(columns[j])}: {_g(v)}</title></rect>'
+            )
+            if cw >= 28 and ch >= 14:
+                parts.append(
+                    f'<text x="{x + cw / 2:.1f}" y="{y + 4:.1f}" text-anchor="middle" fill="{ink}">{v:.2f}</text>'
+                )
+    for j, label in enumerate(columns):
+        parts.append(
+            f'<text x="{left + (j + 0.5) * cw:.1f}" y="{bottom + 14:.1f}" text-anchor="middle" '
+            f'fill="{_AXIS}">{_e(label)}</text>'
+        )
+    parts.append(
+        f'<text x="{(left + right) / 2:.1f}" y="{height - 12:.1f}" text-anchor="middle" '
+        f'fill="{_MUTED}">{_e(x_label)}</text>'
+    )
+    parts.append(
+        f'<text x="12" y="{(top + bottom) / 2:.1f}" text-anchor="middle" fill="{_MUTED}" '
+        f'transform="rotate(-90 12 {(top + bottom) / 2:.1f})">{_e(y_label)}</text>'
+    )
+    return "\n".join([*parts, "</svg>"])
+
+
+def heatmap_rows(rows: list[str], columns: list[str], values: list[list[float | None]]) -> list[list[object]]:
+    """A header of the columns, then one row per matrix row: its label, then its cells."""
+    return [["", *columns]] + [
+        [label, *(_cell(row[j]) if j < len(row) else "" for j in range(len(columns)))]
+        for label, row in zip(rows, values, strict=True)
+    ]
 
 
 def _cell(v: object) -> float | int | str:

@@ -11,8 +11,17 @@ from seal_lab.formats.passages import Passage
 from seal_lab.scoring.stats import describe
 
 from ..run.jobs import JobName, trial_suffix
-from ..run.records import JobRecord, PolicyRecord, job_records
-from ..run.result_schemas import RunResults
+from ..run.records import FailedRecord, JobRecord, PolicyRecord, job_records
+from ..run.result_schemas import (
+    GainPoint,
+    HeldoutResults,
+    HeldoutRoundMean,
+    ResultsSummary,
+    RoundResult,
+    RunResults,
+    SearchTrial,
+    WhatWorked,
+)
 from ..run.schemas import RunConfig
 from ..run.split import Split
 from .heldout import heldout_results
@@ -39,80 +48,82 @@ def bucket(field: str, value: float) -> str:
     raise AssertionError("the last bucket is unbounded")
 
 
-def _what_worked(rounds: list[dict[str, Any]], config: RunConfig) -> dict[str, Any]:
+def _what_worked(rounds: list[RoundResult], config: RunConfig) -> WhatWorked:
     """Across every round: reward by format, by directive bucket, and what directive search found."""
     by_format: dict[str, list[float]] = defaultdict(list)
     by_bucket: dict[str, dict[str, list[float]]] = {f: defaultdict(list) for f in DIRECTIVE_BUCKETS}
     by_trial: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for round_result in rounds:
-        for passage in round_result["passages"]:
-            for edit in passage["self_edits"]:
-                if edit["reward"] is not None:
-                    by_format[edit["format"]].append(edit["reward"])
-                for trial in edit["trials"]:
-                    if trial["reward"] is None:
+        for passage in round_result.passages:
+            for edit in passage.self_edits:
+                if edit.reward is not None:
+                    by_format[edit.format].append(edit.reward)
+                for trial in edit.trials:
+                    if trial.reward is None:
                         continue
+                    directive = trial.directive.values()
                     for name in DIRECTIVE_BUCKETS:
-                        value = trial["directive"].get(name)
+                        value = directive.get(name)
                         if value is not None:
-                            by_bucket[name][bucket(name, value)].append(trial["reward"])
-                    if trial["trial"] and edit["reward"] is not None:
-                        by_trial[trial["trial"]].append((trial["reward"], edit["reward"]))
+                            by_bucket[name][bucket(name, value)].append(trial.reward)
+                    if trial.trial and edit.reward is not None:
+                        by_trial[trial.trial].append((trial.reward, edit.reward))
     search = []
     for number, override in enumerate(config.directive_search, start=1):
         pairs = by_trial.get(trial_suffix(number), [])
         search.append(
-            {
-                "trial": trial_suffix(number),
-                "override": override.fields_set(),
-                "n": len(pairs),
-                "mean_reward": mean([a for a, _ in pairs]),
-                "own_mean_reward": mean([b for _, b in pairs]),
-                "better_than_own": sum(1 for a, b in pairs if a > b),
-                "worse_than_own": sum(1 for a, b in pairs if a < b),
-            }
+            SearchTrial(
+                trial=trial_suffix(number),
+                override=override.fields_set(),
+                n=len(pairs),
+                mean_reward=mean([a for a, _ in pairs]),
+                own_mean_reward=mean([b for _, b in pairs]),
+                better_than_own=sum(1 for a, b in pairs if a > b),
+                worse_than_own=sum(1 for a, b in pairs if a < b),
+            )
         )
-    return {
-        "reward_by_format": {k: describe(v, config.seed) for k, v in sorted(by_format.items())},
-        "reward_by_directive_bucket": {
-            name: {
-                label: describe(by_bucket[name][label], config.seed)
-                for label, _ in DIRECTIVE_BUCKETS[name]
-                if by_bucket[name][label]
-            }
-            for name in DIRECTIVE_BUCKETS
-        },
-        "directive_search": search,
-    }
+    return WhatWorked.model_validate(
+        {
+            "reward_by_format": {k: describe(v, config.seed) for k, v in sorted(by_format.items())},
+            "reward_by_directive_bucket": {
+                name: {
+                    label: describe(by_bucket[name][label], config.seed)
+                    for label, _ in DIRECTIVE_BUCKETS[name]
+                    if by_bucket[name][label]
+                }
+                for name in DIRECTIVE_BUCKETS
+            },
+            "directive_search": search,
+        }
+    )
 
 
-def _gain_vs_retention(rounds: list[dict[str, Any]], heldout: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _gain_vs_retention(rounds: list[RoundResult], heldout: HeldoutResults | None) -> list[GainPoint]:
     """One point per adapter with both a gain and a retention score."""
     points = []
     for round_result in rounds:
-        for passage in round_result["passages"]:
-            for edit in passage["self_edits"]:
-                for trial in edit["trials"]:
-                    if trial["reward"] is not None and trial["retention"] is not None:
+        for passage in round_result.passages:
+            for edit in passage.self_edits:
+                for trial in edit.trials:
+                    if trial.reward is not None and trial.retention is not None:
                         points.append(
-                            {
-                                "group": f"round {round_result['round']}",
-                                "gain": trial["reward"],
-                                "retention": trial["retention"],
-                            }
+                            GainPoint(
+                                group=f"round {round_result.round}",
+                                gain=trial.reward,
+                                retention=trial.retention,
+                            )
                         )
     if heldout:
-        labels = {c["condition"]: c["short_label"].removeprefix("passage + ") for c in heldout["conditions"]}
-        for passage in heldout["passages"]:
-            for condition, kept in passage["retention"].items():
-                if condition != "base" and condition in passage["scores"] and "base" in passage["scores"]:
-                    gain = round(passage["scores"][condition] - passage["scores"]["base"], 4)
+        labels = {c.condition: c.short_label.removeprefix("passage + ") for c in heldout.conditions}
+        for held in heldout.passages:
+            scores = held.scores
+            for condition, kept in held.retention.items():
+                if condition != "base" and condition in scores and "base" in scores:
+                    gain = round(scores[condition] - scores["base"], 4)  # type: ignore[operator]
                     points.append(
-                        {
-                            "group": f"held-out: {labels.get(condition, condition)}",
-                            "gain": gain,
-                            "retention": kept,
-                        }
+                        GainPoint(
+                            group=f"held-out: {labels.get(condition, condition)}", gain=gain, retention=kept
+                        )
                     )
     return points
 
@@ -122,10 +133,10 @@ def build_results(
     jobs: Mapping[str, JobRecord | dict[str, Any]],
     config: RunConfig,
     split: Split | None = None,
-    teachers: dict[str, Any] | None = None,
+    teachers: Mapping[str, object] | None = None,
 ) -> RunResults:
     """Every result of a run from its job records (JSON ones are parsed: run/records.py); `split` None: every
-    passage is a training passage."""
+    passage is a training passage; `teachers` is read for its names only."""
     jobs = job_records(jobs)
     split = split or Split(train=tuple(range(len(passages))))
     train, held = split.train, split.heldout
@@ -136,36 +147,37 @@ def build_results(
         policy = jobs.get(str(JobName.policy(round_index))) if config.rounds else None
         if isinstance(policy, PolicyRecord) and not policy.skipped and not policy.reused:
             spent = policy.metrics.seconds if policy.metrics and policy.metrics.seconds is not None else 0.0
-            summary["seconds"]["policy_train"] = round(spent, 1)
-        policy_keys = {p["policy_adapter_key"] for p in passage_results if p["self_edits"]}
+            summary.seconds["policy_train"] = round(spent, 1)
+        policy_keys = {p.policy_adapter_key for p in passage_results if p.self_edits}
         rounds.append(
-            {
-                "round": round_index,
-                "policy_adapter_key": policy_keys.pop() if len(policy_keys) == 1 else sorted(policy_keys),
-                "summary": summary,
+            RoundResult(
+                round=round_index,
+                policy_adapter_key=policy_keys.pop() if len(policy_keys) == 1 else sorted(policy_keys),
+                summary=summary,
                 # With the directive it trained with: the config's policy_directive, its defaulted fields
                 # clamped to the trainer's limits.
-                "policy_update": None if policy is None else policy.model_dump(),
-                "passages": passage_results,
-            }
+                policy_update=policy if isinstance(policy, PolicyRecord | FailedRecord) else None,
+                passages=passage_results,
+            )
         )
     heldout = heldout_results(passages, held, jobs, config, list(teachers or {})) if held else None
-    summary = dict(rounds[0]["summary"])
-    summary["rounds"] = config.rounds
-    summary["training_passages"] = len(train)
-    summary["heldout_passages"] = len(held)
-    if heldout:
-        summary["heldout_by_round"] = [
-            {"round": r["round"], "mean": r["mean"], "stderr": r["stderr"], "n": r["n"]}
-            for r in heldout["by_round"]
-        ]
-    return RunResults.model_validate(
+    summary = ResultsSummary.model_validate(
         {
-            "summary": summary,
-            "passages": rounds[0]["passages"],
-            "rounds": rounds,
-            "heldout": heldout,
-            "what_worked": _what_worked(rounds, config),
-            "gain_vs_retention": _gain_vs_retention(rounds, heldout),
+            **rounds[0].summary.model_dump(),
+            "rounds": config.rounds,
+            "training_passages": len(train),
+            "heldout_passages": len(held),
         }
+    )
+    if heldout:
+        summary.heldout_by_round = [
+            HeldoutRoundMean(round=r.round, mean=r.mean, stderr=r.stderr, n=r.n) for r in heldout.by_round
+        ]
+    return RunResults(
+        summary=summary,
+        passages=rounds[0].passages,
+        rounds=rounds,
+        heldout=heldout,
+        what_worked=_what_worked(rounds, config),
+        gain_vs_retention=_gain_vs_retention(rounds, heldout),
     )

@@ -13,11 +13,10 @@ Planned comparisons (fixed before any data is seen):
 
 from __future__ import annotations
 
-from typing import Any
-
 from seal_lab.scoring.stats import describe, holm, minimum_detectable_effect, paired_test, verdict
 
 from ..run.jobs import is_teacher_condition, policy_condition
+from ..run.result_schemas import Comparison, Comparisons, HeldoutPassage, MetricEstimate, Power
 
 #: Every score the evaluator reports per question set. `gold_logprob` is the decoding-free one: the mean
 #: log-likelihood per token of the gold answer (its gain over the base model is the adapter's knowledge).
@@ -29,9 +28,9 @@ OPTIONAL_METRICS = ("judge",)
 ALL_METRICS = METRICS + OPTIONAL_METRICS
 
 
-def reported_metrics(per_passage: list[dict[str, Any]]) -> tuple[str, ...]:
+def reported_metrics(per_passage: list[HeldoutPassage]) -> tuple[str, ...]:
     """METRICS, and the optional ones some passage has a score for."""
-    present = {m for p in per_passage for scores in p["metrics"].values() for m in scores}
+    present = {m for p in per_passage for scores in p.metrics.values() for m in scores}
     return METRICS + tuple(m for m in OPTIONAL_METRICS if m in present)
 
 
@@ -44,24 +43,24 @@ def planned_comparisons(condition_keys: list[str], rounds: int) -> list[tuple[st
     return [(a, b) for a, b in pairs if a in present and b in present]
 
 
-def _paired(per_passage: list[dict[str, Any]], metric: str, a: str, b: str) -> tuple[list, list]:
-    both = [p for p in per_passage if a in p["metrics"] and b in p["metrics"]]
-    both = [p for p in both if metric in p["metrics"][a] and metric in p["metrics"][b]]
-    return [p["metrics"][a][metric] for p in both], [p["metrics"][b][metric] for p in both]
+def _paired(per_passage: list[HeldoutPassage], metric: str, a: str, b: str) -> tuple[list, list]:
+    both = [p for p in per_passage if a in p.metrics and b in p.metrics]
+    both = [p for p in both if metric in p.metrics[a] and metric in p.metrics[b]]
+    return [p.metrics[a][metric] for p in both], [p.metrics[b][metric] for p in both]
 
 
 def compare(
-    per_passage: list[dict[str, Any]],
+    per_passage: list[HeldoutPassage],
     labels: dict[str, str],
     pairs: list[tuple[str, str]],
     primary: str,
     seed: int,
-) -> dict[str, Any]:
+) -> Comparisons:
     """Every planned comparison on every metric, Holm-corrected per metric; verdicts in words.
 
-    `per_passage[i]["metrics"][condition][metric]` is the passage's mean score under that condition.
+    `per_passage[i].metrics[condition][metric]` is the passage's mean score under that condition.
     """
-    by_metric: dict[str, list[dict[str, Any]]] = {}
+    by_metric: dict[str, list[Comparison]] = {}
     for metric in reported_metrics(per_passage):
         tests = []
         for a, b in pairs:
@@ -73,11 +72,11 @@ def compare(
             test["verdict"] = verdict(
                 test, adjusted_p=p, label_a=labels[test["a"]], label_b=labels[test["b"]]
             )
-        by_metric[metric] = tests
-    return {"primary_metric": primary, "planned": [list(p) for p in pairs], "by_metric": by_metric}
+        by_metric[metric] = [Comparison.model_validate(test) for test in tests]
+    return Comparisons(primary_metric=primary, planned=[list(p) for p in pairs], by_metric=by_metric)
 
 
-def power(per_passage: list[dict[str, Any]], pairs: list[tuple[str, str]], metric: str) -> dict[str, Any]:
+def power(per_passage: list[HeldoutPassage], pairs: list[tuple[str, str]], metric: str) -> Power:
     """The minimum detectable effect (two-sided paired t, alpha 0.05, power 0.8) at this N, from the spread
     of the paired differences of the planned comparisons (the largest SD among them: the conservative one)."""
     sds, n = [], 0
@@ -88,33 +87,30 @@ def power(per_passage: list[dict[str, Any]], pairs: list[tuple[str, str]], metri
             sds.append(test["sd_diff"])
             n = max(n, test["n"])
     sd = max(sds) if sds else None
-    return {
-        "metric": metric,
-        "n": n,
-        "sd_of_differences": sd,
-        "mde": None if sd is None else minimum_detectable_effect(sd, n),
-    }
+    return Power(
+        metric=metric, n=n, sd_of_differences=sd, mde=None if sd is None else minimum_detectable_effect(sd, n)
+    )
 
 
 def metric_table(
-    per_passage: list[dict[str, Any]], conditions: list[str], seed: int
-) -> dict[str, dict[str, Any]]:
+    per_passage: list[HeldoutPassage], conditions: list[str], seed: int
+) -> dict[str, dict[str, MetricEstimate]]:
     """condition -> metric -> {n, mean, stderr, ci95, gain (vs no adapter)}."""
-    table: dict[str, dict[str, Any]] = {}
+    table: dict[str, dict[str, MetricEstimate]] = {}
     metrics = reported_metrics(per_passage)
     for condition in conditions:
-        row: dict[str, Any] = {}
+        row: dict[str, MetricEstimate] = {}
         for metric in metrics:
             values = [
-                p["metrics"][condition][metric]
-                for p in per_passage
-                if metric in p["metrics"].get(condition, {})
+                p.metrics[condition][metric] for p in per_passage if metric in p.metrics.get(condition, {})
             ]
             gains = [
-                p["metrics"][condition][metric] - p["metrics"]["base"][metric]
+                p.metrics[condition][metric] - p.metrics["base"][metric]
                 for p in per_passage
-                if metric in p["metrics"].get(condition, {}) and metric in p["metrics"].get("base", {})
+                if metric in p.metrics.get(condition, {}) and metric in p.metrics.get("base", {})
             ]
-            row[metric] = {**describe(values, seed), "gain": describe(gains, seed)}
+            row[metric] = MetricEstimate.model_validate(
+                {**describe(values, seed), "gain": describe(gains, seed)}
+            )
         table[condition] = row
     return table

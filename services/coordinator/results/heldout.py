@@ -4,13 +4,21 @@ generator, teachers) with error bars, the specificity control, retention, and th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from seal_lab.formats.passages import Passage
 from seal_lab.scoring.stats import describe
 
 from ..run.jobs import JobName, policy_condition, teacher_condition
 from ..run.records import Scores
+from ..run.result_schemas import (
+    ConditionRow,
+    Estimate,
+    HeldoutEdit,
+    HeldoutPassage,
+    HeldoutResults,
+    RoundRow,
+    TrainingSpent,
+)
 from ..run.schemas import RunConfig
 from .comparisons import ALL_METRICS, compare, metric_table, planned_comparisons, power
 from .readout import (
@@ -48,21 +56,21 @@ def heldout_results(
     jobs: Jobs,
     config: RunConfig,
     teachers: list[str],
-) -> dict[str, Any]:
+) -> HeldoutResults:
     metric = config.reward_metric
     rows = condition_names(config, teachers)
     per_passage = []
     for index in indices:
         passage = passages[index]
         baseline = evaluations_of(jobs, JobName.baseline(index)).get("")
-        scores: dict[str, float] = {} if baseline is None else {"base": baseline.mean.model_dump()[metric]}
+        scores: dict[str, float | None] = {} if baseline is None else {"base": baseline.mean.value(metric)}
         metrics: dict[str, dict[str, float]] = {} if baseline is None else {"base": _known(baseline.mean)}
         control: dict[
             str, dict[str, float]
         ] = {}  # condition -> metric -> gain on another passage's questions
-        training: dict[str, dict[str, Any]] = {}
-        retention: dict[str, float] = {}
-        edits: dict[str, Any] = {}
+        training: dict[str, TrainingSpent] = {}
+        retention: dict[str, float | None] = {}
+        edits: dict[str, HeldoutEdit] = {}
         for condition, _, _ in rows[1:]:
 
             def step(name: str, i: int = index, c: str = condition) -> JobName:
@@ -77,9 +85,11 @@ def heldout_results(
             if score is not None:
                 scores[condition] = score
                 metrics[condition] = _known(evaluations[key].mean)  # type: ignore[index]
-            trained = train.metrics.model_dump() if train and train.metrics else None
-            if trained:
-                training[condition] = {k: trained.get(k) for k in ("steps", "tokens", "seconds")}
+            spent = train.metrics if train else None
+            if spent is not None and spent.model_dump():
+                training[condition] = TrainingSpent(
+                    steps=spent.steps, tokens=spent.tokens, seconds=spent.seconds
+                )
             other = evaluations_of(jobs, step("control"))
             if key and key in other and "" in other:
                 mine, theirs = _known(other[key].mean), _known(other[""].mean)
@@ -89,76 +99,80 @@ def heldout_results(
                 retention["base"] = metric_of(kept, "", metric)
             if made and made.self_edits:
                 edit = made.self_edits[0]
-                edits[condition] = {
-                    "dataset_key": edit.dataset_key,
-                    "adapter_key": key,
-                    "preview": edit.preview,
-                    "num_texts": edit.num_texts,
-                    "directive": trained_directive(train, edit),
-                }
+                edits[condition] = HeldoutEdit(
+                    dataset_key=edit.dataset_key,
+                    adapter_key=key,
+                    preview=edit.preview,
+                    num_texts=edit.num_texts,
+                    directive=trained_directive(train, edit),
+                )
         per_passage.append(
-            {
-                "passage_id": passage.passage_id,
-                "title": passage.title,
-                "scores": scores,
-                "metrics": metrics,
-                "control_gain": control,
-                "training": training,
-                "retention": retention,
-                "self_edits": edits,
-                "errors": errors_of(jobs, lambda job, i=index: job.index == i),
-            }
+            HeldoutPassage(
+                passage_id=passage.passage_id,
+                title=passage.title,
+                scores=scores,
+                metrics=metrics,
+                control_gain=control,
+                training=training,
+                retention=retention,
+                self_edits=edits,
+                errors=errors_of(jobs, lambda job, i=index: job.index == i),
+            )
         )
     conditions = []
     for condition, label, short in rows:
-        values = [p["scores"][condition] for p in per_passage if condition in p["scores"]]
+        values = [p.scores[condition] for p in per_passage if condition in p.scores]
         gains = [
-            p["scores"][condition] - p["scores"]["base"]
+            p.scores[condition] - p.scores["base"]  # type: ignore[operator]
             for p in per_passage
-            if condition in p["scores"] and "base" in p["scores"]
+            if condition in p.scores and "base" in p.scores
         ]
-        kept = [p["retention"][condition] for p in per_passage if condition in p["retention"]]
+        kept = [p.retention[condition] for p in per_passage if condition in p.retention]
         if condition == "base":
-            kept = [p["retention"]["base"] for p in per_passage if "base" in p["retention"]][:1]
+            kept = [p.retention["base"] for p in per_passage if "base" in p.retention][:1]
         conditions.append(
-            {
-                "condition": condition,
-                "label": label,
-                "short_label": short,
-                **describe(values, config.seed),
-                "gain": describe(gains, config.seed),
-                "retention": mean(kept),
-                "retention_n": len(kept),
-            }
+            ConditionRow(
+                condition=condition,
+                label=label,
+                short_label=short,
+                **describe(values, config.seed),  # type: ignore[arg-type]
+                gain=describe(gains, config.seed),  # type: ignore[arg-type]
+                retention=mean(kept),  # type: ignore[arg-type]
+                retention_n=len(kept),
+            )
         )
     by_round = [
-        {"round": r, **next(c for c in conditions if c["condition"] == f"p{r}")}
+        RoundRow(round=r, **next(c for c in conditions if c.condition == f"p{r}").model_dump())
         for r in range(config.rounds + 1)
     ]
     keys = [condition for condition, _, _ in rows]
     labels = {condition: label for condition, label, _ in rows}
     pairs = planned_comparisons(keys, config.rounds)
     for row in conditions:  # the budget each condition trained with, and its gain on other passages
-        spent = [p["training"][row["condition"]] for p in per_passage if row["condition"] in p["training"]]
-        row["steps"] = describe([t["steps"] for t in spent if t.get("steps") is not None], config.seed)
-        row["tokens"] = mean([t["tokens"] for t in spent if t.get("tokens") is not None])
-        row["control_gain"] = describe(
-            [
-                p["control_gain"][row["condition"]][metric]
-                for p in per_passage
-                if metric in p["control_gain"].get(row["condition"], {})
-            ],
-            config.seed,
+        spent_on = [p.training[row.condition] for p in per_passage if row.condition in p.training]
+        row.steps = Estimate.model_validate(
+            describe([t.steps for t in spent_on if t.steps is not None], config.seed)
         )
-    return {
-        "metric": metric,
-        "passages": per_passage,
-        "conditions": conditions,
-        "by_round": by_round,
-        "metrics": metric_table(per_passage, keys, config.seed),
-        "comparisons": compare(per_passage, labels, pairs, metric, config.seed),
-        "power": power(per_passage, pairs, metric),
-    }
+        row.tokens = mean([t.tokens for t in spent_on if t.tokens is not None])
+        row.control_gain = Estimate.model_validate(
+            describe(
+                [
+                    p.control_gain[row.condition][metric]
+                    for p in per_passage
+                    if metric in p.control_gain.get(row.condition, {})
+                ],
+                config.seed,
+            )
+        )
+    return HeldoutResults(
+        metric=metric,
+        passages=per_passage,
+        conditions=conditions,
+        by_round=by_round,
+        metrics=metric_table(per_passage, keys, config.seed),
+        comparisons=compare(per_passage, labels, pairs, metric, config.seed),
+        power=power(per_passage, pairs, metric),
+    )
 
 
 def _known(mean: Scores) -> dict[str, float]:

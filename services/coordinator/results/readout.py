@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 
 from ..run.jobs import JobName
 from ..run.records import (
+    DirectiveRecord,
     Evaluation,
     EvaluationRecord,
     FailedRecord,
@@ -55,12 +56,12 @@ def error_of(jobs: Jobs, job: JobName) -> str | None:
     return record.error if isinstance(record, FailedRecord) else None
 
 
-def trained_directive(train: TrainRecord | None, edit: SelfEdit) -> dict[str, float | int]:
+def trained_directive(train: TrainRecord | None, edit: SelfEdit) -> DirectiveRecord:
     """The directive an adapter trained with: its train record's, else (a record from before train records
     kept it) the one the self-edit wrote."""
     if train is not None and "directive" in train.model_fields_set and train.directive is not None:
-        return train.directive.values()
-    return edit.directive.values()
+        return train.directive
+    return edit.directive
 
 
 def errors_of(jobs: Jobs, belongs: Callable[[JobName], bool]) -> list[str]:

@@ -7,7 +7,10 @@ after the first add their stage (`r1-`):
   `0000-r1-train-<format>-<sample>[-d<trial>][-s<seed>]`, `0000-r1-evaluate`, `0000-r1-retention`;
 - held-out passages: `0002-heldout-<condition>-<step>`, the condition `passage`, `p<round>` or
   `teacher-<name>`, the step `edit`, `train`, `evaluate`, `control` or `retention`;
-- the run: `policy-r<n>`, the policy trained on the winners of round n - 1.
+- the run: `policy-r<n>`, the policy trained on the winners of round n - 1;
+- a continual run's streams: `0003-c<ordering>s<step>-<what>` (`CONTINUAL_STEPS`), the index that of the passage
+  the job is about: the step's own (`generate`, `train-<sample>`, `candidates`, `candret`, `retention`), a seen
+  one's accuracy after the step (`accuracy`), or the next unseen one's (`next`); its baselines are `0003-baseline`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ _TRAIN = re.compile(
     r"train-(?P<format>.+?)-(?P<sample>\d+)(?:-d(?P<trial>[1-9]\d*))?(?:-s(?P<seed>[1-9]\d*))?"
 )
 _HELDOUT = re.compile(r"heldout-(?P<condition>.+)-(?P<step>[a-z]+)")
+#: A continual stream's jobs: what each step does (`train` carries the self-edit's sample index).
+CONTINUAL_STEPS = ("generate", "train", "candidates", "candret", "accuracy", "next", "retention")
+_CONTINUAL = re.compile(
+    r"c(?P<ordering>0|[1-9]\d*)s(?P<position>0|[1-9]\d*)-(?P<step>[a-z]+)(?:-(?P<sample>0|[1-9]\d*))?"
+)
 
 
 def trial_suffix(trial: int) -> str:
@@ -64,6 +72,8 @@ class JobName:
     seed: int = 0
     #: The held-out condition; "" for jobs of the training rounds.
     condition: str = ""
+    #: A continual stream's job: (ordering, step position in it); None for every other job.
+    stream: tuple[int, int] | None = None
 
     @classmethod
     def baseline(cls, index: int) -> JobName:
@@ -95,6 +105,13 @@ class JobName:
     def policy(cls, round_index: int) -> JobName:
         return cls("policy", round=round_index)
 
+    @classmethod
+    def continual(cls, ordering: int, position: int, step: str, index: int, sample: int = 0) -> JobName:
+        """Step `position` of stream `ordering`: `step` (one of CONTINUAL_STEPS) about passage `index`."""
+        if step not in CONTINUAL_STEPS:
+            raise ValueError(f"not a continual step: {step!r}")
+        return cls(step, index, sample=sample, stream=(ordering, position))
+
     @property
     def label(self) -> str:
         """The name without the passage's index (the job's name within its passage)."""
@@ -102,6 +119,9 @@ class JobName:
             return f"policy-r{self.round + 1}"
         if self.condition:
             return f"heldout-{self.condition}-{self.step}"
+        if self.stream is not None:
+            sample = f"-{self.sample}" if self.step == "train" else ""
+            return f"c{self.stream[0]}s{self.stream[1]}-{self.step}{sample}"
         stage = f"r{self.round}-" if self.round else ""
         if self.step == "generate":
             return f"{stage}generate-{self.format}"
@@ -131,6 +151,15 @@ def _parse(name: str) -> JobName | None:
     index, label = int(indexed["index"]), indexed["label"]
     if (heldout := _HELDOUT.fullmatch(label)) and heldout["step"] in HELDOUT_STEPS:
         return JobName.heldout(index, heldout["condition"], heldout["step"])
+    if (stream := _CONTINUAL.fullmatch(label)) and stream["step"] in CONTINUAL_STEPS:
+        if (stream["sample"] is not None) != (stream["step"] == "train"):
+            return None
+        ordering, position, sample = (
+            int(stream["ordering"]),
+            int(stream["position"]),
+            int(stream["sample"] or 0),
+        )
+        return JobName.continual(ordering, position, stream["step"], index, sample)
     round_index = 0
     if stage := _STAGE.fullmatch(label):
         round_index, label = int(stage["round"]), stage["rest"]

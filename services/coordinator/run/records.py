@@ -48,7 +48,7 @@ class DirectiveRecord(OpenRecord):
     max_length: int | None = None
     steps: int | None = None
 
-    def values(self) -> dict[str, Any]:
+    def values(self) -> dict[str, Number]:
         """The fields the record has, by name."""
         return self.model_dump()
 
@@ -99,23 +99,6 @@ class TrainRecord(OpenRecord):
     metrics: TrainMetrics | None = None
 
 
-class PolicyRecord(OpenRecord):
-    """ReST-EM's policy update after a round: the winners it trained on, or why it was skipped."""
-
-    round: int = 0
-    previous_policy_adapter_key: str = ""
-    #: The winning self-edits, as the round's results describe them (results/rounds.py `best`).
-    winners: list[dict[str, Any]] = []
-    adapter_key: str | None = None
-    directive: DirectiveRecord | None = None
-    reused: bool = False
-    trainer: str | None = None
-    metrics: TrainMetrics | None = None
-    skipped: str = ""
-    dataset_key: str | None = None
-    examples: int | None = None
-
-
 class Scores(OpenRecord):
     """An answer's scores, or their mean: what the evaluator sent (older records lack the later metrics;
     `judge` only from an evaluator with SEAL's judge)."""
@@ -130,6 +113,41 @@ class Scores(OpenRecord):
     def value(self, metric: str) -> Any:
         """The metric's value, None when this record has none."""
         return getattr(self, metric, None)
+
+
+class BestSelfEdit(OpenRecord):
+    """A passage's best self-edit in a round (the round's results); a policy update's winners are these,
+    with the passage they won on."""
+
+    #: Only on a policy update's winners (a round's results keep it on the passage).
+    passage_id: str | None = None
+    format: str = ""
+    sample_index: int = 0
+    dataset_key: str = ""
+    adapter_key: str | None = None
+    #: The directive it trained with: its own, or the directive-search trial's that scored best.
+    directive: DirectiveRecord = Field(default_factory=DirectiveRecord)
+    directive_trial: str = ""
+    reward: Number = 0.0
+    scores: Scores | None = None
+    positive: bool = False
+
+
+class PolicyRecord(OpenRecord):
+    """ReST-EM's policy update after a round: the winners it trained on, or why it was skipped."""
+
+    round: int = 0
+    previous_policy_adapter_key: str = ""
+    #: The winning self-edits, as the round's results describe them (results/rounds.py `best`).
+    winners: list[BestSelfEdit] = []
+    adapter_key: str | None = None
+    directive: DirectiveRecord | None = None
+    reused: bool = False
+    trainer: str | None = None
+    metrics: TrainMetrics | None = None
+    skipped: str = ""
+    dataset_key: str | None = None
+    examples: int | None = None
 
 
 class Answer(OpenRecord):
@@ -184,6 +202,69 @@ class RunServices(OpenRecord):
     trainers: list[ServiceRecord] = []
 
 
+class RunSplit(OpenRecord):
+    """Which passages train the policy and which are held out, by id (the spec keeps the seed that chose
+    them)."""
+
+    seed: int | None = None
+    train: list[str] = []
+    heldout: list[str] = []
+
+
+class StoredTeacher(OpenRecord):
+    """An imported teacher's self-edits as the spec keeps them: held-out passage id -> completion."""
+
+    name: str
+    format: str = ""
+    completions: dict[str, str] = {}
+
+
+class RunSpec(OpenRecord):
+    """`runs/<id>/spec.json` (and its copy): everything needed to run, and resume, a run. The first
+    coordinators wrote no split and no teachers."""
+
+    id: str | None = None
+    name: str
+    created_at: Number
+    #: The RunConfig as JSON: read into this version's RunConfig when the run loads, so that a spec from
+    #: another version still reads and the run is told unrunnable (with why) instead of being moved aside.
+    config: dict[str, Any]
+    #: SEAL/SQuAD-format passages as JSON, parsed (with clear errors) by seal_lab.formats.passages.
+    passages: list[Any]
+    split: RunSplit | None = None
+    teachers: list[StoredTeacher] = []
+
+
+class Manifest(OpenRecord):
+    """`runs/<id>/manifest.json`, written last: its presence means the run finished."""
+
+    id: str | None = None
+    status: str
+    error: str = ""
+    finished_at: Number | None = None
+    services: RunServices | None = None
+    job_keys: list[str] = []
+    #: The results as JSON (run/result_schemas.py RunResults): read on their own, so that results this version
+    #: cannot read are told while the run's status still loads.
+    results: dict[str, Any] | None
+
+
+class LeaseRecord(OpenRecord):
+    """`runs/<id>/lease/<epoch>.json`: which coordinator runs the run, and until when (engine/lease.py)."""
+
+    run_id: str = ""
+    epoch: int = 0
+    owner: str = ""
+    renewed_at: Number | None = None
+    #: Seconds since the epoch; a lease without one protects nothing.
+    expires_at: Number | None = None
+    #: Given up by a graceful stop (only then present).
+    released: bool | None = None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is None or self.expires_at <= now
+
+
 class UnknownRecord(OpenRecord):
     """The record of a job whose name this version never writes (a newer coordinator's): kept as it is,
     counted, and left out of the results."""
@@ -201,6 +282,11 @@ _RECORD_OF_STEP: dict[str, type[OpenRecord]] = {
     "evaluate": EvaluationRecord,
     "retention": EvaluationRecord,
     "control": EvaluationRecord,
+    # a continual stream's evaluations (run/jobs.py CONTINUAL_STEPS)
+    "candidates": EvaluationRecord,
+    "candret": EvaluationRecord,
+    "accuracy": EvaluationRecord,
+    "next": EvaluationRecord,
 }
 
 

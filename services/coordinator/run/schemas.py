@@ -242,6 +242,56 @@ class RunConfig(RequestModel):
         max_length=8,
         description="also train every training self-edit with each of these directives and keep the best",
     )
+    mode: Literal["standard", "continual"] = Field(
+        "standard",
+        description="standard: ReST-EM rounds and SEAL's held-out conditions, every adapter trained on the base "
+        "model. continual: the passages as a stream (`order` or `orderings`), each one's chosen self-edit "
+        "trained on the model the stream has so far, which becomes the model of the next step",
+    )
+    order: list[int | Annotated[str, StringConstraints(max_length=MAX_RUN_NAME_CHARS)]] | None = Field(
+        None,
+        max_length=MAX_PASSAGES_PER_REQUEST,
+        description="continual: the stream's passages, by title or by index into `passages` (not given: every "
+        "passage, in the order given, or `orderings` seeded shuffles of them)",
+        json_schema_extra={"cli": "list"},
+    )
+    orderings: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="continual: this many seeded shuffles of the passages, each its own stream from the base "
+        "model (0 = one stream, in `order` or the order given)",
+    )
+    continual_pick: Literal["first", "best"] = Field(
+        "first",
+        description="continual: which self-edit of a step is trained into the stream: the first (SEAL's "
+        "continual experiment) or the best of the k by reward, each trained on the current model",
+    )
+    continual_carry: Literal["adapter", "merge"] = Field(
+        "adapter",
+        description="continual: how the model carries what it learned: one adapter trained on from step to step "
+        "(SEAL's way), or each step's adapter merged into the weights and a fresh one trained on top",
+    )
+    continual_replay: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="continual, against forgetting: mix this many training examples from earlier steps' "
+        "chosen self-edits into each step's training (seeded; 0 = off)",
+    )
+    continual_update: DirectiveOverride | None = Field(
+        None,
+        description="continual, against forgetting: a smaller update: these directive fields (a lower "
+        "lora_rank, learning_rate, epochs...) override every step's directive (clamped to the trainer's limits)",
+    )
+    retention_lambda: float = Field(
+        0.0,
+        ge=0.0,
+        le=100.0,
+        description="against forgetting: a self-edit's reward becomes its gain minus this times its loss on the "
+        "retention sample (base model's score minus the adapter's, floored at 0); the ReST-EM winners and a "
+        "continual `best` pick use it. Needs `retention`. 0 = the gain alone",
+    )
     strategy_files: list[Annotated[str, StringConstraints(max_length=MAX_STRATEGY_CHARS)]] = Field(
         [],
         max_length=4,
@@ -298,7 +348,48 @@ class RunConfig(RequestModel):
         unused = sorted(set(self.strategy_texts) - {*self.formats, self.heldout_format})
         if unused:
             raise ValueError(f"strategy_files define {unused}, named in neither formats nor heldout_format")
+        if self.retention_lambda and not self.retention:
+            raise ValueError("retention_lambda weighs the retention loss: it needs retention on")
+        self._continual_conflicts()
         return self
+
+    def _continual_conflicts(self) -> None:
+        """A continual run's settings together, and none of them on a standard run."""
+        continual_only = {
+            "order": self.order is not None,
+            "orderings": self.orderings != 0,
+            "continual_pick": self.continual_pick != "first",
+            "continual_carry": self.continual_carry != "adapter",
+            "continual_replay": self.continual_replay != 0,
+            "continual_update": self.continual_update is not None,
+        }
+        if self.mode != "continual":
+            named = [name for name, given in continual_only.items() if given]
+            if named:
+                raise ValueError(f"{', '.join(named)} only apply to mode 'continual'")
+            return
+        conflicts = {
+            "rounds": self.rounds != 0,
+            "heldout": self.heldout != 0,
+            "directive_search": bool(self.directive_search),
+            "reward_seeds": self.reward_seeds != 1,
+            "policy_adapter_key": bool(self.policy_adapter_key),
+            "formats (more than one)": len(self.formats) != 1,
+        }
+        named = [name for name, given in conflicts.items() if given]
+        if named:
+            raise ValueError(
+                f"a continual run trains one stream, each step on the last: {', '.join(named)} cannot be set "
+                "with mode 'continual'"
+            )
+        if self.order is not None and not self.order:
+            raise ValueError(
+                "order is empty: name the stream's passages (titles or indexes), or leave it out"
+            )
+        if self.order is not None and self.orderings:
+            raise ValueError("give either order or orderings, not both")
+        if self.continual_pick == "first" and self.retention_lambda:
+            raise ValueError("retention_lambda chooses among self-edits: it needs continual_pick 'best'")
 
     @property
     def heldout_edit_format(self) -> str:
@@ -347,6 +438,8 @@ class RunCreate(RequestModel):
             raise ValueError("give exactly one of `dataset` or `passages`")
         if self.heldout_passages is not None and self.config.heldout:
             raise ValueError("give either `heldout_passages` or `config.heldout`, not both")
+        if self.config.mode == "continual" and (self.heldout_passages is not None or self.teachers):
+            raise ValueError("a continual run streams `passages`: heldout_passages and teachers do not apply")
         names = [t.name for t in self.teachers]
         if len(set(names)) != len(names):
             raise ValueError("teacher names must be unique")

@@ -25,23 +25,23 @@ _sym_db = _symbol_database.Default()
 from seal.v1 import common_pb2 as seal_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15seal/v1/trainer.proto\x12\x07seal.v1\x1a\x14seal/v1/common.proto\"h\n\x0cTrainRequest\x12\x13\n\x0b\x64\x61taset_key\x18\x01 \x01(\t\x12%\n\tdirective\x18\x02 \x01(\x0b\x32\x12.seal.v1.Directive\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\x0e\n\x06job_id\x18\x04 \x01(\t\"d\n\rTrainProgress\x12\x0c\n\x04step\x18\x01 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x02 \x01(\x05\x12\r\n\x05\x65poch\x18\x03 \x01(\x05\x12\x0c\n\x04loss\x18\x04 \x01(\x01\x12\x13\n\x0bwaiting_for\x18\x05 \x01(\t\"\x9e\x01\n\x0cTrainMetrics\x12\x11\n\tstep_loss\x18\x01 \x03(\x01\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x04 \x01(\x01\x12\r\n\x05steps\x18\x05 \x01(\x05\x12\x1c\n\x14trainable_parameters\x18\x06 \x01(\x03\x12\x12\n\ngroup_size\x18\x07 \x01(\x05\"Z\n\x0bTrainResult\x12\x13\n\x0b\x61\x64\x61pter_key\x18\x01 \x01(\t\x12&\n\x07metrics\x18\x02 \x01(\x0b\x32\x15.seal.v1.TrainMetrics\x12\x0e\n\x06reused\x18\x03 \x01(\x08\"i\n\nTrainEvent\x12*\n\x08progress\x18\x01 \x01(\x0b\x32\x16.seal.v1.TrainProgressH\x00\x12&\n\x06result\x18\x02 \x01(\x0b\x32\x14.seal.v1.TrainResultH\x00\x42\x07\n\x05\x65vent2z\n\x07Trainer\x12\x38\n\x07GetInfo\x12\x17.seal.v1.GetInfoRequest\x1a\x14.seal.v1.ServiceInfo\x12\x35\n\x05Train\x12\x15.seal.v1.TrainRequest\x1a\x13.seal.v1.TrainEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15seal/v1/trainer.proto\x12\x07seal.v1\x1a\x14seal/v1/common.proto\"\x96\x01\n\x0cTrainRequest\x12\x13\n\x0b\x64\x61taset_key\x18\x01 \x01(\t\x12%\n\tdirective\x18\x02 \x01(\x0b\x32\x12.seal.v1.Directive\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x18\n\x10init_adapter_key\x18\x05 \x01(\t\x12\x12\n\nmerge_init\x18\x06 \x01(\x08\"d\n\rTrainProgress\x12\x0c\n\x04step\x18\x01 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x02 \x01(\x05\x12\r\n\x05\x65poch\x18\x03 \x01(\x05\x12\x0c\n\x04loss\x18\x04 \x01(\x01\x12\x13\n\x0bwaiting_for\x18\x05 \x01(\t\"\x9e\x01\n\x0cTrainMetrics\x12\x11\n\tstep_loss\x18\x01 \x03(\x01\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x04 \x01(\x01\x12\r\n\x05steps\x18\x05 \x01(\x05\x12\x1c\n\x14trainable_parameters\x18\x06 \x01(\x03\x12\x12\n\ngroup_size\x18\x07 \x01(\x05\"Z\n\x0bTrainResult\x12\x13\n\x0b\x61\x64\x61pter_key\x18\x01 \x01(\t\x12&\n\x07metrics\x18\x02 \x01(\x0b\x32\x15.seal.v1.TrainMetrics\x12\x0e\n\x06reused\x18\x03 \x01(\x08\"i\n\nTrainEvent\x12*\n\x08progress\x18\x01 \x01(\x0b\x32\x16.seal.v1.TrainProgressH\x00\x12&\n\x06result\x18\x02 \x01(\x0b\x32\x14.seal.v1.TrainResultH\x00\x42\x07\n\x05\x65vent2z\n\x07Trainer\x12\x38\n\x07GetInfo\x12\x17.seal.v1.GetInfoRequest\x1a\x14.seal.v1.ServiceInfo\x12\x35\n\x05Train\x12\x15.seal.v1.TrainRequest\x1a\x13.seal.v1.TrainEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'seal.v1.trainer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRAINREQUEST']._serialized_start=56
-  _globals['_TRAINREQUEST']._serialized_end=160
-  _globals['_TRAINPROGRESS']._serialized_start=162
-  _globals['_TRAINPROGRESS']._serialized_end=262
-  _globals['_TRAINMETRICS']._serialized_start=265
-  _globals['_TRAINMETRICS']._serialized_end=423
-  _globals['_TRAINRESULT']._serialized_start=425
-  _globals['_TRAINRESULT']._serialized_end=515
-  _globals['_TRAINEVENT']._serialized_start=517
-  _globals['_TRAINEVENT']._serialized_end=622
-  _globals['_TRAINER']._serialized_start=624
-  _globals['_TRAINER']._serialized_end=746
+  _globals['_TRAINREQUEST']._serialized_start=57
+  _globals['_TRAINREQUEST']._serialized_end=207
+  _globals['_TRAINPROGRESS']._serialized_start=209
+  _globals['_TRAINPROGRESS']._serialized_end=309
+  _globals['_TRAINMETRICS']._serialized_start=312
+  _globals['_TRAINMETRICS']._serialized_end=470
+  _globals['_TRAINRESULT']._serialized_start=472
+  _globals['_TRAINRESULT']._serialized_end=562
+  _globals['_TRAINEVENT']._serialized_start=564
+  _globals['_TRAINEVENT']._serialized_end=669
+  _globals['_TRAINER']._serialized_start=671
+  _globals['_TRAINER']._serialized_end=793
 # @@protoc_insertion_point(module_scope)

@@ -8,16 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TrainRequest(_message.Message):
-    __slots__ = ("dataset_key", "directive", "seed", "job_id")
+    __slots__ = ("dataset_key", "directive", "seed", "job_id", "init_adapter_key", "merge_init")
     DATASET_KEY_FIELD_NUMBER: _ClassVar[int]
     DIRECTIVE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    INIT_ADAPTER_KEY_FIELD_NUMBER: _ClassVar[int]
+    MERGE_INIT_FIELD_NUMBER: _ClassVar[int]
     dataset_key: str
     directive: _common_pb2.Directive
     seed: int
     job_id: str
-    def __init__(self, dataset_key: _Optional[str] = ..., directive: _Optional[_Union[_common_pb2.Directive, _Mapping]] = ..., seed: _Optional[int] = ..., job_id: _Optional[str] = ...) -> None: ...
+    init_adapter_key: str
+    merge_init: bool
+    def __init__(self, dataset_key: _Optional[str] = ..., directive: _Optional[_Union[_common_pb2.Directive, _Mapping]] = ..., seed: _Optional[int] = ..., job_id: _Optional[str] = ..., init_adapter_key: _Optional[str] = ..., merge_init: _Optional[bool] = ...) -> None: ...
 
 class TrainProgress(_message.Message):
     __slots__ = ("step", "total_steps", "epoch", "loss", "waiting_for")

@@ -27,6 +27,7 @@ DATASET_PREFIX = "datasets"
 DATASET_SUFFIX = ".jsonl"
 DATASET_CONTENT_TYPE = "application/x-ndjson"
 POLICY_PURPOSE = "rest-em policy"
+REPLAY_PURPOSE = "continual replay"
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,27 @@ class PolicyMeta:
 
 
 @dataclass(frozen=True)
+class ReplayMeta:
+    """The meta record of a continual step's training set with replay: the step's own self-edit dataset, and
+    the earlier steps' datasets a seeded sample of examples was mixed in from."""
+
+    dataset_key: str
+    replayed_from: tuple[str, ...]
+    replayed: int
+    seed: int
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "type": "meta",
+            "purpose": REPLAY_PURPOSE,
+            "dataset_key": self.dataset_key,
+            "replayed_from": list(self.replayed_from),
+            "replayed": self.replayed,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A dataset as read: its meta record (empty when it has none) and its training examples."""
 
@@ -129,7 +151,7 @@ class Dataset:
 
 
 def write_dataset(
-    store: ObjectStore, meta: SelfEditMeta | PolicyMeta, examples: Sequence[TrainingExample]
+    store: ObjectStore, meta: SelfEditMeta | PolicyMeta | ReplayMeta, examples: Sequence[TrainingExample]
 ) -> str:
     """Store a dataset under its content key (idempotent: the same records give the same key); return it."""
     records = [meta.record(), *(e.record() for e in examples)]

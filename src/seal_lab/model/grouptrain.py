@@ -26,7 +26,13 @@ from seal_lab.formats.datasets import TrainingExample
 from seal_lab.formats.directive import Directive
 from seal_lab.model.base import LoadedModel
 from seal_lab.model.groupoptim import GroupAdamW
-from seal_lab.model.multilora import AdapterWeights, StackedLora, fresh_adapter, lora_targets
+from seal_lab.model.multilora import (
+    AdapterWeights,
+    StackedLora,
+    fresh_adapter,
+    lora_targets,
+    with_all_targets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,10 @@ class GroupJob:
     #: Asked before every step (on the training thread): True stops this job there, with `TrainingCancelled`
     #: as its outcome (nothing to publish); the group's other jobs go on.
     cancelled: Callable[[], bool] | None = None
+    #: Start from this adapter instead of a fresh one (a continual stream's current model); see `start_adapter`.
+    init: AdapterWeights | None = None
+    #: With `init`: merge it (frozen) and train a fresh adapter of the directive's rank on top.
+    merge_init: bool = False
 
 
 class TrainingCancelled(CallCancelled):
@@ -206,16 +216,17 @@ def train_group(
     members = sorted(plans)  # slot i of the stack is job members[i]
     model = loaded.model
     targets = lora_targets(model, target_modules)
-    adapters = [
-        fresh_adapter(model, targets, jobs[j].directive.lora_rank, jobs[j].directive.lora_alpha, jobs[j].seed)
-        for j in members
-    ]
+    starts = [start_adapter(model, targets, jobs[j]) for j in members]
+    adapters = [adapter for adapter, _ in starts]
     stack = StackedLora(model, targets, adapters, trainable=True)
+    frozen = {slot: ranks for slot, (_, ranks) in enumerate(starts) if ranks}
+    if frozen:
+        stack.freeze_leading_ranks(frozen)
     device = loaded.device
     optimizer = GroupAdamW(stack.params(), len(members), device)
     learning_rates = [jobs[j].directive.learning_rate for j in members]
-    for j in members:
-        rank = jobs[j].directive.lora_rank
+    for slot, j in enumerate(members):
+        rank = adapters[slot].rank - frozen.get(slot, 0)
         outcome = results[j]
         assert isinstance(outcome, TrainOutcome)
         outcome.group_size = len(members)
@@ -269,9 +280,48 @@ def train_group(
                     if step + 1 == len(plans[j].steps):  # this job is done: its time and its weights
                         outcome.seconds = time.perf_counter() - started
                         outcome.adapter = stack.export(slot)
+                        if slot in frozen:  # one plain LoRA: the merged part and the new one, scaling 1
+                            outcome.adapter = unit_scaled(outcome.adapter)
     finally:
         model.train(was_training)
     return results
+
+
+def start_adapter(model: Any, targets: list[str], job: GroupJob) -> tuple[AdapterWeights, int]:
+    """A job's starting weights and how many of its leading ranks stay frozen.
+
+    Fresh (no `init`): peft's initial weights for the job's seed. `init` alone: that adapter as it is, trained
+    on at its own rank and alpha (one adapter carried through a stream, SEAL's way). `init` with `merge_init`:
+    the init adapter stands for weights merged into the base, exactly: its ranks come first and stay frozen
+    (its B rescaled to the fresh part's scaling, so the sum of the two products is unchanged), and a fresh
+    adapter of the directive's rank and alpha trains after them as it would alone.
+    """
+    directive = job.directive
+    fresh = fresh_adapter(model, targets, directive.lora_rank, directive.lora_alpha, job.seed)
+    if job.init is None:
+        return fresh, 0
+    init = with_all_targets(job.init, model, targets)
+    if not job.merge_init:
+        return init, 0
+    import torch
+
+    ratio = init.scaling / fresh.scaling
+    weights = {
+        name: (
+            torch.cat([init.weights[name][0], a]),
+            torch.cat([init.weights[name][1] * ratio, b], dim=1),
+        )
+        for name, (a, b) in fresh.weights.items()
+    }
+    rank = init.rank + fresh.rank
+    return AdapterWeights(rank, fresh.scaling * rank, weights), init.rank
+
+
+def unit_scaled(adapter: AdapterWeights) -> AdapterWeights:
+    """The same adapter with its scaling folded into B: alpha = rank (stays within the trainer's alpha limit)."""
+    scaling = adapter.scaling
+    weights = {name: (a, b * scaling) for name, (a, b) in adapter.weights.items()}
+    return AdapterWeights(adapter.rank, float(adapter.rank), weights)
 
 
 def _step(

@@ -271,6 +271,18 @@ class StackedLora:
                 b_view[slot, :, : adapter.rank] = b_g
         self.flat = flat.to(device).requires_grad_(trainable)
 
+    def freeze_leading_ranks(self, ranks: dict[int, int]) -> None:
+        """Keep the first `ranks[slot]` ranks of those slots as they are: their gradient is zeroed (AdamW with
+        no weight decay then leaves them exactly unchanged, and they do not count in the clipping norm)."""
+        import torch
+
+        mask = torch.ones_like(self.flat, requires_grad=False)
+        for a_view, b_view in self._layer_views(mask).values():
+            for slot, count in ranks.items():
+                a_view[slot, :count] = 0
+                b_view[slot, :, :count] = 0
+        self.flat.register_hook(lambda grad: grad * mask)
+
     def _layer_views(self, flat: Any) -> dict[str, tuple[Any, Any]]:
         """Each layer's `[G, r, in]` and `[G, out, r]` views of `flat`, taken with one `split`: its backward
         is one concatenation (a slice per layer would add a zero-filled copy of the whole tensor per layer)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from ...report.render import render_report
+from ...report.render import ReportRun, render_report
 from ...run.result_schemas import RunResults
 from ..deps import Run
 from ..errors import ResultsNotReady, responses
@@ -26,12 +26,6 @@ async def get_results(run: Run) -> RunResults:
 async def get_report(run: Run) -> HTMLResponse:
     """A self-contained HTML page with plots, SEAL's conditions table and example self-edits."""
     page = render_report(
-        {
-            "id": run.id,
-            "name": run.name,
-            "status": run.status,
-            "services": run.services.model_dump(),
-            "results": None if run.results is None else run.results.model_dump(),
-        }
+        ReportRun(id=run.id, name=run.name, status=run.status, services=run.services, results=run.results)
     )
     return HTMLResponse(page)
