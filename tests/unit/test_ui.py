@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
@@ -212,12 +213,36 @@ def test_adapters_and_services_pages(stack, tmp_path):
     assert client.get("/ui/adapters/nonesuch").status_code == 404
     wait_status(client, start(client), ("succeeded",))
     services = client.get("/ui/services").text
-    assert (
-        "ok" in services
-        and "trainer-a:1" in services
-        and "fake" in services
-        and "calls in flight" in services
+    assert "ok" in services and "calls in flight" in services  # health and the /metrics queues
+    rows = _rows(services)  # every service as GET /v1/services found it just now
+    assert [row[:3] for row in rows] == [
+        ["generator", "127.0.0.1:50051", "up"],
+        ["evaluator", "127.0.0.1:50053", "up"],
+        ["trainer", "trainer-a:1", "up"],
+    ]
+    assert rows[2][3:] == ["fake sha256:fake-model (local)", "float32", "—", "1 slot (group 1)", "0/1 busy"]
+
+
+def _rows(page: str) -> list[list[str]]:
+    """The cells of the services table, tags stripped and spaces joined."""
+    table = page.split("<h2>Services</h2>", 1)[1].split("</table>", 1)[0]
+    return [
+        [" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in re.findall(r"<td>(.*?)</td>", row, re.S)]
+        for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)
+        if "<td>" in row
+    ]
+
+
+def test_the_services_page_shows_a_service_that_is_down_with_its_reason(stack):
+    client = signed_in(stack)
+    stack.call(
+        lambda: stack.trainer.fail("GetInfo", grpc.StatusCode.UNAVAILABLE, details="connection refused")
     )
+    response = client.get("/ui/services")
+    assert response.status_code == 200
+    rows = {row[1]: row for row in _rows(response.text)}
+    assert rows["trainer-a:1"][2] == "down UNAVAILABLE: connection refused"
+    assert rows["trainer-a:1"][3] == "—" and rows["127.0.0.1:50051"][2] == "up"
 
 
 def test_session_secret_is_configured_or_derived_never_a_default():

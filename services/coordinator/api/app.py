@@ -19,7 +19,7 @@ from .bodylimit import BodySizeLimit
 from .deps import require_token
 from .errors import HANDLERS, ApiError, HostCheck
 from .ratelimit import RateLimiter
-from .routes import adapters, docs, events, health, metrics, results, runs
+from .routes import adapters, docs, events, health, metrics, results, runs, services
 from .tracking import tracking
 from .ui import install as install_ui
 from .ui.auth import FormRefused, SignInNeeded, form_refused, sign_in_page
@@ -112,6 +112,7 @@ def create_app(
         results.router,
         events.router,
         adapters.router,
+        services.router,
         metrics.router,
     ):  # the token, when set
         app.include_router(router, dependencies=[Depends(require_token)], responses=_ERROR_RESPONSES)

@@ -210,9 +210,18 @@ class TrainerPool:
         ):
             self.failed(endpoint)
 
+    def cooling_down(self, endpoint: TrainerEndpoint, now: float | None = None) -> bool:
+        """Whether a call to `endpoint` failed less than `cooldown` seconds before `now` (time.monotonic())."""
+        now = time.monotonic() if now is None else now
+        return endpoint.failed_at is not None and now - endpoint.failed_at < self.cooldown
+
+    @property
+    def draining(self) -> list[TrainerEndpoint]:
+        """The trainers gone from DNS whose running jobs have not all ended yet."""
+        return list(self._draining.values())
+
     def _trusted(self, endpoint: TrainerEndpoint, avoid: str, now: float) -> bool:
-        failed_lately = endpoint.failed_at is not None and now - endpoint.failed_at < self.cooldown
-        return endpoint.address != avoid and not failed_lately
+        return endpoint.address != avoid and not self.cooling_down(endpoint, now)
 
     def _choose(self, avoid: str) -> TrainerEndpoint | None:
         count = len(self.endpoints)

@@ -36,6 +36,7 @@ from ..results.build import build_results
 from ..results.continual import build_continual_results
 from ..run.continual import stream_orders
 from ..run.schemas import RunCreate, RunSummary
+from ..run.services import ServicesStatus
 from ..run.split import choose_heldout
 from ..settings import CoordinatorSettings
 from . import admission
@@ -62,6 +63,7 @@ from .state import (
     run_spec,
     write_cancel,
 )
+from .survey import survey
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +286,11 @@ class RunManager:
         self._index(run)
 
     # ---- API -------------------------------------------------------------------------------------------
+
+    async def services(self) -> ServicesStatus:
+        """The generator, the evaluator and every trainer this coordinator sees, each asked GetInfo now
+        (concurrently, with a short deadline), with the calls under way to them (survey.py)."""
+        return await survey(self.clients, self.settings, self.calls.stats.pending)
 
     def summaries(self, before: tuple[float, str] | None = None) -> Iterator[RunSummary]:
         """Every run's summary, newest first (by creation, then id), those before `before` only: the runs in

@@ -94,13 +94,23 @@ def directive_problems(config: RunConfig, limits: DirectiveLimits) -> list[str]:
     return problems
 
 
+#: The longest a GetInfo asked while a caller waits (a run's creation, `GET /v1/services`) may take, however long
+#: `info_timeout_seconds` (a run's start, which may wait for a model to load) is.
+QUICK_INFO_SECONDS = 5.0
+
+
+def quick_info_timeout(info_timeout: float) -> float:
+    """The deadline of a GetInfo a caller waits for: `info_timeout`, at most `QUICK_INFO_SECONDS`."""
+    return min(info_timeout, QUICK_INFO_SECONDS)
+
+
 class TrainerLimits:
     """The directive limits this coordinator knows: those a trainer published at the last run's start (the
     defaults before any), which every run's trainings are planned with (budget.py) and its config's
     directives are checked against at creation."""
 
     def __init__(self, info_timeout: float) -> None:
-        self.info_timeout = min(info_timeout, 5.0)
+        self.info_timeout = quick_info_timeout(info_timeout)
         self.limits = DirectiveLimits().with_clamped_default()
         #: Whether `limits` came from a trainer (else they are the defaults, and a creation asks one).
         self.published = False

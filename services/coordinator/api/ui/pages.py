@@ -377,20 +377,13 @@ def _metrics(text: str) -> dict[str, Any]:
 
 @router.get("/services")
 async def services_page(request: Request, user: User) -> Response:
-    """What the coordinator sees: its health, the services' queues and capacity (/metrics), and the models
-    the newest started run was checked against."""
+    """What the coordinator sees: its health, every service as it answered just now (GET /v1/services: its
+    model, capacity and load, or why it did not answer), and the calls' queues and failures (/metrics)."""
     async with api(request) as client:
-        health = await client.http.get("/healthz")
         try:
-            metrics = _metrics(await client.text("/metrics"))
-            newest = await client.get("/v1/runs", page_size=1)
-            services = None
-            if newest["runs"]:
-                detail = await client.get(f"/v1/runs/{newest['runs'][0]['id']}", events=0)
-                services = detail["services"]
-                services_of = newest["runs"][0]["id"]
-            else:
-                services_of = ""
+            health, metrics, services = await asyncio.gather(
+                client.http.get("/healthz"), client.text("/metrics"), client.get("/v1/services")
+            )
         except ApiRefused as exc:
             return _refused(request, exc)
     return render(
@@ -398,8 +391,7 @@ async def services_page(request: Request, user: User) -> Response:
         "services.html.j2",
         health=health.json(),
         health_code=health.status_code,
-        metrics=metrics,
+        metrics=_metrics(metrics),
         services=services,
-        services_of=services_of,
         user=user,
     )
