@@ -78,21 +78,19 @@ async def survey(
         _ask(clients.evaluator, timeout),
         *(_ask(endpoint.stub, timeout) for endpoint, _ in trainers),
     )
+    single = {
+        service: _status(
+            service,
+            getattr(settings, f"{service}_address"),
+            answer,
+            capacity=getattr(settings, f"{service}_concurrency"),
+            pending=pending.get(service, 0),
+        )
+        for service, answer in (("generator", generator), ("evaluator", evaluator))
+    }
     return ServicesStatus(
-        generator=_status(
-            "generator",
-            settings.generator_address,
-            generator,
-            capacity=settings.generator_concurrency,
-            pending=pending.get("generator", 0),
-        ),
-        evaluator=_status(
-            "evaluator",
-            settings.evaluator_address,
-            evaluator,
-            capacity=settings.evaluator_concurrency,
-            pending=pending.get("evaluator", 0),
-        ),
+        generator=single["generator"],
+        evaluator=single["evaluator"],
         trainers=[
             _status(
                 "trainer",
