@@ -104,21 +104,23 @@ def bodies(args: argparse.Namespace, passages: list[dict[str, Any]]) -> dict[str
     }
 
 
-def finals(continual: dict[str, Any]) -> tuple[dict[tuple[int, int], float | None], dict[int, float | None]]:
+def finals(
+    continual: ContinualResults,
+) -> tuple[dict[tuple[int, int], float | None], dict[int, float | None]]:
     """Per (ordering, row) the final accuracy of each passage of a finished stream, and per ordering its final
     retention: what the comparisons pair."""
     accuracy, retention = {}, {}
-    for stream in continual["streams"]:
-        if stream["steps_done"] != len(stream["order"]):
+    for stream in continual.streams:
+        if stream.steps_done != len(stream.order):
             continue
-        last = stream["steps_done"] - 1
-        for row in range(len(stream["order"])):
-            accuracy[(stream["ordering"], row)] = stream["matrix"][row][last]
-        retention[stream["ordering"]] = stream["steps"][last]["retention"]
+        last = stream.steps_done - 1
+        for row in range(len(stream.order)):
+            accuracy[(stream.ordering, row)] = stream.matrix[row][last]
+        retention[stream.ordering] = stream.steps[last].retention
     return accuracy, retention
 
 
-def compare(results: dict[str, dict[str, Any]], reference: str = "none") -> list[dict[str, Any]]:
+def compare(results: dict[str, ContinualResults], reference: str = "none") -> list[dict[str, Any]]:
     """Each option against `reference`: paired tests of the final accuracy over seen passages and of retention."""
     if reference not in results:
         return []
@@ -142,22 +144,22 @@ def compare(results: dict[str, dict[str, Any]], reference: str = "none") -> list
     return rows
 
 
-def report(results: dict[str, dict[str, Any]], comparisons: list[dict[str, Any]], console: Console) -> None:
+def report(results: dict[str, ContinualResults], comparisons: list[dict[str, Any]], console: Console) -> None:
     out = Console(width=170)
     first = next(iter(results))
     out.print(f"[bold]{first}[/bold]:")
-    render_continual(out, ContinualResults.model_validate(results[first]))
+    render_continual(out, results[first])
     table = Table(title="Options against forgetting: final figures, mean over orderings")
     for column in ("option", "streams", "final mean over seen", "retention (base)", "mean forgetting"):
         table.add_column(column, justify="left" if column == "option" else "right")
     for name, continual in results.items():
-        s = continual["summary"]
+        s = continual.summary
         table.add_row(
             name,
-            f"{s['streams_finished']}/{s['streams']}",
-            conditions._num(s["final_mean_seen"]),
-            f"{conditions._num(s['final_retention'])} ({conditions._num(s['retention_base'])})",
-            conditions._num(s["mean_forgetting"]),
+            f"{s.streams_finished}/{s.streams}",
+            conditions._num(s.final_mean_seen),
+            f"{conditions._num(s.final_retention)} ({conditions._num(s.retention_base)})",
+            conditions._num(s.mean_forgetting),
         )
     out.print(table)
     for row in comparisons:
@@ -187,7 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     if failed:
         console.print(f"[red]runs without results: {failed}")
         sys.exit(1)
-    results = {name: d["results"]["continual"] for name, d in details.items()}
+    results = {
+        name: ContinualResults.model_validate(d["results"]["continual"]) for name, d in details.items()
+    }
     comparisons = compare(results)
     report(results, comparisons, console)
     first_id = next(iter(details.values()))["id"]
@@ -200,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         "wall_seconds": round(wall, 1),
         "runs": {name: d["id"] for name, d in details.items()},
         "options": {name: OPTIONS[name] for name in results},
-        "results": results,
+        "results": {name: continual.model_dump(mode="json") for name, continual in results.items()},
         "comparisons": comparisons,
     }
     path = args.out / f"continual_{first_id}.json"

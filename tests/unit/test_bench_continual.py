@@ -3,8 +3,12 @@ comparisons against no option (by ordering and passage for accuracy, by ordering
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from services.coordinator.run.result_schemas import ContinualResults
 from services.coordinator.run.schemas import RunCreate
 from tests.unit.bench_scripts import load_benchmark
 
@@ -38,6 +42,7 @@ def test_an_unknown_option_is_refused(tmp_path):
 
 
 def stream(ordering: int, last_column: list[float], retention: float) -> dict:
+    """A finished stream's record, as the API sends it: only the last column of its matrix filled."""
     size = len(last_column)
     matrix = [[None] * (size - 1) + [v] for v in last_column]
     return {
@@ -45,14 +50,21 @@ def stream(ordering: int, last_column: list[float], retention: float) -> dict:
         "order": [f"p{i}" for i in range(size)],
         "steps_done": size,
         "matrix": matrix,
-        "steps": [{"retention": None}] * (size - 1) + [{"retention": retention}],
+        "steps": [{"position": j, "retention": retention if j == size - 1 else None} for j in range(size)],
     }
+
+
+def results_of(*streams: dict) -> ContinualResults:
+    return ContinualResults.model_validate(
+        {"metric": "f1", "pick": "first", "carry": "adapter", "streams": streams}
+        | {"by_position": {}, "per_stream": [], "summary": {}}
+    )
 
 
 def test_options_are_compared_with_none_in_pairs():
     results = {
-        "none": {"streams": [stream(0, [0.2, 0.5], 0.6), stream(1, [0.1, 0.4], 0.5)]},
-        "replay": {"streams": [stream(0, [0.3, 0.5], 0.7), stream(1, [0.3, 0.5], 0.6)]},
+        "none": results_of(stream(0, [0.2, 0.5], 0.6), stream(1, [0.1, 0.4], 0.5)),
+        "replay": results_of(stream(0, [0.3, 0.5], 0.7), stream(1, [0.3, 0.5], 0.6)),
     }
     rows = continual.compare(results)
     accuracy, retention = rows
@@ -60,3 +72,17 @@ def test_options_are_compared_with_none_in_pairs():
     assert accuracy["mean_diff"] == pytest.approx((0.1 + 0 + 0.2 + 0.1) / 4)
     assert (retention["n"], retention["mean_diff"]) == (2, pytest.approx(0.1))
     assert accuracy["mde"] is not None and "replay" in accuracy["verdict"]
+
+
+SMOKE = "continual_smoke_run-20261207-194428-073529.json"
+
+
+def test_a_stored_benchmark_result_reads_typed_and_dumps_back_to_the_same_json():
+    """The smoke run's JSON (written when the results were dicts) is what the typed models read and write."""
+    path = Path(__file__).parents[2] / "benchmarks" / "results" / SMOKE
+    stored = json.loads(path.read_text())
+    typed = {name: ContinualResults.model_validate(r) for name, r in stored["results"].items()}
+    assert typed["replay"].streams[0].steps[0].dataset_key.startswith("datasets/")
+    dumped = {name: r.model_dump(mode="json") for name, r in typed.items()}
+    assert json.dumps(dumped, indent=1) == json.dumps(stored["results"], indent=1)
+    assert continual.finals(typed["none"])[1] == {0: typed["none"].per_stream[0].final_retention}

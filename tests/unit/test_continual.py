@@ -129,17 +129,17 @@ def test_each_step_trains_on_the_last_and_the_matrix_is_what_was_measured(tmp_pa
         results = run.results.continual
         stream = results.streams[0]
         order_ids = [PASSAGES[i].passage_id for i in (2, 0, 1)]
-        assert stream["order"] == order_ids and stream["steps_done"] == 3
+        assert stream.order == order_ids and stream.steps_done == 3
         # by hand: after step j the model learned order[:j+1]; passage i scores 1 / (1 + j - i)
         expected = [[(1 / (1 + j - i) if i <= j else None) for j in range(3)] for i in range(3)]
-        assert stream["matrix"] == [[None if v is None else round(v, 6) for v in row] for row in expected]
-        assert stream["mean_seen"] == [1.0, 0.75, round((1 / 3 + 1 / 2 + 1) / 3, 4)]
-        assert stream["forgetting"] == [round(1 - 1 / 3, 4), 0.5, 0.0]
-        assert [s["retention"] for s in stream["steps"]] == [0.7, 0.6, 0.5]
-        assert [s["retention_base"] for s in stream["steps"]] == [RETENTION_BASE] * 3
-        assert [s["next"] for s in stream["steps"]] == [BASE, BASE, None]  # the unseen passage: not learned
-        assert stream["baseline"] == [BASE] * 3
-        assert results.summary["final_retention"] == 0.5
+        assert stream.matrix == [[None if v is None else round(v, 6) for v in row] for row in expected]
+        assert stream.mean_seen == [1.0, 0.75, round((1 / 3 + 1 / 2 + 1) / 3, 4)]
+        assert stream.forgetting == [round(1 - 1 / 3, 4), 0.5, 0.0]
+        assert [s.retention for s in stream.steps] == [0.7, 0.6, 0.5]
+        assert [s.retention_base for s in stream.steps] == [RETENTION_BASE] * 3
+        assert [s.next for s in stream.steps] == [BASE, BASE, None]  # the unseen passage: not learned
+        assert stream.baseline == [BASE] * 3
+        assert results.summary.final_retention == 0.5
 
     scenario(tmp_path, clients, settings(), body)
 
@@ -160,9 +160,9 @@ def test_merge_carry_merges_every_step_after_the_first_and_best_picks_by_reward(
         requests = trains(clients)
         assert len(requests) == 3 * 2  # k candidates per step
         assert [r.merge_init for r in requests] == [False, False, True, True, True, True]
-        step = run.results.continual.streams[0]["steps"][0]
+        step = run.results.continual.streams[0].steps[0]
         # both candidates learn the passage (1.0 - 0.1) and lose 0.1 of retention (lambda 0.5)
-        assert step["rewards"] == [0.85, 0.85] and step["sample_index"] == 0
+        assert step.rewards == [0.85, 0.85] and step.sample_index == 0
         assert any(name.endswith("-c0s1-candret") for name in run.jobs)
 
     scenario(tmp_path, clients, settings(), body)
@@ -223,7 +223,7 @@ def test_the_same_stream_and_seed_give_the_same_models(tmp_path):
         async def body(manager: RunManager, clients: FakeClients, store: LocalStore) -> None:
             run = await run_to_end(manager, await manager.create(request(orderings=2, seed=5)))
             assert run.status == "succeeded", run.error
-            finals.append([s["final_model"] for s in run.results.continual.streams])
+            finals.append([s.final_model for s in run.results.continual.streams])
 
         scenario(tmp_path / str(attempt), clients, settings(), body)
     assert finals[0] == finals[1] and len(set(finals[0])) == 2
@@ -351,6 +351,26 @@ def test_the_cli_prints_the_matrix_and_the_report_draws_it(tmp_path) -> None:
     assert "Accuracy matrix" in page and "Mean over seen passages and retention" in page
     several = render_report(ReportRun.model_validate(finished_run(tmp_path / "o", orderings=2)))
     assert "mean of 2 orderings" in several
+
+
+def test_continual_results_are_typed_and_read_back_to_the_same_bytes(tmp_path) -> None:
+    from seal_lab.store import json_bytes
+    from services.coordinator.run import result_schemas as rs
+
+    stored = json_bytes(finished_run(tmp_path, orderings=2, continual_pick="best")["results"])
+    results = rs.RunResults.model_validate_json(stored)
+    continual = results.continual
+    assert isinstance(continual, rs.ContinualResults) and isinstance(continual.streams[1], rs.ContinualStream)
+    assert (
+        isinstance(continual.streams[1].steps[2], rs.ContinualStep) and continual.streams[1].steps[2].rewards
+    )
+    assert isinstance(continual.by_position, rs.ContinualByPosition) and continual.by_position.streams == 2
+    assert isinstance(continual.per_stream[0], rs.StreamFinal) and continual.summary.streams_finished == 2
+    assert (
+        results.summary.mode == "continual"
+        and results.summary.mean_forgetting == continual.summary.mean_forgetting
+    )
+    assert json_bytes(results.model_dump(mode="json")) == stored
 
 
 def test_bad_continual_requests_get_a_4xx_with_a_message(tmp_path) -> None:

@@ -153,6 +153,12 @@ def test_the_openapi_document_types_the_passages_self_edits_trials_and_held_out_
     assert ref("RunResults", "what_worked") == "WhatWorked"
     assert ref("RunResults", "gain_vs_retention") == "GainPoint"
     assert ref("RunResults", "reproducibility") == "Reproducibility"
+    assert ref("RunResults", "continual") == "ContinualResults"
+    assert ref("ContinualResults", "streams") == "ContinualStream"
+    assert ref("ContinualStream", "steps") == "ContinualStep"
+    assert ref("ContinualResults", "by_position") == "ContinualByPosition"
+    assert ref("ContinualResults", "per_stream") == "StreamFinal"
+    assert ref("ContinualResults", "summary") == "ContinualSummary"
 
 
 OLD_RESULTS = sorted((Path(__file__).parents[2] / "tests" / "fixtures" / "results").glob("*.json"))

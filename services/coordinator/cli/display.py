@@ -35,9 +35,9 @@ def render_continual(console: Console, continual: ContinualResults) -> None:
     retention and the next unseen passage after each step, forgetting per passage; then the final figures."""
     metric = continual.metric
     for stream in continual.streams:
-        steps = len(stream["order"])
+        steps = len(stream.order)
         table = Table(
-            title=f"ordering {stream['ordering']}: {metric} of passage (row) after step (column); "
+            title=f"ordering {stream.ordering}: {metric} of passage (row) after step (column); "
             f"carry {continual.carry}, pick {continual.pick}"
         )
         table.add_column("passage", overflow="fold", max_width=28)
@@ -45,26 +45,29 @@ def render_continual(console: Console, continual: ContinualResults) -> None:
         for j in range(steps):
             table.add_column(str(j + 1), justify="right")
         table.add_column("forgetting", justify="right")
-        for i, title in enumerate(stream["titles"]):
-            cells = ["" if j < i else _fmt(stream["matrix"][i][j]) for j in range(steps)]
-            table.add_row(escape(title), _fmt(stream["baseline"][i]), *cells, _fmt(stream["forgetting"][i]))
-        by_step = {s["position"]: s for s in stream["steps"]}
+        for i, title in enumerate(stream.titles):
+            cells = ["" if j < i else _fmt(stream.matrix[i][j]) for j in range(steps)]
+            table.add_row(escape(title), _fmt(stream.baseline[i]), *cells, _fmt(stream.forgetting[i]))
+        by_step = {s.position: s for s in stream.steps}
         for label, field in (
             ("mean over seen", "mean_seen"),
             ("retention", "retention"),
             ("next passage", "next"),
         ):
             table.add_row(
-                f"[bold]{label}[/bold]", "", *(_fmt(by_step.get(j, {}).get(field)) for j in range(steps)), ""
+                f"[bold]{label}[/bold]",
+                "",
+                *(_fmt(getattr(by_step[j], field) if j in by_step else None) for j in range(steps)),
+                "",
             )
         console.print(table)
-        if stream["stopped"]:
-            console.print(f"[red]stopped:[/red] {escape(stream['stopped'])}")
+        if stream.stopped:
+            console.print(f"[red]stopped:[/red] {escape(stream.stopped)}")
     summary = continual.summary
     console.print(
-        f"{summary['streams_finished']}/{summary['streams']} streams finished | final mean over seen "
-        f"{_fmt(summary['final_mean_seen'])} | retention {_fmt(summary['final_retention'])} (base model "
-        f"{_fmt(summary['retention_base'])}) | mean forgetting {_fmt(summary['mean_forgetting'])}"
+        f"{summary.streams_finished}/{summary.streams} streams finished | final mean over seen "
+        f"{_fmt(summary.final_mean_seen)} | retention {_fmt(summary.final_retention)} (base model "
+        f"{_fmt(summary.retention_base)}) | mean forgetting {_fmt(summary.mean_forgetting)}"
     )
 
 

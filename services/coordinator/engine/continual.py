@@ -32,6 +32,7 @@ from ..results.continual import step_candidates, step_choice
 from ..run.continual import stream_orders
 from ..run.jobs import JobName
 from ..run.records import SelfEdit, TrainRecord
+from ..run.result_schemas import StepChoice
 from .experiment import Experiment, _all_or_none, _sampling_seed, directive_trials
 
 #: Seeds of a step's replay sample: config.seed times this, plus the ordering's and the step's.
@@ -83,12 +84,12 @@ class ContinualExperiment(Experiment):
                     persist=True,
                 )
                 return
-            current = kept["adapter_key"]
-            replay.append(kept["dataset_key"])
+            current = kept.adapter_key
+            replay.append(kept.dataset_key)
 
     async def _step(
         self, ordering: int, order: list[int], position: int, current: str, replay: list[str]
-    ) -> dict[str, Any] | None:
+    ) -> StepChoice | None:
         """One step; what it kept (results/continual.py `step_choice`), or None when a job of it failed."""
         run, calls, config = self.run, self.calls, self.run.config
         index = order[position]
@@ -139,7 +140,7 @@ class ContinualExperiment(Experiment):
             kept = step_choice(run.jobs, ordering, position, index, current, config)
             if kept is None:
                 return None
-            model = kept["adapter_key"]
+            model = kept.adapter_key
             measures = [
                 self._job(
                     job("accuracy", about=seen),

@@ -106,27 +106,27 @@ def _continual(continual: ContinualResults) -> dict[str, Any]:
     streams, metric = continual.streams, continual.metric
     if len(streams) == 1:
         shown = streams[0]
-        rows, values = shown["titles"], shown["matrix"]
+        rows, values = shown.titles, shown.matrix
         title = "Accuracy matrix: passage (row) after step (column)"
     else:
-        values = continual.by_position["matrix"]
+        values = continual.by_position.matrix
         rows = [f"passage {i + 1}" for i in range(len(values))]
-        title = f"Accuracy by position, mean of {continual.by_position['streams']} orderings"
+        title = f"Accuracy by position, mean of {continual.by_position.streams} orderings"
     columns = [str(j + 1) for j in range(len(values))]
     charts = [
         heatmap_chart(title, "after step", f"{metric} on the passage's questions", rows, columns, values)
     ]
     curves = [
         LineSeries(
-            f"ordering {s['ordering']}: mean over seen",
-            [(j + 1, v, None) for j, v in enumerate(s["mean_seen"])],
+            f"ordering {s.ordering}: mean over seen",
+            [(j + 1, v, None) for j, v in enumerate(s.mean_seen)],
         )
         for s in streams[:6]
     ]
     curves += [
         LineSeries(
-            f"ordering {s['ordering']}: retention",
-            [(step["position"] + 1, step["retention"], None) for step in s["steps"]],
+            f"ordering {s.ordering}: retention",
+            [(step.position + 1, step.retention, None) for step in s.steps],
         )
         for s in streams[:2]
     ]

@@ -17,7 +17,17 @@ from seal_lab.formats.passages import Passage
 from ..run.continual import stream_orders
 from ..run.jobs import JobName
 from ..run.records import JobRecord, SelfEdit, job_records
-from ..run.result_schemas import ContinualResults, RunResults
+from ..run.result_schemas import (
+    ContinualByPosition,
+    ContinualResults,
+    ContinualStep,
+    ContinualStream,
+    ContinualSummary,
+    ResultsSummary,
+    RunResults,
+    StepChoice,
+    StreamFinal,
+)
 from ..run.schemas import RunConfig
 from .readout import Jobs, errors_of, evaluations_of, mean, metric_of, self_edits_of, trained_of
 
@@ -73,7 +83,7 @@ def step_candidates(
 
 def step_choice(
     jobs: Jobs, ordering: int, position: int, index: int, current: str, config: RunConfig
-) -> dict[str, Any] | None:
+) -> StepChoice | None:
     """What a finished step kept, read from its records: the adapter, the self-edit and the rewards; None
     while the step is not done (or failed)."""
     edits = step_candidates(jobs, ordering, position, index, config)
@@ -102,12 +112,9 @@ def step_choice(
     if chosen is None:
         return None
     edit, key = keyed[chosen]
-    return {
-        "adapter_key": key,
-        "dataset_key": edit.dataset_key,
-        "sample_index": edit.sample_index,
-        "rewards": rewards,
-    }
+    return StepChoice(
+        adapter_key=key, dataset_key=edit.dataset_key, sample_index=edit.sample_index, rewards=rewards
+    )
 
 
 def _score(jobs: Jobs, job: JobName, key: str, metric: str) -> float | None:
@@ -116,13 +123,13 @@ def _score(jobs: Jobs, job: JobName, key: str, metric: str) -> float | None:
 
 def stream_results(
     jobs: Jobs, passages: Sequence[Passage], order: Sequence[int], ordering: int, config: RunConfig
-) -> dict[str, Any]:
+) -> ContinualStream:
     """One stream: its steps as far as they went, the matrix (rows: its passages in order; columns: steps;
     null above the diagonal and for steps not done), means, forgetting, retention and the specificity control."""
     metric = config.reward_metric
     baseline = [_score(jobs, JobName.baseline(i), "", metric) for i in order]
     matrix: list[list[float | None]] = [[None] * len(order) for _ in order]
-    steps: list[dict[str, Any]] = []
+    steps: list[ContinualStep] = []
     current = ""
     stopped = ""
     for position, index in enumerate(order):
@@ -133,7 +140,7 @@ def stream_results(
                 f"failed: {failed[0]}" if failed else "did not finish"
             )
             break
-        current = choice["adapter_key"]
+        current = choice.adapter_key
         for row, seen in enumerate(order[: position + 1]):
             matrix[row][position] = _score(
                 jobs, JobName.continual(ordering, position, "accuracy", seen), current, metric
@@ -141,21 +148,21 @@ def stream_results(
         retention = evaluations_of(jobs, JobName.continual(ordering, position, "retention", index))
         nxt = order[position + 1] if position + 1 < len(order) else None
         steps.append(
-            {
-                "position": position,
-                "passage_id": passages[index].passage_id,
-                "title": passages[index].title,
-                **choice,
-                "mean_seen": mean(
+            ContinualStep(
+                position=position,
+                passage_id=passages[index].passage_id,
+                title=passages[index].title,
+                **choice.model_dump(),
+                mean_seen=mean(
                     [v for v in (matrix[r][position] for r in range(position + 1)) if v is not None]
                 ),
-                "retention": metric_of(retention, current, metric) if retention else None,
-                "retention_base": metric_of(retention, "", metric) if retention else None,
-                "next": None
+                retention=metric_of(retention, current, metric) if retention else None,
+                retention_base=metric_of(retention, "", metric) if retention else None,
+                next=None
                 if nxt is None
                 else _score(jobs, JobName.continual(ordering, position, "next", nxt), current, metric),
-                "next_base": None if nxt is None else baseline[position + 1],
-            }
+                next_base=None if nxt is None else baseline[position + 1],
+            )
         )
     done = len(steps)
     last = done - 1
@@ -165,28 +172,26 @@ def stream_results(
         else round(matrix[row][row] - matrix[row][last], 4)
         for row in range(len(order))
     ]
-    return {
-        "ordering": ordering,
-        "order": [passages[i].passage_id for i in order],
-        "titles": [passages[i].title for i in order],
-        "steps_done": done,
-        "stopped": stopped,
-        "baseline": baseline,
-        "matrix": matrix,
-        "mean_seen": [s["mean_seen"] for s in steps],
-        "forgetting": forgetting,
-        "final_model": current,
-        "steps": steps,
-    }
+    return ContinualStream(
+        ordering=ordering,
+        order=[passages[i].passage_id for i in order],
+        titles=[passages[i].title for i in order],
+        steps_done=done,
+        stopped=stopped,
+        baseline=baseline,
+        matrix=matrix,
+        mean_seen=[s.mean_seen for s in steps],
+        forgetting=forgetting,
+        final_model=current,
+        steps=steps,
+    )
 
 
-def _mean_by_position(streams: list[dict[str, Any]], size: int) -> list[list[float | None]]:
+def _mean_by_position(streams: list[ContinualStream], size: int) -> list[list[float | None]]:
     """SEAL's figure: cell (i, j) is the mean over streams of the passage learned i-th, after step j."""
     return [
         [
-            mean(
-                [s["matrix"][i][j] for s in streams if j < len(s["matrix"]) and s["matrix"][i][j] is not None]
-            )
+            mean([s.matrix[i][j] for s in streams if j < len(s.matrix) and s.matrix[i][j] is not None])
             for j in range(size)
         ]
         for i in range(size)
@@ -195,61 +200,53 @@ def _mean_by_position(streams: list[dict[str, Any]], size: int) -> list[list[flo
 
 def continual_results(
     jobs: Jobs, passages: Sequence[Passage], orders: Sequence[Sequence[int]], config: RunConfig
-) -> dict[str, Any]:
+) -> ContinualResults:
     """Every stream, and across them: the matrix by position, the mean over seen passages after each step,
     forgetting by position, and the final figures the benchmark compares (mean over seen, retention)."""
     streams = [stream_results(jobs, passages, order, o, config) for o, order in enumerate(orders)]
     size = max((len(order) for order in orders), default=0)
-    finished = [s for s in streams if s["steps_done"] == len(s["order"])]
+    finished = [s for s in streams if s.steps_done == len(s.order)]
 
-    def final(stream: dict[str, Any], field: str) -> float | None:
-        return stream["steps"][-1][field] if stream["steps"] else None
+    def final(stream: ContinualStream) -> ContinualStep | None:
+        return stream.steps[-1] if stream.steps else None
 
     per_stream = [
-        {
-            "ordering": s["ordering"],
-            "final_mean_seen": s["mean_seen"][-1] if s["mean_seen"] else None,
-            "final_retention": final(s, "retention"),
-            "retention_base": final(s, "retention_base"),
-            "mean_forgetting": mean([f for f in s["forgetting"] if f is not None]),
-        }
+        StreamFinal(
+            ordering=s.ordering,
+            final_mean_seen=s.mean_seen[-1] if s.mean_seen else None,
+            final_retention=last.retention if (last := final(s)) else None,
+            retention_base=last.retention_base if last else None,
+            mean_forgetting=mean([f for f in s.forgetting if f is not None]),
+        )
         for s in streams
     ]
-    return {
-        "metric": config.reward_metric,
-        "pick": config.continual_pick,
-        "carry": config.continual_carry,
-        "streams": streams,
-        "by_position": {
-            "matrix": _mean_by_position(finished, size),
-            "mean_seen": [
-                mean([s["mean_seen"][j] for s in finished if s["mean_seen"][j] is not None])
-                for j in range(size)
+
+    def over_streams(field: str) -> float | None:
+        return mean([v for p in per_stream if (v := getattr(p, field)) is not None])
+
+    return ContinualResults(
+        metric=config.reward_metric,
+        pick=config.continual_pick,
+        carry=config.continual_carry,
+        streams=streams,
+        by_position=ContinualByPosition(
+            matrix=_mean_by_position(finished, size),
+            mean_seen=[mean([v for s in finished if (v := s.mean_seen[j]) is not None]) for j in range(size)],
+            forgetting=[
+                mean([v for s in finished if (v := s.forgetting[i]) is not None]) for i in range(size)
             ],
-            "forgetting": [
-                mean([s["forgetting"][i] for s in finished if s["forgetting"][i] is not None])
-                for i in range(size)
-            ],
-            "streams": len(finished),
-        },
-        "per_stream": per_stream,
-        "summary": {
-            "streams": len(streams),
-            "streams_finished": len(finished),
-            "final_mean_seen": mean(
-                [p["final_mean_seen"] for p in per_stream if p["final_mean_seen"] is not None]
-            ),
-            "final_retention": mean(
-                [p["final_retention"] for p in per_stream if p["final_retention"] is not None]
-            ),
-            "retention_base": mean(
-                [p["retention_base"] for p in per_stream if p["retention_base"] is not None]
-            ),
-            "mean_forgetting": mean(
-                [p["mean_forgetting"] for p in per_stream if p["mean_forgetting"] is not None]
-            ),
-        },
-    }
+            streams=len(finished),
+        ),
+        per_stream=per_stream,
+        summary=ContinualSummary(
+            streams=len(streams),
+            streams_finished=len(finished),
+            final_mean_seen=over_streams("final_mean_seen"),
+            final_retention=over_streams("final_retention"),
+            retention_base=over_streams("retention_base"),
+            mean_forgetting=over_streams("mean_forgetting"),
+        ),
+    )
 
 
 def build_continual_results(
@@ -259,7 +256,11 @@ def build_continual_results(
     standard run (rounds, held-out conditions) are empty."""
     records = job_records(jobs)
     continual = continual_results(records, passages, stream_orders(config, passages), config)
-    summary = {"mode": "continual", "passages": len(passages), **continual["summary"]}
+    # The run's summary: the streams' after mode and passages (mean_forgetting, a field of a round's summary
+    # too, dumps in that field's place, as it always has).
+    summary = ResultsSummary.model_validate(
+        {"mode": "continual", "passages": len(passages), **continual.summary.model_dump()}
+    )
     return RunResults(
         summary=summary,
         passages=[],
@@ -267,5 +268,5 @@ def build_continual_results(
         heldout=None,
         what_worked={},
         gain_vs_retention=[],
-        continual=ContinualResults.model_validate(continual),
+        continual=continual,
     )

@@ -442,6 +442,87 @@ class Example(_Stored):
     error: str | None = None
 
 
+class StepChoice(_Stored):
+    """What a continual step kept (results/continual.py `step_choice`): the engine carries its adapter on and
+    replays its dataset, the results read it back from the same records."""
+
+    adapter_key: str
+    dataset_key: str = ""
+    sample_index: int = 0
+    rewards: list[Number | None] | None = Field(
+        None, description="each candidate's reward (pick best); null for pick first"
+    )
+
+
+class ContinualStep(_Stored):
+    """One finished step of a stream: the passage it learned, what it kept, and the model measured after it.
+    (The fields of `StepChoice` sit between the passage and the measures, where the builder writes them.)"""
+
+    position: int
+    passage_id: str = ""
+    title: str = ""
+    adapter_key: str = ""
+    dataset_key: str = ""
+    sample_index: int = 0
+    rewards: list[Number | None] | None = None
+    mean_seen: Number | None = Field(None, description="mean over the passages seen so far")
+    retention: Number | None = None
+    retention_base: Number | None = Field(None, description="the base model's retention score")
+    next: Number | None = Field(None, description="the next unseen passage's score (the specificity control)")
+    next_base: Number | None = None
+
+
+class ContinualStream(_Stored):
+    """One ordering of the passages, learned one step after the other, as far as it went."""
+
+    ordering: int
+    order: list[str] = Field(default_factory=list, description="passage ids, in the stream's order")
+    titles: list[str] = Field(default_factory=list)
+    steps_done: int = 0
+    stopped: str = Field("", description="why the stream stopped early; empty when it finished")
+    baseline: list[Number | None] = Field(default_factory=list, description="the base model, per passage")
+    matrix: list[list[Number | None]] = Field(
+        default_factory=list,
+        description="passage (row, in order) after step (column); null above the diagonal and for steps not done",
+    )
+    mean_seen: list[Number | None] = Field(default_factory=list, description="per step done")
+    forgetting: list[Number | None] = Field(
+        default_factory=list, description="per passage: right after its step minus at the end"
+    )
+    final_model: str = ""
+    steps: list[ContinualStep] = Field(default_factory=list)
+
+
+class ContinualByPosition(_Stored):
+    """SEAL's continual figure: the passage learned i-th after j steps, averaged over the finished streams."""
+
+    matrix: list[list[Number | None]] = Field(default_factory=list)
+    mean_seen: list[Number | None] = Field(default_factory=list)
+    forgetting: list[Number | None] = Field(default_factory=list)
+    streams: int = Field(0, description="the finished streams averaged")
+
+
+class StreamFinal(_Stored):
+    """One stream's final figures (`per_stream`)."""
+
+    ordering: int
+    final_mean_seen: Number | None = None
+    final_retention: Number | None = None
+    retention_base: Number | None = None
+    mean_forgetting: Number | None = None
+
+
+class ContinualSummary(_Stored):
+    """The streams' final figures, the means over streams."""
+
+    streams: int = 0
+    streams_finished: int = 0
+    final_mean_seen: Number | None = None
+    final_retention: Number | None = None
+    retention_base: Number | None = None
+    mean_forgetting: Number | None = None
+
+
 class ContinualResults(_Stored):
     """A continual run's streams (results/continual.py): per stream the accuracy matrix (passage i after step
     j: rows the stream's passages in order, columns its steps, null above the diagonal), the mean over the
@@ -451,10 +532,10 @@ class ContinualResults(_Stored):
     metric: str
     pick: str
     carry: str
-    streams: list[dict[str, Any]]
-    by_position: dict[str, Any]
-    per_stream: list[dict[str, Any]]
-    summary: dict[str, Any] = Field(
+    streams: list[ContinualStream]
+    by_position: ContinualByPosition
+    per_stream: list[StreamFinal]
+    summary: ContinualSummary = Field(
         description="final mean over seen passages, final retention (and the base model's), mean forgetting"
     )
 
