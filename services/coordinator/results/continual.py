@@ -198,6 +198,18 @@ def _mean_by_position(streams: list[ContinualStream], size: int) -> list[list[fl
     ]
 
 
+def _stream_final(stream: ContinualStream) -> StreamFinal:
+    """A stream's figures after its last step done (none before its first)."""
+    last = stream.steps[-1] if stream.steps else None
+    return StreamFinal(
+        ordering=stream.ordering,
+        final_mean_seen=stream.mean_seen[-1] if stream.mean_seen else None,
+        final_retention=last.retention if last else None,
+        retention_base=last.retention_base if last else None,
+        mean_forgetting=mean([f for f in stream.forgetting if f is not None]),
+    )
+
+
 def continual_results(
     jobs: Jobs, passages: Sequence[Passage], orders: Sequence[Sequence[int]], config: RunConfig
 ) -> ContinualResults:
@@ -207,19 +219,7 @@ def continual_results(
     size = max((len(order) for order in orders), default=0)
     finished = [s for s in streams if s.steps_done == len(s.order)]
 
-    def final(stream: ContinualStream) -> ContinualStep | None:
-        return stream.steps[-1] if stream.steps else None
-
-    per_stream = [
-        StreamFinal(
-            ordering=s.ordering,
-            final_mean_seen=s.mean_seen[-1] if s.mean_seen else None,
-            final_retention=last.retention if (last := final(s)) else None,
-            retention_base=last.retention_base if last else None,
-            mean_forgetting=mean([f for f in s.forgetting if f is not None]),
-        )
-        for s in streams
-    ]
+    per_stream = [_stream_final(s) for s in streams]
 
     def over_streams(field: str) -> float | None:
         return mean([v for p in per_stream if (v := getattr(p, field)) is not None])
