@@ -209,10 +209,7 @@ def cached_self_edit(
     if path.exists():
         return json.loads(path.read_text())["text"]
     text = write_self_edit(loaded, yardstick, passage, seed)
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp")
-    partial.write_text(json.dumps({**key, "text": text}))
-    partial.replace(path)
+    _write_whole(path, {**key, "text": text})
     return text
 
 
@@ -249,6 +246,11 @@ def keep_outcome(cache: Path | None, key: str, record: dict[str, Any]) -> None:
     if cache is None:
         return
     path = cache / "outcomes" / f"{key}.json"
+    _write_whole(path, record)
+
+
+def _write_whole(path: Path, record: dict[str, Any]) -> None:
+    """A cache file written whole or not at all (a run killed mid-write leaves no half file to read)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".tmp")
     partial.write_text(json.dumps(record))
