@@ -133,10 +133,15 @@ def test_a_run_planning_more_training_tokens_than_a_run_may_is_refused(tmp_path)
     clients = FakeClients(config.trainer_addresses)
 
     async def body(manager: RunManager, clients: FakeClients, store: LocalStore, http: httpx.AsyncClient):
-        answer = await http.post("/v1/runs", json={"dataset": "demo", "limit": 2, "config": {"k": 2}})
+        # Self-edits trained with the directives the model writes are bounded by the worst the limits allow.
+        generated = {"k": 2, "self_edit_directive": "generated"}
+        answer = await http.post("/v1/runs", json={"dataset": "demo", "limit": 2, "config": generated})
         assert answer.status_code == 422
         assert "SEAL_COORDINATOR_MAX_TRAIN_TOKENS_PER_RUN is 1,000,000" in answer.json()["detail"]
         assert "4 trainings may process up to" in answer.json()["detail"]
+        # With the trainer's default directive (the default) the same run is bounded by it, and fits.
+        fits = await http.post("/v1/runs", json={"dataset": "demo", "limit": 2, "config": {"k": 2}})
+        assert fits.status_code == 202
 
     with_api(tmp_path, clients, config, body)
 

@@ -188,6 +188,7 @@ def test_every_option_lands_in_the_request_with_its_value(coordinator, tmp_path)
         "--reward-metric": "contains", "--reward-seeds": "2", "--eval-max-new-tokens": "16",
         "--policy-adapter-key": "adapters/policy/abc", "--retention-questions": "4", "--retention-heldout": "1",
         "--rounds": "1", "--heldout": "1", "--heldout-format": "self-qa", "--conditions-directive": "generated",
+        "--self-edit-directive": "generated",
         "--policy-directive": "epochs=3,learning_rate=5e-4", "--min-reward": "0.1",
         "--directive-search": "epochs=2", "--teacher": f"gpt:rewrite:1={teacher}",
         "--strategy-files": str(strategy),
@@ -256,7 +257,7 @@ def test_without_a_config_the_options_defaults_are_the_coordinators(coordinator)
     assert sent["config"] == RunConfig().model_dump(exclude={"policy_directive", "order", "continual_update"})
 
 
-@pytest.mark.parametrize("field", ["conditions_directive", "reward_metric"])
+@pytest.mark.parametrize("field", ["conditions_directive", "self_edit_directive", "reward_metric"])
 def test_a_choice_option_takes_exactly_the_coordinators_values(coordinator, field):
     option = "--" + field.replace("_", "-")
     for value in get_args(RunConfig.model_fields[field].annotation):

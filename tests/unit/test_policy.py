@@ -208,3 +208,12 @@ def test_malformed_entries_are_invalid_arguments(entry, problem):
     with pytest.raises(InvalidArgument, match=r"teachers\[gpt\]\.passages\[1\]") as info:
         match_teacher_completions("gpt", [good, entry], 0, HELDOUT)
     assert problem in str(info.value)
+
+
+def test_without_the_models_directives_the_policy_learns_the_self_edits_alone(store):
+    key, count = build_policy_dataset(store, [_winner("a"), _winner("b", "-d1")], directives=False)
+    examples = [r for r in _records(store, key) if r["type"] == "example"]
+    assert count == len(examples) == 2
+    assert [e["completion"] for e in examples] == ["self-edit of a", "self-edit of b"]
+    # with them, each winner also teaches its directive line
+    assert build_policy_dataset(store, [_winner("a"), _winner("b", "-d1")])[1] == 4

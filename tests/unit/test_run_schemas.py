@@ -238,3 +238,24 @@ def test_booleans_are_refused_only_where_a_number_is_meant():
     )
     assert config.include_passage is False and config.policy_directive.learning_rate == 0.001
     assert config.policy_directive.epochs == 2
+
+
+def test_a_self_edit_trains_with_the_trainers_default_directive_unless_the_run_asks_for_its_own():
+    from seal_lab.formats.directive import DirectiveLimits
+    from services.coordinator.engine.experiment import directive_trials
+    from services.coordinator.run.records import SelfEdit
+
+    limits = DirectiveLimits()
+    written = {"epochs": 10, "learning_rate": 0.01, "lora_rank": 8, "lora_alpha": 128, "steps": 0}
+    edit = SelfEdit(directive=written)
+    default = directive_trials(edit, RunConfig(directive_search=[{"epochs": 2}]), limits)
+    assert default[0] == limits.default  # what the model wrote is recorded, not trained
+    assert (default[1].epochs, default[1].steps, default[1].learning_rate) == (
+        2,
+        0,
+        limits.default.learning_rate,
+    )
+    own = directive_trials(edit, RunConfig(self_edit_directive="generated"), limits)
+    assert {k: own[0].as_dict()[k] for k in written} == written
+    with pytest.raises(ValidationError, match="self_edit_directive"):
+        RunConfig(self_edit_directive="mine")

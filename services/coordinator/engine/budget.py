@@ -102,21 +102,31 @@ def plan_run(run: RunState, limits: DirectiveLimits) -> RunPlan:
         written = written_tokens(passage, config.max_new_tokens + texts, texts)
         return passage_tokens(passage) * config.include_passage + written
 
+    def self_edit_training(data: int, override: dict[str, float | int] | None = None) -> int:
+        """One training of a self-edit: the trainer's default directive, or the worst one a model may write
+        (`self_edit_directive`), with `override`'s fields over it."""
+        if config.self_edit_directive == "generated":
+            return worst_training_tokens(limits, data, override)
+        return worst_training_tokens(
+            limits, data, {**asdict(limits.default), **epochs_mean_epochs(override or {})}
+        )
+
     trainings = tokens = 0
     if config.mode == "continual":  # each step trains its candidates, the replayed examples beside its own
         candidates = 1 if config.continual_pick == "first" else config.k
         replayed = config.continual_replay * (config.max_new_tokens + texts)
+        update = config.continual_update.fields_set() if config.continual_update else None
         for order in stream_orders(config, run.passages):
             for index in order:
                 data = edit_tokens(run.passages[index]) + replayed
                 trainings += candidates
-                tokens += candidates * worst_training_tokens(limits, data)
+                tokens += candidates * self_edit_training(data, update)
         return RunPlan(run.jobs_total, trainings, tokens)
     per_self_edit = config.reward_seeds
     for index in run.split.train:
         data = edit_tokens(run.passages[index])
-        own = worst_training_tokens(limits, data)
-        trials = sum(worst_training_tokens(limits, data, o.fields_set()) for o in config.directive_search)
+        own = self_edit_training(data)
+        trials = sum(self_edit_training(data, o.fields_set()) for o in config.directive_search)
         edits = max(1, config.rounds) * len(config.formats) * config.k
         trainings += edits * per_self_edit * (1 + len(config.directive_search))
         tokens += edits * per_self_edit * (own + trials)

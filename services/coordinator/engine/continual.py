@@ -191,7 +191,8 @@ class ContinualExperiment(Experiment):
         return record
 
     def step_directive(self, edit: SelfEdit) -> Directive:
-        """The self-edit's own directive, with `continual_update`'s fields over it (a smaller update)."""
+        """The step's directive (the trainer's default or the self-edit's own, `self_edit_directive`), with
+        `continual_update`'s fields over it (a smaller update)."""
         own = directive_trials(edit, self.run.config, self.limits)[0]
         update = self.run.config.continual_update
         if update is None:

@@ -220,7 +220,9 @@ class Experiment:
                 )
                 return PolicyRecord(**record, adapter_key=policy_key, skipped="no self-edit beat min_reward")
             dataset_key, examples = await call_async(
-                lambda: build_policy_dataset(self.store, winners),
+                lambda: build_policy_dataset(
+                    self.store, winners, directives=run.config.self_edit_directive == "generated"
+                ),
                 self.outage,
                 "building the policy dataset",
                 self.events.store_retry(run, "building the policy dataset"),
@@ -333,8 +335,12 @@ def _sampling_seed(config: RunConfig, index: int, format_index: int) -> int:
 
 
 def directive_trials(edit: SelfEdit, config: RunConfig, limits: DirectiveLimits) -> list[Directive]:
-    """The directives a self-edit is trained with: its own (trial 0), then each directive-search variant."""
-    own = Directive(**{**limits.default.as_dict(), **edit.directive.values()})
+    """The directives a self-edit is trained with: trial 0 is the trainer's default (`self_edit_directive`
+    "default") or the self-edit's own ("generated"), then each directive-search variant over it."""
+    if config.self_edit_directive == "default":
+        own = limits.default
+    else:
+        own = Directive(**{**limits.default.as_dict(), **edit.directive.values()})
     return [own] + [
         limits.clamp(Directive(**{**own.as_dict(), **epochs_mean_epochs(override.fields_set())}))
         for override in config.directive_search

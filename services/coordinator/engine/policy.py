@@ -17,13 +17,20 @@ from ..run.records import BestSelfEdit
 WINNER_FIELDS = ("passage_id", "dataset_key", "reward", "format", "sample_index")
 
 
-def policy_examples(written: tuple[TrainingExample, ...], winner: BestSelfEdit) -> list[TrainingExample]:
+def policy_examples(
+    written: tuple[TrainingExample, ...], winner: BestSelfEdit, directives: bool = True
+) -> list[TrainingExample]:
     """The (prompt, completion) pairs the generator produced for a winning self-edit.
 
-    When directive search found a better directive than the one the model wrote, the policy is taught that
-    directive instead: "keep the best" applies to the training directive as well as to the data.
+    With `directives` off (the run trained every self-edit with the trainer's default directive, so what the
+    model wrote after its self-edit taught nothing) the policy learns the self-edit alone, as in SEAL's
+    knowledge incorporation. Otherwise, when directive search found a better directive than the one the model
+    wrote, the policy is taught that directive instead: "keep the best" applies to the training directive as
+    well as to the data.
     """
     examples = list(written)
+    if not directives:  # the directive's example is the one prompted to write a directive line
+        return [e for e in examples if not e.prompt.endswith(DIRECTIVE_LINE_PREFIX)]
     if winner.directive_trial and len(examples) == 2:
         best = Directive(**winner.directive.values())
         examples[1] = TrainingExample(
@@ -32,14 +39,17 @@ def policy_examples(written: tuple[TrainingExample, ...], winner: BestSelfEdit) 
     return examples
 
 
-def build_policy_dataset(store: ObjectStore, winners: list[BestSelfEdit]) -> tuple[str, int]:
-    """Write the SFT dataset (self-edit prompt -> winning self-edit) to the store: (key, examples)."""
+def build_policy_dataset(
+    store: ObjectStore, winners: list[BestSelfEdit], directives: bool = True
+) -> tuple[str, int]:
+    """Write the SFT dataset (self-edit prompt -> winning self-edit, and its directive line when `directives`)
+    to the store: (key, examples)."""
     examples: list[TrainingExample] = []
     for winner in winners:
         dataset = read_dataset(store, winner.dataset_key)
         if not dataset.meta:
             raise InvalidArgument(f"dataset {winner.dataset_key!r} has no meta record")
-        examples += policy_examples(dataset.policy_examples, winner)
+        examples += policy_examples(dataset.policy_examples, winner, directives)
     if not examples:
         return "", 0
     meta = PolicyMeta(tuple({k: getattr(w, k) for k in WINNER_FIELDS} for w in winners))

@@ -220,6 +220,13 @@ class RunConfig(RequestModel):
         pattern=f"^$|{FORMAT_NAME_PATTERN}",
         description="format of the held-out self-edits; empty = the first of `formats`",
     )
+    self_edit_directive: Literal["default", "generated"] = Field(
+        "default",
+        description="the training passages' self-edits train with the trainer's default directive (SEAL's "
+        "knowledge incorporation: the model writes the data, the recipe is fixed) or with the directive each "
+        "self-edit wrote (SEAL's few-shot setting: the policy learns its hyperparameters too; on invented "
+        "passages the small model's own directives learned less, issue 28). Continual steps follow it too",
+    )
     conditions_directive: Literal["default", "generated"] = Field(
         "default",
         description="held-out conditions train with the trainer's default directive (compares the data only, "

@@ -41,8 +41,9 @@ class Directive:
         return asdict(self)
 
 
-#: Used when a self-edit carries no usable directive, for every held-out condition, and shown to the model as
-#: the example. Chosen by `benchmarks/recipe_pilot.py` on passages disjoint from the held-out ones (README,
+#: What every self-edit trains with unless a run asks for the model's own (`self_edit_directive`), what a
+#: self-edit without a usable directive gets then, what every held-out condition trains with, and the example
+#: shown to the model. Chosen by `benchmarks/recipe_pilot.py` on passages disjoint from the held-out ones (README,
 #: "The recipe"): with warmup, linear decay and clipping, lr 2e-3 for 24 steps learned as much per self-edit as
 #: the seed-style loop (constant 1e-3) on the demo passages, and so did the default loop end to end on invented
 #: passages kept for checking (benchmarks/seed_check.py); at 1e-3 it learned about half as much, at 3e-3 it
