@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from seal_lab.store.local import LocalStore
 from services.coordinator.engine.manager import RunManager
 from services.coordinator.run.result_schemas import ConditionRow, RunResults
-from services.coordinator.run.schemas import RunConfig, RunCreate
+from services.coordinator.run.schemas import HeldoutHeadline, RunConfig, RunCreate, RunHeadline
 from tests.unit.fake_services import FakeClients
 from tests.unit.test_orchestrator import run_to_end, scenario, settings
 from tests.unit.test_routes import RESULTS
@@ -71,6 +71,51 @@ def test_the_openapi_document_types_the_table_rows_comparisons_and_rounds_with_e
     for name in ("ConditionRow", "Comparison", "RoundResult", "Estimate"):
         assert schemas[name]["examples"], name
     assert schemas["RunResults"]["properties"]["rounds"]["items"]["$ref"].endswith("/RoundResult")
+
+
+def test_a_runs_headline_is_its_best_self_edits_gain_and_its_best_held_out_condition():
+    summary = {"metric": "f1", "mean_best_gain": 0.25, "mean_best": 0.5, "mean_baseline": 0.25}
+    conditions = [
+        {"condition": "base", "mean": 0.1, "gain": {"mean": 0.9}},  # the base row never counts
+        {"condition": "passage", "label": "passage only", "gain": {"mean": 0.1}},
+        {"condition": "p0", "label": "round 0", "gain": {"mean": 0.2}},
+        {"condition": "p1", "label": "round 1", "gain": {"mean": 0.2}},  # a tie: the first listed wins
+        {"condition": "teacher:gpt", "gain": {"mean": None}},
+    ]
+    results = RunResults.model_validate(
+        {**RESULTS, "summary": summary, "heldout": {"metric": "f1", "conditions": conditions}}
+    )
+    assert RunHeadline.of(results) == RunHeadline(
+        metric="f1",
+        gain=0.25,
+        best=0.5,
+        baseline=0.25,
+        heldout=HeldoutHeadline(label="round 0", gain=0.2),
+    )
+    plain = RunHeadline.of(RunResults.model_validate(RESULTS))  # no held-out set, no scores yet
+    assert plain == RunHeadline(metric="f1") and plain.heldout is None and plain.gain is None
+
+
+def test_the_openapi_document_describes_the_headline_every_run_summary_carries(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from services.coordinator.api.app import create_app
+    from services.coordinator.settings import CoordinatorSettings
+
+    schemas = (
+        TestClient(create_app(CoordinatorSettings(), LocalStore(tmp_path)))
+        .get("/openapi.json")
+        .json()["components"]["schemas"]
+    )
+    for name in ("RunSummary", "RunDetail"):
+        headline = schemas[name]["properties"]["headline"]
+        assert "without reading each run" in headline["description"], name
+        assert {"$ref": "#/components/schemas/RunHeadline"} in headline["anyOf"], name
+        assert "headline" not in schemas[name].get("required", []), name
+    fields = schemas["RunHeadline"]["properties"]
+    assert set(fields) == {"metric", "gain", "best", "baseline", "heldout"}
+    assert all(field.get("description") for field in fields.values())
+    assert schemas["RunPage"]["properties"]["runs"]["items"]["$ref"].endswith("/RunSummary")
 
 
 # ---- the nested parts (issue 30, item 3) ------------------------------------------------------------------

@@ -5,15 +5,17 @@ on demand, and the event loop stays responsive while the watch runs over 1,000 r
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import time
 from pathlib import Path
 
 from seal_lab.store.local import LocalStore
-from services.coordinator.engine.index import LOG_PREFIX, SNAPSHOT_PREFIX
+from services.coordinator.engine.index import INDEX_PREFIX, LOG_PREFIX, SNAPSHOT_PREFIX
 from services.coordinator.engine.manager import FINISHED_CACHE, RunManager
 from services.coordinator.engine.records import MANIFEST, run_key
+from services.coordinator.run.schemas import RunHeadline
 from tests.unit.fake_services import FakeClients
 from tests.unit.test_orchestrator import REQUEST, run_to_end, settings, until
 
@@ -25,6 +27,7 @@ class CountingStore(LocalStore):
         super().__init__(root)
         self.listed: list[str] = []
         self.reads = 0
+        self.read_keys: list[str] = []
 
     def list_keys(self, prefix: str) -> list[str]:
         self.listed.append(prefix)
@@ -36,10 +39,11 @@ class CountingStore(LocalStore):
 
     def get_bytes(self, key: str) -> bytes:
         self.reads += 1
+        self.read_keys.append(key)
         return super().get_bytes(key)
 
 
-def _finished_run(root: Path, config) -> str:
+def finished_run(root: Path, config) -> str:
     """One run made over the fake services, run to its end; its id."""
 
     async def main() -> str:
@@ -55,7 +59,7 @@ def _finished_run(root: Path, config) -> str:
     return asyncio.run(main())
 
 
-def _copies(root: Path, run_id: str, count: int) -> list[str]:
+def copies_of(root: Path, run_id: str, count: int) -> list[str]:
     """`count` more finished runs: hard links to the run's files under new ids (cheap at 1,000)."""
     ids = []
     source = root / "runs" / run_id
@@ -67,6 +71,19 @@ def _copies(root: Path, run_id: str, count: int) -> list[str]:
     return ids
 
 
+def strip_headlines(root: Path) -> int:
+    """Rewrite the index's log entries and snapshots without the summaries' `headline`, as a coordinator
+    before it wrote them; how many summaries had one."""
+    stripped = 0
+    for path in sorted((root / INDEX_PREFIX).rglob("*.json")):
+        record = json.loads(path.read_text())
+        for line in record.get("runs", [record]):  # a snapshot's lines, or the entry itself
+            if isinstance(line.get("summary"), dict) and "headline" in line["summary"]:
+                stripped += line["summary"].pop("headline") is not None
+        path.write_text(json.dumps(record))
+    return stripped
+
+
 def _start(store, config) -> RunManager:
     manager = RunManager(store, FakeClients(config.trainer_addresses), config)
     return manager
@@ -74,8 +91,8 @@ def _start(store, config) -> RunManager:
 
 def test_a_restart_reads_the_index_not_every_run_and_finished_runs_stay_on_disk(tmp_path):
     config = settings()
-    run_id = _finished_run(tmp_path / "store", config)
-    copies = _copies(tmp_path / "store", run_id, FINISHED_CACHE + 4)
+    run_id = finished_run(tmp_path / "store", config)
+    copies = copies_of(tmp_path / "store", run_id, FINISHED_CACHE + 4)
 
     async def main() -> None:
         # First start over runs the index lacks (the copies): rebuilt from their records, then a snapshot.
@@ -110,7 +127,7 @@ def test_a_restart_reads_the_index_not_every_run_and_finished_runs_stay_on_disk(
 
 def test_an_old_store_without_an_index_loads_and_gets_one(tmp_path):
     config = settings()
-    run_id = _finished_run(tmp_path / "store", config)
+    run_id = finished_run(tmp_path / "store", config)
     shutil.rmtree(tmp_path / "store" / "index")
 
     async def main() -> None:
@@ -127,9 +144,63 @@ def test_an_old_store_without_an_index_loads_and_gets_one(tmp_path):
     asyncio.run(main())
 
 
+def test_a_finished_runs_headline_is_indexed_and_survives_restarts_without_reading_the_run(tmp_path):
+    config = settings()
+    run_id = finished_run(tmp_path / "store", config)
+
+    async def restart() -> tuple[list, RunHeadline, list[str]]:
+        store = CountingStore(tmp_path / "store")
+        manager = _start(store, config)
+        await manager.start()
+        try:
+            summaries = list(manager.summaries())
+            reads = list(store.read_keys)
+            run = await manager.find(run_id)  # now the run's records, for what the headline must be
+            assert run.results is not None
+            return summaries, RunHeadline.of(run.results), reads
+        finally:
+            await manager.shutdown()
+
+    # The first restart reads the log (and writes a snapshot); the next one reads the snapshot.
+    for source in ("log", "snapshot"):
+        (summary,), expected, reads = asyncio.run(restart())
+        assert reads and all(key.startswith(f"{INDEX_PREFIX}/") for key in reads), (source, reads)
+        assert summary.id == run_id and summary.headline == expected, source
+        assert expected.metric == "f1" and expected.gain is not None and expected.heldout is None
+    assert list((tmp_path / "store" / SNAPSHOT_PREFIX).iterdir())
+    assert any(key.startswith(f"{SNAPSHOT_PREFIX}/") for key in reads)
+
+
+def test_index_records_without_a_headline_still_load_and_reading_the_run_fills_it_in(tmp_path):
+    config = settings()
+    run_id = finished_run(tmp_path / "store", config)
+
+    async def main() -> None:
+        first = _start(LocalStore(tmp_path / "store"), config)  # writes a snapshot: both kinds of record
+        await first.start()
+        (before,) = list(first.summaries())
+        await first.shutdown()
+        assert before.headline is not None
+        assert strip_headlines(tmp_path / "store") >= 2  # the snapshot's line and the log's entries
+
+        manager = _start(LocalStore(tmp_path / "store"), config)
+        await manager.start()
+        try:
+            (old,) = list(manager.summaries())
+            assert old.headline is None and "headline" not in old.model_fields_set
+            assert old == before.model_copy(update={"headline": None})  # everything else as it was
+            run = await manager.find(run_id)
+            (filled,) = list(manager.summaries())
+            assert filled.headline == before.headline == RunHeadline.of(run.results)
+        finally:
+            await manager.shutdown()
+
+    asyncio.run(main())
+
+
 def test_a_deleted_run_stays_gone_after_a_restart(tmp_path):
     config = settings()
-    run_id = _finished_run(tmp_path / "store", config)
+    run_id = finished_run(tmp_path / "store", config)
 
     async def main() -> None:
         manager = _start(LocalStore(tmp_path / "store"), config)
@@ -178,7 +249,7 @@ def test_an_index_that_calls_a_finished_run_unfinished_is_corrected_by_the_watch
     """A crash between a run's manifest and its index entry: the watch reads the run, and the index says
     how it ended."""
     config = settings(lease_ttl_seconds=0.3)
-    run_id = _finished_run(tmp_path / "store", config)
+    run_id = finished_run(tmp_path / "store", config)
     store_root = tmp_path / "store"
     for entry in sorted((store_root / LOG_PREFIX).rglob("*.json")):
         if b'"succeeded"' in entry.read_bytes():
@@ -200,8 +271,8 @@ def test_an_index_that_calls_a_finished_run_unfinished_is_corrected_by_the_watch
 
 def test_the_event_loop_stays_responsive_while_the_watch_runs_over_1000_runs(tmp_path):
     config = settings(lease_ttl_seconds=0.15)  # the watch every 50 ms
-    run_id = _finished_run(tmp_path / "store", config)
-    _copies(tmp_path / "store", run_id, 999)
+    run_id = finished_run(tmp_path / "store", config)
+    copies_of(tmp_path / "store", run_id, 999)
 
     async def main() -> float:
         first = _start(LocalStore(tmp_path / "store"), config)  # rebuilds the index once

@@ -18,8 +18,12 @@ import pytest
 
 from services.coordinator.api.session import proof, session_secret
 from services.coordinator.api.ui import views
+from services.coordinator.api.ui.client import Api
+from services.coordinator.api.ui.pages import PAGE_SIZE
 from tests.ui_stack import UiStack, ui_stack
 from tests.unit.test_adapter_routes import publish
+from tests.unit.test_orchestrator import settings as orchestrator_settings
+from tests.unit.test_run_index import copies_of, finished_run, strip_headlines
 
 TOKEN = "ui-test-token"
 STATIC = Path(__file__).resolve().parents[2] / "services" / "coordinator" / "api" / "ui" / "static"
@@ -253,7 +257,7 @@ def test_session_secret_is_configured_or_derived_never_a_default():
     assert session_secret(None, None) != session_secret(None, None)  # random per process without a token
 
 
-def test_views_compute_ages_headlines_and_config_differences():
+def test_views_compute_ages_and_config_differences():
     assert (
         views.age(100.0, now=100.0 + 7200) == "2 h" and views.age("1970-01-01T00:01:40Z", now=130.0) == "30 s"
     )
@@ -261,14 +265,61 @@ def test_views_compute_ages_headlines_and_config_differences():
         [{"k": 1, "formats": ["a"], "p": {"x": 1}}, {"k": 2, "formats": ["a"], "p": {"x": 1}}]
     )
     assert [(r["key"], r["differs"]) for r in rows] == [("k", True), ("formats", False), ("p.x", False)]
-    assert views.headline(None) is None
-    results = {
-        "summary": {"metric": "f1", "mean_best_gain": 0.25},
-        "heldout": {
-            "conditions": [
-                {"condition": "base", "gain": {"mean": 0.0}},
-                {"condition": "p0", "label": "round 0", "gain": {"mean": 0.2}},
-            ]
-        },
+
+
+# ---- the runs page's headlines come with the list (no read per run) -----------------------------------------
+
+
+def api_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every call the UI's pages make to the API from now on, as (method, path)."""
+    calls: list[tuple[str, str]] = []
+    call = Api.call
+
+    async def counted(self: Api, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        calls.append((method, path))
+        return await call(self, method, path, **kwargs)
+
+    monkeypatch.setattr(Api, "call", counted)
+    return calls
+
+
+def headline_cells(table: str) -> dict[str, str]:
+    """Each row of the runs table: run id -> its headline cell's text."""
+    rows = re.findall(r'<tr data-run="([^"]+)">(.*?)</tr>', table, re.S)
+    return {
+        run_id: re.sub(r"<[^>]+>", "", re.findall(r"<td>(.*?)</td>", row, re.S)[-1]) for run_id, row in rows
     }
-    assert views.headline(results)["heldout"] == {"label": "round 0", "gain": 0.2}
+
+
+def test_the_runs_page_shows_a_page_of_finished_runs_headlines_from_one_api_request(tmp_path, monkeypatch):
+    run_id = finished_run(tmp_path / "store", orchestrator_settings())
+    copies = copies_of(tmp_path / "store", run_id, PAGE_SIZE - 1)
+    with ui_stack(tmp_path, TOKEN) as stack:
+        client = signed_in(stack)
+        listed = {r["id"]: r for r in client.get("/v1/runs", params={"page_size": PAGE_SIZE}).json()["runs"]}
+        assert set(listed) == {run_id, *copies}
+        calls = api_calls(monkeypatch)
+        table = client.get("/ui/runs", headers={"HX-Request": "true"}).text
+    assert calls == [("GET", "/v1/runs")]  # no GET /v1/runs/{id}, for any of the 20 rows
+    cells = headline_cells(table)
+    assert set(cells) == set(listed)
+    for run, cell in cells.items():
+        headline = listed[run]["headline"]
+        assert headline["metric"] == "f1" and isinstance(headline["gain"], float)
+        assert cell == f"{headline['gain']:+.3f} f1 gain", cell
+
+
+def test_a_run_an_older_coordinator_indexed_without_its_headline_costs_one_read_once(tmp_path, monkeypatch):
+    run_id = finished_run(tmp_path / "store", orchestrator_settings())
+    assert strip_headlines(tmp_path / "store")  # the index as a coordinator before the headline wrote it
+    with ui_stack(tmp_path, TOKEN) as stack:
+        client = signed_in(stack)
+        assert client.get("/v1/runs").json()["runs"][0]["headline"] is None
+        calls = api_calls(monkeypatch)
+        first = client.get("/ui/runs", headers={"HX-Request": "true"}).text
+        assert calls == [("GET", "/v1/runs"), ("GET", f"/v1/runs/{run_id}")]  # the one row without it
+        calls.clear()
+        again = client.get("/ui/runs", headers={"HX-Request": "true"}).text
+        assert calls == [("GET", "/v1/runs")]  # the coordinator lists it now
+        gain = client.get("/v1/runs").json()["runs"][0]["headline"]["gain"]
+    assert headline_cells(first) == headline_cells(again) == {run_id: f"{gain:+.3f} f1 gain"}

@@ -17,7 +17,9 @@ Entries that end a run are written after the record that ends it (manifest, canc
 that makes a run unfinished again (a resume) before its record: a crash in between leaves an index that
 calls the run unfinished, which the lease watch then reads from its records and corrects, never the
 reverse. A store without an index (written by an older seal-lab), or runs missing from it, are rebuilt from
-the records at start-up (`missing`): one listing of the run folders, not of their records.
+the records at start-up (`missing`): one listing of the run folders, not of their records. An entry an older
+seal-lab wrote lacks the summary's newer fields (a finished run's `headline`): they read back as their defaults,
+and the manager fills the headline in memory when it reads that run (`RunManager.find`).
 """
 
 from __future__ import annotations

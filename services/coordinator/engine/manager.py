@@ -403,9 +403,19 @@ class RunManager:
             self._finished[run_id] = run
             while len(self._finished) > FINISHED_CACHE:
                 self._finished.popitem(last=False)
+            self._note_headline(run)
         else:  # unfinished and not here: another coordinator runs it
             run.current = entry.summary.current
         return run
+
+    def _note_headline(self, run: RunState) -> None:
+        """A finished run whose entry an older coordinator wrote, without the headline: its summary here gets
+        the one its results give, so `GET /v1/runs` lists it from now on (the next snapshot stores it)."""
+        entry = self.index.get(run.id)
+        if entry is None or entry.summary is None or run.results is None:
+            return
+        if entry.summary.headline is None and entry.summary.status == run.status:
+            self.index.note(run.id, entry.summary.model_copy(update={"headline": run.summary().headline}))
 
     async def resume(self, run_id: str) -> RunState:
         self._require_ready()

@@ -20,7 +20,7 @@ from ..run.continual import continual_jobs_total
 from ..run.jobs import JobName
 from ..run.records import FailedRecord, JobRecord, Manifest, PolicyRecord, RunServices, RunSpec
 from ..run.result_schemas import Reproducibility, RunResults
-from ..run.schemas import RunConfig, RunDetail, RunEvent, RunSummary
+from ..run.schemas import RunConfig, RunDetail, RunEvent, RunHeadline, RunSummary
 from ..run.split import Split
 from .lease import Lease
 from .records import read_run, run_key
@@ -130,6 +130,8 @@ class RunState:
             round=self.round,
             rounds=self.config.rounds,
             policy_adapter_key=self.policy_adapter_key,
+            # Kept in the index entry with the rest: the runs page lists it without reading each run.
+            headline=RunHeadline.of(self.results) if self.results is not None else None,
         )
 
     def detail(self, events: int = 50) -> RunDetail:

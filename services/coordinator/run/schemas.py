@@ -476,6 +476,44 @@ class RunEvent(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class HeldoutHeadline(BaseModel):
+    """The best held-out condition (the base model's row aside) by its mean gain."""
+
+    label: str = Field(description="the condition's label (its name when it has none)")
+    gain: float = Field(description="its mean gain over the base model, paired by passage")
+
+
+class RunHeadline(BaseModel):
+    """The numbers a finished run is known by, from its results (`summary`, `heldout`)."""
+
+    metric: str = Field(description="the run's reward metric")
+    gain: float | None = Field(
+        None, description="round 0's mean gain of each passage's best self-edit over the base model"
+    )
+    best: float | None = Field(None, description="round 0's mean score of each passage's best self-edit")
+    baseline: float | None = Field(None, description="round 0's mean score of the base model")
+    heldout: HeldoutHeadline | None = Field(
+        None, description="the best held-out condition; null without a held-out set"
+    )
+
+    @classmethod
+    def of(cls, results: RunResults) -> RunHeadline:
+        summary = results.summary
+        scored = [
+            (row.gain.mean, row.label or row.condition)
+            for row in (results.heldout.conditions if results.heldout else [])
+            if row.condition != "base" and row.gain is not None and row.gain.mean is not None
+        ]
+        top = max(scored, key=lambda pair: pair[0], default=None)  # the first of equals, as listed
+        return cls(
+            metric=summary.metric,
+            gain=summary.mean_best_gain,
+            best=summary.mean_best,
+            baseline=summary.mean_baseline,
+            heldout=HeldoutHeadline(label=top[1], gain=top[0]) if top is not None else None,
+        )
+
+
 class RunSummary(BaseModel):
     id: str
     name: str
@@ -492,6 +530,11 @@ class RunSummary(BaseModel):
     round: int = 0
     rounds: int = 0
     policy_adapter_key: str = ""
+    headline: RunHeadline | None = Field(
+        None,
+        description="a finished run's headline numbers (`GET /v1/runs` lists them without reading each "
+        "run); null while it runs, for a run without results, and in summaries an older coordinator indexed",
+    )
 
 
 class RunPage(BaseModel):

@@ -38,16 +38,18 @@ async def home(user: User) -> Response:
 
 
 async def _headlines(client: Api, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each finished run's headline score (its results, from GET /v1/runs/{id})."""
+    """Each run's headline score, as its summary in `GET /v1/runs` has it: no read per run. Only a run with
+    results whose summary lacks it (indexed by an older coordinator) costs one read of its detail
+    (`GET /v1/runs/{id}`), after which the coordinator lists it too."""
 
     async def one(run: dict[str, Any]) -> tuple[str, Any]:
-        if run["status"] not in views.FINISHED:
-            return run["id"], None
+        if run.get("headline") is not None or run["status"] not in views.WITH_RESULTS:
+            return run["id"], run.get("headline")
         try:
             detail = await client.get(f"/v1/runs/{run['id']}", events=0)
         except ApiRefused:
             return run["id"], None
-        return run["id"], views.headline(detail.get("results"))
+        return run["id"], detail.get("headline")
 
     return dict(await asyncio.gather(*(one(run) for run in runs)))
 
@@ -179,7 +181,7 @@ async def run_page(request: Request, user: User, run_id: str) -> Response:
         run=run,
         user=user,
         progress=views.progress(run),
-        headline=views.headline(results),
+        headline=run.get("headline"),
         tables=sorted(views.tables(results)) if results else [],
         config_json=json.dumps(run["config"], indent=1, sort_keys=True),
     )
@@ -269,7 +271,7 @@ async def compare_page(
         request,
         "compare.html.j2",
         runs=runs,
-        headlines=[views.headline(r.get("results")) for r in runs],
+        headlines=[r.get("headline") for r in runs],
         config_rows=views.config_rows([r["config"] for r in runs]),
         labels=labels,
         per_run=per_run,

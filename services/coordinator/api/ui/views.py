@@ -1,5 +1,5 @@
-"""What the pages compute from the API's JSON (pure): ages, numbers, a run's headline score, the differences
-between runs' configs, and a results table as CSV."""
+"""What the pages compute from the API's JSON (pure): ages, numbers, the differences between runs' configs, and
+a results table as CSV. (A run's headline score comes computed: its summary's `headline`.)"""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import Any
 
 STATUSES = ("queued", "running", "paused", "succeeded", "completed_with_errors", "failed", "cancelled")
 FINISHED = ("succeeded", "completed_with_errors", "failed", "cancelled")
+#: The statuses of runs with results (and so a headline in their summary).
+WITH_RESULTS = ("succeeded", "completed_with_errors")
 
 
 def seconds_of(timestamp: str | float) -> float:
@@ -41,28 +43,6 @@ def short_key(key: str, keep: int = 12) -> str:
     """`adapters/3f2a...` cut to its first `keep` digest characters (the full key goes in a title)."""
     prefix, _, digest = key.rpartition("/")
     return f"{prefix + '/' if prefix else ''}{digest[:keep]}{'…' if len(digest) > keep else ''}"
-
-
-def headline(results: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The one number a run is known by: the mean gain of each passage's best self-edit over the base model
-    (round 0, the run's metric), and the best held-out condition's gain when there is a held-out set."""
-    if not results:
-        return None
-    summary = results.get("summary") or {}
-    best_heldout = None
-    heldout = results.get("heldout") or {}
-    rows = [r for r in heldout.get("conditions", []) if r.get("condition") != "base"]
-    scored = [r for r in rows if isinstance((r.get("gain") or {}).get("mean"), int | float)]
-    if scored:
-        top = max(scored, key=lambda r: r["gain"]["mean"])
-        best_heldout = {"label": top.get("label") or top["condition"], "gain": top["gain"]["mean"]}
-    return {
-        "metric": summary.get("metric", "?"),
-        "gain": summary.get("mean_best_gain"),
-        "best": summary.get("mean_best"),
-        "baseline": summary.get("mean_baseline"),
-        "heldout": best_heldout,
-    }
 
 
 def progress(summary: dict[str, Any]) -> int:
