@@ -116,10 +116,12 @@ bench: install
 bench-conditions: install
 	$(BIN)/python benchmarks/conditions.py
 
-# A tournament of self-edit strategies on the same held-out passages (PRESET=smoke|cpu|gpu; cpu is about an hour).
+# A tournament of self-edit strategies on the same held-out passages (PRESET=smoke|cpu|gpu; cpu is about an hour),
+# every adapter on the same budget (BUDGET=steps: the trainer's default directive; tokens: 1,900 training tokens).
 PRESET ?= cpu
+BUDGET ?= steps
 bench-strategies: install
-	$(BIN)/python benchmarks/strategies.py --preset $(PRESET)
+	$(BIN)/python benchmarks/strategies.py --preset $(PRESET) --budget $(BUDGET)
 
 # The coordinator over synthetic stores of 100, 1,000 and 10,000 finished runs (issue 35); SCALE_ARGS adds
 # e.g. --s3-sizes 100,1000 (the SeaweedFS test server) or --sizes 100,1000.

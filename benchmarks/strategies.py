@@ -4,11 +4,14 @@
     .venv/bin/python benchmarks/strategies.py --preset cpu     # 8 held-out SQuAD passages, 4 strategies (about 1-2 h)
     .venv/bin/python benchmarks/strategies.py --preset gpu     # 200 held-out passages, 8 strategies
     .venv/bin/python benchmarks/strategies.py --strategies implications,entigraph,./mine.yaml --reference implications
+    .venv/bin/python benchmarks/strategies.py --preset cpu --budget tokens    # every adapter on 1,900 tokens
 
 It uses the conditions benchmark's machinery (benchmarks/conditions.py: the passages, a local stack or a running
 coordinator, the run follower): one run per strategy, each with the same held-out passages, seed, K, token
 limit and the trainer's default directive (`conditions_directive: default`, so every adapter trains on the
-same step budget and only the data differ). Each run's held-out table has the no-adapter and passage-only rows
+same step budget and only the data differ). `--budget tokens` gives every held-out adapter the same number of
+training tokens instead (`--tokens`, the run's `heldout_directive`): a strategy that writes long texts gets
+more tokens per step than a terse one, so at equal steps it also trains on more text. Each run's held-out table has the no-adapter and passage-only rows
 (the same in every run: taken from the first) and the strategy's row. The verdicts are paired by passage
 against `--reference` (and passage-only against it too), Holm-corrected over all of them, with the minimum
 detectable effect (seal_lab.scoring.stats). A strategy is a built-in name or a path to a strategy file (sent as
@@ -51,6 +54,12 @@ from conditions import (  # noqa: E402  (the conditions benchmark's machinery)
 #: adapters (passage only and the strategy's) per strategy; at the smoke's loaded pace (about 3.5 min per
 #: held-out passage and strategy) that is about 2 hours, and about an hour on an idle 2-core machine if
 #: conditions.py's 40 s per adapter holds. "gpu": SEAL's 200 held-out passages, eight strategies.
+#: `--budget tokens`: every held-out adapter trains on this many tokens. 1,900 is about what the step budget
+#: gives `implications` on SQuAD: the median training tokens of its held-out adapters over 40 passages was
+#: 1,896 at 24 steps (p0 of conditions run-20261130-004710-eee925, 192 new tokens; benchmarks/results/), so the
+#: reference trains about as much under either budget and the others move to it. Not measured for the cpu
+#: preset itself (160 new tokens): its step-budget table's "training tokens" column will say how close it is.
+TOKEN_BUDGET = 1_900
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "heldout": 2,
@@ -59,6 +68,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_new_tokens": 48,
         "strategies": "implications,entigraph",
         "retention": False,
+        "tokens": TOKEN_BUDGET,
     },
     "cpu": {
         "heldout": 8,
@@ -67,6 +77,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_new_tokens": 160,
         "strategies": "implications,rewrite,entigraph,active-reading",
         "retention": True,
+        "tokens": TOKEN_BUDGET,
     },
     "gpu": {
         "heldout": 200,
@@ -76,6 +87,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "strategies": "implications,implications-long,rewrite,self-qa,spa-key-concepts,spa-teacher,entigraph,"
         "active-reading",
         "retention": True,
+        "tokens": TOKEN_BUDGET,
     },
 }
 
@@ -104,8 +116,21 @@ def run_body(name: str, text: str, train: list, heldout: list, args: argparse.Na
             "max_new_tokens": args.max_new_tokens,
             "retention": args.retention,
             "conditions_directive": "default",
+            **budget_config(args),
         },
     }
+
+
+def budget_config(args: argparse.Namespace) -> dict[str, Any]:
+    """What a run sets for the budget: nothing for steps (the trainer's default directive), else a token budget
+    for every held-out condition (refused by the coordinator when outside the trainer's limits)."""
+    return {"heldout_directive": {"tokens": args.tokens}} if args.budget == "tokens" else {}
+
+
+def budget_label(args: argparse.Namespace) -> str:
+    if args.budget == "tokens":
+        return f"token budget {args.tokens:,} tokens per adapter"
+    return "step budget (the trainer's default directive)"
 
 
 def passages(args: argparse.Namespace) -> tuple[list, list]:
@@ -168,7 +193,7 @@ def report(table: dict[str, Any], args: argparse.Namespace, wall: float) -> None
     out = Console(width=170)
     view = Table(
         title=f"Strategies on N={len(table['passages'])} held-out passages, K={args.k}, "
-        f"max_new_tokens {args.max_new_tokens}, {args.rounds} rounds, seed {args.seed}, default directive "
+        f"max_new_tokens {args.max_new_tokens}, {args.rounds} rounds, seed {args.seed}, {budget_label(args)} "
         f"(metric {table['metric']}, ± s.e.)"
     )
     for column in ("row", "n", table["metric"], "± s.e.", "training tokens"):
@@ -198,6 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--retention", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--budget",
+        choices=("steps", "tokens"),
+        default="steps",
+        help="what every held-out adapter gets the same of: optimizer steps (the trainer's default directive) "
+        "or training tokens (--tokens)",
+    )
+    parser.add_argument(
+        "--tokens", type=int, default=None, help=f"with --budget tokens (default {TOKEN_BUDGET:,})"
+    )
     return add_stack_arguments(parser)
 
 
@@ -205,6 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     args = with_preset(build_parser().parse_args(argv), PRESETS)
     console = Console(stderr=True)
     sources = dict(strategy_source(spec.strip()) for spec in args.strategies.split(",") if spec.strip())
+    if args.budget == "tokens" and args.tokens < 1:
+        console.print(f"[red]--tokens {args.tokens}: a token budget needs at least one token")
+        sys.exit(2)
     if args.reference not in sources:
         console.print(f"[red]--reference {args.reference!r} is not one of --strategies {list(sources)}")
         sys.exit(2)
@@ -227,8 +265,10 @@ def main(argv: list[str] | None = None) -> None:
     table = tournament(details, the_row(args), args.reference, metric)
     table["runs"] = {name: detail["id"] for name, detail in details.items()}
     table["preset"], table["wall_seconds"] = args.preset, round(wall, 1)
+    table["budget"] = {"kind": args.budget, **({"tokens": args.tokens} if args.budget == "tokens" else {})}
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"strategies_{args.preset}_{int(time.time())}.json"
+    kind = "_tokens" if args.budget == "tokens" else ""  # a step-budget file keeps its earlier name
+    path = args.out / f"strategies_{args.preset}{kind}_{int(time.time())}.json"
     path.write_text(json.dumps(table, indent=1))
     console.print(f"wrote {path}")
     report(table, args, wall)

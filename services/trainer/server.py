@@ -68,6 +68,7 @@ def limits_from_settings(settings: TrainerSettings) -> DirectiveLimits:
         max_max_length=settings.max_max_length,
         max_batch_size=settings.max_batch_size,
         max_steps=settings.max_steps,
+        max_tokens=settings.max_tokens,
     ).with_clamped_default()
 
 

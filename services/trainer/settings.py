@@ -53,6 +53,14 @@ class TrainerSettings(GrpcServiceSettings):
         le=DIRECTIVE_CEILING.max_steps,
         description="Directive limit: optimizer steps a directive may ask for.",
     )
+    # The most tokens a directive's token budget may ask for: about the step limit's worst (200 steps of a
+    # 1,024-token sequence). 0 turns token budgets off.
+    max_tokens: int = Field(
+        default=200_000,
+        ge=0,
+        le=DIRECTIVE_CEILING.max_tokens,
+        description="Directive limit: training tokens a directive's token budget may ask for (0 = none).",
+    )
     # The recipe's schedule (HF Trainer's, as SEAL trained): linear warmup over this share of a job's steps,
     # then linear decay to zero; each adapter's gradient clipped to this norm (0 = no clipping).
     warmup_ratio: float = Field(

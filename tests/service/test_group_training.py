@@ -84,6 +84,22 @@ def test_an_adapter_trained_in_a_group_equals_the_one_trained_alone(loaded):
         assert max(float(b.abs().max()) for _, b in grouped.adapter.weights.values()) > 1e-4
 
 
+def test_a_token_budget_trains_until_its_tokens_are_spent_in_a_group_as_alone(loaded):
+    """`Directive.tokens`: the job trains on its budget of tokens (its last example may pass it), whatever its
+    `steps`, and grouped with a step-budget job as alone; the outcome counts the tokens it trained on."""
+    train_examples = examples(5)
+    sequences = tokenize(loaded, train_examples, 64)
+    budget = 5 * sum(len(ids) for ids, _ in sequences) // 2  # two and a half passes over the data
+    job = (train_examples, directive(tokens=budget, steps=24, batch_size=2), 15)
+    grouped, _ = train_group(loaded, [GroupJob(*job), GroupJob(*JOBS[3])], row_tokens=48)
+    (alone,) = train_group(loaded, [GroupJob(*job)])
+    assert isinstance(grouped, TrainOutcome) and isinstance(alone, TrainOutcome)
+    assert budget <= grouped.tokens == alone.tokens < budget + max(len(ids) for ids, _ in sequences)
+    assert 4 <= len(grouped.step_loss) < 24  # about 10 examples of 4, 2 per step: the tokens decide
+    assert grouped.step_loss == pytest.approx(alone.step_loss, abs=1e-4)
+    assert _max_difference(grouped, alone) < TOLERANCE
+
+
 def test_training_alone_equals_peft_training(loaded):
     """The stacked path of one adapter against peft's LoRA, torch's AdamW, torch's gradient clipping and a
     LambdaLR with the recipe's warmup and decay, one example per step."""

@@ -72,3 +72,27 @@ def test_each_strategy_runs_with_the_same_passages_and_budget_and_a_file_is_sent
     from services.coordinator.run.schemas import RunConfig
 
     RunConfig(**b["config"])  # the coordinator accepts it
+
+
+def test_a_token_budget_run_gives_every_heldout_condition_the_same_tokens():
+    args = bench.with_preset(
+        bench.build_parser().parse_args(["--preset", "cpu", "--budget", "tokens"]), bench.PRESETS
+    )
+    assert args.tokens == bench.TOKEN_BUDGET == 1_900
+    body = bench.run_body("rewrite", "", ["t"], ["h"], args)
+    assert body["config"]["heldout_directive"] == {"tokens": 1_900}
+    assert bench.budget_label(args) == "token budget 1,900 tokens per adapter"
+    from services.coordinator.run.schemas import RunConfig
+
+    assert RunConfig(**body["config"]).heldout_directive.fields_set() == {"tokens": 1_900}
+    # --tokens overrides the preset; the step budget sets no override (the trainer's default directive).
+    given = bench.with_preset(
+        bench.build_parser().parse_args(["--preset", "smoke", "--budget", "tokens", "--tokens", "800"]),
+        bench.PRESETS,
+    )
+    assert bench.run_body("rewrite", "", ["t"], ["h"], given)["config"]["heldout_directive"] == {
+        "tokens": 800
+    }
+    steps = bench.with_preset(bench.build_parser().parse_args(["--preset", "smoke"]), bench.PRESETS)
+    assert "heldout_directive" not in bench.run_body("rewrite", "", ["t"], ["h"], steps)["config"]
+    assert bench.budget_label(steps).startswith("step budget")

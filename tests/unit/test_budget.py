@@ -1,6 +1,6 @@
 """Budgets: a run that plans more than a run may is refused at creation (422, the setting and the numbers);
 one that would take the coordinator's unfinished runs past its budget must wait (429); the benchmarks fit the
-defaults. The token bound follows the directive (steps or epochs) and the text a dataset can hold."""
+defaults. The token bound follows the directive (steps, epochs or a token budget) and the text a dataset can hold."""
 
 from __future__ import annotations
 
@@ -106,8 +106,10 @@ def test_a_training_is_bounded_by_its_steps_or_its_epochs_and_by_its_data():
     assert training_tokens(steps, data_tokens=1000) == 24 * 200
     assert training_tokens(steps, data_tokens=150) == 24 * 150  # a step never holds more than the dataset
     assert training_tokens(Directive(steps=0, epochs=3), data_tokens=500) == 1500
-    # A model-written directive: the worse of the two modes the limits allow.
-    assert worst_training_tokens(LIMITS, 500) == max(200 * min(16 * 1024, 500), 10 * 500)
+    # A model-written directive: the worst of the three modes the limits allow (steps, epochs, tokens; the
+    # last may pass the token budget by one example).
+    assert worst_training_tokens(LIMITS, 500) == max(200 * min(16 * 1024, 500), 10 * 500, 200_000 - 1 + 500)
+    assert worst_training_tokens(LIMITS, 5000) == 200 * 5000  # on larger data the step budget is the worst
     # A directive-search trial that sets epochs asks for passes over the data.
     assert worst_training_tokens(LIMITS, 500, {"epochs": 2}) == 2 * 500
 

@@ -190,7 +190,7 @@ def test_every_option_lands_in_the_request_with_its_value(coordinator, tmp_path)
         "--rounds": "1", "--heldout": "1", "--heldout-format": "self-qa", "--conditions-directive": "generated",
         "--self-edit-directive": "generated",
         "--policy-directive": "epochs=3,learning_rate=5e-4", "--min-reward": "0.1",
-        "--directive-search": "epochs=2", "--teacher": f"gpt:rewrite:1={teacher}",
+        "--directive-search": "epochs=2", "--heldout-directive": "tokens=900", "--teacher": f"gpt:rewrite:1={teacher}",
         "--strategy-files": str(strategy),
     }  # fmt: skip
     flags = ["--no-retention", "--no-include-passage", "--no-specificity-control"]
@@ -210,6 +210,8 @@ def test_every_option_lands_in_the_request_with_its_value(coordinator, tmp_path)
     assert (
         request.config.policy_directive.epochs == 3 and request.config.policy_directive.learning_rate == 5e-4
     )
+    assert request.config.heldout_directive is not None
+    assert request.config.heldout_directive.fields_set() == {"tokens": 900}
     assert (request.name, request.limit, len(request.passages or [])) == ("all", 3, 3)
     assert "rewrite it in several different ways" in request.config.strategy_text("rewrite")
     imported = request.teachers[0]
@@ -254,7 +256,9 @@ def test_without_a_config_the_options_defaults_are_the_coordinators(coordinator)
     sent = coordinator.sent
     assert sent["dataset"] == "demo" and sent["teachers"] == [] and sent["limit"] is None
     # fields whose default is None are not sent (the coordinator's default either way)
-    assert sent["config"] == RunConfig().model_dump(exclude={"policy_directive", "order", "continual_update"})
+    assert sent["config"] == RunConfig().model_dump(
+        exclude={"policy_directive", "order", "continual_update", "heldout_directive"}
+    )
 
 
 @pytest.mark.parametrize("field", ["conditions_directive", "self_edit_directive", "reward_metric"])

@@ -39,6 +39,10 @@ OUT_OF_LIMITS = [
         {"rounds": 1, "policy_directive": {"learning_rate": 1e9}},
         "config.policy_directive.learning_rate=1e+09 is outside [1e-05, 0.01]",
     ),
+    (
+        {"heldout_directive": {"tokens": 300_000}},
+        "config.heldout_directive.tokens=300000 is outside [0, 200000]",
+    ),
 ]
 
 

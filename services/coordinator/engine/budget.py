@@ -3,7 +3,8 @@
 A run's plan is counted before any work (at creation, and again for the coordinator's total at a resume): its
 jobs (`RunState.jobs_total`) and an upper bound on the tokens its trainings process. A training processes at
 most `steps x batch_size x max_length` tokens (steps mode) or `epochs x` its dataset's tokens (epochs mode),
-never more than its dataset per step. A dataset's tokens are bounded by its text: the passage (title and
+never more than its dataset per step; with a token budget, the budget and one more sequence (the last example
+may pass it). A dataset's tokens are bounded by its text: the passage (title and
 context, at most a token per byte), a self-edit of at most `max_new_tokens` tokens cut into texts of three
 words or more, each with the title in front (a teacher's completion: its bytes). Where a directive is known
 the bound uses it (held-out conditions on the trainer's default directive, the policy directive); where a
@@ -56,6 +57,8 @@ class RunPlan:
 
 def training_tokens(directive: Directive, data_tokens: int) -> int:
     """The most tokens one training with `directive` processes on a dataset of `data_tokens` tokens."""
+    if directive.tokens > 0:  # the example that reaches the budget is taken whole
+        return directive.tokens - 1 + min(directive.max_length, data_tokens)
     if directive.steps > 0:
         return directive.steps * min(directive.batch_size * directive.max_length, data_tokens)
     return directive.epochs * data_tokens
@@ -73,8 +76,11 @@ def worst_training_tokens(
         "batch_size": limits.max_batch_size,
         "max_length": limits.max_max_length,
         "steps": limits.max_steps,
+        "tokens": 0,
     }
     modes = [worst] if "steps" in known else [worst, {**worst, "steps": 0}]
+    if "tokens" not in known:  # a token budget overrides either
+        modes.append({**worst, "tokens": limits.max_tokens})
     return max(training_tokens(limits.clamp(Directive(**{**mode, **known})), data_tokens) for mode in modes)
 
 
@@ -107,9 +113,7 @@ def plan_run(run: RunState, limits: DirectiveLimits) -> RunPlan:
         (`self_edit_directive`), with `override`'s fields over it."""
         if config.self_edit_directive == "generated":
             return worst_training_tokens(limits, data, override)
-        return worst_training_tokens(
-            limits, data, {**asdict(limits.default), **epochs_mean_epochs(override or {})}
-        )
+        return training_tokens(limits.overridden(limits.default, override or {}), data)
 
     trainings = tokens = 0
     if config.mode == "continual":  # each step trains its candidates, the replayed examples beside its own
@@ -131,10 +135,12 @@ def plan_run(run: RunState, limits: DirectiveLimits) -> RunPlan:
         trainings += edits * per_self_edit * (1 + len(config.directive_search))
         tokens += edits * per_self_edit * (own + trials)
 
+    override = config.heldout_directive.fields_set() if config.heldout_directive else {}
+
     def condition(data: int) -> int:
         if config.conditions_directive == "default":
-            return training_tokens(limits.default, data)
-        return worst_training_tokens(limits, data)
+            return training_tokens(limits.overridden(limits.default, override), data)
+        return worst_training_tokens(limits, data, override)
 
     for index in run.split.heldout:
         passage = run.passages[index]

@@ -24,7 +24,7 @@ import random
 from typing import Any
 
 from seal_lab.formats.datasets import ReplayMeta, TrainingExample, read_dataset, write_dataset
-from seal_lab.formats.directive import Directive, epochs_mean_epochs
+from seal_lab.formats.directive import Directive
 from seal_lab.formats.passages import retention_questions
 from seal_lab.store.outage import call_async
 
@@ -197,7 +197,7 @@ class ContinualExperiment(Experiment):
         update = self.run.config.continual_update
         if update is None:
             return own
-        return self.limits.clamp(Directive(**{**own.as_dict(), **epochs_mean_epochs(update.fields_set())}))
+        return self.limits.overridden(own, update.fields_set())
 
 
 def replay_dataset(store: Any, own_key: str, earlier: list[str], count: int, seed: int) -> str:

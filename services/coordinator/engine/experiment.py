@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from seal_lab.errors import FailedPrecondition
-from seal_lab.formats.directive import Directive, DirectiveLimits, epochs_mean_epochs
+from seal_lab.formats.directive import Directive, DirectiveLimits
 from seal_lab.formats.passages import Passage, retention_questions
 from seal_lab.logging import bind_context
 from seal_lab.store import ObjectStore
@@ -310,6 +310,10 @@ class Experiment:
             if run.config.conditions_directive == "generated"
             else self.limits.default
         )
+        override = run.config.heldout_directive
+        # e.g. a token budget for every condition (refused at creation when beyond the trainer's limits)
+        if override is not None:
+            directive = self.limits.overridden(directive, override.fields_set())
         train = job("train")
         trained = await self._job(
             train, lambda: calls.train(run, passage, edit.dataset_key, directive, train.label)
@@ -341,10 +345,7 @@ def directive_trials(edit: SelfEdit, config: RunConfig, limits: DirectiveLimits)
         own = limits.default
     else:
         own = Directive(**{**limits.default.as_dict(), **edit.directive.values()})
-    return [own] + [
-        limits.clamp(Directive(**{**own.as_dict(), **epochs_mean_epochs(override.fields_set())}))
-        for override in config.directive_search
-    ]
+    return [own] + [limits.overridden(own, override.fields_set()) for override in config.directive_search]
 
 
 def recorded_directive(recorded: DirectiveRecord) -> Directive:

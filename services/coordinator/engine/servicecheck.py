@@ -73,8 +73,8 @@ def check_services(
 
 def directive_problems(config: RunConfig, limits: DirectiveLimits) -> list[str]:
     """Each directive value the run's config sets that a trainer's `limits` do not allow, naming the field,
-    the value and the limits (DirectiveLimits.check): every field of each `directive_search` entry, and the
-    `policy_directive` fields the request set to other values than their defaults, when the run has rounds.
+    the value and the limits (DirectiveLimits.check): every field of each `directive_search` entry and of
+    `heldout_directive`, and the `policy_directive` fields the request set to other values than their defaults, when the run has rounds.
     Refused rather than clamped, so that what the results say was asked is what trained. A policy directive
     field at its default is clamped to the limits (a trainer with `max_max_length 128` trains the default
     1024 as 128), whether the request named it or not: a run's recorded config, which names every field,
@@ -82,6 +82,8 @@ def directive_problems(config: RunConfig, limits: DirectiveLimits) -> list[str]:
     problems = []
     for index, override in enumerate(config.directive_search):
         problems += limits.check(override.fields_set(), f"config.directive_search[{index}].")
+    if config.heldout_directive is not None:
+        problems += limits.check(config.heldout_directive.fields_set(), "config.heldout_directive.")
     if config.rounds:
         policy = config.policy_directive
         defaults = type(policy).model_fields

@@ -37,8 +37,9 @@ class OpenRecord(BaseModel):
 
 
 class DirectiveRecord(OpenRecord):
-    """A directive as a record keeps it: every field since `steps` was added; older records lack some (the
-    first ones kept only the fields a self-edit set, as protobuf's ListFields gave them)."""
+    """A directive as a record keeps it: every field since `steps` was added, except `tokens`, kept only when
+    set (`Directive.as_dict`); older records lack some (the first ones kept only the fields a self-edit set,
+    as protobuf's ListFields gave them)."""
 
     epochs: int | None = None
     learning_rate: Number | None = None
@@ -47,6 +48,7 @@ class DirectiveRecord(OpenRecord):
     batch_size: int | None = None
     max_length: int | None = None
     steps: int | None = None
+    tokens: int | None = None
 
     def values(self) -> dict[str, Number]:
         """The fields the record has, by name."""

@@ -135,6 +135,9 @@ class DirectiveOverride(RequestModel):
     batch_size: int | None = Field(None, ge=1)
     max_length: int | None = Field(None, ge=1)
     steps: int | None = Field(None, ge=0, description="training budget in steps; 0 = epochs")
+    tokens: int | None = Field(
+        None, ge=0, description="training budget in tokens; set (> 0), it overrides steps and epochs; 0 = off"
+    )
 
     def fields_set(self) -> dict[str, float | int]:
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -231,6 +234,13 @@ class RunConfig(RequestModel):
         "default",
         description="held-out conditions train with the trainer's default directive (compares the data only, "
         "as SEAL's table does) or with each self-edit's own directive",
+    )
+    heldout_directive: DirectiveOverride | None = Field(
+        None,
+        description="these directive fields override the directive of every held-out condition's training (the "
+        "trainer's default, or each self-edit's own with `conditions_directive: generated`), e.g. `{tokens: "
+        "1900}` so that every condition trains on the same number of tokens; refused when outside the "
+        "trainer's limits",
     )
     policy_directive: PolicyDirective = Field(
         default_factory=PolicyDirective,
@@ -378,6 +388,7 @@ class RunConfig(RequestModel):
         conflicts = {
             "rounds": self.rounds != 0,
             "heldout": self.heldout != 0,
+            "heldout_directive": self.heldout_directive is not None,
             "directive_search": bool(self.directive_search),
             "reward_seeds": self.reward_seeds != 1,
             "policy_adapter_key": bool(self.policy_adapter_key),

@@ -44,7 +44,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Directive(_message.Message):
-    __slots__ = ("epochs", "learning_rate", "lora_rank", "lora_alpha", "batch_size", "max_length", "steps")
+    __slots__ = ("epochs", "learning_rate", "lora_rank", "lora_alpha", "batch_size", "max_length", "steps", "tokens")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     LORA_RANK_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class Directive(_message.Message):
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     learning_rate: float
     lora_rank: int
@@ -59,10 +60,11 @@ class Directive(_message.Message):
     batch_size: int
     max_length: int
     steps: int
-    def __init__(self, epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., lora_rank: _Optional[int] = ..., lora_alpha: _Optional[int] = ..., batch_size: _Optional[int] = ..., max_length: _Optional[int] = ..., steps: _Optional[int] = ...) -> None: ...
+    tokens: int
+    def __init__(self, epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., lora_rank: _Optional[int] = ..., lora_alpha: _Optional[int] = ..., batch_size: _Optional[int] = ..., max_length: _Optional[int] = ..., steps: _Optional[int] = ..., tokens: _Optional[int] = ...) -> None: ...
 
 class DirectiveLimits(_message.Message):
-    __slots__ = ("min_epochs", "max_epochs", "min_learning_rate", "max_learning_rate", "min_lora_rank", "max_lora_rank", "min_lora_alpha", "max_lora_alpha", "min_batch_size", "max_batch_size", "min_max_length", "max_max_length", "default_directive", "min_steps", "max_steps")
+    __slots__ = ("min_epochs", "max_epochs", "min_learning_rate", "max_learning_rate", "min_lora_rank", "max_lora_rank", "min_lora_alpha", "max_lora_alpha", "min_batch_size", "max_batch_size", "min_max_length", "max_max_length", "default_directive", "min_steps", "max_steps", "min_tokens", "max_tokens")
     MIN_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     MAX_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     MIN_LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +80,8 @@ class DirectiveLimits(_message.Message):
     DEFAULT_DIRECTIVE_FIELD_NUMBER: _ClassVar[int]
     MIN_STEPS_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    MIN_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     min_epochs: int
     max_epochs: int
     min_learning_rate: float
@@ -93,4 +97,6 @@ class DirectiveLimits(_message.Message):
     default_directive: Directive
     min_steps: int
     max_steps: int
-    def __init__(self, min_epochs: _Optional[int] = ..., max_epochs: _Optional[int] = ..., min_learning_rate: _Optional[float] = ..., max_learning_rate: _Optional[float] = ..., min_lora_rank: _Optional[int] = ..., max_lora_rank: _Optional[int] = ..., min_lora_alpha: _Optional[int] = ..., max_lora_alpha: _Optional[int] = ..., min_batch_size: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., min_max_length: _Optional[int] = ..., max_max_length: _Optional[int] = ..., default_directive: _Optional[_Union[Directive, _Mapping]] = ..., min_steps: _Optional[int] = ..., max_steps: _Optional[int] = ...) -> None: ...
+    min_tokens: int
+    max_tokens: int
+    def __init__(self, min_epochs: _Optional[int] = ..., max_epochs: _Optional[int] = ..., min_learning_rate: _Optional[float] = ..., max_learning_rate: _Optional[float] = ..., min_lora_rank: _Optional[int] = ..., max_lora_rank: _Optional[int] = ..., min_lora_alpha: _Optional[int] = ..., max_lora_alpha: _Optional[int] = ..., min_batch_size: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., min_max_length: _Optional[int] = ..., max_max_length: _Optional[int] = ..., default_directive: _Optional[_Union[Directive, _Mapping]] = ..., min_steps: _Optional[int] = ..., max_steps: _Optional[int] = ..., min_tokens: _Optional[int] = ..., max_tokens: _Optional[int] = ...) -> None: ...

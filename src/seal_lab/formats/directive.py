@@ -29,6 +29,11 @@ class Directive:
     #: shuffled passes as often as needed), the same for every condition of a table whatever its data
     #: size. 0 = `epochs` full passes instead (the budget then grows with the data).
     steps: int = 24
+    #: The training budget in tokens (0 = off): examples are taken from the same seeded shuffled passes until
+    #: their tokens (each sequence as trained, cut to `max_length`) reach this many, `batch_size` per step (the
+    #: last step may hold fewer). When set it takes precedence over `steps` and `epochs`: conditions whose
+    #: texts differ in length then train on the same number of tokens rather than the same number of steps.
+    tokens: int = 0
 
     def to_proto(self) -> common_pb2.Directive:
         return common_pb2.Directive(**asdict(self))
@@ -38,7 +43,19 @@ class Directive:
         return cls(**{f.name: getattr(message, f.name) for f in fields(cls)})
 
     def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+        """The fields as records and store keys keep them (a trainer's job key, a self-edit dataset's meta
+        record). A field added later is left out at its "off" value (`tokens` 0), so that every directive
+        that could be written before it has the very same record and key as before."""
+        values = asdict(self)
+        for name in ADDED_FIELDS:
+            if values[name] == 0:
+                del values[name]
+        return values
+
+
+#: Directive fields added after keys were first made from directives: absent from `Directive.as_dict` (hence from
+#: every key and record) while 0, and optional in a written directive (not "missing" when a model omits them).
+ADDED_FIELDS = ("tokens",)
 
 
 #: What every self-edit trains with unless a run asks for the model's own (`self_edit_directive`), what a
@@ -67,6 +84,10 @@ class DirectiveLimits:
     max_max_length: int = 1024
     min_steps: int = 0
     max_steps: int = 200
+    #: A token budget of 200,000 is about what the step limit allows at its worst (200 steps of a 1,024-token
+    #: sequence).
+    min_tokens: int = 0
+    max_tokens: int = 200_000
     default: Directive = DEFAULT_DIRECTIVE
 
     def to_proto(self) -> common_pb2.DirectiveLimits:
@@ -89,13 +110,18 @@ class DirectiveLimits:
             values[field.name] = type(low)(min(max(getattr(directive, field.name), low), high))
         return Directive(**values)
 
+    def overridden(self, directive: Directive, values: Mapping[str, float | int]) -> Directive:
+        """`directive` with the fields `values` sets, as asked (`epochs_mean_epochs`), clamped to these limits:
+        a directive-search entry, a continual update, a held-out override over the directive it applies to."""
+        return self.clamp(Directive(**{**asdict(directive), **epochs_mean_epochs(dict(values))}))
+
     def with_clamped_default(self) -> DirectiveLimits:
         """These limits with their default moved inside them (limits tighter than the default)."""
         return replace(self, default=self.clamp(self.default))
 
     def violations(self, directive: Directive) -> list[str]:
         """Human-readable reasons a directive is outside the limits (empty when it is fine)."""
-        return self.check(directive.as_dict())
+        return self.check(asdict(directive))  # every field, those `as_dict` leaves out at 0 included
 
     def check(self, values: Mapping[str, Any], where: str = "") -> list[str]:
         """The one limit rule: for each directive field in `values` (some or all of them) outside these
@@ -152,6 +178,8 @@ DIRECTIVE_CEILING = DirectiveLimits(
     max_max_length=32768,
     min_steps=0,
     max_steps=100_000,
+    min_tokens=0,
+    max_tokens=100_000_000,
 )
 
 
@@ -197,6 +225,7 @@ _ALIASES = {
     "batch_size": ("batch_size", "batch size", "bs"),
     "max_length": ("max_length", "max length", "max_len", "max_seq_len"),
     "steps": ("steps", "train_steps", "max_steps", "num_steps"),
+    "tokens": ("tokens", "train_tokens", "training_tokens", "token_budget"),
 }
 _NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 # A line such as "Training: epochs=3 ..." or "**Training directive:** ...".
@@ -226,9 +255,13 @@ def strip_directive(text: str) -> str:
 
 def epochs_mean_epochs(values: dict[str, Any]) -> dict[str, Any]:
     """Directive fields as asked: `epochs` without `steps` asks for passes over the data (steps 0), not for
-    the step budget of the directive they are applied to (a written directive, a directive-search entry)."""
+    the step budget of the directive they are applied to (a written directive, a directive-search entry); and
+    `epochs` or `steps` without `tokens` asks for that budget, not for a token budget that would override it
+    (tokens 0)."""
     if "epochs" in values and "steps" not in values:
-        return {**values, "steps": 0}
+        values = {**values, "steps": 0}
+    if "steps" in values and "tokens" not in values:
+        values = {**values, "tokens": 0}
     return values
 
 
@@ -260,7 +293,7 @@ def parse_directive(text: str, limits: DirectiveLimits) -> ParsedDirective:
         reason = "no directive in the output" if not region else "directive found but unreadable"
         return ParsedDirective(limits.clamp(default), DirectiveSource.DEFAULT, (f"{reason}; default used",))
     values = epochs_mean_epochs(values)
-    missing = [f.name for f in fields(Directive) if f.name not in values]
+    missing = [f.name for f in fields(Directive) if f.name not in values and f.name not in ADDED_FIELDS]
     directive = limits.clamp(replace(default, **values))  # defaulted fields must fit the limits too
     if missing:
         notes.append(f"missing {', '.join(missing)}: defaults used")
@@ -281,4 +314,5 @@ def format_directive(directive: Directive) -> str:
         f"lora_rank={directive.lora_rank} lora_alpha={directive.lora_alpha} "
         f"batch_size={directive.batch_size} max_length={directive.max_length}"
         + (f" steps={directive.steps}" if directive.steps else "")  # no steps: the epochs decide
+        + (f" tokens={directive.tokens}" if directive.tokens else "")  # a token budget, when there is one
     )

@@ -137,7 +137,11 @@ def tokenize(
 
 @dataclass
 class _Plan:
-    """One job's schedule: its examples in the order its seed gives, `batch_size` per step."""
+    """One job's schedule: its examples in the order its seed gives, `batch_size` per step.
+
+    Three budgets: `tokens` (> 0: until the examples' tokens reach it; takes precedence), else `steps` (> 0),
+    else `epochs` passes. The first two draw from the same seeded shuffled passes, so a token budget's plan is
+    a step budget's cut where its tokens are spent."""
 
     sequences: list[tuple[list, list]]
     steps: list[list[int]]
@@ -149,7 +153,8 @@ class _Plan:
         sequences = [(ids, [*labels[1:], IGNORE]) for ids, labels in encoded]
         order_rng = random.Random(seed)
         steps, epochs = [], []
-        if directive.steps <= 0:  # `epochs` passes, the last batch of each pass possibly short
+        by_tokens = directive.tokens > 0
+        if directive.steps <= 0 and not by_tokens:  # `epochs` passes, a pass's last batch possibly short
             for epoch in range(directive.epochs):
                 order = list(range(len(sequences)))
                 order_rng.shuffle(order)
@@ -157,17 +162,22 @@ class _Plan:
                     steps.append(order[start : start + directive.batch_size])
                     epochs.append(epoch + 1)
             return cls(sequences, steps, epochs)
-        # A budget of `steps` steps: seeded shuffled passes, cut into steps of `batch_size` distinct examples
-        # (fewer when the data has fewer); an example that would repeat inside a step waits for the next.
+        # A budget of `steps` steps, or of `tokens` tokens: seeded shuffled passes, cut into steps of
+        # `batch_size` distinct examples (fewer when the data has fewer); an example that would repeat inside a
+        # step waits for the next. A token budget ends with the example that reaches it (that step may be short).
         per_step = min(directive.batch_size, len(sequences))
         stream: list[tuple[int, int]] = []  # (example, pass)
         waiting: list[tuple[int, int]] = []
-        passes = 0
-        while len(steps) < directive.steps:
+        passes = used = 0  # used: the tokens of the examples planned so far
+
+        def spent() -> bool:
+            return used >= directive.tokens if by_tokens else len(steps) >= directive.steps
+
+        while not spent():
             step: list[int] = []
             first_pass = 0
             candidates, waiting = waiting, []
-            while len(step) < per_step:
+            while len(step) < per_step and not (by_tokens and spent()):
                 if not candidates:
                     if not stream:
                         passes += 1
@@ -181,6 +191,7 @@ class _Plan:
                     continue
                 first_pass = first_pass or number
                 step.append(index)
+                used += len(sequences[index][0])
             waiting += candidates
             steps.append(step)
             epochs.append(first_pass)
