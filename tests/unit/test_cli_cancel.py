@@ -29,6 +29,8 @@ def requests(monkeypatch: pytest.MonkeyPatch) -> list[httpx.Request]:
             )
         if request.url.path == "/v1/runs/run-1/cancel":
             return httpx.Response(200, json=SUMMARY)
+        if request.url.path == "/v1/runs/run-3/cancel":  # a continual run: its step in flight finishes first
+            return httpx.Response(200, json={**SUMMARY, "id": "run-3", "status": "cancelling"})
         if request.url.path == "/v1/runs/run-2/cancel":
             return httpx.Response(409, json={"detail": "run run-2 has finished (succeeded)"})
         return httpx.Response(404, json={"detail": "no such route"})
@@ -47,6 +49,13 @@ def test_cancel_posts_to_the_cancel_route_and_prints_the_status(requests):
     assert result.exit_code == 0, result.output
     assert [(r.method, r.url.path) for r in requests] == [("POST", "/v1/runs/run-1/cancel")]
     assert "run-1: cancelled after 3/10 jobs" in result.output
+
+
+def test_cancel_of_a_run_still_finishing_its_work_in_flight_says_so_and_how_to_see_it_end(requests):
+    result = CliRunner().invoke(cli.app, ["cancel", "run-3"])
+    assert result.exit_code == 0, result.output
+    assert "run-3: cancelling after 3/10 jobs" in result.output
+    assert "seal-lab follow run-3" in result.output
 
 
 def test_cancel_of_a_finished_run_says_why_and_fails(requests):

@@ -1,6 +1,8 @@
 """Continual runs over fake services (no model): each step trains on the last step's model, the accuracy
 matrix is what the evaluator said, a crash resumes from the last finished step, a cancel finishes the step in
-flight, the same stream and seed give the same models, and bad requests are refused with a clear message."""
+flight ("cancelling" until it is recorded, then "cancelled" with every finished step kept), progress lines name the
+ordering and step, the same stream and seed give the same models, and bad requests are refused with a clear
+message."""
 
 from __future__ import annotations
 
@@ -17,15 +19,19 @@ from seal_lab.errors import InvalidArgument
 from seal_lab.formats.datasets import TrainingExample, read_dataset, write_dataset
 from seal_lab.formats.passages import demo_passages
 from seal_lab.store.local import LocalStore
+from services.coordinator.engine import manager as manager_module
 from services.coordinator.engine.clients import TrainerEndpoint, TrainerPool
 from services.coordinator.engine.continual import replay_dataset
 from services.coordinator.engine.manager import RunManager
+from services.coordinator.engine.records import job_key
+from services.coordinator.engine.state import load_run
 from services.coordinator.results.continual import candidate_rewards, choose
 from services.coordinator.run.continual import continual_jobs_total, resolve_order, stream_orders
 from services.coordinator.run.jobs import JobName
 from services.coordinator.run.schemas import RunConfig, RunCreate
 from tests.unit.fake_services import FakeClients, FakeEvaluator, FakeTrainer
-from tests.unit.test_orchestrator import run_to_end, scenario, settings, until
+from tests.unit.test_orchestrator import REQUEST, run_to_end, scenario, settings, until
+from tests.unit.test_run_cancel import with_api
 
 PASSAGES = demo_passages()[:3]
 BASE, RETENTION_BASE = 0.1, 0.8
@@ -374,8 +380,6 @@ def test_continual_results_are_typed_and_read_back_to_the_same_bytes(tmp_path) -
 
 
 def test_bad_continual_requests_get_a_4xx_with_a_message(tmp_path) -> None:
-    from tests.unit.test_run_cancel import with_api
-
     clients, _ = stream_clients()
 
     async def body(manager: RunManager, clients: FakeClients, store: LocalStore, http: Any) -> None:
@@ -395,3 +399,120 @@ def test_bad_continual_requests_get_a_4xx_with_a_message(tmp_path) -> None:
         assert not manager.runs
 
     with_api(tmp_path, clients, settings(), body)
+
+
+def test_a_cancelled_stream_is_cancelling_until_its_step_in_flight_is_recorded_and_keeps_every_step(
+    tmp_path, monkeypatch
+):
+    # POST .../cancel answers before the step in flight ends (it is held)
+    monkeypatch.setattr(manager_module, "CANCEL_ANSWER_SECONDS", 0.05)
+    clients, _ = stream_clients()
+    trainer = clients.trainer["trainer-a:1"]
+
+    async def body(manager: RunManager, clients: FakeClients, store: LocalStore, http: Any) -> None:
+        run = await manager.create(request())
+        await until(lambda: any(n.endswith("c0s0-accuracy") for n in run.jobs))
+        trainer.hold("Train")
+        await until(trainer.holding.is_set)  # step 2 of 3 is training
+        answer = await http.post(f"/v1/runs/{run.id}/cancel")
+        assert answer.status_code == 200 and answer.json()["status"] == "cancelling"
+        # While the step in flight trains: cancelling everywhere, still executing here, nothing final yet.
+        shown = (await http.get(f"/v1/runs/{run.id}")).json()
+        assert shown["status"] == "cancelling" and "finishes its step in flight" in shown["current"]
+        listed = (await http.get("/v1/runs", params={"status": "cancelling"})).json()["runs"]
+        assert [r["id"] for r in listed] == [run.id]
+        assert (await http.post(f"/v1/runs/{run.id}/cancel")).json()["status"] == "cancelling"  # idempotent
+        refused = await http.post(f"/v1/runs/{run.id}/resume")
+        assert refused.status_code == 409 and refused.json()["code"] == "run_cancelled"
+        assert (await http.delete(f"/v1/runs/{run.id}")).status_code == 409
+        assert run.id in manager._tasks and run.lease is not None and run.results is None
+        assert not any(e.data.get("cancelled") for e in run.events)
+        assert trainer.cancelled["Train"] == 0  # the training in flight goes on
+
+        trainer.release("Train")
+        await until(lambda: run.status == "cancelled")
+        # Cancelled only once the step in flight was recorded: all its jobs, none of the next step's.
+        step = sorted(n.split("-", 1)[1] for n in run.jobs if "-c0s1-" in n)
+        assert step == [
+            "c0s1-accuracy",
+            "c0s1-accuracy",
+            "c0s1-generate",
+            "c0s1-next",
+            "c0s1-retention",
+            "c0s1-train-0",
+        ]
+        assert not any("-c0s2-" in n for n in run.jobs) and trainer.calls["Train"] == 2
+        seqs = [e.seq for e in run.events]
+        asked = [e.seq for e in run.events if e.data.get("cancelling")]
+        ended = [e.seq for e in run.events if e.data.get("cancelled")]
+        recorded = [e.seq for e in run.events if e.kind == "job" and "-c0s1-" in e.job]
+        assert len(asked) == 1 and len(ended) == 1 and len(recorded) == len(step)
+        assert (
+            asked[0] < recorded[-1] < ended[0] == seqs[-1]
+        )  # the step ended after the cancel, before "cancelled"
+        assert run.id not in manager._tasks and run.lease is None
+        # Every finished step is kept: in the store, and in the results (each stream as far as it got).
+        assert all(store.exists(job_key(run.id, n)) for n in run.jobs)
+        stream = run.results.continual.streams[0]
+        assert stream.steps_done == 2 and len(stream.steps) == 2
+        answer = await http.get(f"/v1/runs/{run.id}/results")
+        assert answer.status_code == 200 and answer.json()["continual"]["streams"][0]["steps_done"] == 2
+        reloaded = await asyncio.to_thread(load_run, store, run.id)  # a restarted coordinator's view
+        assert reloaded.status == "cancelled" and reloaded.results.continual.streams[0].steps_done == 2
+
+    with_api(tmp_path, clients, settings(), body)
+
+
+def test_a_step_still_waiting_for_its_turn_when_the_run_is_cancelled_never_starts(tmp_path):
+    clients, _ = stream_clients()
+    trainer = clients.trainer["trainer-a:1"]
+    trainer.hold("Train")
+
+    async def body(manager: RunManager, clients: FakeClients, store: LocalStore) -> None:
+        run = await manager.create(request(orderings=2))  # one stream's step at a time (the passage gate)
+        await until(trainer.holding.is_set)
+        cancel = asyncio.ensure_future(manager.cancel(run.id))
+        await until(lambda: run.status == "cancelling")
+        trainer.release("Train")
+        await cancel
+        await until(lambda: run.status == "cancelled")
+        started = {n.split("-")[1][:4] for n in run.jobs if "-c" in n}
+        assert len(started) == 1 and started <= {"c0s0", "c1s0"}  # the other stream's step never began
+        assert trainer.calls["Train"] == 1 and clients.generator.calls["Generate"] == 1
+
+    scenario(tmp_path, clients, settings(max_concurrent_passages=1), body)
+
+
+def test_the_progress_lines_of_a_continual_step_name_its_ordering_and_step_not_a_round(tmp_path):
+    """FakeTrainer reports a training step (1/2, loss 1.5) before its result; a standard run's line is as it was."""
+    lines: dict[str, list[str]] = {}
+
+    for mode, body_request in (("continual", request()), ("standard", None)):
+        clients = FakeClients(settings().trainer_addresses)
+
+        async def body(
+            manager: RunManager, clients: FakeClients, store: LocalStore, mode=mode, made=body_request
+        ):
+            shown = lines.setdefault(mode, [])
+            log_progress = manager.events.train_progress
+
+            def seen(run: Any, *args: Any) -> None:
+                log_progress(run, *args)
+                shown.append(run.current)
+
+            manager.events.train_progress = seen  # type: ignore[method-assign]
+            run = await run_to_end(manager, await manager.create(made or REQUEST))
+            assert run.status == "succeeded", run.error
+            shown.extend(e.message for e in run.events if e.kind == "progress")
+
+        scenario(tmp_path / mode, clients, settings(), body)
+
+    training = [line for line in lines["continual"] if line.startswith("training")]
+    assert len(training) == 3 and all("round" not in line for line in lines["continual"])
+    assert [line.rsplit("(", 1)[1] for line in training] == [f"ordering 0, step {j}/3)" for j in (1, 2, 3)]
+    assert "loss 1.500 (ordering 0, step 2/3)" in training[1] and "c0s1-train-0" in training[1]
+    jobs = [line for line in lines["continual"] if not line.startswith("training")]
+    assert any(line.startswith("ordering 0, step 3/3, passage ") for line in jobs)
+    assert any(line.startswith("before the streams, passage 1/3: baseline") for line in jobs)
+    standard = [line for line in lines["standard"] if line.startswith("training")]
+    assert standard and all(line.endswith("loss 1.500 (round 0)") for line in standard)

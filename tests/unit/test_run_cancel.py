@@ -18,7 +18,8 @@ from services.coordinator.api.app import create_app
 from services.coordinator.api.deps import get_manager
 from services.coordinator.engine.manager import RunManager
 from services.coordinator.engine.records import run_key
-from services.coordinator.engine.state import CANCEL
+from services.coordinator.engine.state import CANCEL, RunState
+from services.coordinator.run.schemas import RunConfig
 from services.coordinator.settings import CoordinatorSettings
 from tests.unit.fake_services import FakeClients
 from tests.unit.test_orchestrator import REQUEST, run_to_end, scenario, settings, until
@@ -58,7 +59,9 @@ def test_a_cancelled_run_stops_its_calls_in_flight_and_starts_no_queued_job(tmp_
         assert sorted(run.jobs) == ["0000-baseline", "0000-generate-implications"]
         assert store.get_json(run_key(run.id, CANCEL))["status_before"] == "running"
         assert run.lease is None and await asyncio.to_thread(manager.leases.holder, run.id) == ""
-        assert any(e.data.get("cancelled") for e in run.events)
+        # "cancelling" while its task stopped (its calls cancelled), "cancelled" once it had: one event each
+        flags = [flag for e in run.events for flag in ("cancelling", "cancelled") if e.data.get(flag)]
+        assert flags == ["cancelling", "cancelled"]
         assert await manager.cancel(run.id) is run  # idempotent
         with pytest.raises(FailedPrecondition, match="was cancelled"):
             await manager.resume(run.id)
@@ -159,3 +162,16 @@ def test_the_cancel_route_answers_the_summary_is_idempotent_and_refuses_finished
         assert events.text.rstrip().splitlines()[-1].startswith("data: ") and '"cancelled"' in events.text
 
     with_api(tmp_path, clients, config, body)
+
+
+def test_a_store_outage_while_a_run_is_cancelling_shows_in_its_line_but_leaves_it_cancelling():
+    run = RunState("run-1", "", RunConfig(), [], 0.0, status="cancelling")
+    run.pause("paused: store unavailable during recording job x; retry in 1s")
+    assert run.status == "cancelling" and run.current.startswith("paused: store unavailable")
+    run.unpause()
+    assert run.status == "cancelling"
+    running = RunState("run-2", "", RunConfig(), [], 0.0, status="running")
+    running.pause("paused: the store")
+    assert running.status == "paused"
+    running.unpause()
+    assert running.status == "running"

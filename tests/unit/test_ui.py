@@ -184,6 +184,27 @@ def test_cancel_and_delete_ask_first_then_act(stack):
     assert gone.status_code == 404 and "no run" in gone.text.lower()
 
 
+def test_a_cancelling_continual_run_shows_its_badge_and_filter_and_no_second_cancel_button(stack):
+    client = signed_in(stack)
+    stack.hold_training()
+    body = {"dataset": "demo", "limit": 2, "config": {"mode": "continual", "k": 1}}
+    created = client.post("/v1/runs", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert created.status_code == 202, created.text
+    run_id = created.json()["id"]
+    wait_status(client, run_id, ("running",))
+    confirm = client.get(f"/ui/runs/{run_id}/cancel")
+    assert "each finish their step in flight first" in confirm.text
+    # The step in flight is held: the answer comes after a moment, the run still cancelling.
+    assert client.post(f"/ui/runs/{run_id}/cancel", data={"csrf": csrf_of(confirm.text)}).status_code == 303
+    page = client.get(f"/ui/runs/{run_id}").text
+    assert 'class="status s-cancelling"' in page and f"/ui/runs/{run_id}/cancel" not in page
+    listed = client.get("/ui/runs", params={"status": "cancelling"}).text
+    assert '<option value="cancelling" selected>' in listed and run_id in listed
+    stack.release_training()
+    done = wait_status(client, run_id, ("cancelled",))
+    assert done["jobs_done"] > 0 and 'class="status s-cancelled"' in client.get(f"/ui/runs/{run_id}").text
+
+
 def test_compare_puts_runs_side_by_side_with_config_differences_first(stack):
     client = signed_in(stack)
     first = start(client, k="1")

@@ -275,7 +275,8 @@ def resume(run_id: str, as_json: Json = False, url: Url = DEFAULT_URL) -> None:
 
 @app.command()
 def cancel(run_id: str, as_json: Json = False, url: Url = DEFAULT_URL) -> None:
-    """Stop a run for good: its jobs on the services are cancelled and no coordinator resumes it."""
+    """Stop a run for good: its jobs on the services are cancelled (a continual run's streams each finish their
+    step in flight first: "cancelling" until then) and no coordinator resumes it."""
     with session(url, timeout=30) as client:
         summary = cancel_run(client, run_id)
     if as_json:
@@ -284,6 +285,10 @@ def cancel(run_id: str, as_json: Json = False, url: Url = DEFAULT_URL) -> None:
     out.print(
         f"{summary['id']}: {summary['status']} after {summary['jobs_done']}/{summary['jobs_total']} jobs"
     )
+    if summary["status"] == "cancelling":
+        out.print(
+            f"its work in flight finishes first; `seal-lab follow {summary['id']}` shows when it has stopped"
+        )
 
 
 @app.command()

@@ -127,8 +127,7 @@ class ServiceCalls:
             attempt += 1
             try:
                 result = await attempt_fn(attempt, last_address)
-                if run.status == "paused":
-                    run.status = "running"
+                run.unpause()
                 return result
             except ServiceCallFailed as exc:
                 failed, last_address = exc, exc.address
@@ -141,8 +140,7 @@ class ServiceCalls:
                 if time.monotonic() - outage_started > self.settings.store_outage_max_seconds:
                     raise RunInterrupted(f"the store stayed unavailable for {what}: {failed.details}")
                 delay = next(store_delays)
-                run.status = "paused"
-                run.current = f"paused: {service}{where} cannot reach the store; retry in {delay:.0f}s"
+                run.pause(f"paused: {service}{where} cannot reach the store; retry in {delay:.0f}s")
                 waits += 1
                 self.events.emit(
                     run,
@@ -336,9 +334,11 @@ class ServiceCalls:
         seed_offset: int = 0,
         init_adapter_key: str = "",
         merge_init: bool = False,
+        stage: str = "",
     ) -> TrainRecord:
         """Train one adapter (a passage's, or the policy's when `passage` is None) on a stored dataset; from
-        `init_adapter_key` (a continual stream's current model, carried on or merged) when given.
+        `init_adapter_key` (a continual stream's current model, carried on or merged) when given. `stage`:
+        where in the run its progress line says it is (EventLog.train_progress; the round when not given).
 
         A retry goes to another trainer than the one that failed, waiting for its slot (see TrainerPool).
         """
@@ -362,7 +362,7 @@ class ServiceCalls:
                         if event.HasField("progress"):
                             waits += bool(event.progress.waiting_for)
                             self.events.train_progress(
-                                run, f"{where} {label}", trainer.address, event.progress, waits
+                                run, f"{where} {label}", trainer.address, event.progress, waits, stage
                             )
                         else:
                             self.clients.trainers.observed(trainer, None)

@@ -13,13 +13,13 @@ retention set and on the next unseen passage (the specificity control).
 Every job is write-once (experiment.Experiment._job) and every adapter content-addressed, so a stream resumed
 after a crash goes on from its last finished step and trains nothing twice; the same streams and seed give the
 same models. A stream whose step fails stops there (each later step needs it); the other streams go on. A run
-cancelled mid-step finishes the steps in flight first (their records are kept), then stops.
+cancelled mid-step ("cancelling") finishes the steps in flight first (their records are kept), starts no other,
+then stops (the manager then calls it "cancelled").
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from typing import Any
 
@@ -42,14 +42,24 @@ REPLAY_SEED_STRIDE = 7919
 class ContinualExperiment(Experiment):
     """A continual run's streams, concurrently (each one step after the other), under the passage gate."""
 
+    #: Each stream's passages, by ordering (set when the run starts).
+    orders: list[list[int]]
+
     async def run_all(self) -> None:
         run = self.run
-        orders = stream_orders(run.config, run.passages)
+        orders = self.orders = stream_orders(run.config, run.passages)
         seen = sorted({i for order in orders for i in order})
         async with self._phase("baselines"):
             await _all_or_none(self._baseline(i) for i in seen)
         async with self._phase("streams"):
             await _all_or_none(self._stream(o, order) for o, order in enumerate(orders))
+
+    def stage(self, job: JobName) -> str:
+        """A continual run has no rounds: a job is in a stream's step (`ordering 2, step 5/8`), or before."""
+        if job.stream is None:
+            return "before the streams"
+        ordering, position = job.stream
+        return f"ordering {ordering}, step {position + 1}/{len(self.orders[ordering])}"
 
     async def _baseline(self, index: int) -> None:
         async with self.gate:
@@ -66,12 +76,20 @@ class ContinualExperiment(Experiment):
             try:
                 kept = await asyncio.shield(step)
             except asyncio.CancelledError:
-                if run.status == "cancelled" and not step.done():  # finish the step in flight, keep it
+                if run.status == "cancelling" and not step.done():  # finish the step in flight, keep it
                     self.events.emit(
-                        run, "status", f"stream {ordering}: finishing step {position} before stopping"
+                        run,
+                        "status",
+                        f"ordering {ordering}: finishing step {position + 1}/{len(order)} before stopping",
+                        data={"ordering": ordering, "position": position},
                     )
-                    with contextlib.suppress(Exception):
+                    try:
                         await asyncio.shield(step)
+                    except asyncio.CancelledError:  # cancelled again (the coordinator stops): the step too
+                        step.cancel()
+                        raise
+                    except Exception:  # told by its own events; the stream stops either way
+                        pass
                 else:
                     step.cancel()
                 raise
@@ -99,7 +117,9 @@ class ContinualExperiment(Experiment):
             return JobName.continual(ordering, position, step, about, sample)
 
         async with self.gate:
-            run.current = f"stream {ordering}, step {position + 1}/{len(order)}: {passage.title}"
+            if run.status == "cancelling":  # cancelled while it waited for its turn: it never started
+                return None
+            run.current = f"{self.stage(job('generate'))}: {passage.title}"
             samples = 1 if config.continual_pick == "first" else config.k
             generated = await self._job(
                 job("generate"),
@@ -185,6 +205,7 @@ class ContinualExperiment(Experiment):
             job.label,
             init_adapter_key=current,
             merge_init=bool(current) and config.continual_carry == "merge",
+            stage=self.stage(job),
         )
         if dataset_key != edit.dataset_key:  # the replay set it trained on, kept with its record
             record = TrainRecord.model_validate({**record.model_dump(), "dataset_key": dataset_key})

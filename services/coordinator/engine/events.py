@@ -69,8 +69,7 @@ class EventLog:
         """on_retry for the run's own store calls: the run shows as paused, with an event per retry."""
 
         def on_retry(error: StoreUnavailable, delay: float, attempt: int) -> None:
-            run.status = "paused"
-            run.current = f"paused: store unavailable during {what}; retry in {delay:.0f}s"
+            run.pause(f"paused: store unavailable during {what}; retry in {delay:.0f}s")
             self.emit(
                 run,
                 "retry",
@@ -82,21 +81,28 @@ class EventLog:
         return on_retry
 
     def train_progress(
-        self, run: RunState, what: str, address: str, progress: trainer_pb2.TrainProgress, waits: int
+        self,
+        run: RunState,
+        what: str,
+        address: str,
+        progress: trainer_pb2.TrainProgress,
+        waits: int,
+        stage: str = "",
     ) -> None:
-        """A training's progress in the run's `current` line. A trainer that holds its trained job back (its
+        """A training's progress in the run's `current` line, with where in the run it is: `stage` (a continual
+        run's `ordering 2, step 5/8`), else the round. A trainer that holds its trained job back (its
         store is away: the adapter waits in its memory) says so in `waiting_for`, at each of its retries: the
         run shows as paused, saying for what, with an event per notice (stored sparsely, as the store's
         retries); `waits` counts them in this call."""
         if not progress.waiting_for:
             run.current = (
                 f"training {what} on {address}: step {progress.step}/{progress.total_steps} "
-                f"loss {progress.loss:.3f} (round {run.round})"
+                f"loss {progress.loss:.3f} ({stage or f'round {run.round}'})"
             )
             run.notify()
             return
-        run.status = "paused"  # running again once the call returns (ServiceCalls.call)
-        run.current = (
+        # running again once the call returns (ServiceCalls.call)
+        run.pause(
             f"paused: training {what} on {address} (step {progress.step}/{progress.total_steps}) is waiting "
             f"for {progress.waiting_for}"
         )
@@ -116,5 +122,4 @@ class EventLog:
     async def persist(self, run: RunState, key: str, record: BaseModel, what: str) -> None:
         """Write one of the run's records write-once, waiting out store outages."""
         await self.writer.put(key, record, self.store_retry(run, what))
-        if run.status == "paused":
-            run.status = "running"
+        run.unpause()

@@ -112,6 +112,10 @@ class Experiment:
             persist=True,
         )
 
+    def stage(self, job: JobName) -> str:
+        """Where in the run a job is, as its progress lines say it: `round 1`."""
+        return f"round {self.run.round}"
+
     async def _job(self, job: JobName, work: Callable[[], Awaitable[Done]]) -> Done | None:
         """Run one job unless its record exists; record the result (or a permanent failure) write-once."""
         run, name = self.run, str(job)
@@ -120,12 +124,7 @@ class Experiment:
             return None if isinstance(record, FailedRecord) else record  # type: ignore[return-value]
         passage_id = "" if job.index is None else run.passages[job.index].passage_id
         where = "run" if job.index is None else f"passage {job.index + 1}/{len(run.passages)}"
-        stage = (
-            f"round {run.round}"
-            if job.stream is None
-            else f"stream {job.stream[0]}, step {job.stream[1] + 1}"
-        )
-        run.current = f"{stage}, {where}: {job.label}"
+        run.current = f"{self.stage(job)}, {where}: {job.label}"
         self.events.emit(run, "progress", run.current, passage_id=passage_id, job=name)
         try:
             with bind_context(

@@ -10,9 +10,11 @@ Every run has an entry in the store's run index (index.py), written with its sta
 reads the index, not every run; the lease watch reads the index's newest entries and looks at the unfinished
 runs only. Finished runs are not kept in memory: their summaries are (the index's), and a finished run's
 details are read from the store when asked for, the last few kept (`FINISHED_CACHE`).
-A run's plan must fit the coordinator's budgets (budget.py) before it starts. A cancelled run stops at once
-(its service calls are cancelled, so the services drop their jobs) and, recorded in the store, stays stopped:
-no coordinator resumes it, and POST .../resume refuses it.
+A run's plan must fit the coordinator's budgets (budget.py) before it starts. A cancel is recorded in the store
+first, so the run stays stopped: no coordinator resumes it, and POST .../resume refuses it. The run is then
+"cancelling" until nothing of it runs any more: a standard run's service calls are cancelled (the services drop
+their jobs), a continual run's streams each finish their step in flight (kept in its records); only then is it
+"cancelled" (its lease released, its index entry final).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from .records import MANIFEST, LeaseLost, RecordWriter, delete_run, has_spec, ru
 from .servicecheck import TrainerLimits
 from .state import (
     RunState,
+    cancelled_results,
     is_cancelled,
     load_run,
     manifest,
@@ -72,6 +75,14 @@ log = logging.getLogger(__name__)
 FINISHED_CACHE = 16
 #: Runs the index lacks read from their records at once at start-up (an old store's first start).
 REBUILD_AT_ONCE = 8
+#: How long POST .../cancel waits for the run to stop before it answers "cancelling" (the run becomes
+#: "cancelled" by itself once its work in flight has ended; a standard run's calls end in moments).
+CANCEL_ANSWER_SECONDS = 2.0
+#: A run's `current` line while it is cancelling, by mode.
+CANCELLING = {
+    "standard": "cancelling: its calls to the services are being cancelled",
+    "continual": "cancelling: each stream finishes its step in flight, then stops",
+}
 
 
 class RunManager:
@@ -87,6 +98,8 @@ class RunManager:
         self.index = RunIndex(store)
         self._finished: OrderedDict[str, RunState] = OrderedDict()
         self._tasks: dict[str, asyncio.Task] = {}
+        #: Per cancelling run: what waits for its task to end, then calls it cancelled (_finish_cancel).
+        self._cancelling: dict[str, asyncio.Task] = {}
         self.owner = settings.instance_id or default_owner()
         self.leases = Leases(store, self.owner, settings.lease_ttl_seconds)
         self.outage = OutagePolicy(
@@ -209,7 +222,9 @@ class RunManager:
             try:
                 for run_id in list(self._tasks):
                     run = self.runs[run_id]
-                    if await call_async(partial(is_cancelled, self.store, run_id), ONCE, "reading a cancel"):
+                    if run.status != "cancelling" and await call_async(
+                        partial(is_cancelled, self.store, run_id), ONCE, "reading a cancel"
+                    ):
                         await self._stop_cancelled(run, "cancelled through another coordinator")
                     elif run.lease is not None:
                         await self._renew(run)
@@ -246,13 +261,13 @@ class RunManager:
     async def shutdown(self) -> None:
         """Stop executing (runs stay unfinished in the store and resume at the next start)."""
         executing = list(self._tasks)
-        tasks = [*self._tasks.values(), *self._background]
+        tasks = [*self._tasks.values(), *self._cancelling.values(), *self._background]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for run_id in executing:
-            run = self.runs[run_id]
-            if run.lease is not None:  # released: another coordinator may take the run at once
+            run = self.runs.get(run_id)  # None: its cancel finished meanwhile (and released it)
+            if run is not None and run.lease is not None:  # released: another coordinator may take it at once
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.to_thread(self.leases.release, run.lease), 5)
         self._tasks.clear()
@@ -422,12 +437,12 @@ class RunManager:
         run = await self.find(run_id)
         if run.unrunnable:
             raise FailedPrecondition(f"run {run_id} {run.error}")
+        if run.status in ("cancelled", "cancelling"):
+            raise RunCancelled(f"run {run_id} was cancelled; start a new run to do its work again")
         if run.id in self._tasks:
             raise RunRunning(f"run {run_id} is already running")
         if run.status in ("succeeded", "completed_with_errors"):
             raise RunFinished(f"run {run_id} has finished ({run.status})")
-        if run.status == "cancelled":
-            raise RunCancelled(f"run {run_id} was cancelled; start a new run to do its work again")
         if await call_async(lambda: self.store.exists(run_key(run.id, MANIFEST)), ONCE, "reading a manifest"):
             raise FailedPrecondition(f"run {run_id} has a manifest already")
         self.budget.check(run, self._executing(), self.limits.limits, new=False)
@@ -447,26 +462,34 @@ class RunManager:
 
     async def cancel(self, run_id: str) -> RunState:
         """Stop a run for good (idempotent). Recorded in the store first (one try: 503 while the store is
-        away, and nothing changed), so that no coordinator resumes it; then its task is cancelled, which
-        cancels its gRPC calls (the services drop those jobs) and its jobs not yet started."""
+        away, and nothing changed), so that no coordinator resumes it; then the run is "cancelling" while its
+        task stops (_stop_cancelled). Answers once it is "cancelled", or after CANCEL_ANSWER_SECONDS with it
+        still "cancelling" (a continual run's steps in flight finish first)."""
         self._require_ready()
         run = await self.find(run_id)
         if run.status == "cancelled":
             return run
-        if run.unrunnable:
-            raise FailedPrecondition(f"run {run_id} {run.error}")
-        if run.status in ("succeeded", "completed_with_errors"):
-            raise RunFinished(f"run {run_id} has finished ({run.status})")
-        await call_async(lambda: write_cancel(self.store, run, self.owner), ONCE, "recording a cancellation")
-        if run.status in ("succeeded", "completed_with_errors"):  # it finished meanwhile: its manifest counts
-            raise RunFinished(f"run {run_id} has finished ({run.status})")
-        await self._stop_cancelled(run, "cancelled on request")
+        if run.status != "cancelling":
+            if run.unrunnable:
+                raise FailedPrecondition(f"run {run_id} {run.error}")
+            if run.status in ("succeeded", "completed_with_errors"):
+                raise RunFinished(f"run {run_id} has finished ({run.status})")
+            await call_async(
+                lambda: write_cancel(self.store, run, self.owner), ONCE, "recording a cancellation"
+            )
+            if run.status in ("succeeded", "completed_with_errors"):  # it finished meanwhile: that counts
+                raise RunFinished(f"run {run_id} has finished ({run.status})")
+        await self._stop_cancelled(run, "cancelled on request", wait=CANCEL_ANSWER_SECONDS)
         return run
 
     async def delete(self, run_id: str) -> None:
         """Remove a finished run's records (the adapters and datasets it made stay: other runs share them)."""
         self._require_ready()
         run = await self.find(run_id)
+        if run.status == "cancelling":
+            raise RunRunning(
+                f"run {run_id} is cancelling (its work in flight finishes first); delete it once it is cancelled"
+            )
         if run.id in self._tasks or not run.finished:
             raise RunRunning(f"run {run_id} is {run.status}; cancel it first (POST /v1/runs/{run_id}/cancel)")
         await call_async(lambda: delete_run(self.store, run_id), ONCE, f"deleting run {run_id}")
@@ -475,12 +498,43 @@ class RunManager:
         key, record = self.index.entry(run_id, None)
         self.writer.queue_event(key, record)
 
-    async def _stop_cancelled(self, run: RunState, reason: str) -> None:
-        run.status, run.current, run.error = "cancelled", "", ""
-        task = self._tasks.pop(run.id, None)
-        if task is not None:
+    async def _stop_cancelled(self, run: RunState, reason: str, wait: float = 0.0) -> None:
+        """Stop a run whose cancellation is recorded. Executing here, it is "cancelling" while its task stops
+        (its calls cancelled; a continual run's steps in flight finish first, ContinualExperiment._stream),
+        still holding its lease, then "cancelled" (_finish_cancel); waits up to `wait` seconds for that. A run
+        not executing here is "cancelled" at once."""
+        task = self._tasks.get(run.id)
+        if task is None or task.done():
+            self._tasks.pop(run.id, None)
+            await self._finish_cancel(run, None, reason)
+            return
+        stopping = self._cancelling.get(run.id)
+        if stopping is None:
+            run.status, run.error = "cancelling", ""
+            run.current = CANCELLING[run.config.mode]
+            self.events.emit(
+                run,
+                "status",
+                f"run cancelling ({reason}): {run.current}",
+                data={"cancelling": True},
+                persist=True,
+            )
+            self._index(run)
             task.cancel()
-            await asyncio.wait({task}, timeout=10)  # its calls are cancelled; then the lease can go
+            stopping = asyncio.create_task(self._finish_cancel(run, task, reason), name=f"cancel-{run.id}")
+            self._cancelling[run.id] = stopping
+            stopping.add_done_callback(lambda _: self._cancelling.pop(run.id, None))
+        if wait:
+            await asyncio.wait({stopping}, timeout=wait)
+
+    async def _finish_cancel(self, run: RunState, task: asyncio.Task | None, reason: str) -> None:
+        """Once nothing of the run runs any more (its task has ended): "cancelled", its lease released."""
+        if task is not None:
+            await asyncio.wait({task})
+        if run.status in ("succeeded", "completed_with_errors"):  # it finished first: its manifest counts
+            return
+        run.status, run.current, run.error = "cancelled", "", ""
+        run.results = cancelled_results(run)  # a continual run's finished steps
         self.events.emit(run, "status", f"run {reason}", data={"cancelled": True}, persist=True)
         await self._release(run)
         self._retire(run)
@@ -542,7 +596,7 @@ class RunManager:
                 )
                 await self._release(run)
             except asyncio.CancelledError:
-                if run.lease is not None and run.status != "cancelled":
+                if run.lease is not None and run.status not in ("cancelled", "cancelling"):
                     run.current = "stopped by coordinator shutdown; resumes at next start"
                 raise
             except LeaseLost as exc:
@@ -559,7 +613,7 @@ class RunManager:
 
             if run.status == "failed":  # waits for a resume, which any coordinator may take
                 await self._release(run)
-            if run.finished and run.status != "cancelled":  # a cancelled one is retired by _stop_cancelled
+            if run.finished and run.status != "cancelled":  # a cancelled one is retired by _finish_cancel
                 self._retire(run)
 
     async def _release(self, run: RunState) -> None:
@@ -569,7 +623,7 @@ class RunManager:
                 await call_async(lambda: self.leases.release(lease), ONCE, "releasing a lease")
 
     def _fail(self, run: RunState, message: str) -> None:
-        if run.status == "cancelled":  # what a cancelled run's last call said no longer matters
+        if run.status in ("cancelled", "cancelling"):  # what its last call said no longer matters
             return
         run.status, run.error, run.current = "failed", message, ""
         self.events.emit(

@@ -16,6 +16,7 @@ from seal_lab.formats.passages import Passage, parse_passages, passages_to_json
 from seal_lab.runtime import runtime_versions
 from seal_lab.store import ObjectStore
 
+from ..results.continual import build_continual_results
 from ..run.continual import continual_jobs_total
 from ..run.jobs import JobName
 from ..run.records import FailedRecord, JobRecord, Manifest, PolicyRecord, RunServices, RunSpec
@@ -66,6 +67,18 @@ class RunState:
 
     def __post_init__(self) -> None:
         self.split = Split.of(self.passages, self.heldout_ids)
+
+    def pause(self, why: str) -> None:
+        """Waiting for the store (the run goes on by itself when it is back). A cancelling run stays
+        "cancelling": what it waits for is still its last work before it stops."""
+        if self.status != "cancelling":
+            self.status = "paused"
+        self.current = why
+
+    def unpause(self) -> None:
+        """The store answered again: a paused run is running again."""
+        if self.status == "paused":
+            self.status = "running"
 
     def notify(self) -> None:
         """Wake whoever follows this run (the event stream): something changed."""
@@ -210,8 +223,24 @@ def load_run(store: ObjectStore, run_id: str) -> RunState:
             run.updated_at = manifest.finished_at
     elif is_cancelled(store, run_id):
         run.status, run.error = "cancelled", ""
+        try:
+            run.results = cancelled_results(run)
+        except (ValueError, KeyError) as exc:  # its records only: the run loads without them
+            stored.problems.append(
+                f"the results of its finished steps cannot be built ({type(exc).__name__})"
+            )
     run.load_problems = stored.problems
     return run
+
+
+def cancelled_results(run: RunState) -> RunResults | None:
+    """A cancelled continual run's results: the steps its streams finished, each stream as far as it got (its
+    records are all there is: they are read again, not stored). None for a standard run (no partial results)."""
+    if run.config.mode != "continual":
+        return None
+    results = build_continual_results(run.passages, run.jobs, run.config)
+    results.reproducibility = reproducibility(run)
+    return results
 
 
 def _unrunnable(run_id: str, problems: list[str], reason: str, name: str = "") -> RunState:

@@ -33,10 +33,12 @@ from .limits import (
 from .records import RunServices
 from .result_schemas import RunResults
 
-#: "paused": waiting for the object store to come back (the run goes on by itself). "cancelled": stopped on
-#: request for good (POST /v1/runs/{id}/cancel); no coordinator resumes it.
+#: "paused": waiting for the object store to come back (the run goes on by itself). "cancelling": cancel was
+#: asked for (POST /v1/runs/{id}/cancel) and the run is stopping: its calls are being cancelled, or (a continual
+#: run) each stream finishes its step in flight, whose records are kept. "cancelled": stopped for good, nothing
+#: of it runs any more; no coordinator resumes it.
 RunStatusName = Literal[
-    "queued", "running", "paused", "succeeded", "completed_with_errors", "failed", "cancelled"
+    "queued", "running", "paused", "cancelling", "succeeded", "completed_with_errors", "failed", "cancelled"
 ]
 #: `judge` (SEAL's own judge) only with an evaluator that has one: the run fails at its start otherwise.
 RewardMetric = Literal["f1", "exact_match", "contains", "token_recall", "gold_logprob", "judge"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
@@ -27,10 +27,11 @@ from prometheus_client.registry import Collector
 
 from ...engine import FINISHED_STATUSES, job_kind
 from ...run.records import FailedRecord
+from ...run.schemas import RunStatusName
 
 router = APIRouter(tags=["metrics"])
 
-RUN_STATUSES = ("queued", "running", "paused", "succeeded", "completed_with_errors", "failed", "cancelled")
+RUN_STATUSES = get_args(RunStatusName)
 
 
 class RunsCollector(Collector):

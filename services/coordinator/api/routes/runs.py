@@ -76,5 +76,8 @@ async def resume_run(run_id: str, manager: Manager) -> RunSummary:
 async def cancel_run(run_id: str, manager: Manager) -> RunSummary:
     """Stop a run for good: its calls to the services are cancelled (they drop its jobs), its queued jobs never
     start, and the cancellation is stored, so that no coordinator resumes it; a cancelled run cannot be
-    resumed. Cancelling a cancelled run answers its summary again; a finished run gets 409."""
+    resumed. The run is `cancelling` until nothing of it runs any more (a continual run's streams each finish
+    their step in flight, which its records keep), then `cancelled`; the answer comes when it is, or after
+    a couple of seconds with `cancelling` (the events stream says when it ends). Cancelling a cancelled (or
+    cancelling) run answers its summary again; a finished run gets 409."""
     return (await manager.cancel(run_id)).summary()

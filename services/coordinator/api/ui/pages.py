@@ -207,7 +207,11 @@ async def run_csv(request: Request, user: User, run_id: str, table: str) -> Resp
 
 
 ACTIONS = {
-    "cancel": ("Cancel", "It stops for good: its service calls are dropped and it cannot be resumed."),
+    "cancel": (
+        "Cancel",
+        "It stops for good: its service calls are dropped (a continual run's streams each finish their step in "
+        "flight first, shown as cancelling) and it cannot be resumed.",
+    ),
     "delete": ("Delete", "Its records are removed from the store; the adapters it made stay."),
     "resume": ("Resume", "It continues from its last finished job."),
 }

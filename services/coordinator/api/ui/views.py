@@ -9,7 +9,16 @@ import time
 from datetime import datetime
 from typing import Any
 
-STATUSES = ("queued", "running", "paused", "succeeded", "completed_with_errors", "failed", "cancelled")
+STATUSES = (
+    "queued",
+    "running",
+    "paused",
+    "cancelling",
+    "succeeded",
+    "completed_with_errors",
+    "failed",
+    "cancelled",
+)
 FINISHED = ("succeeded", "completed_with_errors", "failed", "cancelled")
 #: The statuses of runs with results (and so a headline in their summary).
 WITH_RESULTS = ("succeeded", "completed_with_errors")
