@@ -492,6 +492,7 @@ class RunManager:
             )
         if run.id in self._tasks or not run.finished:
             raise RunRunning(f"run {run_id} is {run.status}; cancel it first (POST /v1/runs/{run_id}/cancel)")
+        await self.writer.settle(timeout=5)  # its last events (a cancel's) land before its records go
         await call_async(lambda: delete_run(self.store, run_id), ONCE, f"deleting run {run_id}")
         self.runs.pop(run_id, None)
         self._finished.pop(run_id, None)

@@ -244,6 +244,11 @@ class RecordWriter:
             except Exception:
                 log.exception("could not store event %s", key)
 
+    async def settle(self, timeout: float) -> None:
+        """Give the events queued so far up to `timeout` seconds to reach the store (nothing is cancelled)."""
+        if self._task is not None and not self._task.done():
+            await asyncio.wait({self._task}, timeout=timeout)
+
     async def flush(self, timeout: float) -> None:
         """At shutdown: give queued events a moment to reach the store (the rest are lost with the process)."""
         if self._task is not None and not self._task.done():
