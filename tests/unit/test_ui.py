@@ -198,6 +198,7 @@ def test_a_cancelling_continual_run_shows_its_badge_and_filter_and_no_second_can
     assert client.post(f"/ui/runs/{run_id}/cancel", data={"csrf": csrf_of(confirm.text)}).status_code == 303
     page = client.get(f"/ui/runs/{run_id}").text
     assert 'class="status s-cancelling"' in page and f"/ui/runs/{run_id}/cancel" not in page
+    assert 'data-field="round"' not in page  # a continual run has no rounds
     listed = client.get("/ui/runs", params={"status": "cancelling"}).text
     assert '<option value="cancelling" selected>' in listed and run_id in listed
     stack.release_training()

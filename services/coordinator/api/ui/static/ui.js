@@ -18,7 +18,8 @@
       field("bar").textContent = `${percent}%`;
       field("jobs").textContent = `${s.jobs_done}/${s.jobs_total}`;
       field("current").textContent = s.current || "—";
-      field("round").textContent = `${s.round}/${s.rounds}`;
+      const round = field("round"); // none on a continual run's page: it has no rounds
+      if (round) round.textContent = `${s.round}/${s.rounds}`;
       field("retries").textContent = s.retries;
       field("failed").textContent = s.jobs_failed;
       field("error").textContent = s.error;
