@@ -261,6 +261,40 @@ def test_a_restarted_coordinator_resumes_the_run_and_redoes_no_finished_job(tmp_
     asyncio.run(main())
 
 
+def test_a_coordinator_that_resumes_nothing_by_itself_resumes_an_interrupted_run_on_request(tmp_path):
+    """What the long benchmarks rely on to run in parts (benchmarks/resume.py): their local stack starts with
+    `resume_unfinished_runs` off, finds an interrupted run where it was, and resumes it when asked, redoing no
+    finished job."""
+    config = settings(max_concurrent_passages=1)
+    quiet = settings(max_concurrent_passages=1, resume_unfinished_runs=False)
+    first, second = FakeClients(config.trainer_addresses), FakeClients(config.trainer_addresses)
+    first.trainer["trainer-a:1"].hold("Train")
+
+    async def main() -> None:
+        store = LocalStore(tmp_path / "store")
+        manager = RunManager(store, first, config)
+        await manager.start()
+        run = await manager.create(REQUEST)
+        await until(first.trainer["trainer-a:1"].holding.is_set)
+        await manager.shutdown()  # the benchmark's stack stopped mid-training (Ctrl-C, a timeout)
+
+        restarted = RunManager(store, second, quiet)
+        await restarted.start()
+        try:
+            await asyncio.sleep(0.2)
+            assert run.id not in restarted.runs and not restarted._tasks  # left alone
+            assert (await restarted.find(run.id)).status == "queued"
+            resumed = await run_to_end(restarted, await restarted.resume(run.id))
+            assert resumed.status == "succeeded" and len(resumed.jobs) == resumed.jobs_total
+            assert any(e.message == "resuming run on request" for e in resumed.events)
+            assert second.generator.calls["Generate"] == 1  # passage 0's self-edits were recorded
+            assert second.evaluator.calls["Evaluate"] == 3  # passage 1's baseline, both evaluations
+        finally:
+            await restarted.shutdown()
+
+    asyncio.run(main())
+
+
 def test_a_trainer_waiting_for_the_store_to_save_an_adapter_shows_in_the_run(tmp_path):
     """A trained adapter the trainer cannot save yet (its store is full or away): the run does not read
     "running, step 2/2" for as long as that lasts, but paused, saying what it waits for, with an event."""
