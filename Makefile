@@ -118,6 +118,7 @@ bench-conditions: install
 
 # A tournament of self-edit strategies on the same held-out passages (PRESET=smoke|cpu|gpu; cpu is about an hour),
 # every adapter on the same budget (BUDGET=steps: the trainer's default directive; tokens: 1,900 training tokens).
+# Runs in parts: interrupted, the same command goes on (work in .seal/bench/; docs/benchmarks/in-parts.md).
 PRESET ?= cpu
 BUDGET ?= steps
 bench-strategies: install
@@ -130,6 +131,7 @@ bench-scale: install
 
 # Continual learning (issue 31): a stream of 8 SQuAD passages in 3 orderings, each option against forgetting
 # (replay, retention-aware pick, smaller update) vs none, paired (PRESET=smoke|cpu|gpu; gpu: 64 orderings).
+# Runs in parts: interrupted, the same command goes on (work in .seal/bench/; docs/benchmarks/in-parts.md).
 bench-continual: install
 	$(BIN)/python benchmarks/continual.py --preset $(PRESET)
 

@@ -203,31 +203,42 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def on_coordinator(
-    args: argparse.Namespace, prefix: str, console: Console, security: Security, work: Callable[[str], T]
+    args: argparse.Namespace,
+    prefix: str,
+    console: Console,
+    security: Security,
+    work: Callable[[str], T],
+    extra_env: dict[str, str] | None = None,
 ) -> T:
     """`work(url)` on the coordinator at --coordinator-url, or else on a local stack of the four services
     started for it in --workdir (a fresh folder named `prefix...` without one), kept afterwards: its store
-    holds every self-edit, adapter and job record of the runs."""
+    holds every self-edit, adapter and job record of the runs. `extra_env`: the local stack's own settings."""
     if args.url:
         return work(args.url)
     from services.coordinator.cli.launcher import LocalStack
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix=prefix))
     console.print(f"store and logs in {workdir}")
-    with LocalStack(workdir, console, security=security) as stack:
+    with LocalStack(workdir, console, extra_env=extra_env, security=security) as stack:
         return work(stack.coordinator_url)
+
+
+def post_run(client: httpx.Client, body: dict[str, Any], console: Console) -> str:
+    """Start a run; its id. A refusal (bad input, a budget) ends the benchmark with the coordinator's answer."""
+    created = client.post("/v1/runs", json=body)
+    if created.status_code >= 400:
+        console.print(f"[red]{created.status_code}: {created.text}")
+        sys.exit(2)
+    run_id: str = created.json()["id"]
+    console.print(f"run {run_id}: {created.json()['jobs_total']} jobs")
+    return run_id
 
 
 def _run(
     url: str, body: dict, console: Console, report_dir: Path | None = None, security: Security | None = None
 ) -> dict[str, Any]:
     with connect(url, 120, security or Security()) as client:
-        created = client.post("/v1/runs", json=body)
-        if created.status_code >= 400:
-            console.print(f"[red]{created.status_code}: {created.text}")
-            sys.exit(2)
-        run_id = created.json()["id"]
-        console.print(f"run {run_id}: {created.json()['jobs_total']} jobs")
+        run_id = post_run(client, body, console)
         detail = _follow(client, run_id, console)
         if detail["results"] and report_dir is not None:
             report_dir.mkdir(parents=True, exist_ok=True)

@@ -10,14 +10,24 @@ final retention (paired by ordering), each with its minimum detectable effect.
 
 Starts the four services (LocalStack) unless --coordinator-url points at a running coordinator. Prints the
 accuracy matrix of the first option (passage i after step j), a table of every option (final mean over seen
-passages, retention, forgetting) and the paired comparisons with verdicts; writes
-`continual_<first run id>.json` and one HTML report per option (`continual_<run id>.html`) to --out.
+passages, retention, forgetting) and the paired comparisons with verdicts; writes a new dated
+`continual_<preset>_<time>_cpu<cores>.json` (never an existing file; it names each option's run id) and one
+HTML report per run (`continual_<run id>.html`, written once) to --out.
+
+In parts, across sessions (benchmarks/resume.py): the local stack's store lives in `.seal/bench/continual-<preset>`
+(printed at start; `--workdir` chooses another, `--fresh` starts over), and a rerun of the same command reads
+back the options that finished, resumes the one that was interrupted from its last finished step, and runs the
+rest. So the cpu preset (about 25 min per option and ordering) can run a session at a time:
+
+    timeout 50m make bench-continual PRESET=cpu     # or Ctrl-C: the stack stops, the runs stay in the store
+    make bench-continual PRESET=cpu                 # goes on; the table comes when every option has finished
+    .venv/bin/python benchmarks/continual.py --options none,replay   # some options now, the rest later:
+    .venv/bin/python benchmarks/continual.py                         # reads those back, runs the others
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,6 +39,7 @@ from rich.table import Table
 from seal_lab.formats.passages import demo_passages, passages_to_json
 from seal_lab.scoring.stats import paired_test, verdict
 from seal_lab.security import security_from_environment
+from services.coordinator.cli.api_client import connect
 from services.coordinator.cli.display import render_continual
 from services.coordinator.report.render import ReportRun, render_report
 from services.coordinator.run.result_schemas import ContinualResults
@@ -36,6 +47,8 @@ from services.coordinator.run.result_schemas import ContinualResults
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import conditions  # noqa: E402  (the conditions benchmark's machinery: passages, runs, the stack)
+import resume  # noqa: E402  (the work folder and the runs of earlier sessions)
+from resultfiles import write_new  # noqa: E402
 
 #: Each option against forgetting as the run settings it sets; "none" is the stream as SEAL ran it (the first
 #: self-edit, one adapter carried on, nothing against forgetting).
@@ -69,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--options", default=None, help=f"comma-separated, among {', '.join(OPTIONS)}")
     parser.add_argument("--retention-questions", type=int, default=16, help="retention questions scored")
     parser.add_argument("--seed", type=int, default=0)
-    return conditions.add_stack_arguments(parser)
+    return resume.add_resume_arguments(conditions.add_stack_arguments(parser))
 
 
 def stream_passages(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -172,47 +185,64 @@ def main(argv: list[str] | None = None) -> None:
     console = Console(stderr=True)
     passages = stream_passages(args)
     runs = bodies(args, passages)
+    workdir = resume.prepare_workdir(args, f"continual-{args.preset}", console)
+    ledger = resume.Ledger(workdir)
     started = time.perf_counter()
     security = security_from_environment("continual.py")
-    details: dict[str, dict[str, Any]] = {}
+    pieces: dict[str, resume.Piece] = {}
 
     def run_all(url: str) -> None:
-        for name, body in runs.items():
-            console.print(f"[bold]{name}[/bold]: {body['config']}")
-            details[name] = conditions._run(url, body, console, report_dir=None, security=security)
+        with connect(url, 120, security) as client:
+            for name, body in runs.items():
+                console.print(f"[bold]{name}[/bold]: {body['config']}")
+                where = resume.coordinator_name(args)
+                pieces[name] = resume.obtain(client, body, name, ledger, where, console)
 
-    conditions.on_coordinator(args, "seal-continual-", console, security, run_all)
+    resume.on_coordinator_in_parts(args, console, security, run_all)
     wall = time.perf_counter() - started
+    details = {name: piece.detail for name, piece in pieces.items()}
     failed = {
         name: d["error"] for name, d in details.items() if not (d.get("results") or {}).get("continual")
     }
     if failed:
-        console.print(f"[red]runs without results: {failed}")
+        console.print(f"[red]runs without results: {failed}[/red] (the same command resumes them)")
         sys.exit(1)
     results = {
         name: ContinualResults.model_validate(d["results"]["continual"]) for name, d in details.items()
     }
     comparisons = compare(results)
     report(results, comparisons, console)
-    first_id = next(iter(details.values()))["id"]
-    args.out.mkdir(parents=True, exist_ok=True)
-    summary = {
+    summary = summarize(args, passages, pieces, results, wall, comparisons)
+    path = write_new(args.out, f"continual_{args.preset}", summary)
+    for detail in details.values():  # named by run id, written once: a run read back keeps its page
+        page = args.out / f"continual_{detail['id']}.html"
+        if not page.exists():
+            page.write_text(render_report(ReportRun.model_validate(detail)))
+    console.print(f"wrote {path}; wall time of this session {wall:.0f}s ({wall / 60:.1f} min)")
+
+
+def summarize(
+    args: argparse.Namespace,
+    passages: list[dict[str, Any]],
+    pieces: dict[str, resume.Piece],
+    results: dict[str, ContinualResults],
+    wall: float,
+    comparisons: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The results file: every option's run, how this session got it, its results, and the comparisons."""
+    return {
         "preset": args.preset,
         "passages": [p["title"] for p in passages],
         "orderings": args.orderings,
         "seed": args.seed,
         "wall_seconds": round(wall, 1),
-        "runs": {name: d["id"] for name, d in details.items()},
+        "workdir": str(args.workdir),
+        "runs": {name: piece.detail["id"] for name, piece in pieces.items()},
+        "obtained": {name: piece.how for name, piece in pieces.items()},
         "options": {name: OPTIONS[name] for name in results},
         "results": {name: continual.model_dump(mode="json") for name, continual in results.items()},
         "comparisons": comparisons,
     }
-    path = args.out / f"continual_{first_id}.json"
-    path.write_text(json.dumps(summary, indent=1))
-    for detail in details.values():  # named by run id: a rerun never overwrites an earlier result
-        page = render_report(ReportRun.model_validate(detail))
-        (args.out / f"continual_{detail['id']}.html").write_text(page)
-    console.print(f"wrote {path}; wall time {wall:.0f}s ({wall / 60:.1f} min)")
 
 
 if __name__ == "__main__":

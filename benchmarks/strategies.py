@@ -17,12 +17,21 @@ against `--reference` (and passage-only against it too), Holm-corrected over all
 detectable effect (seal_lab.scoring.stats). A strategy is a built-in name or a path to a strategy file (sent as
 `strategy_files`). `--rounds 1` makes each row "strategy X after one ReST-EM round" (the policy trained on that
 strategy's winning self-edits).
+
+In parts, across sessions (benchmarks/resume.py): the local stack's store lives in
+`.seal/bench/strategies-<preset>-<budget>` (printed at start; `--workdir` chooses another, `--fresh` starts over),
+and a rerun of the same command reads back the strategies whose runs finished, resumes the one that was
+interrupted from its last finished job, and runs the rest; the table comes when all have finished. Every
+results file is a new dated one (`strategies_<preset>[_tokens]_<time>_cpu<cores>.json`), naming each run:
+
+    timeout 50m make bench-strategies PRESET=cpu    # or Ctrl-C: the stack stops, the runs stay in the store
+    make bench-strategies PRESET=cpu                # goes on where it stopped
+    .venv/bin/python benchmarks/strategies.py --strategies implications,rewrite   # some now, the rest later
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,18 +44,19 @@ from seal_lab.formats.passages import demo_passages, passages_to_json
 from seal_lab.formats.strategies import parse_strategy, read_strategy_file
 from seal_lab.scoring.stats import describe, holm, paired_test, verdict
 from seal_lab.security import security_from_environment
+from services.coordinator.cli.api_client import connect
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import resume  # noqa: E402  (the work folder and the runs of earlier sessions)
 from conditions import (  # noqa: E402  (the conditions benchmark's machinery)
     DATA_DIR,
     _num,
-    _run,
     add_stack_arguments,
     choose_passages,
-    on_coordinator,
     with_preset,
 )
+from resultfiles import write_new  # noqa: E402
 
 #: Sizes. "smoke": two held-out passages, two strategies, 48 new tokens (checks the machinery, says nothing
 #: about strategies; measured: 23 min on a 2-core machine shared with other jobs, about 9-13 min per strategy).
@@ -204,7 +214,7 @@ def report(table: dict[str, Any], args: argparse.Namespace, wall: float) -> None
     out.print(f"[bold]Paired against {table['reference']}[/bold] (Holm over {len(table['comparisons'])}):")
     for test in table["comparisons"]:
         out.print(f"  {test['verdict']}")
-    out.print(f"wall time {wall:.0f}s ({wall / 60:.1f} min)")
+    out.print(f"wall time of this session {wall:.0f}s ({wall / 60:.1f} min)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tokens", type=int, default=None, help=f"with --budget tokens (default {TOKEN_BUDGET:,})"
     )
-    return add_stack_arguments(parser)
+    return resume.add_resume_arguments(add_stack_arguments(parser))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -247,29 +257,36 @@ def main(argv: list[str] | None = None) -> None:
         console.print(f"[red]--reference {args.reference!r} is not one of --strategies {list(sources)}")
         sys.exit(2)
     train, heldout = passages(args)
+    ledger = resume.Ledger(resume.prepare_workdir(args, f"strategies-{args.preset}-{args.budget}", console))
     security = security_from_environment("strategies.py")
     started = time.perf_counter()
-    details: dict[str, dict[str, Any]] = {}
+    pieces: dict[str, resume.Piece] = {}
 
     def run_all(url: str) -> None:
-        for name, text in sources.items():
-            detail = _run(url, run_body(name, text, train, heldout, args), console, security=security)
-            if detail["status"] == "failed" or not detail.get("results"):
-                console.print(f"[red]strategy {name}: run failed: {detail.get('error')}")
-                sys.exit(1)
-            details[name] = detail
+        with connect(url, 120, security) as client:
+            for name, text in sources.items():
+                body = run_body(name, text, train, heldout, args)
+                piece = resume.obtain(client, body, name, ledger, resume.coordinator_name(args), console)
+                if piece.detail["status"] == "failed" or not piece.detail.get("results"):
+                    console.print(
+                        f"[red]strategy {name}: run failed: {piece.detail.get('error')}[/red] "
+                        "(the same command resumes it)"
+                    )
+                    sys.exit(1)
+                pieces[name] = piece
 
-    on_coordinator(args, "seal-strategies-", console, security, run_all)
+    resume.on_coordinator_in_parts(args, console, security, run_all)
     wall = time.perf_counter() - started
+    details = {name: piece.detail for name, piece in pieces.items()}
     metric = next(iter(details.values()))["results"]["heldout"]["metric"]
     table = tournament(details, the_row(args), args.reference, metric)
     table["runs"] = {name: detail["id"] for name, detail in details.items()}
+    table["obtained"] = {name: piece.how for name, piece in pieces.items()}
     table["preset"], table["wall_seconds"] = args.preset, round(wall, 1)
+    table["workdir"] = str(args.workdir)
     table["budget"] = {"kind": args.budget, **({"tokens": args.tokens} if args.budget == "tokens" else {})}
-    args.out.mkdir(parents=True, exist_ok=True)
-    kind = "_tokens" if args.budget == "tokens" else ""  # a step-budget file keeps its earlier name
-    path = args.out / f"strategies_{args.preset}{kind}_{int(time.time())}.json"
-    path.write_text(json.dumps(table, indent=1))
+    kind = "_tokens" if args.budget == "tokens" else ""
+    path = write_new(args.out, f"strategies_{args.preset}{kind}", table)
     console.print(f"wrote {path}")
     report(table, args, wall)
 

@@ -10,7 +10,7 @@ import pytest
 
 from services.coordinator.run.result_schemas import ContinualResults
 from services.coordinator.run.schemas import RunCreate
-from tests.unit.bench_scripts import load_benchmark
+from tests.unit.bench_scripts import FakeCoordinator, load_benchmark
 
 continual = load_benchmark("continual")
 
@@ -86,3 +86,40 @@ def test_a_stored_benchmark_result_reads_typed_and_dumps_back_to_the_same_json()
     dumped = {name: r.model_dump(mode="json") for name, r in typed.items()}
     assert json.dumps(dumped, indent=1) == json.dumps(stored["results"], indent=1)
     assert continual.finals(typed["none"])[1] == {0: typed["none"].per_stream[0].final_retention}
+
+
+def test_a_preset_run_in_sessions_assembles_every_option_and_never_overwrites_a_results_file(
+    tmp_path, monkeypatch
+):
+    """Session 1 runs `--options none`; session 2 (every option) is interrupted while replay runs; session 3
+    reads none back, resumes replay, and writes the whole table to a new file. The fake coordinator is the
+    store the sessions share (the work folder's); its results are the stored smoke run's."""
+    stored = json.loads((Path(__file__).parents[2] / "benchmarks" / "results" / SMOKE).read_text())
+    page = json.loads((Path(__file__).parents[1] / "fixtures" / "report_results.json").read_text())
+    fake = FakeCoordinator(lambda body: {**page, "continual": stored["results"][body["name"].split()[1]]})
+    monkeypatch.setattr(continual, "connect", fake.client)
+    out, work = tmp_path / "out", tmp_path / "work"
+    common = ["--preset", "smoke", "--data-dir", str(tmp_path), "--url", "http://lab:8000"]
+    common += ["--workdir", str(work), "--out", str(out)]
+
+    continual.main([*common, "--options", "none"])
+    (first,) = out.glob("continual_smoke_*.json")
+    first_text = first.read_text()
+    assert json.loads(first_text)["obtained"] == {"none": "new"}
+
+    fake.interrupt.add("continual replay P=2 O=1")
+    with pytest.raises(SystemExit) as stopped:
+        continual.main(common)
+    assert stopped.value.code == 130 and len(list(out.glob("continual_smoke_*.json"))) == 1
+
+    continual.main(common)
+    assert fake.posted == ["run-1", "run-2"] and fake.resumed == ["run-2"]  # nothing posted twice
+    files = sorted(out.glob("continual_smoke_*.json"))
+    assert len(files) == 2 and first.read_text() == first_text  # a new file; the first is as it was
+    (second,) = [f for f in files if f != first]
+    summary = json.loads(second.read_text())
+    assert summary["obtained"] == {"none": "finished earlier", "replay": "resumed"}
+    assert summary["runs"] == {"none": "run-1", "replay": "run-2"}
+    assert set(summary["results"]) == {"none", "replay"} and summary["workdir"] == str(work)
+    assert {c["option"] for c in summary["comparisons"]} == {"replay"}
+    assert {p.name for p in out.glob("*.html")} == {"continual_run-1.html", "continual_run-2.html"}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from tests.unit.bench_scripts import load_benchmark
+from tests.unit.bench_scripts import FakeCoordinator, load_benchmark
 
 bench = load_benchmark("strategies")
 
@@ -96,3 +98,39 @@ def test_a_token_budget_run_gives_every_heldout_condition_the_same_tokens():
     steps = bench.with_preset(bench.build_parser().parse_args(["--preset", "smoke"]), bench.PRESETS)
     assert "heldout_directive" not in bench.run_body("rewrite", "", ["t"], ["h"], steps)["config"]
     assert bench.budget_label(steps).startswith("step budget")
+
+
+def test_strategies_run_in_parts_make_one_table_and_a_new_file_each_time(tmp_path, monkeypatch):
+    """`--strategies implications` now, every strategy of the preset later: the second session reads the first's
+    run back, runs only entigraph, and writes the whole table to a new file."""
+    base, passage = [0.1, 0.1], [0.2, 0.3]
+    scores = {"implications": [0.3, 0.4], "entigraph": [0.2, 0.5]}
+    fake = FakeCoordinator(
+        lambda body: _detail("x", scores[body["name"].split()[1]], base, passage)["results"]
+    )
+    monkeypatch.setattr(bench, "connect", fake.client)
+    monkeypatch.setattr(
+        bench, "passages", lambda args: ([{"title": "t"}], [{"title": "h1"}, {"title": "h2"}])
+    )
+    out = tmp_path / "out"
+    common = [
+        "--preset",
+        "smoke",
+        "--url",
+        "http://lab:8000",
+        "--workdir",
+        str(tmp_path / "w"),
+        "--out",
+        str(out),
+    ]
+
+    bench.main([*common, "--strategies", "implications"])
+    bench.main(common)
+    assert fake.posted == ["run-1", "run-2"] and fake.resumed == []
+    first, second = sorted(out.glob("strategies_smoke_*.json"), key=lambda p: p.stat().st_mtime_ns)
+    assert set(json.loads(first.read_text())["runs"]) == {"implications"}
+    table = json.loads(second.read_text())
+    assert table["runs"] == {"implications": "run-1", "entigraph": "run-2"}
+    assert table["obtained"] == {"implications": "finished earlier", "entigraph": "new"}
+    assert table["rows"]["entigraph"]["mean"] == pytest.approx(0.35) and table["budget"] == {"kind": "steps"}
+    assert [c["a"] for c in table["comparisons"]] == ["passage only", "entigraph"]

@@ -231,18 +231,25 @@ def test_trainers_of_two_precisions_fail_the_run_before_any_job(tmp_path):
     scenario(tmp_path, clients, config, body)
 
 
+async def stopped_mid_training(store: LocalStore, config: CoordinatorSettings) -> RunState:
+    """A run whose coordinator stopped while its first training was in flight: unfinished in the store."""
+    clients = FakeClients(config.trainer_addresses)
+    clients.trainer["trainer-a:1"].hold("Train")
+    manager = RunManager(store, clients, config)
+    await manager.start()
+    run = await manager.create(REQUEST)
+    await until(clients.trainer["trainer-a:1"].holding.is_set)
+    await manager.shutdown()
+    return run
+
+
 def test_a_restarted_coordinator_resumes_the_run_and_redoes_no_finished_job(tmp_path):
     config = settings(max_concurrent_passages=1)
-    first, second = FakeClients(config.trainer_addresses), FakeClients(config.trainer_addresses)
-    first.trainer["trainer-a:1"].hold("Train")
+    second = FakeClients(config.trainer_addresses)
 
     async def main() -> None:
         store = LocalStore(tmp_path / "store")
-        manager = RunManager(store, first, config)
-        await manager.start()
-        run = await manager.create(REQUEST)
-        await until(first.trainer["trainer-a:1"].holding.is_set)
-        await manager.shutdown()  # mid-training: the run stays unfinished in the store
+        run = await stopped_mid_training(store, config)
         assert sorted(run.jobs) == ["0000-baseline", "0000-generate-implications"]
 
         restarted = RunManager(store, second, config)
@@ -255,6 +262,35 @@ def test_a_restarted_coordinator_resumes_the_run_and_redoes_no_finished_job(tmp_
             assert second.generator.calls["Generate"] == 1  # passage 0's self-edits were recorded
             assert second.evaluator.calls["Evaluate"] == 3  # passage 1's baseline, both evaluations
             assert store.get_json(run_key(run.id, MANIFEST))["status"] == "succeeded"
+        finally:
+            await restarted.shutdown()
+
+    asyncio.run(main())
+
+
+def test_a_coordinator_that_resumes_nothing_by_itself_resumes_an_interrupted_run_on_request(tmp_path):
+    """What the long benchmarks rely on to run in parts (benchmarks/resume.py): their local stack starts with
+    `resume_unfinished_runs` off, finds an interrupted run where it was, and resumes it when asked, redoing no
+    finished job."""
+    config = settings(max_concurrent_passages=1)
+    quiet = settings(max_concurrent_passages=1, resume_unfinished_runs=False)
+    second = FakeClients(config.trainer_addresses)
+
+    async def main() -> None:
+        store = LocalStore(tmp_path / "store")
+        run = await stopped_mid_training(store, config)  # the benchmark's stack stopped (Ctrl-C, a timeout)
+
+        restarted = RunManager(store, second, quiet)
+        await restarted.start()
+        try:
+            await asyncio.sleep(0.2)
+            assert run.id not in restarted.runs and not restarted._tasks  # left alone
+            assert (await restarted.find(run.id)).status == "queued"
+            resumed = await run_to_end(restarted, await restarted.resume(run.id))
+            assert resumed.status == "succeeded" and len(resumed.jobs) == resumed.jobs_total
+            assert any(e.message == "resuming run on request" for e in resumed.events)
+            assert second.generator.calls["Generate"] == 1  # passage 0's self-edits were recorded
+            assert second.evaluator.calls["Evaluate"] == 3  # passage 1's baseline, both evaluations
         finally:
             await restarted.shutdown()
 
