@@ -287,3 +287,17 @@ def test_a_spec_or_manifest_that_is_not_one_is_moved_aside_as_before(tmp_path):
         "manifest.json (not the record expected there)" in p and "the run will finish again" in p
         for p in stored.problems
     )
+
+
+def test_a_passages_questions_carry_its_topic_unless_the_run_asks_them_without_it():
+    from services.coordinator.engine.convert import evaluate_request
+
+    passage = Passage("p-1", "Amazon", "The Amazon ...", (Question("q0", "Where?", ("the Amazon",)),))
+    general = [Question("r0", "What is 2 + 2?", ("4",))]
+
+    def topics(config: RunConfig, questions: list[Question] | None = None) -> list[str]:
+        return [q.topic for q in evaluate_request("r", config, passage, [""], questions).questions]
+
+    assert topics(RunConfig()) == ["Amazon"]  # SEAL's "Topic: {title}" line
+    assert topics(RunConfig(question_topic=False)) == [""]
+    assert topics(RunConfig(), general) == [""]  # general (retention) questions never have one

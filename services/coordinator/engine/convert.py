@@ -158,8 +158,9 @@ def evaluate_request(
     adapter_keys: list[str],
     questions: list[Question] | None,
 ) -> evaluator_pb2.EvaluateRequest:
-    # A passage's questions name its topic (SEAL's "Topic: {title}"); general questions have none.
-    topic = "" if questions is not None else passage.title
+    # A passage's questions name its topic (SEAL's "Topic: {title}") unless the run asks them without it;
+    # general questions have none.
+    topic = passage.title if questions is None and config.question_topic else ""
     return evaluator_pb2.EvaluateRequest(
         questions=[
             evaluator_pb2.Question(

@@ -188,6 +188,11 @@ class RunConfig(RequestModel):
         "splits the reward's variance into the self-edit's share and seed noise)",
     )
     eval_max_new_tokens: int = Field(32, ge=1, le=256, description="length of an answer to a question")
+    question_topic: bool = Field(
+        True,
+        description="ask a passage's questions with SEAL's \"Topic: {title}\" line above the question (SEAL's "
+        "text, for faithful reproductions); off, the question alone, as a plain loop asks it",
+    )
     policy_adapter_key: str = Field(
         "",
         max_length=MAX_KEY_CHARS,
