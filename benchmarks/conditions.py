@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
             "retention": args.retention,
             "retention_heldout": args.retention_heldout,
             "reward_seeds": args.reward_seeds,
+            "question_topic": True,  # SEAL's question text, as its table was measured
         },
     }
     started = time.perf_counter()

@@ -106,6 +106,7 @@ def bodies(args: argparse.Namespace, passages: list[dict[str, Any]]) -> dict[str
         "seed": args.seed,
         "max_new_tokens": args.max_new_tokens,
         "retention_questions": args.retention_questions,
+        "question_topic": True,  # SEAL's question text, as its continual experiment
     }
     return {
         name: {

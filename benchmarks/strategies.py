@@ -126,6 +126,7 @@ def run_body(name: str, text: str, train: list, heldout: list, args: argparse.Na
             "max_new_tokens": args.max_new_tokens,
             "retention": args.retention,
             "conditions_directive": "default",
+            "question_topic": True,  # SEAL's question text, as the conditions table
             **budget_config(args),
         },
     }

@@ -193,7 +193,7 @@ def test_every_option_lands_in_the_request_with_its_value(coordinator, tmp_path)
         "--directive-search": "epochs=2", "--heldout-directive": "tokens=900", "--teacher": f"gpt:rewrite:1={teacher}",
         "--strategy-files": str(strategy),
     }  # fmt: skip
-    flags = ["--no-retention", "--no-include-passage", "--no-specificity-control", "--no-question-topic"]
+    flags = ["--no-retention", "--no-include-passage", "--no-specificity-control", "--question-topic"]
     result = invoke(*[part for pair in args.items() for part in pair], *flags)
     assert result.exit_code == 0, result.output
     request = coordinator.manager.created[0]  # as the coordinator read it

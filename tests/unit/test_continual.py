@@ -76,15 +76,15 @@ class StreamEvaluator(FakeEvaluator):
     def __init__(self, learned: dict[str, tuple[str, ...]]) -> None:
         super().__init__()
         self.learned = learned
-        self.by_title = {p.title: p.passage_id for p in PASSAGES}
+        self.by_question = {q.question_id: p.passage_id for p in PASSAGES for q in p.questions}
 
     async def Evaluate(self, request: evaluator_pb2.EvaluateRequest, timeout: float) -> Any:
         await self._enter("Evaluate", request)
-        topic = request.questions[0].topic
+        passage_id = self.by_question.get(request.questions[0].question_id)  # none: the retention set
 
         def score(key: str) -> float:
             learned = self.learned.get(key, ())
-            return knows(learned, self.by_title[topic]) if topic else retained(learned)
+            return knows(learned, passage_id) if passage_id else retained(learned)
 
         return evaluator_pb2.EvaluateResponse(
             evaluations=[

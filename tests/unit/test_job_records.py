@@ -298,6 +298,6 @@ def test_a_passages_questions_carry_its_topic_unless_the_run_asks_them_without_i
     def topics(config: RunConfig, questions: list[Question] | None = None) -> list[str]:
         return [q.topic for q in evaluate_request("r", config, passage, [""], questions).questions]
 
-    assert topics(RunConfig()) == ["Amazon"]  # SEAL's "Topic: {title}" line
-    assert topics(RunConfig(question_topic=False)) == [""]
+    assert topics(RunConfig(question_topic=True)) == ["Amazon"]  # SEAL's "Topic: {title}" line
+    assert topics(RunConfig()) == [""]  # the question alone, by default
     assert topics(RunConfig(), general) == [""]  # general (retention) questions never have one

@@ -189,9 +189,10 @@ class RunConfig(RequestModel):
     )
     eval_max_new_tokens: int = Field(32, ge=1, le=256, description="length of an answer to a question")
     question_topic: bool = Field(
-        True,
+        False,
         description="ask a passage's questions with SEAL's \"Topic: {title}\" line above the question (SEAL's "
-        "text, for faithful reproductions); off, the question alone, as a plain loop asks it",
+        "text: the benchmarks that reproduce SEAL's experiments set it); off, the question alone, which "
+        "scored seal-lab's adapters higher on two sets of invented passages (issue 28)",
     )
     policy_adapter_key: str = Field(
         "",
