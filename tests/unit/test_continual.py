@@ -516,3 +516,21 @@ def test_the_progress_lines_of_a_continual_step_name_its_ordering_and_step_not_a
     assert any(line.startswith("before the streams, passage 1/3: baseline") for line in jobs)
     standard = [line for line in lines["standard"] if line.startswith("training")]
     assert standard and all(line.endswith("loss 1.500 (round 0)") for line in standard)
+
+
+def test_a_paused_run_keeps_its_pauses_reason_while_a_training_reports_progress(tmp_path):
+    """A store outage pauses the run; a training still in flight must not replace the line that says why."""
+    clients = FakeClients(settings().trainer_addresses)
+
+    async def body(manager: RunManager, clients: FakeClients, store: LocalStore):
+        run = await manager.create(REQUEST)
+        step = trainer_pb2.TrainProgress(step=1, total_steps=24, loss=2.0)
+        run.pause("paused: the store is full")
+        manager.events.train_progress(run, "p-1 train-0", "trainer-a:1", step, 0)
+        assert (run.status, run.current) == ("paused", "paused: the store is full")
+        run.unpause()
+        manager.events.train_progress(run, "p-1 train-0", "trainer-a:1", step, 0)
+        assert run.current.startswith("training p-1 train-0 on trainer-a:1: step 1/24")
+        await run_to_end(manager, run)
+
+    scenario(tmp_path, clients, settings(), body)

@@ -93,8 +93,11 @@ class EventLog:
         run's `ordering 2, step 5/8`), else the round. A trainer that holds its trained job back (its
         store is away: the adapter waits in its memory) says so in `waiting_for`, at each of its retries: the
         run shows as paused, saying for what, with an event per notice (stored sparsely, as the store's
-        retries); `waits` counts them in this call."""
+        retries); `waits` counts them in this call. A paused run keeps its pause's reason as its line: a
+        training that goes on meanwhile does not replace it."""
         if not progress.waiting_for:
+            if run.status == "paused":  # the pause's reason stays the run's line until it runs again
+                return
             run.current = (
                 f"training {what} on {address}: step {progress.step}/{progress.total_steps} "
                 f"loss {progress.loss:.3f} ({stage or f'round {run.round}'})"
