@@ -108,12 +108,15 @@ def plan_run(run: RunState, limits: DirectiveLimits) -> RunPlan:
         written = written_tokens(passage, config.max_new_tokens + texts, texts)
         return passage_tokens(passage) * config.include_passage + written
 
-    def self_edit_training(data: int, override: dict[str, float | int] | None = None) -> int:
-        """One training of a self-edit: the trainer's default directive, or the worst one a model may write
-        (`self_edit_directive`), with `override`'s fields over it."""
-        if config.self_edit_directive == "generated":
+    def bound(source: str, data: int, override: dict[str, float | int] | None = None) -> int:
+        """One training: on the trainer's default directive, or on the worst one a model may write (`source`
+        "generated": `self_edit_directive`, `conditions_directive`), with `override`'s fields over it."""
+        if source == "generated":
             return worst_training_tokens(limits, data, override)
         return training_tokens(limits.overridden(limits.default, override or {}), data)
+
+    def self_edit_training(data: int, override: dict[str, float | int] | None = None) -> int:
+        return bound(config.self_edit_directive, data, override)
 
     trainings = tokens = 0
     if config.mode == "continual":  # each step trains its candidates, the replayed examples beside its own
@@ -138,9 +141,7 @@ def plan_run(run: RunState, limits: DirectiveLimits) -> RunPlan:
     override = config.heldout_directive.fields_set() if config.heldout_directive else {}
 
     def condition(data: int) -> int:
-        if config.conditions_directive == "default":
-            return training_tokens(limits.overridden(limits.default, override), data)
-        return worst_training_tokens(limits, data, override)
+        return bound(config.conditions_directive, data, override)
 
     for index in run.split.heldout:
         passage = run.passages[index]
