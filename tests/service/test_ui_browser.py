@@ -83,6 +83,24 @@ def _wait(driver, condition, message: str):
     return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(condition, message)
 
 
+def _landed(driver, url_test, message: str) -> None:
+    """Wait until the address passes `url_test` and the new page has loaded.
+
+    A form sent from the keyboard changes the address before the next document has a body;
+    looking for an element in between finds none.
+    """
+    from selenium.webdriver.common.by import By
+
+    def arrived(d) -> bool:
+        if not url_test(d.current_url):
+            return False
+        return d.execute_script("return document.readyState") == "complete" and bool(
+            d.find_elements(By.TAG_NAME, "body")
+        )
+
+    _wait(driver, arrived, message)
+
+
 def _text(driver, css: str) -> str:
     from selenium.webdriver.common.by import By
 
@@ -139,7 +157,7 @@ def _start_run(driver, stack: UiStack, name: str, k: int) -> str:
     k_field.clear()
     k_field.send_keys(str(k))
     k_field.send_keys(Keys.ENTER)  # submits the form
-    _wait(driver, lambda d: "/ui/runs/run-" in d.current_url, "the run page never opened")
+    _landed(driver, lambda url: "/ui/runs/run-" in url, "the run page never opened")
     return driver.current_url.rsplit("/", 1)[1]
 
 
@@ -155,7 +173,7 @@ def test_a_user_signs_in_starts_watches_compares_and_cancels_runs(browser, stack
     token = driver.switch_to.active_element  # the token field has the focus
     assert token.get_attribute("name") == "token"
     token.send_keys(TOKEN, Keys.ENTER)
-    _wait(driver, lambda d: d.current_url.endswith("/ui/runs"), "sign-in did not land on the runs page")
+    _landed(driver, lambda url: url.endswith("/ui/runs"), "sign-in did not land on the runs page")
     # The first Tab reaches the skip link.
     driver.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
     assert driver.switch_to.active_element.get_attribute("class") == "skip"
@@ -210,10 +228,11 @@ def test_a_user_signs_in_starts_watches_compares_and_cancels_runs(browser, stack
     doomed = _start_run(driver, stack, "doomed", k=1)
     _wait(driver, lambda d: _text(d, '[data-field="status"]') == "running", "the third run never ran")
     driver.find_element(By.LINK_TEXT, "Cancel run").click()
+    _landed(driver, lambda url: url.endswith(f"/ui/runs/{doomed}/cancel"), "the confirmation never opened")
     _no_sideways_scroll(_shoot(driver, artifacts, "cancel-confirm"), "the confirmation")
     assert driver.switch_to.active_element.text == "Cancel run"  # the button has the focus
     driver.switch_to.active_element.send_keys(Keys.ENTER)
-    _wait(driver, lambda d: d.current_url.endswith(f"/ui/runs/{doomed}"), "cancel did not return to the run")
+    _landed(driver, lambda url: url.endswith(f"/ui/runs/{doomed}"), "cancel did not return to the run")
     _wait(driver, lambda d: _text(d, '[data-field="status"]') == "cancelled", "the run was not cancelled")
 
     driver.get(f"{stack.url}/ui/services")
@@ -225,7 +244,7 @@ def test_a_user_signs_in_starts_watches_compares_and_cancels_runs(browser, stack
     driver.get(f"{stack.url}/ui/adapters")
     link = driver.find_element(By.CSS_SELECTOR, "main table a")
     link.send_keys(Keys.ENTER)
-    _wait(driver, lambda d: "/ui/adapters/" in d.current_url, "the adapter's card never opened")
+    _landed(driver, lambda url: "/ui/adapters/" in url, "the adapter's card never opened")
     assert key in _text(driver, "h1")
     assert driver.find_elements(By.CSS_SELECTOR, 'a[href$="/files/adapter_model.safetensors"]')
     _no_sideways_scroll(_shoot(driver, artifacts, "adapter"), "an adapter")
