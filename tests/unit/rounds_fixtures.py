@@ -1,7 +1,8 @@
 """Synthetic job records of a two-round ReST-EM run with held-out conditions (shared by the unit tests).
 
 Two training passages (A = index 0, B = index 1) and two held-out passages (H1 = index 2, H2 = index 3);
-`RunConfig(k=2, rounds=2, directive_search=[{"epochs": 1}])`, one teacher "gpt". Every score is chosen so the
+`RunConfig(k=2, rounds=2, self_edit_directive="generated", directive_search=[{"epochs": 1}])` (every
+self-edit trains with its own directive), one teacher "gpt". Every score is chosen so the
 expected results can be worked out by hand (see the tests for the arithmetic).
 """
 
@@ -39,7 +40,15 @@ TEACHERS: dict[str, Any] = {"gpt": (FORMAT, {"p-h1": "Gamma comes after beta."})
 
 
 def config(**overrides: Any) -> RunConfig:
-    return RunConfig(**{"k": 2, "rounds": 2, "directive_search": [{"epochs": 1}], **overrides})
+    return RunConfig(
+        **{
+            "k": 2,
+            "rounds": 2,
+            "self_edit_directive": "generated",
+            "directive_search": [{"epochs": 1}],
+            **overrides,
+        }
+    )
 
 
 def scores(f1: float) -> dict[str, float]:

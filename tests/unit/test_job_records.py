@@ -269,6 +269,20 @@ def test_a_first_coordinators_spec_and_manifest_load_typed_and_dump_back_to_the_
         frozenset(),
     )
     assert run.config.k == 1 and run.passages[0].title == "Amazon"
+    # Written before the model's own directives and SEAL's Topic line became settings: it ran with both.
+    assert run.config.self_edit_directive == "generated" and run.config.question_topic is True
+
+
+def test_a_spec_keeps_the_settings_it_was_written_with(tmp_path):
+    from services.coordinator.engine.records import SPEC, run_key
+    from services.coordinator.engine.state import load_run
+    from services.coordinator.run.schemas import RunConfig
+
+    store = LocalStore(tmp_path / "store")
+    config = RunConfig(k=1).model_dump()  # what a coordinator of today writes: every field, new defaults
+    store.put_json(run_key("run-new", SPEC), {**FIRST_SPEC, "config": config})
+    run = load_run(store, "run-new")
+    assert run.config.self_edit_directive == "default" and run.config.question_topic is False
 
 
 def test_a_spec_or_manifest_that_is_not_one_is_moved_aside_as_before(tmp_path):

@@ -81,7 +81,7 @@ def _jobs(train_error: bool = False) -> dict:
 
 
 def test_reward_is_score_minus_baseline_and_the_best_is_kept():
-    results = build_results(PASSAGES, _jobs(), RunConfig(k=2)).model_dump()
+    results = build_results(PASSAGES, _jobs(), RunConfig(k=2, self_edit_directive="generated")).model_dump()
     passage = results["passages"][0]
     assert [e["reward"] for e in passage["self_edits"]] == [pytest.approx(0.3), pytest.approx(-0.05)]
     assert passage["best"]["adapter_key"] == "adapters/a" and passage["best"]["positive"]
@@ -91,6 +91,38 @@ def test_reward_is_score_minus_baseline_and_the_best_is_kept():
     assert summary["reward_by_directive_source"] == {"default": -0.05, "parsed": 0.3}
     # A reused adapter cost no training time in this run.
     assert summary["seconds"] == {"generate": 2.0, "train": 3.0, "evaluate": 7.0}
+
+
+def test_a_run_on_the_default_directive_credits_the_default_not_what_the_model_wrote():
+    results = build_results(PASSAGES, _jobs(), RunConfig(k=2)).model_dump()
+    edits = results["passages"][0]["self_edits"]
+    assert [e["trained_with"] for e in edits] == ["default", "default"]
+    assert [e["directive_source"] for e in edits] == ["parsed", "default"]  # what the model wrote, kept
+    assert results["summary"]["reward_by_directive_source"] == {"default": pytest.approx(0.125)}
+
+
+def test_the_table_shows_the_directive_each_adapter_trained_with():
+    from rich.console import Console
+
+    from services.coordinator.cli.display import render_results
+
+    jobs = _jobs()
+    default = {
+        "epochs": 0,
+        "learning_rate": 0.002,
+        "lora_rank": 16,
+        "lora_alpha": 32,
+        "batch_size": 1,
+        "steps": 24,
+    }
+    jobs["0000-train-implications-0"]["directive"] = default  # what the trainer's record keeps
+    console = Console(record=True, width=300)
+    render_results(console, build_results(PASSAGES, jobs, RunConfig(k=2)))
+    text = console.export_text()
+    row = next(line for line in text.splitlines() if "implications#0" in line)
+    assert "lr=2e-03" in row and "trainer's default" in row and "parsed" not in row
+    # The example names what the model wrote beside what trained.
+    assert "the model wrote ep=5 lr=3e-03" in text
 
 
 def test_forgetting_is_the_drop_on_the_retention_set():

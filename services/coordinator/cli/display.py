@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..run.records import DirectiveRecord, FailedRecord, PolicyRecord
-from ..run.result_schemas import ContinualResults, Estimate, RunResults
+from ..run.result_schemas import ContinualResults, Estimate, RunResults, SelfEditResult
 
 
 def print_json(console: Console, data: Any) -> None:
@@ -20,6 +20,14 @@ def print_json(console: Console, data: Any) -> None:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def trained_directive(edit: SelfEditResult) -> str:
+    """The directive a self-edit's own adapter trained with, shortened, and where it came from."""
+    directive = edit.trials[0].directive if edit.trials else edit.directive
+    if edit.trained_with == "default":
+        return f"{directive_short(directive)}, trainer's default"
+    return f"{directive_short(directive)}, {edit.directive_source}"
 
 
 def directive_short(directive: DirectiveRecord) -> str:
@@ -80,7 +88,7 @@ def render_results(console: Console, results: RunResults) -> None:
     table = Table(title=f"SEAL inner loop: closed-book {metric} per passage (reward = adapted - baseline)")
     table.add_column("passage", overflow="fold", max_width=28)
     table.add_column("baseline", justify="right")
-    table.add_column("self-edits: score (reward) [directive, source]", overflow="fold")
+    table.add_column("self-edits: score (reward) [directive trained with, source]", overflow="fold")
     table.add_column("best", justify="right")
     for passage in results.passages:
         lines = []
@@ -92,12 +100,7 @@ def render_results(console: Console, results: RunResults) -> None:
                 if edit.retention is not None:
                     outcome += f" retention {edit.retention:.2f}"
             # escape(): the directive text must not be read as rich markup.
-            lines.append(
-                escape(
-                    f"{edit.format}#{edit.sample_index}: {outcome} "
-                    f"[{directive_short(edit.directive)}, {edit.directive_source}]"
-                )
-            )
+            lines.append(escape(f"{edit.format}#{edit.sample_index}: {outcome} [{trained_directive(edit)}]"))
         best = passage.best
         table.add_row(
             passage.title or passage.passage_id,
@@ -179,7 +182,15 @@ def _render_example(console: Console, results: RunResults) -> None:
     )
     console.rule(f"example: {passage.title} (best self-edit, reward {best.reward:+.2f})")
     console.print(f"[bold]self-edit ({best.format}), first characters:[/bold]\n{escape(best.preview)}")
-    console.print(f"[bold]directive:[/bold] {escape(str(best.directive.values()))} ({best.directive_source})")
+    if best.trained_with == "default":
+        console.print(
+            f"[bold]directive:[/bold] {escape(trained_directive(best))} "
+            f"(the model wrote {escape(directive_short(best.directive))}, {best.directive_source})"
+        )
+    else:
+        console.print(
+            f"[bold]directive:[/bold] {escape(str(best.directive.values()))} ({best.directive_source})"
+        )
     answers = {a.question_id: a.answer for a in best.answers}
     baseline = {a.question_id: a.answer for a in passage.baseline_answers}
     table = Table(show_lines=False)

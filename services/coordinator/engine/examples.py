@@ -60,6 +60,7 @@ def attach_examples(results: RunResults, store: ObjectStore) -> None:
                         "retention": edit.retention,
                         "directive": edit.directive,
                         "directive_source": edit.directive_source,
+                        "trained_with": edit.trained_with,
                         **text.model_dump(),
                     }
                 )

@@ -21,7 +21,7 @@ from ..run.continual import continual_jobs_total
 from ..run.jobs import JobName
 from ..run.records import FailedRecord, JobRecord, Manifest, PolicyRecord, RunServices, RunSpec
 from ..run.result_schemas import Reproducibility, RunResults
-from ..run.schemas import RunConfig, RunDetail, RunEvent, RunHeadline, RunSummary
+from ..run.schemas import SPEC_FIELDS_BEFORE, RunConfig, RunDetail, RunEvent, RunHeadline, RunSummary
 from ..run.split import Split
 from .lease import Lease
 from .records import read_run, run_key
@@ -185,7 +185,7 @@ def load_run(store: ObjectStore, run_id: str) -> RunState:
     if spec is None:
         return _unrunnable(run_id, stored.problems, "its spec is unreadable in both copies (quarantined)")
     try:
-        config = RunConfig(**spec.config)
+        config = RunConfig(**{**SPEC_FIELDS_BEFORE, **spec.config})
         passages = parse_passages(spec.passages, f"run {run_id}")
     except (ValueError, InvalidArgument) as exc:
         # A spec from a newer seal-lab (an unknown config field, say): leave it untouched for that version.

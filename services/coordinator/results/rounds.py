@@ -133,6 +133,7 @@ def round_passages(
                             "trials": trials,
                             "best_trial": None if best_trial is None else best_trial.trial,
                             "best_reward": None if best_trial is None else best_trial.reward,
+                            "trained_with": "default" if config.self_edit_directive == "default" else "own",
                         }
                     )
                 )
@@ -190,7 +191,10 @@ def round_summary(
     for edit in edits:
         if edit.reward is not None:
             rewards_by_format[edit.format].append(edit.reward)
-            rewards_by_source[edit.directive_source].append(edit.reward)  # type: ignore[index]
+            # By the source of the directive the adapter trained with: the trainer's default for every
+            # self-edit when the run does not train the model's own (`self_edit_directive` "default").
+            source = edit.directive_source if edit.trained_with == "own" else "default"
+            rewards_by_source[source].append(edit.reward)  # type: ignore[index]
         for trial in edit.trials:
             if trial.reward is not None:
                 directive = trial.directive.values()

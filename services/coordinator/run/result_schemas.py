@@ -11,7 +11,7 @@ an int), so a run's results are the same JSON, key for key and byte for byte, as
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -237,6 +237,13 @@ class SelfEditResult(SelfEdit):
     trials: list[Trial] = Field(default_factory=list)
     best_trial: str | None = None
     best_reward: Number | None = None
+    trained_with: Literal["own", "default"] = Field(
+        "own",
+        description='"own": the adapter trained with the directive the self-edit wrote (`directive`, as '
+        '`directive_source` says it was read); "default": with the trainer\'s default directive '
+        '(`self_edit_directive` "default"), and `directive` is only what the model wrote. The trials hold '
+        "the directive each adapter trained with",
+    )
 
 
 class QuestionResult(_Stored):
@@ -292,7 +299,11 @@ class RoundSummary(_Stored):
     positive_best: int = 0
     self_edits: int = 0
     reward_by_format: dict[str, Number | None] = Field(default_factory=dict)
-    reward_by_directive_source: dict[str, Number | None] = Field(default_factory=dict)
+    reward_by_directive_source: dict[str, Number | None] = Field(
+        default_factory=dict,
+        description='how the directive each self-edit trained with was read -> mean reward (all "default" '
+        "when the run trains the trainer's default directive)",
+    )
     reward_by_directive: dict[str, dict[str, Number | None]] = Field(
         default_factory=dict, description="directive field -> value -> mean reward"
     )
@@ -436,6 +447,7 @@ class Example(_Stored):
     retention: Number | None = None
     directive: DirectiveRecord = Field(default_factory=DirectiveRecord)
     directive_source: str | None = None
+    trained_with: Literal["own", "default"] = Field("own", description="as in a self-edit's results")
     raw_output: str = ""
     directive_text: str = ""
     texts: list[str] = Field(default_factory=list)

@@ -165,6 +165,12 @@ class PolicyDirective(RequestModel):
     steps: int = Field(0, ge=0, description="a budget in optimizer steps instead of epochs; 0 = epochs")
 
 
+#: What a stored run spec that lacks these fields ran with. A spec holds every field of the version that wrote
+#: it (`RunConfig.model_dump`), so a missing one predates the field, whose default then changed the behaviour:
+#: the run resumes, and its results read back, as it ran.
+SPEC_FIELDS_BEFORE: dict[str, Any] = {"self_edit_directive": "generated", "question_topic": True}
+
+
 class RunConfig(RequestModel):
     """How one round of the inner loop runs. Every field has a documented default."""
 
