@@ -14,6 +14,7 @@ EOS settings), so the variants follow the default when it changes:
                recipe pilot: the variant is then reported as identical and not trained again)
     question   the evaluator's question prompt (SEAL's text with a Topic line) instead of the plain one
     all        every difference above together
+    a+b        (named on the command line, e.g. `steps+title`) the choices of those variants together
     no-eos     (not in the default list) the plain loop without EOS: whether EOS matters at all
     seal-lab   (not in the default list) seal-lab's default loop end to end, the four services as a user runs
                them (`seed_check.seal_lab_loop`); its self-edits are its own
@@ -49,6 +50,11 @@ resumes where it was, and a later run with other variants does not train the pla
 
 `benchmarks/data/invented_final_20261207.json` is held out for issue 28's final check and refused here (by
 path and by content); `--final-check` allows it for that one use only, `--variants plain,seal-lab`.
+
+Seconds: `s / self-edit` is, for a harness variant, the time its own self-edits took (writing, training,
+asking, retention), and for `seal-lab` its run's wall time per self-edit; `wall s / self-edit` is each loop's
+whole wall time per self-edit (loading the model or starting the services, the baselines, the base model's
+retention included), the like-for-like cost of the two loops of a final check (seed_check.py's seconds).
 
 Writes `benchmarks/results/ablation_<time>_cpu<cores>.json` (never overwrites) and prints the table.
 """
@@ -146,6 +152,18 @@ def variants(choices: dict[str, Any], plain: Yardstick = ISSUE28) -> dict[str, Y
     }
     together = {name: getattr(y, name) for y in one.values() for name in changed(plain, y)}
     return {"plain": plain, **one, "all": replace(plain, **together), "no-eos": replace(plain, eos=False)}
+
+
+def combination(every: dict[str, Yardstick], name: str) -> Yardstick:
+    """`steps+title`: the plain loop with the choices of several one-at-a-time variants switched together."""
+    parts = name.split("+")
+    unknown = [p for p in parts if p not in ONE_AT_A_TIME]
+    if len(parts) < 2 or unknown or len(set(parts)) != len(parts):
+        raise ValueError(
+            f"unknown variant {name!r}: a combination joins two or more of {', '.join(ONE_AT_A_TIME)} with '+'"
+        )
+    together = {f: getattr(every[p], f) for p in parts for f in changed(ISSUE28, every[p])}
+    return replace(ISSUE28, **together)
 
 
 def changed(a: Yardstick, b: Yardstick) -> list[str]:
@@ -418,6 +436,7 @@ def table(results: dict[str, Any]) -> Table:
         "retention F1",
         "steps",
         "s / self-edit",
+        "wall s / self-edit",
     ):
         out.add_column(column, justify="left" if column in ("variant", "changes") else "right")
     for name, loop in results["variants"].items():
@@ -436,8 +455,20 @@ def table(results: dict[str, Any]) -> Table:
             f"{s['retention_f1']:.3f} (base {s['base_retention_f1']:.3f})",
             f"{s['steps']:.0f}",
             f"{loop['seconds_per_self_edit']:.1f}",
+            "-"
+            if loop.get("wall_seconds_per_self_edit") is None
+            else f"{loop['wall_seconds_per_self_edit']:.1f}",
         )
     return out
+
+
+def wall_per_edit(name: str, seconds: dict[str, float], edits: int, trained: int) -> float | None:
+    """A loop's wall seconds per self-edit: seal-lab's run, or the harness when it trained only this variant."""
+    if name == END_TO_END:
+        return round(seconds[END_TO_END] / max(1, edits), 2)
+    if trained == 1 and "variants" in seconds:
+        return round(seconds["variants"] / max(1, edits), 2)
+    return None
 
 
 def _squad(count: int, seed: int) -> list[Passage]:
@@ -479,9 +510,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     names = [n for n in args.variants.split(",") if n]
-    unknown = [n for n in names if n not in KNOWN]
+    unknown = [n for n in names if n not in KNOWN and "+" not in n]
     if unknown or not names:
-        parser.error(f"unknown variants {unknown}; known: {', '.join(KNOWN)}")
+        parser.error(
+            f"unknown variants {unknown}; known: {', '.join(KNOWN)}, or a combination such as steps+title"
+        )
     if args.k < 1 or args.limit < 0 or args.squad < 0:
         parser.error("--k must be at least 1; --limit and --squad must not be negative")
     configure_logging("WARNING")
@@ -498,6 +531,10 @@ def main() -> None:
         parser.error(str(exc))
     choices = seal_lab_choices()
     every = variants(choices)
+    try:
+        every.update({n: combination(every, n) for n in names if "+" in n})
+    except ValueError as exc:
+        parser.error(str(exc))
     chosen = {n: every[n] for n in names if n != END_TO_END}
     identical = same_as_earlier(chosen)
     retention = retention_questions(args.retention)
@@ -515,6 +552,7 @@ def main() -> None:
         "seconds": {},
     }
     loops: dict[str, dict[str, Any]] = {}
+    distinct: dict[str, Yardstick] = {}
     if chosen:
         from seal_lab.model.base import load_model
         from seal_lab.settings import ModelSettings
@@ -551,6 +589,10 @@ def main() -> None:
             )
         results["variants"][name] = {
             "changes": changed(ISSUE28, chosen[name]) if name in chosen else ["everything: the services"],
+            # The loop's whole wall time per self-edit (model loading, baselines, retention of the base model
+            # included), as seed_check.py times its loops: known for seal-lab's run, and for a harness variant
+            # when it was the only one trained here (else the harness's time is shared between variants).
+            "wall_seconds_per_self_edit": wall_per_edit(name, results["seconds"], len(edits), len(distinct)),
             "yardstick": None
             if name not in chosen
             else {**chosen[name].__dict__, "schedule": chosen[name].schedule.__dict__},

@@ -76,6 +76,22 @@ def test_each_variant_switches_only_its_own_choices(every):
     assert every["steps"].order(7, 0) == [i % 7 for i in range(24)]
 
 
+def test_a_combination_switches_exactly_its_parts_choices(every):
+    both = ablation.combination(every, "steps+title")
+    assert set(ablation.changed(every["plain"], both)) == {"steps", "title_prefix"}
+    assert both.steps == every["steps"].steps and both.title_prefix
+    for bad in ("steps", "steps+steps", "steps+nope", "steps+all"):
+        with pytest.raises(ValueError, match="combination"):
+            ablation.combination(every, bad)
+
+
+def test_the_wall_time_per_self_edit_is_known_only_where_it_is_one_loops():
+    seconds = {"variants": 300.0, "seal-lab": 250.0}
+    assert ablation.wall_per_edit("seal-lab", seconds, 10, trained=1) == 25.0
+    assert ablation.wall_per_edit("plain", seconds, 10, trained=1) == 30.0
+    assert ablation.wall_per_edit("plain", seconds, 10, trained=3) is None  # shared by three variants
+
+
 def test_a_variant_equal_to_an_earlier_one_is_trained_once(every):
     chosen = {name: every[name] for name in ablation.DEFAULT_VARIANTS}
     # seal-lab's trainer ends plain text with EOS, as the plain loop does: nothing to ablate there.
