@@ -17,9 +17,12 @@ DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "data"
 SETS = {
     "check": DATA / "invented_check.json",
     "tune": DATA / "invented_tune_20261207.json",
-    "final": DATA / "invented_final_20261207.json",
+    "spent_final_20261207": DATA / "invented_final_20261207.json",
+    "final": DATA / "invented_final_20261208.json",
 }
-ISSUE_28_SETS = ("tune", "final")
+#: "final" is the set held out for issue 28's next final check; the 20261207 final set was spent by the check
+#: of 2026-12-08 and may now be used to choose, like the tune set.
+ISSUE_28_SETS = ("tune", "spent_final_20261207", "final")
 
 #: Capitalised words that are not names: sentence openers, months, days and the generic parts of place and
 #: institution names ("River", "Museum"). Everything else capitalised counts as a name.
@@ -27,15 +30,17 @@ GENERIC = frozenset(
     re.findall(
         r"\w+",
         """
-    A About After According An And As At Because Both But By Daily Digging During Each Every For From He Her His
-    However In It Its Most On Once Only Since She So The Their There They This Today Unlike When While With
+    A About Adults After According An And As At Because Both But By Daily Digging During Each Every For From
+    He Her His However In It Its Most On Once Only Since She So The Their There They This Today Two Unlike
+    When While With
     January February March April May June July August September October November December
     Monday Tuesday Wednesday Thursday Friday Saturday Sunday Christmas Eve Boxing Day Lent Moon
-    Academy Archive Bay Bridge Brothers Cape Captain Church Club Coast College Company Cross Cup Day Exhibition
-    Fair Farm Festival Fine Gallery Games Glass Great Green Gulf Hall Harbour Hill Hills House Institute Islands
-    Island King Lady Lake Library Lord Marsh Marshes Mass Medal Minster Moor Mount Museum Natural History
-    Night Observatory Old Park Pass Port Prize Research River Road Rock Saint School Science Shield Sir Society Sons
-    Station Tunnel University Vale Valley Works
+    Academy Archive Bay Bridge Brothers Canal Cape Captain Church Clock Club Coast College Company Contest
+    Cross Cup Day Exhibition Fair Farm Feast Festival Fine Gallery Games Glass Great Green Gulf Hall Harbour
+    Head Hill Hills House Institute Islands Island King Lady Lake Lane Library Loom Lord Marsh Marshes Mass
+    Medal Mill Minster Moor Moth Mount Museum Natural History Night Observatory Old Park Pass Port Prize
+    Research River Road Rock Saint Salt School Science Shield Sir Society Sons Station Stone Trust Tunnel
+    University Vale Valley Walk Works
     """,
     )
 )
