@@ -48,8 +48,9 @@ Every finished adapter's scores are kept in the cache too (`outcomes/`, keyed by
 the passage and its questions, the seed, the self-edit and the retention questions): a run stopped midway
 resumes where it was, and a later run with other variants does not train the plain loop's adapters again.
 
-`benchmarks/data/invented_final_20261207.json` is held out for issue 28's final check and refused here (by
-path and by content); `--final-check` allows it for that one use only, `--variants plain,seal-lab`.
+`benchmarks/data/invented_final_20261208.json` is held out for issue 28's next final check and refused here (by
+path and by content); `--final-check` allows it for that one use only, `--variants plain,seal-lab`. The set
+before it (`invented_final_20261207.json`) had its one check on 2026-12-08 and may now be used to choose.
 
 Seconds: `s / self-edit` is, for a harness variant, the time its own self-edits took (writing, training,
 asking, retention), and for `seal-lab` its run's wall time per self-edit; `wall s / self-edit` is each loop's
@@ -98,7 +99,7 @@ from seed_check import (  # noqa: E402  (the plain loop, written once)
 )
 
 TUNE_SET = HERE / "data" / "invented_tune_20261207.json"
-FINAL_SET = HERE / "data" / "invented_final_20261207.json"
+FINAL_SET = HERE / "data" / "invented_final_20261208.json"
 DEFAULT_CACHE = HERE.parent / ".seal" / "ablation-cache"
 ONE_AT_A_TIME = ("self-edit", "title", "schedule", "steps", "order", "eos", "question")
 DEFAULT_VARIANTS = ("plain", *ONE_AT_A_TIME, "all")

@@ -36,7 +36,7 @@ def test_a_copy_of_one_held_out_passage_is_refused_by_content(tmp_path):
     final = json.loads(ablation.FINAL_SET.read_text())
     mixed = tmp_path / "mixed.json"
     mixed.write_text(json.dumps([*tune[:3], {**final[5], "context": "  " + final[5]["context"].upper()}]))
-    with pytest.raises(ablation.HeldOutSetError, match=r"invented_final_20261207\.json"):
+    with pytest.raises(ablation.HeldOutSetError, match=r"invented_final_20261208\.json"):
         ablation.check_use(mixed, load_passages(mixed), ["plain"], final_check=False)
 
 
