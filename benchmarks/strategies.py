@@ -157,6 +157,11 @@ def the_row(args: argparse.Namespace) -> str:
     return f"p{args.rounds}"
 
 
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
 def tournament(details: dict[str, dict[str, Any]], row: str, reference: str, metric: str) -> dict[str, Any]:
     """Per-passage scores of every strategy (and of no adapter and passage only, from the first run), their
     means, and the paired comparisons against `reference`, Holm-corrected together."""
@@ -166,13 +171,19 @@ def tournament(details: dict[str, dict[str, Any]], row: str, reference: str, met
         "no adapter": [p["scores"].get("base") for p in first],
         "passage only": [p["scores"].get("passage") for p in first],
     }
-    tokens: dict[str, float | None] = {}
+    tokens: dict[str, float | None] = {
+        "passage only": _mean([p["training"].get("passage", {}).get("tokens") for p in first])
+    }
+    # What each row's adapters kept of the general questions (the base model's for no adapter): forgetting.
+    retention: dict[str, float | None] = {
+        "no adapter": _mean([p.get("retention", {}).get("base") for p in first]),
+        "passage only": _mean([p.get("retention", {}).get("passage") for p in first]),
+    }
     for name, detail in details.items():
         by_id = {p["passage_id"]: p for p in detail["results"]["heldout"]["passages"]}
         scores[name] = [by_id.get(i, {}).get("scores", {}).get(row) for i in ids]
-        used = [by_id[i]["training"].get(row, {}).get("tokens") for i in ids if i in by_id]
-        used = [t for t in used if t is not None]
-        tokens[name] = sum(used) / len(used) if used else None
+        tokens[name] = _mean([by_id[i]["training"].get(row, {}).get("tokens") for i in ids if i in by_id])
+        retention[name] = _mean([by_id[i].get("retention", {}).get(row) for i in ids if i in by_id])
     others = [name for name in scores if name not in (reference, "no adapter")]
     tests = [paired_test(scores[name], scores[reference]) for name in others]
     adjusted = holm([t.get("t_p") for t in tests])
@@ -187,7 +198,11 @@ def tournament(details: dict[str, dict[str, Any]], row: str, reference: str, met
         for name, test, p in zip(others, tests, adjusted, strict=True)
     ]
     rows = {
-        name: {**describe([v for v in values if v is not None]), "tokens": tokens.get(name)}
+        name: {
+            **describe([v for v in values if v is not None]),
+            "tokens": tokens.get(name),
+            "retention": retention.get(name),
+        }
         for name, values in scores.items()
     }
     return {
@@ -207,10 +222,17 @@ def report(table: dict[str, Any], args: argparse.Namespace, wall: float) -> None
         f"max_new_tokens {args.max_new_tokens}, {args.rounds} rounds, seed {args.seed}, {budget_label(args)} "
         f"(metric {table['metric']}, ± s.e.)"
     )
-    for column in ("row", "n", table["metric"], "± s.e.", "training tokens"):
+    for column in ("row", "n", table["metric"], "± s.e.", "training tokens", "retention"):
         view.add_column(column, justify="left" if column == "row" else "right")
     for name, row in table["rows"].items():
-        view.add_row(name, str(row["n"]), _num(row["mean"]), _num(row["stderr"]), _num(row["tokens"], ".0f"))
+        view.add_row(
+            name,
+            str(row["n"]),
+            _num(row["mean"]),
+            _num(row["stderr"]),
+            _num(row["tokens"], ".0f"),
+            _num(row.get("retention")),
+        )
     out.print(view)
     out.print(f"[bold]Paired against {table['reference']}[/bold] (Holm over {len(table['comparisons'])}):")
     for test in table["comparisons"]:

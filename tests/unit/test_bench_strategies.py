@@ -22,7 +22,8 @@ def _detail(run_id: str, row_scores: list[float], base: list[float], passage: li
                     {
                         "passage_id": f"q{i}",
                         "scores": {"base": b, "passage": p, "p0": s},
-                        "training": {"p0": {"tokens": 100 + i}},
+                        "training": {"p0": {"tokens": 100 + i}, "passage": {"tokens": 50}},
+                        "retention": {"base": 0.4, "passage": 0.2, "p0": 0.3 if i % 2 else 0.1},
                     }
                     for i, (s, b, p) in enumerate(zip(row_scores, base, passage, strict=True))
                 ],
@@ -44,6 +45,12 @@ def test_every_strategy_is_compared_with_the_reference_paired_and_holm_corrected
         table["rows"]["implications"]["mean"] == pytest.approx(0.3375)
         and table["rows"]["entigraph"]["tokens"] == 103.5
     )
+    # Forgetting beside every row: what each row's adapters kept of the general questions.
+    assert [table["rows"][r]["retention"] for r in ("no adapter", "passage only")] == pytest.approx(
+        [0.4, 0.2]
+    )
+    assert table["rows"]["entigraph"]["retention"] == pytest.approx(0.2)
+    assert table["rows"]["passage only"]["tokens"] == 50
     (passage_vs, enti_vs) = table["comparisons"]
     assert (passage_vs["a"], enti_vs["a"], enti_vs["b"]) == ("passage only", "entigraph", "implications")
     assert (
